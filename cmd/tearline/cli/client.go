@@ -1,0 +1,152 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/tearline/tearline/gateway"
+	"github.com/tearline/tearline/pki"
+	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
+)
+
+// dial connects to the node named by the flags with the profile's
+// certificate, verifying that the server is a node of the profile's party.
+func (g *globals) dial() (clientv1.ClientServiceClient, func(), error) {
+	addr, profDir := g.node, g.profile
+	if g.dev != "" {
+		if g.as == "" {
+			return nil, nil, usagef("--dev needs --as PARTY")
+		}
+		party := strings.ToUpper(g.as)
+		a, err := gateway.DevAddress(g.dev, party)
+		if err != nil {
+			return nil, nil, err
+		}
+		if addr == "" {
+			addr = a
+		}
+		if profDir == "" {
+			profDir = filepath.Join(g.dev, party)
+		}
+	}
+	if addr == "" {
+		return nil, nil, usagef("no node: give --node ADDR (or TEARLINE_NODE), or --dev DIR --as PARTY")
+	}
+	if profDir == "" {
+		return nil, nil, usagef("no profile: give --profile DIR (or TEARLINE_PROFILE), or --dev DIR --as PARTY")
+	}
+	prof, err := pki.LoadProfile(profDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	is, err := prof.Issued()
+	if err != nil {
+		return nil, nil, err
+	}
+	src, err := pki.StaticCertSource(is)
+	if err != nil {
+		return nil, nil, err
+	}
+	trust := pki.NewTrust()
+	trust.Set(prof.Identity.Party, prof.Bundle)
+	party := prof.Identity.Party
+	want := func(id pki.Identity) error {
+		if id.Party != party || id.Kind != pki.KindNode {
+			return fmt.Errorf("the server at %s is %s, not a node of %s", addr, id, party)
+		}
+		return nil
+	}
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(src, trust, want, nil))),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(16<<20)),
+	)
+	if err != nil {
+		return nil, nil, err
+	}
+	return clientv1.NewClientServiceClient(conn), func() { conn.Close() }, nil
+}
+
+func (g *globals) call(ctx context.Context, fn func(context.Context, clientv1.ClientServiceClient) error) error {
+	c, closeFn, err := g.dial()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	return fn(ctx, c)
+}
+
+func (g *globals) printJSON(v any) error {
+	enc := json.NewEncoder(g.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// cliError is the JSON form of an error.
+type cliError struct {
+	Code    string `json:"code"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	Next    string `json:"next,omitempty"`
+}
+
+func writeJSONError(w io.Writer, e cliError) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(map[string]cliError{"error": e})
+}
+
+// describe turns any error into a cliError: a gRPC status with its
+// ErrorInfo reason and next step, or a local error.
+func describe(err error) cliError {
+	st, ok := status.FromError(err)
+	if !ok {
+		reason := "local"
+		if errors.Is(err, os.ErrNotExist) {
+			reason = "not-found"
+		}
+		return cliError{Code: "Unknown", Reason: reason, Message: err.Error()}
+	}
+	e := cliError{Code: st.Code().String(), Message: st.Message(), Reason: strings.ToLower(st.Code().String())}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			e.Reason = info.GetReason()
+			e.Next = info.GetMetadata()["next"]
+		}
+	}
+	switch st.Code() {
+	case codes.Unavailable:
+		e.Message = "the node is unreachable: " + st.Message()
+	case codes.Unauthenticated:
+		e.Message = "the node did not accept this profile's certificate: " + st.Message()
+	case codes.DeadlineExceeded:
+		e.Message = "the node did not answer in time"
+	}
+	return e
+}
+
+// report prints err: one plain sentence on stderr, or JSON on stdout.
+func report(g *globals, err error) {
+	e := describe(err)
+	if g.json {
+		writeJSONError(g.stdout, e)
+		return
+	}
+	msg := strings.TrimSuffix(e.Message, ".")
+	fmt.Fprintf(g.stderr, "tearline: %s.\n", msg)
+}
+
+func jsonLine(w io.Writer) *json.Encoder { return json.NewEncoder(w) }

@@ -1,0 +1,487 @@
+package cli
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
+	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
+)
+
+// readBody reads TEXT, @FILE or @- (standard input).
+func (g *globals) readBody(v string) ([]byte, error) {
+	if !strings.HasPrefix(v, "@") {
+		return []byte(v), nil
+	}
+	name := v[1:]
+	if name == "-" {
+		return io.ReadAll(io.LimitReader(g.stdin, 64<<20))
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return b, nil
+}
+
+func newPublishCmd(g *globals) *cobra.Command {
+	var (
+		banner, title, body string
+		topics, extra       []string
+		to, via             []string
+	)
+	c := &cobra.Command{
+		Use:   "publish --marking BANNER --body TEXT|@FILE [--title TEXT] [--topic T]... [--portion 'BANNER=@FILE']...",
+		Short: "Publish a report originated by your party",
+		Long: `Publish a report originated by your party. The first portion is --body
+(text, or @FILE, or @- for standard input) with --title, marked --marking in
+banner form, e.g. 'SECRET//REL TO USA, GBR//ORCON', 'UNCLASSIFIED//REL TO USA, GBR, CAN',
+'CONFIDENTIAL//NOFORN'. ORCON is set only when written. --portion 'BANNER=@FILE'
+(or 'BANNER=TEXT') adds a portion; repeat it for more. --topic sets the
+need-to-know topics of every portion.
+
+The node signs the report and sends each partner only the portions it may
+have. It prints the report id (with --json: {"id": "..."}), and on stderr
+what each partner was sent.
+
+--to X --via H names H as relay to X in the signed route: H may then forward
+the report to X without asking for consent.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if banner == "" {
+				return usagef("--marking BANNER is required")
+			}
+			if body == "" {
+				return usagef("--body TEXT|@FILE is required: a report needs content")
+			}
+			if len(to) != len(via) {
+				return usagef("give --to and --via in pairs")
+			}
+			b, err := g.readBody(body)
+			if err != nil {
+				return err
+			}
+			req := &clientv1.PublishRequest{Topics: topics}
+			req.Portions = append(req.Portions, &clientv1.NewPortion{Banner: banner, Title: title, Body: b})
+			for _, p := range extra {
+				i := strings.Index(p, "=")
+				if i <= 0 {
+					return usagef("--portion %q: want 'BANNER=@FILE' or 'BANNER=TEXT'", p)
+				}
+				pb, err := g.readBody(p[i+1:])
+				if err != nil {
+					return err
+				}
+				req.Portions = append(req.Portions, &clientv1.NewPortion{Banner: p[:i], Body: pb})
+			}
+			for i := range to {
+				req.Route = append(req.Route, &reportv1.RouteEntry{To: strings.ToUpper(to[i]), Via: strings.ToUpper(via[i])})
+			}
+			var resp *clientv1.PublishResponse
+			err = g.call(cmd.Context(), func(ctx context.Context, c clientv1.ClientServiceClient) error {
+				var err error
+				resp, err = c.Publish(ctx, req)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(map[string]any{"id": resp.GetId(), "releases": releasesJSON(resp.GetReleases())})
+			}
+			fmt.Fprintln(g.stdout, resp.GetId())
+			for _, r := range resp.GetReleases() {
+				fmt.Fprintf(g.stderr, "%s: %s\n", r.GetParty(), summarize(r.GetDecisions()))
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&banner, "marking", "", "banner of the first portion, e.g. 'SECRET//REL TO USA, GBR//ORCON'")
+	f.StringVar(&title, "title", "", "title of the report (part of the first portion)")
+	f.StringVar(&body, "body", "", "content of the first portion: TEXT, @FILE or @-")
+	f.StringArrayVar(&topics, "topic", nil, "need-to-know topic (repeatable)")
+	f.StringArrayVar(&extra, "portion", nil, "another portion, 'BANNER=@FILE' or 'BANNER=TEXT' (repeatable)")
+	f.StringArrayVar(&to, "to", nil, "with --via: destination of a relay route (repeatable)")
+	f.StringArrayVar(&via, "via", nil, "with --to: the partner that relays (repeatable)")
+	return c
+}
+
+func summarize(ds []*reportv1.Decision) string {
+	var sent, held []string
+	for _, d := range ds {
+		if d.GetAllowed() {
+			sent = append(sent, fmt.Sprintf("%d (%s)", d.GetIndex(), d.GetRule()))
+		} else {
+			held = append(held, fmt.Sprintf("%d (%s)", d.GetIndex(), d.GetRule()))
+		}
+	}
+	s := "sent nothing"
+	if len(sent) > 0 {
+		s = "sent portion " + strings.Join(sent, ", ")
+	}
+	if len(held) > 0 {
+		s += "; withheld portion " + strings.Join(held, ", ")
+	}
+	return s
+}
+
+type decisionJSON struct {
+	Index   uint32 `json:"index"`
+	Allowed bool   `json:"allowed"`
+	Rule    string `json:"rule"`
+	Banner  string `json:"banner,omitempty"`
+	Party   string `json:"party,omitempty"`
+	Message string `json:"message,omitempty"`
+	Next    string `json:"next,omitempty"`
+}
+
+func decisionsJSON(ds []*reportv1.Decision) []decisionJSON {
+	out := make([]decisionJSON, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, decisionJSON{d.GetIndex(), d.GetAllowed(), d.GetRule(), d.GetBanner(), d.GetParty(), d.GetMessage(), d.GetNext()})
+	}
+	return out
+}
+
+func releasesJSON(rs []*clientv1.Release) []map[string]any {
+	out := []map[string]any{}
+	for _, r := range rs {
+		out = append(out, map[string]any{"party": r.GetParty(), "decisions": decisionsJSON(r.GetDecisions())})
+	}
+	return out
+}
+
+func newReportsCmd(g *globals) *cobra.Command {
+	var limit uint32
+	c := &cobra.Command{
+		Use:   "reports",
+		Short: "List the reports this node holds, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var resp *clientv1.ListReportsResponse
+			err := g.call(cmd.Context(), func(ctx context.Context, c clientv1.ClientServiceClient) error {
+				var err error
+				resp, err = c.ListReports(ctx, &clientv1.ListReportsRequest{Limit: limit})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				out := []map[string]any{}
+				for _, r := range resp.GetReports() {
+					out = append(out, map[string]any{
+						"id": r.GetId(), "originator": r.GetOriginator(), "banner": r.GetBanner(), "title": r.GetTitle(),
+						"created": r.GetCreated().AsTime().Format(time.RFC3339Nano), "received_from": r.GetReceivedFrom(),
+						"portions_held": r.GetPortionsHeld(), "portions_total": r.GetPortionsTotal(),
+					})
+				}
+				return g.printJSON(out)
+			}
+			if len(resp.GetReports()) == 0 {
+				fmt.Fprintln(g.stdout, "no reports held")
+			}
+			for _, r := range resp.GetReports() {
+				from := "published here"
+				if r.GetReceivedFrom() != "" {
+					from = "from " + r.GetReceivedFrom()
+				}
+				fmt.Fprintf(g.stdout, "%s  %-4s %-13s %d/%d portions  %-15s %s\n", r.GetId(), r.GetOriginator(), r.GetBanner(), r.GetPortionsHeld(), r.GetPortionsTotal(), from, r.GetTitle())
+			}
+			return nil
+		},
+	}
+	c.Flags().Uint32Var(&limit, "limit", 100, "at most this many (up to 1000)")
+	return c
+}
+
+func bodyJSON(p *clientv1.PortionView, m map[string]any) {
+	if p.GetWithheld() {
+		return
+	}
+	if strings.HasPrefix(p.GetContentType(), "text/") && utf8.Valid(p.GetBody()) {
+		m["body"] = string(p.GetBody())
+	} else {
+		m["body_base64"] = base64.StdEncoding.EncodeToString(p.GetBody())
+	}
+}
+
+func basisString(pr *reportv1.PortionRelease) string {
+	b := strings.TrimPrefix(strings.ToLower(pr.GetBasis().String()), "basis_")
+	b = strings.ReplaceAll(b, "_", "-")
+	if pr.GetAuthorityId() != "" {
+		b += ":" + pr.GetAuthorityId()
+	}
+	return b
+}
+
+func reportJSON(v *clientv1.ReportView) map[string]any {
+	portions := []map[string]any{}
+	for _, p := range v.GetPortions() {
+		m := map[string]any{
+			"index": p.GetIndex(), "banner": p.GetBanner(), "withheld": p.GetWithheld(), "verified": p.GetVerified(),
+			"digest": fmt.Sprintf("%x", p.GetDigest()),
+		}
+		if !p.GetWithheld() {
+			m["topics"] = p.GetTopics()
+			m["title"] = p.GetTitle()
+			m["content_type"] = p.GetContentType()
+		}
+		bodyJSON(p, m)
+		portions = append(portions, m)
+	}
+	hops := []map[string]any{}
+	for _, h := range v.GetHops() {
+		ps := []map[string]any{}
+		for _, pr := range h.GetPortions() {
+			ps = append(ps, map[string]any{"index": pr.GetIndex(), "basis": basisString(pr)})
+		}
+		hops = append(hops, map[string]any{"from": h.GetFrom(), "to": h.GetTo(), "sent": h.GetSent().AsTime().Format(time.RFC3339Nano), "signer": h.GetSigner(), "portions": ps})
+	}
+	route := []map[string]string{}
+	for _, r := range v.GetRoute() {
+		route = append(route, map[string]string{"via": r.GetVia(), "to": r.GetTo()})
+	}
+	return map[string]any{
+		"id": v.GetId(), "originator": v.GetOriginator(), "created": v.GetCreated().AsTime().Format(time.RFC3339Nano),
+		"topics": v.GetTopics(), "route": route, "signature_verified": v.GetSignatureVerified(), "signer": v.GetSigner(),
+		"portions": portions, "hops": hops,
+	}
+}
+
+func printReport(w io.Writer, v *clientv1.ReportView) {
+	sig := "signature VERIFIED"
+	if !v.GetSignatureVerified() {
+		sig = "signature NOT VERIFIED"
+	}
+	fmt.Fprintf(w, "report %s from %s, created %s; %s (%s)\n", v.GetId(), v.GetOriginator(), v.GetCreated().AsTime().Format(time.RFC3339), sig, v.GetSigner())
+	if len(v.GetTopics()) > 0 {
+		fmt.Fprintf(w, "topics: %s\n", strings.Join(v.GetTopics(), ", "))
+	}
+	for _, p := range v.GetPortions() {
+		if p.GetWithheld() {
+			fmt.Fprintf(w, "\n(%d) WITHHELD: not releasable to this party; digest %x\n", p.GetIndex(), p.GetDigest())
+			continue
+		}
+		ok := "digest verified"
+		if !p.GetVerified() {
+			ok = "DIGEST MISMATCH"
+		}
+		fmt.Fprintf(w, "\n(%d) %s  [%s]\n", p.GetIndex(), p.GetBanner(), ok)
+		if p.GetTitle() != "" {
+			fmt.Fprintf(w, "    %s\n", p.GetTitle())
+		}
+		if strings.HasPrefix(p.GetContentType(), "text/") && utf8.Valid(p.GetBody()) {
+			for _, line := range strings.Split(strings.TrimRight(string(p.GetBody()), "\n"), "\n") {
+				fmt.Fprintf(w, "    %s\n", line)
+			}
+		} else {
+			fmt.Fprintf(w, "    (%s, %d bytes)\n", p.GetContentType(), len(p.GetBody()))
+		}
+	}
+	for _, h := range v.GetHops() {
+		var bs []string
+		for _, pr := range h.GetPortions() {
+			bs = append(bs, fmt.Sprintf("%d:%s", pr.GetIndex(), basisString(pr)))
+		}
+		fmt.Fprintf(w, "\nhop %s -> %s at %s, portions %s\n", h.GetFrom(), h.GetTo(), h.GetSent().AsTime().Format(time.RFC3339), strings.Join(bs, " "))
+	}
+}
+
+func newShowCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a held report: the portions you may see, withheld ones as digests, signatures re-verified",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var resp *clientv1.GetReportResponse
+			err := g.call(cmd.Context(), func(ctx context.Context, c clientv1.ClientServiceClient) error {
+				var err error
+				resp, err = c.GetReport(ctx, &clientv1.GetReportRequest{Id: args[0]})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(reportJSON(resp.GetReport()))
+			}
+			printReport(g.stdout, resp.GetReport())
+			return nil
+		},
+	}
+}
+
+func newProvenanceCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "provenance ID",
+		Short: "Show a report's provenance: the signed header, every hop with its basis, every local event",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var resp *clientv1.GetProvenanceResponse
+			err := g.call(cmd.Context(), func(ctx context.Context, c clientv1.ClientServiceClient) error {
+				var err error
+				resp, err = c.GetProvenance(ctx, &clientv1.GetProvenanceRequest{Id: args[0]})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				evs := []map[string]any{}
+				for _, e := range resp.GetEvents() {
+					evs = append(evs, map[string]any{
+						"seq": e.GetSeq(), "time": e.GetTime().AsTime().Format(time.RFC3339Nano), "kind": e.GetKind(),
+						"party": e.GetParty(), "subject": e.GetSubject(), "detail": e.GetDetail(), "decisions": decisionsJSON(e.GetDecisions()),
+					})
+				}
+				out := reportJSON(resp.GetReport())
+				for _, p := range out["portions"].([]map[string]any) {
+					delete(p, "body")
+					delete(p, "body_base64")
+				}
+				out["events"] = evs
+				return g.printJSON(out)
+			}
+			v := resp.GetReport()
+			fmt.Fprintf(g.stdout, "report %s, originated by %s at %s, signed by %s (verified: %v)\n", v.GetId(), v.GetOriginator(), v.GetCreated().AsTime().Format(time.RFC3339), v.GetSigner(), v.GetSignatureVerified())
+			for _, h := range v.GetHops() {
+				var bs []string
+				for _, pr := range h.GetPortions() {
+					bs = append(bs, fmt.Sprintf("portion %d on %s", pr.GetIndex(), basisString(pr)))
+				}
+				fmt.Fprintf(g.stdout, "  %s  hop %s -> %s: %s (signed by %s)\n", h.GetSent().AsTime().Format(time.RFC3339), h.GetFrom(), h.GetTo(), strings.Join(bs, ", "), h.GetSigner())
+			}
+			for _, e := range resp.GetEvents() {
+				who := e.GetParty()
+				if e.GetSubject() != "" {
+					who = strings.TrimSpace(who + " " + e.GetSubject())
+				}
+				fmt.Fprintf(g.stdout, "  %s  %-18s %s %s\n", e.GetTime().AsTime().Format(time.RFC3339), e.GetKind(), who, e.GetDetail())
+				for _, d := range e.GetDecisions() {
+					verdict := "denied"
+					if d.GetAllowed() {
+						verdict = "allowed"
+					}
+					fmt.Fprintf(g.stdout, "      %s (%s): %s\n", verdict, d.GetRule(), d.GetMessage())
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func newShareCmd(g *globals) *cobra.Command {
+	var to string
+	var portions []string
+	c := &cobra.Command{
+		Use:   "share ID --to PARTY [--portions 1,2]",
+		Short: "Forward a held report to a partner, with the portions the rules allow",
+		Long: `Forward a held report to a partner. Each portion is decided by the release
+rules (the originator's markings, the agreement with the partner, and the
+third-party rule); only the allowed ones are sent. If nothing may be sent, the
+command fails and says why and what would allow it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" {
+				return usagef("--to PARTY is required")
+			}
+			req := &clientv1.ShareRequest{Id: args[0], To: strings.ToUpper(to)}
+			for _, p := range portions {
+				for _, s := range strings.Split(p, ",") {
+					n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
+					if err != nil || n == 0 {
+						return usagef("--portions %q: want portion numbers like 1,2", p)
+					}
+					req.Portions = append(req.Portions, uint32(n))
+				}
+			}
+			var resp *clientv1.ShareResponse
+			err := g.call(cmd.Context(), func(ctx context.Context, c clientv1.ClientServiceClient) error {
+				var err error
+				resp, err = c.Share(ctx, req)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(map[string]any{"id": req.GetId(), "to": req.GetTo(), "decisions": decisionsJSON(resp.GetDecisions())})
+			}
+			fmt.Fprintf(g.stdout, "shared %s with %s: %s\n", req.GetId(), req.GetTo(), summarize(resp.GetDecisions()))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&to, "to", "", "partner party code")
+	c.Flags().StringArrayVar(&portions, "portions", nil, "only these portion numbers, e.g. 1,2")
+	return c
+}
+
+func newSubscribeCmd(g *globals) *cobra.Command {
+	var (
+		after  uint64
+		resume bool
+		topics []string
+		count  int
+	)
+	c := &cobra.Command{
+		Use:   "subscribe",
+		Short: "Stream the reports this node holds, with only the portions you may see",
+		Long: `Stream the reports this node holds, from a cursor on, and keep streaming as
+new ones arrive. A subscriber service sees only the portions its clearance and
+need-to-know allow; an officer sees all that the node holds. Each report comes
+with its cursor: --after CURSOR resumes after it, --resume resumes from the
+cursor the node saved for you. With --json, one JSON object per line.
+--count N stops after N reports (the --timeout flag does not apply here).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, closeFn, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			stream, err := cl.Subscribe(ctx, &clientv1.SubscribeRequest{After: after, ResumeSaved: resume, Topics: topics})
+			if err != nil {
+				return err
+			}
+			for n := 0; count == 0 || n < count; n++ {
+				msg, err := stream.Recv()
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+				if g.json {
+					m := reportJSON(msg.GetReport())
+					m["cursor"] = msg.GetCursor()
+					enc := jsonLine(g.stdout)
+					if err := enc.Encode(m); err != nil {
+						return err
+					}
+					continue
+				}
+				fmt.Fprintf(g.stdout, "--- cursor %d\n", msg.GetCursor())
+				printReport(g.stdout, msg.GetReport())
+			}
+			return nil
+		},
+	}
+	c.Flags().Uint64Var(&after, "after", 0, "resume after this cursor")
+	c.Flags().BoolVar(&resume, "resume", false, "resume from the cursor the node saved for you")
+	c.Flags().StringArrayVar(&topics, "topic", nil, "only reports with this topic (repeatable)")
+	c.Flags().IntVar(&count, "count", 0, "stop after this many reports (0: run until interrupted)")
+	return c
+}

@@ -1,0 +1,248 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tearline/tearline/node/marking"
+	"github.com/tearline/tearline/pki"
+)
+
+// ErrConfig wraps every configuration error.
+var ErrConfig = errors.New("config")
+
+// Config is one node's configuration, read once from a YAML file (see
+// deploy/node.example.yaml) and validated before anything starts.
+type Config struct {
+	// Party is this node's party code, e.g. USA.
+	Party string `yaml:"party"`
+	// NodeName names the node's identity: spiffe://<domain>/party/<PARTY>/node/<NodeName>.
+	NodeName string `yaml:"node_name"`
+	// Domain is the party's trust domain; default <party lower-case>.tearline.test.
+	Domain string `yaml:"domain"`
+	// Listen is the address of the node's gRPC server (federation and clients).
+	Listen string `yaml:"listen"`
+	// DataDir holds the node's bbolt file (tearline.db).
+	DataDir string `yaml:"data_dir"`
+	// PKI chooses where certificates come from.
+	PKI PKIConfig `yaml:"pki"`
+	// Partners are the other parties this node links with.
+	Partners []PartnerConfig `yaml:"partners"`
+	// Subscribers are the local services that may subscribe, with their
+	// clearance and need-to-know.
+	Subscribers []SubscriberConfig `yaml:"subscribers"`
+	// LogLevel is debug, info, warn or error (default info).
+	LogLevel string `yaml:"log_level"`
+	// MaxMessageBytes bounds one gRPC message (default 8 MiB).
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+
+	dir string // the config file's folder; relative paths are relative to it
+}
+
+// PKIConfig selects the certificate source.
+type PKIConfig struct {
+	// Mode is "dev" (the embedded development CA). "vault" comes with the
+	// Vault issue; there is no silent fallback between them.
+	Mode string `yaml:"mode"`
+	// DevCADir holds the development CA of this party (ca.pem, ca-key.pem).
+	DevCADir string `yaml:"dev_ca_dir"`
+	// CertTTL is the lifetime of the node's certificate (default 24h); it is
+	// renewed at two thirds of it, without a restart.
+	CertTTL time.Duration `yaml:"cert_ttl"`
+}
+
+// PartnerConfig is one partner.
+type PartnerConfig struct {
+	Party string `yaml:"party"`
+	// Address of the partner's node.
+	Address string `yaml:"address"`
+	// CAFile is the partner's CA bundle (PEM). It is trusted only for that
+	// partner's identities.
+	CAFile string `yaml:"ca_file"`
+	// Agreement is the bilateral sharing agreement; without an active one
+	// nothing is released to the partner.
+	Agreement *AgreementConfig `yaml:"agreement"`
+}
+
+// AgreementConfig is a bilateral sharing agreement.
+type AgreementConfig struct {
+	MaxClassification string    `yaml:"max_classification"`
+	Topics            []string  `yaml:"topics"`
+	Purpose           string    `yaml:"purpose"`
+	ValidFrom         time.Time `yaml:"valid_from"`
+	ValidUntil        time.Time `yaml:"valid_until"`
+	Review            time.Time `yaml:"review"`
+}
+
+// SubscriberConfig is one local subscriber service.
+type SubscriberConfig struct {
+	Name       string   `yaml:"name"`
+	Clearance  string   `yaml:"clearance"`
+	NeedToKnow []string `yaml:"need_to_know"`
+}
+
+// LoadConfig reads and validates a config file. Unknown keys are errors.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, path, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	c.dir = filepath.Dir(abs)
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// WriteConfig writes c as YAML to path (0600).
+func WriteConfig(path string, c *Config) error {
+	data, err := yaml.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o600)
+}
+
+// Path resolves p relative to the config file's folder.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.dir == "" {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// Validate fills in defaults and checks everything; the error names the
+// first bad field.
+func (c *Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	if !marking.ValidParty(c.Party) {
+		return bad("party %q: want a party code like USA ([A-Z0-9-]{2,16})", c.Party)
+	}
+	if c.NodeName == "" {
+		c.NodeName = "node"
+	}
+	if c.Domain == "" {
+		c.Domain = pki.DefaultDomain(c.Party)
+	}
+	if _, err := c.NodeIdentity(); err != nil {
+		return bad("node_name/domain: %v", err)
+	}
+	if c.Listen == "" {
+		return bad("listen: an address such as 127.0.0.1:7401 is required")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return bad("listen %q: %v", c.Listen, err)
+	}
+	if c.DataDir == "" {
+		return bad("data_dir is required")
+	}
+	switch c.PKI.Mode {
+	case "dev":
+		if c.PKI.DevCADir == "" {
+			return bad("pki.dev_ca_dir is required with pki.mode dev")
+		}
+	case "":
+		return bad("pki.mode is required: dev (the embedded development CA)")
+	default:
+		return bad("pki.mode %q is not supported by this build (want dev)", c.PKI.Mode)
+	}
+	if c.PKI.CertTTL == 0 {
+		c.PKI.CertTTL = 24 * time.Hour
+	}
+	if c.PKI.CertTTL < time.Minute {
+		return bad("pki.cert_ttl %s is too short (at least 1m)", c.PKI.CertTTL)
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = 8 << 20
+	}
+	if c.MaxMessageBytes < 1<<20 {
+		return bad("max_message_bytes %d is below 1 MiB", c.MaxMessageBytes)
+	}
+	switch c.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return bad("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	seen := map[string]bool{c.Party: true}
+	for i, p := range c.Partners {
+		if !marking.ValidParty(p.Party) {
+			return bad("partners[%d].party %q is not a party code", i, p.Party)
+		}
+		if seen[p.Party] {
+			return bad("partners[%d].party %s is this node's party or listed twice", i, p.Party)
+		}
+		seen[p.Party] = true
+		if _, _, err := net.SplitHostPort(p.Address); err != nil {
+			return bad("partners[%d] (%s) address %q: %v", i, p.Party, p.Address, err)
+		}
+		if p.CAFile == "" {
+			return bad("partners[%d] (%s) ca_file is required", i, p.Party)
+		}
+		if a := p.Agreement; a != nil {
+			if _, ok := marking.Default.Rank(a.MaxClassification); !ok {
+				return bad("partners[%d] (%s) agreement.max_classification %q is not one of %v", i, p.Party, a.MaxClassification, marking.Default.Levels())
+			}
+			if a.ValidUntil.IsZero() {
+				return bad("partners[%d] (%s) agreement.valid_until is required", i, p.Party)
+			}
+			if !a.ValidFrom.IsZero() && !a.ValidFrom.Before(a.ValidUntil) {
+				return bad("partners[%d] (%s) agreement.valid_from must be before valid_until", i, p.Party)
+			}
+			if _, err := marking.NormalizeTopics(a.Topics); err != nil {
+				return bad("partners[%d] (%s) agreement.topics: %v", i, p.Party, err)
+			}
+		}
+	}
+	names := map[string]bool{}
+	for i, s := range c.Subscribers {
+		if _, err := pki.NewIdentity(c.Party, pki.KindService, s.Name); err != nil {
+			return bad("subscribers[%d].name %q: %v", i, s.Name, err)
+		}
+		if names[s.Name] {
+			return bad("subscribers[%d].name %q is listed twice", i, s.Name)
+		}
+		names[s.Name] = true
+		if _, ok := marking.Default.Rank(s.Clearance); !ok {
+			return bad("subscribers[%d] (%s) clearance %q is not one of %v", i, s.Name, s.Clearance, marking.Default.Levels())
+		}
+		if _, err := marking.NormalizeTopics(s.NeedToKnow); err != nil {
+			return bad("subscribers[%d] (%s) need_to_know: %v", i, s.Name, err)
+		}
+	}
+	return nil
+}
+
+// NodeIdentity is the node's certificate identity.
+func (c *Config) NodeIdentity() (pki.Identity, error) {
+	id := pki.Identity{Domain: c.Domain, Party: c.Party, Kind: pki.KindNode, Name: c.NodeName}
+	return id, id.Validate()
+}
+
+// PartnerParties lists the partner codes in config order.
+func (c *Config) PartnerParties() []string {
+	var out []string
+	for _, p := range c.Partners {
+		out = append(out, p.Party)
+	}
+	return slices.Clip(out)
+}

@@ -1,0 +1,210 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tearline/tearline/node/marking"
+	"github.com/tearline/tearline/pki"
+)
+
+// Dev federation layout, one folder per party under the dev dir:
+//
+//	<DIR>/<PARTY>/node.yaml            the node's config (tearline node --config)
+//	<DIR>/<PARTY>/ca/                  the party's development CA (key 0600)
+//	<DIR>/<PARTY>/data/tearline.db     the node's store
+//	<DIR>/<PARTY>/{cert,key,ca}.pem    an officer profile for the CLI
+//	<DIR>/<PARTY>/analyst/             a subscriber service profile
+const (
+	DevOfficer    = "liaison"
+	DevSubscriber = "analyst"
+	devConfigFile = "node.yaml"
+)
+
+// DevOptions configures `tearline dev`.
+type DevOptions struct {
+	Dir      string
+	Parties  []string
+	BasePort int
+	Host     string
+	Clock    func() time.Time
+}
+
+func (o *DevOptions) validate() error {
+	if o.Dir == "" {
+		o.Dir = "tearline-dev"
+	}
+	if len(o.Parties) == 0 {
+		o.Parties = []string{"USA", "GBR", "CAN"}
+	}
+	if o.BasePort == 0 {
+		o.BasePort = 7401
+	}
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if len(o.Parties) < 2 {
+		return fmt.Errorf("%w: a dev federation needs at least two parties", ErrConfig)
+	}
+	seen := map[string]bool{}
+	for _, p := range o.Parties {
+		if !marking.ValidParty(p) {
+			return fmt.Errorf("%w: %q is not a party code ([A-Z0-9-]{2,16})", ErrConfig, p)
+		}
+		if seen[p] {
+			return fmt.Errorf("%w: party %s is listed twice", ErrConfig, p)
+		}
+		seen[p] = true
+	}
+	if o.BasePort < 1024 || o.BasePort+len(o.Parties) > 65535 {
+		return fmt.Errorf("%w: base port %d is out of range (1024-65535)", ErrConfig, o.BasePort)
+	}
+	return nil
+}
+
+// DevConfigPath is where `tearline dev` writes a party's node config.
+func DevConfigPath(dir, party string) string { return filepath.Join(dir, party, devConfigFile) }
+
+// DevInit lays out (or refreshes) a dev federation in o.Dir: a development
+// CA per party (kept if present), each node's config with every other party
+// as partner under a one-year agreement, and an officer and a subscriber
+// profile per party. Existing data is kept. It returns the config paths.
+func DevInit(o DevOptions) ([]string, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	now := o.Clock()
+	cas := map[string]*pki.DevCA{}
+	for _, p := range o.Parties {
+		ca, err := pki.OpenDevCA(filepath.Join(o.Dir, p, "ca"), p)
+		if err != nil {
+			return nil, err
+		}
+		cas[p] = ca
+		bundle, _ := ca.Bundle(context.Background())
+		if err := pki.WriteCertificatesFile(filepath.Join(o.Dir, p, "ca", "bundle.pem"), bundle); err != nil {
+			return nil, err
+		}
+	}
+	var paths []string
+	for i, p := range o.Parties {
+		c := &Config{
+			Party: p, NodeName: strings.ToLower(p), Listen: o.Host + ":" + strconv.Itoa(o.BasePort+i),
+			DataDir: "data", PKI: PKIConfig{Mode: "dev", DevCADir: "ca", CertTTL: 24 * time.Hour},
+			Subscribers: []SubscriberConfig{{Name: DevSubscriber, Clearance: "SECRET", NeedToKnow: []string{"CBRN", "CT", "CYBER"}}},
+		}
+		for j, q := range o.Parties {
+			if q == p {
+				continue
+			}
+			c.Partners = append(c.Partners, PartnerConfig{
+				Party: q, Address: o.Host + ":" + strconv.Itoa(o.BasePort+j),
+				CAFile: filepath.Join("..", q, "ca", "bundle.pem"),
+				Agreement: &AgreementConfig{
+					MaxClassification: "TOP SECRET", Purpose: "development federation",
+					ValidFrom: now.Add(-time.Hour).UTC().Truncate(time.Second), ValidUntil: now.AddDate(1, 0, 0).UTC().Truncate(time.Second),
+					Review: now.AddDate(0, 6, 0).UTC().Truncate(time.Second),
+				},
+			})
+		}
+		path := DevConfigPath(o.Dir, p)
+		if err := WriteConfig(path, c); err != nil {
+			return nil, err
+		}
+		if _, err := LoadConfig(path); err != nil {
+			return nil, err
+		}
+		bundle, _ := cas[p].Bundle(context.Background())
+		for _, prof := range []struct {
+			kind pki.Kind
+			name string
+			dir  string
+		}{{pki.KindOfficer, DevOfficer, filepath.Join(o.Dir, p)}, {pki.KindService, DevSubscriber, filepath.Join(o.Dir, p, DevSubscriber)}} {
+			id, err := pki.Identity{Domain: pki.DefaultDomain(p), Party: p, Kind: prof.kind, Name: prof.name}, error(nil)
+			if err = id.Validate(); err != nil {
+				return nil, err
+			}
+			is, err := cas[p].Issue(context.Background(), pki.IssueRequest{Identity: id, TTL: 30 * 24 * time.Hour})
+			if err != nil {
+				return nil, err
+			}
+			if err := pki.WriteProfile(prof.dir, is, bundle); err != nil {
+				return nil, err
+			}
+		}
+		paths = append(paths, path)
+	}
+	return paths, nil
+}
+
+// RunDev starts a dev federation in this process and serves until ctx ends.
+func RunDev(ctx context.Context, o DevOptions, log *slog.Logger, out io.Writer) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	paths, err := DevInit(o)
+	if err != nil {
+		return err
+	}
+	var servers []*Server
+	defer func() {
+		for _, s := range servers {
+			s.close()
+		}
+	}()
+	for _, path := range paths {
+		cfg, err := LoadConfig(path)
+		if err != nil {
+			return err
+		}
+		s, err := NewServer(cfg, log.With("party", cfg.Party), WithClock(o.Clock))
+		if err != nil {
+			return fmt.Errorf("%s node: %w", cfg.Party, err)
+		}
+		servers = append(servers, s)
+	}
+	abs, _ := filepath.Abs(o.Dir)
+	fmt.Fprintf(out, "Tearline development federation (embedded development CA) in %s\n\n", abs)
+	for _, s := range servers {
+		fmt.Fprintf(out, "  %-5s node listening on %s   config %s\n", s.cfg.Party, s.Addr(), DevConfigPath(o.Dir, s.cfg.Party))
+	}
+	fmt.Fprintf(out, "\nUse the CLI as a party's liaison officer, for example:\n")
+	fmt.Fprintf(out, "  tearline --dev %s --as %s publish --marking 'SECRET//REL TO %s//ORCON' --topic CT --title 'Test' --body 'hello'\n", o.Dir, o.Parties[0], strings.Join(o.Parties[:2], ", "))
+	fmt.Fprintf(out, "  tearline --dev %s --as %s reports\n", o.Dir, o.Parties[1])
+	fmt.Fprintf(out, "or with a profile: --node ADDR --profile %s\n", filepath.Join(o.Dir, o.Parties[0]))
+	fmt.Fprintf(out, "Press Ctrl-C to stop; the data stays in %s for the next start.\n", o.Dir)
+	tasks := make([]func(context.Context) error, len(servers))
+	for i, s := range servers {
+		tasks[i] = s.Run
+	}
+	err = runAll(ctx, tasks...)
+	servers = nil // Run closed them
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// DevAddress returns the listen address from a dev party's config.
+func DevAddress(dir, party string) (string, error) {
+	path := DevConfigPath(dir, party)
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("no dev node for %s in %s (start it with: tearline dev --dir %s)", party, dir, dir)
+	}
+	c, err := LoadConfig(path)
+	if err != nil {
+		return "", err
+	}
+	return c.Listen, nil
+}

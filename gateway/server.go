@@ -1,0 +1,237 @@
+// Package gateway serves a Tearline node over mutual-TLS gRPC: the
+// federation service for partner nodes, the client service for the party's
+// officers and subscribers, health and reflection. It authenticates every
+// call from the verified certificate, authorises it from a table, validates
+// requests and translates node errors to gRPC statuses with their reasons.
+package gateway
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/tearline/tearline/node"
+	"github.com/tearline/tearline/node/federation"
+	"github.com/tearline/tearline/node/marking"
+	"github.com/tearline/tearline/node/policy"
+	"github.com/tearline/tearline/node/store"
+	"github.com/tearline/tearline/pki"
+	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
+	federationv1 "github.com/tearline/tearline/proto/tearline/federation/v1"
+)
+
+// StopGrace is how long Run waits for calls in flight before it stops hard.
+const StopGrace = 5 * time.Second
+
+// Server is one running node.
+type Server struct {
+	cfg    *Config
+	log    *slog.Logger
+	clock  func() time.Time
+	st     *store.Store
+	certs  *pki.CertSource
+	trust  *pki.Trust
+	node   *node.Node
+	lis    net.Listener
+	grpc   *grpc.Server
+	health *health.Server
+	links  []*federation.Link
+}
+
+// Option changes how a Server is built (tests).
+type Option func(*Server)
+
+// WithClock injects a clock.
+func WithClock(c func() time.Time) Option { return func(s *Server) { s.clock = c } }
+
+// NewServer opens the node's store, obtains its certificate, loads the
+// partners' CAs and binds the listener. Nothing runs until Run.
+func NewServer(cfg *Config, log *slog.Logger, opts ...Option) (*Server, error) {
+	s := &Server{cfg: cfg, log: log, clock: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	if err := s.build(); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) build() error {
+	cfg := s.cfg
+	id, err := cfg.NodeIdentity()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	var iss pki.Issuer
+	switch cfg.PKI.Mode {
+	case "dev":
+		ca, err := pki.OpenDevCA(cfg.Path(cfg.PKI.DevCADir), cfg.Party)
+		if err != nil {
+			return fmt.Errorf("development CA: %w", err)
+		}
+		iss = ca
+	default:
+		return fmt.Errorf("%w: pki.mode %q", ErrConfig, cfg.PKI.Mode)
+	}
+	s.certs, err = pki.NewCertSource(iss, id, cfg.PKI.CertTTL, pki.WithClock(s.clock), pki.WithLogger(s.log))
+	if err != nil {
+		return fmt.Errorf("node certificate: %w", err)
+	}
+	s.trust = pki.NewTrust()
+	own, err := iss.Bundle(context.Background())
+	if err != nil {
+		return fmt.Errorf("own CA bundle: %w", err)
+	}
+	s.trust.Set(cfg.Party, own)
+	var partners []node.Partner
+	partnerSet := map[string]bool{}
+	for _, p := range cfg.Partners {
+		cas, err := readCAFile(cfg.Path(p.CAFile))
+		if err != nil {
+			return fmt.Errorf("%w: partner %s ca_file: %w", ErrConfig, p.Party, err)
+		}
+		s.trust.Set(p.Party, cas)
+		partnerSet[p.Party] = true
+		np := node.Partner{Party: p.Party, Address: p.Address}
+		if a := p.Agreement; a != nil {
+			np.Agreement = &policy.Agreement{
+				Partner: p.Party, MaxClassification: a.MaxClassification, Topics: a.Topics, Purpose: a.Purpose,
+				ValidFrom: a.ValidFrom, ValidUntil: a.ValidUntil, ReviewDate: a.Review,
+			}
+		}
+		partners = append(partners, np)
+	}
+	var subs []policy.Subscriber
+	for _, sc := range cfg.Subscribers {
+		ntk, _ := marking.NormalizeTopics(sc.NeedToKnow)
+		subs = append(subs, policy.Subscriber{Name: sc.Name, Clearance: sc.Clearance, NeedToKnow: ntk})
+	}
+	if err := os.MkdirAll(cfg.Path(cfg.DataDir), 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	s.st, err = store.Open(filepath.Join(cfg.Path(cfg.DataDir), "tearline.db"))
+	if err != nil {
+		return err
+	}
+	s.node, err = node.New(node.Config{
+		Party: cfg.Party, Store: s.st, Signer: s.certs, Trust: s.trust,
+		Partners: partners, Subscribers: subs, Clock: s.clock, Logger: s.log,
+	})
+	if err != nil {
+		return err
+	}
+	a := &authn{party: cfg.Party, partners: partnerSet, trust: s.trust, clock: s.clock}
+	s.grpc = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(pki.ServerTLS(s.certs, s.trust, s.clock))),
+		grpc.ChainUnaryInterceptor(a.unary),
+		grpc.ChainStreamInterceptor(a.stream),
+		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		grpc.MaxSendMsgSize(cfg.MaxMessageBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	federationv1.RegisterFederationServiceServer(s.grpc, &federationService{node: s.node, log: s.log})
+	clientv1.RegisterClientServiceServer(s.grpc, &clientService{node: s.node, log: s.log, poll: time.Second})
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	for _, p := range cfg.Partners {
+		party := p.Party
+		want := func(peer pki.Identity) error {
+			if peer.Party != party || peer.Kind != pki.KindNode {
+				return fmt.Errorf("dialled %s's node but the server is %s", party, peer)
+			}
+			return nil
+		}
+		s.links = append(s.links, &federation.Link{
+			Node: s.node, Party: party, Address: p.Address, Log: s.log, Clock: s.clock,
+			Creds: credentials.NewTLS(pki.ClientTLS(s.certs, s.trust, want, s.clock)),
+			DialOptions: []grpc.DialOption{
+				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)),
+			},
+		})
+	}
+	s.lis, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	return nil
+}
+
+func readCAFile(path string) ([]*x509.Certificate, error) {
+	cas, err := pki.ReadCertificatesFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(cas) == 0 {
+		return nil, errors.New("no certificate in file")
+	}
+	return cas, nil
+}
+
+// Node is the domain node behind the server.
+func (s *Server) Node() *node.Node { return s.node }
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.lis.Addr().String() }
+
+// Run serves until ctx ends or a part fails; then it stops gracefully
+// (GracefulStop, then Stop after StopGrace) and closes the store.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.close()
+	tasks := []func(context.Context) error{
+		s.certs.Run,
+		func(ctx context.Context) error {
+			errc := make(chan error, 1)
+			go func() { errc <- s.grpc.Serve(s.lis) }()
+			s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			s.log.Info("node serving", "party", s.cfg.Party, "address", s.Addr(), "identity", s.certs.Identity().String())
+			select {
+			case err := <-errc:
+				return fmt.Errorf("grpc serve: %w", err)
+			case <-ctx.Done():
+			}
+			s.health.Shutdown()
+			done := make(chan struct{})
+			go func() { s.grpc.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(StopGrace):
+				s.grpc.Stop()
+				<-done
+			}
+			<-errc
+			return nil
+		},
+	}
+	for _, l := range s.links {
+		tasks = append(tasks, l.Run)
+	}
+	err := runAll(ctx, tasks...)
+	s.log.Info("node stopped", "party", s.cfg.Party)
+	return err
+}
+
+func (s *Server) close() {
+	if s.lis != nil {
+		s.lis.Close()
+	}
+	if s.st != nil {
+		s.st.Close()
+		s.st = nil
+	}
+}

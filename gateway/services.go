@@ -1,0 +1,227 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tearline/tearline/node"
+	"github.com/tearline/tearline/node/marking"
+	"github.com/tearline/tearline/node/policy"
+	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
+	federationv1 "github.com/tearline/tearline/proto/tearline/federation/v1"
+	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
+)
+
+// federationService receives partners' envelopes.
+type federationService struct {
+	federationv1.UnimplementedFederationServiceServer
+	node *node.Node
+	log  *slog.Logger
+}
+
+func (s *federationService) Deliver(stream grpc.BidiStreamingServer[federationv1.DeliverRequest, federationv1.DeliverResponse]) error {
+	ctx := stream.Context()
+	from, err := mustCaller(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil || status.Code(err) == codes.Canceled {
+				return nil
+			}
+			return err
+		}
+		resp := &federationv1.DeliverResponse{Seq: req.GetSeq()}
+		env := req.GetEnvelope()
+		if env == nil {
+			return status.Error(codes.InvalidArgument, "deliver: the request carries no item")
+		}
+		outcome, reason, err := s.node.Receive(ctx, from, env)
+		if err != nil {
+			// Not committed: end the stream without an ack so the sender
+			// keeps the item and retries.
+			s.log.Error("receipt failed", "partner", from.Party, "error", err)
+			return status.Error(codes.Unavailable, "the node could not store the envelope; retry later")
+		}
+		switch outcome {
+		case node.Accepted:
+			resp.Outcome = federationv1.Outcome_OUTCOME_ACCEPTED
+		case node.Duplicate:
+			resp.Outcome = federationv1.Outcome_OUTCOME_DUPLICATE
+		default:
+			resp.Outcome = federationv1.Outcome_OUTCOME_REJECTED
+			resp.Reason = string(reason.Rule)
+			resp.Message = reason.Message
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// clientService serves officers and subscribers of the node's party.
+type clientService struct {
+	clientv1.UnimplementedClientServiceServer
+	node *node.Node
+	log  *slog.Logger
+	// poll bounds how long a subscription waits before re-reading the feed.
+	poll time.Duration
+}
+
+func (s *clientService) Publish(ctx context.Context, req *clientv1.PublishRequest) (*clientv1.PublishResponse, error) {
+	by, err := mustCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in := node.PublishInput{Topics: req.GetTopics()}
+	for _, p := range req.GetPortions() {
+		in.Portions = append(in.Portions, node.NewPortion{
+			Banner: p.GetBanner(), Topics: p.GetTopics(), ContentType: p.GetContentType(), Title: p.GetTitle(), Body: p.GetBody(),
+		})
+	}
+	for _, r := range req.GetRoute() {
+		in.Route = append(in.Route, policy.RouteEntry{Via: r.GetVia(), To: r.GetTo()})
+	}
+	id, rels, err := s.node.Publish(ctx, by, in)
+	if err != nil {
+		return nil, toStatus(s.log, "Publish", err)
+	}
+	resp := &clientv1.PublishResponse{Id: id}
+	for _, r := range rels {
+		rel := &clientv1.Release{Party: r.Party}
+		for _, rs := range r.Reasons {
+			rel.Decisions = append(rel.Decisions, node.DecisionProto(rs))
+		}
+		resp.Releases = append(resp.Releases, rel)
+	}
+	return resp, nil
+}
+
+func (s *clientService) ListReports(ctx context.Context, req *clientv1.ListReportsRequest) (*clientv1.ListReportsResponse, error) {
+	limit := int(req.GetLimit())
+	if limit == 0 {
+		limit = 100
+	}
+	if limit > 1000 {
+		return nil, status.Error(codes.InvalidArgument, "limit is at most 1000")
+	}
+	rs, err := s.node.List(ctx, limit)
+	if err != nil {
+		return nil, toStatus(s.log, "ListReports", err)
+	}
+	return &clientv1.ListReportsResponse{Reports: rs}, nil
+}
+
+func (s *clientService) GetReport(ctx context.Context, req *clientv1.GetReportRequest) (*clientv1.GetReportResponse, error) {
+	if req.GetId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "a report id is required")
+	}
+	v, err := s.node.Get(ctx, req.GetId())
+	if err != nil {
+		return nil, toStatus(s.log, "GetReport", err)
+	}
+	return &clientv1.GetReportResponse{Report: v}, nil
+}
+
+func (s *clientService) GetProvenance(ctx context.Context, req *clientv1.GetProvenanceRequest) (*clientv1.GetProvenanceResponse, error) {
+	if req.GetId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "a report id is required")
+	}
+	v, evs, err := s.node.Provenance(ctx, req.GetId())
+	if err != nil {
+		return nil, toStatus(s.log, "GetProvenance", err)
+	}
+	resp := &clientv1.GetProvenanceResponse{Report: v}
+	for _, e := range evs {
+		resp.Events = append(resp.Events, eventProto(e))
+	}
+	return resp, nil
+}
+
+func eventProto(e *storev1.Event) *clientv1.ProvenanceEvent {
+	return &clientv1.ProvenanceEvent{
+		Seq: e.GetSeq(), Time: e.GetTime(), Kind: e.GetKind(), Party: e.GetParty(), Subject: e.GetSubject(),
+		Decisions: e.GetDecisions(), Detail: e.GetDetail(),
+	}
+}
+
+func (s *clientService) Share(ctx context.Context, req *clientv1.ShareRequest) (*clientv1.ShareResponse, error) {
+	by, err := mustCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.GetId() == "" || req.GetTo() == "" {
+		return nil, status.Error(codes.InvalidArgument, "a report id and a partner (to) are required")
+	}
+	if !marking.ValidParty(req.GetTo()) {
+		return nil, status.Errorf(codes.InvalidArgument, "%q is not a party code", req.GetTo())
+	}
+	reasons, err := s.node.Share(ctx, by, req.GetId(), req.GetTo(), req.GetPortions())
+	var denied *node.DeniedError
+	if errors.As(err, &denied) {
+		return nil, deniedStatus(denied.Reasons, req.GetId())
+	}
+	if err != nil {
+		return nil, toStatus(s.log, "Share", err)
+	}
+	resp := &clientv1.ShareResponse{}
+	for _, r := range reasons {
+		resp.Decisions = append(resp.Decisions, node.DecisionProto(r))
+	}
+	return resp, nil
+}
+
+func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.ServerStreamingServer[clientv1.SubscribeResponse]) error {
+	ctx := stream.Context()
+	who, err := mustCaller(ctx)
+	if err != nil {
+		return err
+	}
+	sub, officer, err := s.node.Subscriber(who)
+	if err != nil {
+		return toStatus(s.log, "Subscribe", err)
+	}
+	topics, err := marking.NormalizeTopics(req.GetTopics())
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "topics: %v", err)
+	}
+	cursor := req.GetAfter()
+	if req.GetResumeSaved() {
+		if cursor, err = s.node.Store().Cursor(who.String()); err != nil {
+			return toStatus(s.log, "Subscribe", err)
+		}
+	}
+	for {
+		changed := s.node.Store().FeedChanged()
+		ds, last, err := s.node.Deliveries(ctx, who, sub, officer, cursor, topics, 256)
+		if err != nil {
+			return toStatus(s.log, "Subscribe", err)
+		}
+		for _, d := range ds {
+			if err := stream.Send(&clientv1.SubscribeResponse{Cursor: d.Cursor, Report: d.View}); err != nil {
+				return err
+			}
+		}
+		if last != cursor {
+			cursor = last
+			if err := s.node.Store().SaveCursor(time.Now(), who.String(), cursor); err != nil {
+				return toStatus(s.log, "Subscribe", err)
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-time.After(s.poll):
+		}
+	}
+}

@@ -1,0 +1,192 @@
+// Package federation runs a node's links to its partners: each link dials
+// its partner over mutual TLS, delivers the partner's outbox in order on one
+// Deliver stream, removes each item once the partner has acknowledged it
+// (after the partner's commit to disk), and reconnects with backoff while
+// the partner is away. Nothing is lost: an item leaves the outbox only on
+// acknowledgement; nothing is stored twice: the partner's receipt is
+// idempotent, so an item resent after a broken stream is a duplicate.
+package federation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/tearline/tearline/node/store"
+	federationv1 "github.com/tearline/tearline/proto/tearline/federation/v1"
+	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
+	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
+)
+
+// Outbox is what a link needs of its node; node.Node is one.
+type Outbox interface {
+	Store() *store.Store
+	OutboxChanged(party string) <-chan struct{}
+}
+
+// Link delivers one partner's outbox.
+type Link struct {
+	Node    Outbox
+	Party   string
+	Address string
+	Creds   credentials.TransportCredentials
+	Log     *slog.Logger
+	Clock   func() time.Time
+	// Window is how many items may wait for acknowledgement at once.
+	Window int
+	// MinBackoff and MaxBackoff bound the wait between reconnects.
+	MinBackoff, MaxBackoff time.Duration
+	// DialOptions are extra options (tests).
+	DialOptions []grpc.DialOption
+}
+
+func (l *Link) defaults() {
+	if l.Window <= 0 {
+		l.Window = 128
+	}
+	if l.MinBackoff <= 0 {
+		l.MinBackoff = 100 * time.Millisecond
+	}
+	if l.MaxBackoff <= 0 {
+		l.MaxBackoff = 5 * time.Second
+	}
+	if l.Clock == nil {
+		l.Clock = time.Now
+	}
+	if l.Log == nil {
+		l.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Run delivers until ctx ends. It returns nil then; it never gives up on a
+// partner that is away.
+func (l *Link) Run(ctx context.Context) error {
+	l.defaults()
+	log := l.Log.With("partner", l.Party, "address", l.Address)
+	backoff := l.MinBackoff
+	for {
+		delivered, err := l.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if delivered > 0 {
+			backoff = l.MinBackoff
+		}
+		log.Warn("link down", "error", err, "retry_in", backoff.String())
+		jitter := time.Duration(rand.Int64N(int64(backoff)/5 + 1))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff + jitter):
+		}
+		backoff = min(backoff*2, l.MaxBackoff)
+	}
+}
+
+type pending struct {
+	seq      uint64
+	reportID string
+}
+
+// session runs one connection: send the outbox in order, handle acks. It
+// returns how many items were acknowledged and why it ended.
+func (l *Link) session(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(l.Creds)}, l.DialOptions...)
+	conn, err := grpc.NewClient(l.Address, opts...)
+	if err != nil {
+		return 0, fmt.Errorf("dial: %w", err)
+	}
+	defer conn.Close()
+	stream, err := federationv1.NewFederationServiceClient(conn).Deliver(ctx, grpc.WaitForReady(false))
+	if err != nil {
+		return 0, fmt.Errorf("open stream: %w", err)
+	}
+	acks := make(chan *federationv1.DeliverResponse, l.Window)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case acks <- resp:
+			case <-ctx.Done():
+				recvErr <- ctx.Err()
+				return
+			}
+		}
+	}()
+	st := l.Node.Store()
+	var inflight []pending
+	var lastSent uint64
+	delivered := 0
+	for {
+		wake := l.Node.OutboxChanged(l.Party)
+		if room := l.Window - len(inflight); room > 0 {
+			items, err := st.Outbox(l.Party, lastSent, room)
+			if err != nil {
+				return delivered, fmt.Errorf("read outbox: %w", err)
+			}
+			for _, it := range items {
+				req := &federationv1.DeliverRequest{Seq: it.Seq, Item: &federationv1.DeliverRequest_Envelope{Envelope: it.Item.GetEnvelope()}}
+				if err := stream.Send(req); err != nil {
+					return delivered, fmt.Errorf("send: %w", err)
+				}
+				inflight = append(inflight, pending{seq: it.Seq, reportID: it.Item.GetReportId()})
+				lastSent = it.Seq
+			}
+			if len(items) == room {
+				wake = closed // more to send as soon as there is room
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return delivered, ctx.Err()
+		case err := <-recvErr:
+			return delivered, fmt.Errorf("receive: %w", err)
+		case resp := <-acks:
+			if len(inflight) == 0 || inflight[0].seq != resp.GetSeq() {
+				return delivered, fmt.Errorf("%w: ack for %d out of order", errProtocol, resp.GetSeq())
+			}
+			p := inflight[0]
+			inflight = inflight[1:]
+			if err := st.Ack(l.Clock(), l.Party, p.seq, ackEvent(l.Party, p.reportID, resp)); err != nil {
+				return delivered, fmt.Errorf("record ack: %w", err)
+			}
+			delivered++
+			if resp.GetOutcome() == federationv1.Outcome_OUTCOME_REJECTED {
+				l.Log.Warn("partner refused envelope", "partner", l.Party, "report", p.reportID, "rule", resp.GetReason())
+			}
+		case <-wake:
+		}
+	}
+}
+
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+var errProtocol = errors.New("federation: protocol error")
+
+func ackEvent(party, reportID string, resp *federationv1.DeliverResponse) *storev1.Event {
+	ev := &storev1.Event{ReportId: reportID, Party: party}
+	switch resp.GetOutcome() {
+	case federationv1.Outcome_OUTCOME_ACCEPTED:
+		ev.Kind = "acknowledged"
+	case federationv1.Outcome_OUTCOME_DUPLICATE:
+		ev.Kind = "acknowledged"
+		ev.Detail = "duplicate"
+	default:
+		ev.Kind = "refused-by-partner"
+		ev.Decisions = []*reportv1.Decision{{Rule: resp.GetReason(), Party: party, Message: resp.GetMessage()}}
+	}
+	return ev
+}

@@ -1,0 +1,659 @@
+// Package node is a Tearline node's domain: it publishes, receives, shares
+// and shows reports, applying the release rules of node/policy on every
+// path and recording each step in the node's store. It knows nothing of
+// gRPC servers: the gateway calls it with the caller's verified identity.
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/tearline/tearline/node/marking"
+	"github.com/tearline/tearline/node/policy"
+	"github.com/tearline/tearline/node/report"
+	"github.com/tearline/tearline/node/store"
+	"github.com/tearline/tearline/pki"
+	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
+	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
+)
+
+// Errors returned by the node. The gateway maps them to gRPC codes.
+var (
+	ErrInvalid  = errors.New("node: invalid request")
+	ErrNotFound = errors.New("node: not found")
+	ErrDenied   = errors.New("node: denied")
+	ErrInternal = errors.New("node: internal error")
+)
+
+// DeniedError carries the reasons of a denial. errors.Is(err, ErrDenied).
+type DeniedError struct {
+	Reasons []policy.Reason
+}
+
+func (e *DeniedError) Error() string {
+	if len(e.Reasons) == 0 {
+		return "denied"
+	}
+	return "denied: " + e.Reasons[0].Message
+}
+
+// Is makes a DeniedError match ErrDenied.
+func (e *DeniedError) Is(target error) bool { return target == ErrDenied }
+
+// Partner is a party this node has a link with.
+type Partner struct {
+	Party   string
+	Address string
+	// Agreement governs release to the partner; nil means none.
+	Agreement *policy.Agreement
+}
+
+// Config is what a node needs; it is not changed after New.
+type Config struct {
+	Party       string
+	Store       *store.Store
+	Signer      report.Signer
+	Trust       report.Verifier
+	Partners    []Partner
+	Subscribers []policy.Subscriber
+	Scheme      *marking.Scheme
+	Clock       func() time.Time
+	Logger      *slog.Logger
+}
+
+// Node is one party's node.
+type Node struct {
+	party       string
+	st          *store.Store
+	signer      report.Signer
+	trust       report.Verifier
+	partners    map[string]Partner
+	subscribers map[string]policy.Subscriber
+	scheme      *marking.Scheme
+	clock       func() time.Time
+	log         *slog.Logger
+
+	mu     sync.Mutex
+	wakeOf map[string]chan struct{} // per partner: closed when its outbox grows
+}
+
+// New makes a node from cfg.
+func New(cfg Config) (*Node, error) {
+	if !marking.ValidParty(cfg.Party) {
+		return nil, fmt.Errorf("%w: party %q is not a party code", ErrInvalid, cfg.Party)
+	}
+	if cfg.Store == nil || cfg.Signer == nil || cfg.Trust == nil {
+		return nil, fmt.Errorf("%w: store, signer and trust are required", ErrInvalid)
+	}
+	n := &Node{
+		party:       cfg.Party,
+		st:          cfg.Store,
+		signer:      cfg.Signer,
+		trust:       cfg.Trust,
+		partners:    make(map[string]Partner),
+		subscribers: make(map[string]policy.Subscriber),
+		scheme:      cfg.Scheme,
+		clock:       cfg.Clock,
+		log:         cfg.Logger,
+		wakeOf:      make(map[string]chan struct{}),
+	}
+	if n.scheme == nil {
+		n.scheme = marking.Default
+	}
+	if n.clock == nil {
+		n.clock = time.Now
+	}
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
+	}
+	for _, p := range cfg.Partners {
+		if p.Party == cfg.Party || !marking.ValidParty(p.Party) {
+			return nil, fmt.Errorf("%w: partner %q", ErrInvalid, p.Party)
+		}
+		if _, dup := n.partners[p.Party]; dup {
+			return nil, fmt.Errorf("%w: partner %s listed twice", ErrInvalid, p.Party)
+		}
+		n.partners[p.Party] = p
+		n.wakeOf[p.Party] = make(chan struct{})
+	}
+	for _, s := range cfg.Subscribers {
+		n.subscribers[s.Name] = s
+	}
+	return n, nil
+}
+
+// Party is this node's party code.
+func (n *Node) Party() string { return n.party }
+
+// Store is the node's store.
+func (n *Node) Store() *store.Store { return n.st }
+
+// Partners returns the partners, sorted by code.
+func (n *Node) Partners() []Partner {
+	out := make([]Partner, 0, len(n.partners))
+	for _, p := range n.partners {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b Partner) int { return strings.Compare(a.Party, b.Party) })
+	return out
+}
+
+// OutboxChanged returns a channel closed the next time party's outbox grows.
+func (n *Node) OutboxChanged(party string) <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ch, ok := n.wakeOf[party]
+	if !ok {
+		ch = make(chan struct{})
+		n.wakeOf[party] = ch
+	}
+	return ch
+}
+
+func (n *Node) wake(parties []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, p := range parties {
+		if ch, ok := n.wakeOf[p]; ok {
+			close(ch)
+			n.wakeOf[p] = make(chan struct{})
+		}
+	}
+}
+
+// known reports whether code is this party or a partner.
+func (n *Node) known(code string) bool {
+	_, ok := n.partners[code]
+	return ok || code == n.party
+}
+
+// NewPortion is a portion to publish.
+type NewPortion struct {
+	Banner      string
+	Topics      []string
+	ContentType string
+	Title       string
+	Body        []byte
+}
+
+// PublishInput is a report to publish.
+type PublishInput struct {
+	Portions []NewPortion
+	Topics   []string
+	Route    []policy.RouteEntry
+}
+
+// Release is what publishing or sharing decided for one partner.
+type Release struct {
+	Party   string
+	Reasons []policy.Reason
+}
+
+// Publish makes, signs and stores a report originated here, and queues for
+// each partner the portions the rules release to it, in one commit.
+func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (string, []Release, error) {
+	now := n.clock()
+	if len(in.Portions) == 0 {
+		return "", nil, fmt.Errorf("%w: a report needs at least one portion with a body", ErrInvalid)
+	}
+	topics, err := marking.NormalizeTopics(in.Topics)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	draft := report.Draft{Originator: n.party, Created: now, Topics: topics}
+	for _, r := range in.Route {
+		if _, ok := n.partners[r.Via]; !ok {
+			return "", nil, fmt.Errorf("%w: route names %q as relay, which is not a partner of %s", ErrInvalid, r.Via, n.party)
+		}
+		if !n.known(r.To) || r.To == n.party || r.To == r.Via {
+			return "", nil, fmt.Errorf("%w: route to %q via %s: the destination must be another known party", ErrInvalid, r.To, r.Via)
+		}
+		draft.Route = append(draft.Route, &reportv1.RouteEntry{Via: r.Via, To: r.To})
+	}
+	for i, np := range in.Portions {
+		m, err := n.scheme.Parse(np.Banner)
+		if err != nil {
+			return "", nil, fmt.Errorf("%w: portion %d: %w", ErrInvalid, i+1, err)
+		}
+		for _, p := range m.RelTo {
+			if !n.known(p) {
+				return "", nil, fmt.Errorf("%w: portion %d: REL TO names %s, which is not a party this node knows (known: %s)", ErrInvalid, i+1, p, strings.Join(n.knownList(), ", "))
+			}
+		}
+		pt := np.Topics
+		if len(pt) == 0 {
+			pt = topics
+		}
+		if m.Topics, err = marking.NormalizeTopics(pt); err != nil {
+			return "", nil, fmt.Errorf("%w: portion %d: %w", ErrInvalid, i+1, err)
+		}
+		if len(np.Body) == 0 && np.Title == "" {
+			return "", nil, fmt.Errorf("%w: portion %d is empty: give it a body", ErrInvalid, i+1)
+		}
+		ct := np.ContentType
+		if ct == "" {
+			ct = "text/plain"
+		}
+		draft.Portions = append(draft.Portions, &reportv1.Portion{
+			Marking: report.MarkingToProto(m), ContentType: ct, Title: np.Title, Body: np.Body,
+		})
+	}
+	hdr, portions, err := report.Seal(draft, n.signer)
+	if err != nil {
+		if errors.Is(err, report.ErrInvalid) || errors.Is(err, report.ErrTooLarge) {
+			return "", nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		return "", nil, fmt.Errorf("%w: seal: %w", ErrInternal, err)
+	}
+	v, err := report.OpenHeader(hdr, n.trust)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: own header does not verify: %w", ErrInternal, err)
+	}
+	held := &storev1.StoredReport{Envelope: &reportv1.Envelope{Header: hdr, Portions: portions}}
+	var releases []Release
+	var woken []string
+	err = n.st.Update(now, func(t *store.Tx) error {
+		releases, woken = nil, nil
+		if err := t.PutReport(v.Header.GetId(), held); err != nil {
+			return err
+		}
+		if err := t.AddEvent(&storev1.Event{ReportId: v.Header.GetId(), Kind: "published", Subject: by.String(), Party: n.party}); err != nil {
+			return err
+		}
+		for _, p := range n.Partners() {
+			rel, queued, err := n.releaseTo(t, now, v, held, p.Party, nil, by)
+			if err != nil {
+				return err
+			}
+			releases = append(releases, rel)
+			if queued {
+				woken = append(woken, p.Party)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: store: %w", ErrInternal, err)
+	}
+	n.wake(woken)
+	n.log.Info("report published", "report", v.Header.GetId(), "portions", len(portions), "by", by.String())
+	return v.Header.GetId(), releases, nil
+}
+
+func (n *Node) knownList() []string {
+	out := []string{n.party}
+	for p := range n.partners {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func policyRoute(h *reportv1.Header) []policy.RouteEntry {
+	out := make([]policy.RouteEntry, 0, len(h.GetRoute()))
+	for _, r := range h.GetRoute() {
+		out = append(out, policy.RouteEntry{Via: r.GetVia(), To: r.GetTo()})
+	}
+	return out
+}
+
+var basisOf = map[policy.Rule]reportv1.Basis{
+	policy.RuleOrigin:  reportv1.Basis_BASIS_ORIGIN,
+	policy.RuleRelay:   reportv1.Basis_BASIS_RELAY,
+	policy.RuleRelTo:   reportv1.Basis_BASIS_REL_TO,
+	policy.RuleConsent: reportv1.Basis_BASIS_CONSENT,
+	policy.RuleCrisis:  reportv1.Basis_BASIS_CRISIS,
+}
+
+var ruleOf = map[reportv1.Basis]policy.Rule{
+	reportv1.Basis_BASIS_ORIGIN:  policy.RuleOrigin,
+	reportv1.Basis_BASIS_RELAY:   policy.RuleRelay,
+	reportv1.Basis_BASIS_REL_TO:  policy.RuleRelTo,
+	reportv1.Basis_BASIS_CONSENT: policy.RuleConsent,
+	reportv1.Basis_BASIS_CRISIS:  policy.RuleCrisis,
+}
+
+// releaseTo decides every held portion (or only the listed ones) of r for
+// party X and, if any is allowed, queues an envelope with those portions,
+// the hops that brought them here and a new signed hop. It records the
+// decision as a provenance event. It runs inside t.
+func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *storev1.StoredReport, to string, only []uint32, by pki.Identity) (Release, bool, error) {
+	rel := Release{Party: to}
+	p := n.partners[to]
+	var allowed []*reportv1.Portion
+	hop := &reportv1.Hop{
+		ReportId: v.Header.GetId(), HeaderDigest: v.Digest, From: n.party, To: to, Sent: timestamppb.New(now),
+	}
+	for _, pt := range held.GetEnvelope().GetPortions() {
+		if len(only) > 0 && !slices.Contains(only, pt.GetIndex()) {
+			continue
+		}
+		m, err := report.MarkingFromProto(pt.GetMarking())
+		if err != nil {
+			return rel, false, fmt.Errorf("held portion %d: %w", pt.GetIndex(), err)
+		}
+		r := policy.Release(policy.ReleaseInput{
+			Scheme: n.scheme, Now: now,
+			ReportID: v.Header.GetId(), Originator: v.Header.GetOriginator(), Holder: n.party, To: to,
+			Portion:   policy.Portion{Index: pt.GetIndex(), Marking: m},
+			Agreement: p.Agreement,
+			Route:     policyRoute(v.Header),
+		})
+		rel.Reasons = append(rel.Reasons, r)
+		if r.Allowed {
+			allowed = append(allowed, pt)
+			hop.Portions = append(hop.Portions, &reportv1.PortionRelease{Index: pt.GetIndex(), Basis: basisOf[r.Rule], AuthorityId: r.Authority})
+		}
+	}
+	ev := &storev1.Event{ReportId: v.Header.GetId(), Party: to, Subject: by.String(), Decisions: decisionsProto(rel.Reasons)}
+	if len(allowed) == 0 {
+		ev.Kind = "refused"
+		return rel, false, t.AddEvent(ev)
+	}
+	sh, err := report.SignHop(hop, n.signer)
+	if err != nil {
+		return rel, false, err
+	}
+	env := &reportv1.Envelope{
+		Header:      held.GetEnvelope().GetHeader(),
+		Portions:    allowed,
+		Hops:        append(slices.Clone(held.GetEnvelope().GetHops()), sh),
+		Authorities: held.GetEnvelope().GetAuthorities(),
+	}
+	if err := t.Enqueue(to, &storev1.OutboxItem{ReportId: v.Header.GetId(), Envelope: env}); err != nil {
+		return rel, false, err
+	}
+	ev.Kind = "released"
+	return rel, true, t.AddEvent(ev)
+}
+
+// DecisionProto converts a policy reason for the wire.
+func DecisionProto(r policy.Reason) *reportv1.Decision {
+	return &reportv1.Decision{
+		Index: r.Index, Allowed: r.Allowed, Rule: string(r.Rule), Banner: r.Banner,
+		Party: r.Party, Message: r.Message, Next: r.Next,
+	}
+}
+
+func decisionsProto(rs []policy.Reason) []*reportv1.Decision {
+	out := make([]*reportv1.Decision, len(rs))
+	for i, r := range rs {
+		out[i] = DecisionProto(r)
+	}
+	return out
+}
+
+// Share forwards a held report to a partner with the portions the rules
+// allow. When none is allowed it returns a *DeniedError with every reason.
+func (n *Node) Share(ctx context.Context, by pki.Identity, id, to string, only []uint32) ([]policy.Reason, error) {
+	now := n.clock()
+	if to == n.party {
+		return nil, fmt.Errorf("%w: %s is this node's own party", ErrInvalid, to)
+	}
+	if _, ok := n.partners[to]; !ok {
+		return nil, fmt.Errorf("%w: %q is not a partner of %s (partners: %s)", ErrInvalid, to, n.party, strings.Join(n.partnerList(), ", "))
+	}
+	var reasons []policy.Reason
+	var queued bool
+	err := n.st.Update(now, func(t *store.Tx) error {
+		held, err := t.Report(id)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: report %s is not held here", ErrNotFound, id)
+		}
+		if err != nil {
+			return err
+		}
+		for _, ix := range only {
+			if !slices.ContainsFunc(held.GetEnvelope().GetPortions(), func(p *reportv1.Portion) bool { return p.GetIndex() == ix }) {
+				return fmt.Errorf("%w: portion %d of %s is not held here", ErrInvalid, ix, id)
+			}
+		}
+		v, err := report.OpenHeader(held.GetEnvelope().GetHeader(), n.trust)
+		if err != nil {
+			return fmt.Errorf("%w: held header no longer verifies: %w", ErrInternal, err)
+		}
+		rel, q, err := n.releaseTo(t, now, v, held, to, only, by)
+		reasons, queued = rel.Reasons, q
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: share: %w", ErrInternal, err)
+	}
+	if !queued {
+		return reasons, &DeniedError{Reasons: denials(reasons)}
+	}
+	n.wake([]string{to})
+	return reasons, nil
+}
+
+func denials(rs []policy.Reason) []policy.Reason {
+	var out []policy.Reason
+	for _, r := range rs {
+		if !r.Allowed {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (n *Node) partnerList() []string {
+	out := make([]string, 0, len(n.partners))
+	for p := range n.partners {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Outcome of a receipt.
+type Outcome int
+
+// Outcomes.
+const (
+	Accepted Outcome = iota + 1
+	Duplicate
+	Rejected
+)
+
+// Receive checks an envelope that the node of party `from` sent here
+// (DESIGN §3, "Receipt") and, if every portion passes, stores it. The
+// returned error is non-nil only when the store failed: the sender must not
+// take the envelope as acknowledged then.
+func (n *Node) Receive(ctx context.Context, from pki.Identity, env *reportv1.Envelope) (Outcome, policy.Reason, error) {
+	now := n.clock()
+	reason, v, err := n.check(now, from.Party, env)
+	if err != nil {
+		return 0, policy.Reason{}, err
+	}
+	if !reason.Allowed {
+		n.log.Warn("envelope rejected", "sender", from.Party, "rule", string(reason.Rule), "reason", reason.Message)
+		q := &storev1.QuarantineItem{Sender: from.Party, Rule: string(reason.Rule), Message: reason.Message, Envelope: env}
+		err := n.st.Batch(now, func(t *store.Tx) error {
+			if err := t.Quarantine(proto.CloneOf(q)); err != nil {
+				return err
+			}
+			if v == nil {
+				return nil
+			}
+			return t.AddEvent(&storev1.Event{ReportId: v.Header.GetId(), Kind: "rejected", Party: from.Party, Decisions: []*reportv1.Decision{DecisionProto(reason)}})
+		})
+		if err != nil {
+			return 0, policy.Reason{}, fmt.Errorf("%w: quarantine: %w", ErrInternal, err)
+		}
+		return Rejected, reason, nil
+	}
+	hops := env.GetHops()
+	last := sha256.Sum256(hops[len(hops)-1].GetPayload())
+	id := v.Header.GetId()
+	outcome := Accepted
+	err = n.st.Batch(now, func(t *store.Tx) error {
+		outcome = Accepted
+		if t.SeenReceipt(id, last[:]) {
+			outcome = Duplicate
+			return nil
+		}
+		held, err := t.Report(id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			held = &storev1.StoredReport{Envelope: &reportv1.Envelope{Header: env.GetHeader()}, ReceivedFrom: from.Party}
+		case err != nil:
+			return err
+		default:
+			held = proto.CloneOf(held)
+		}
+		merge(held.Envelope, env)
+		if err := t.PutReport(id, held); err != nil {
+			return err
+		}
+		if err := t.MarkReceipt(id, last[:]); err != nil {
+			return err
+		}
+		return t.AddEvent(&storev1.Event{ReportId: id, Kind: "received", Party: from.Party, Decisions: []*reportv1.Decision{DecisionProto(reason)}})
+	})
+	if err != nil {
+		return 0, policy.Reason{}, fmt.Errorf("%w: store receipt: %w", ErrInternal, err)
+	}
+	return outcome, reason, nil
+}
+
+// merge adds to held what env brings that held lacks: portions, hops and
+// authorities (compared by their signed bytes).
+func merge(held, env *reportv1.Envelope) {
+	for _, p := range env.GetPortions() {
+		if !slices.ContainsFunc(held.Portions, func(h *reportv1.Portion) bool { return h.GetIndex() == p.GetIndex() }) {
+			held.Portions = append(held.Portions, p)
+		}
+	}
+	slices.SortFunc(held.Portions, func(a, b *reportv1.Portion) int { return int(a.GetIndex()) - int(b.GetIndex()) })
+	held.Hops = mergeSigned(held.Hops, env.GetHops())
+	held.Authorities = mergeSigned(held.Authorities, env.GetAuthorities())
+}
+
+func mergeSigned(have, add []*reportv1.Signed) []*reportv1.Signed {
+	for _, s := range add {
+		if !slices.ContainsFunc(have, func(h *reportv1.Signed) bool { return string(h.GetPayload()) == string(s.GetPayload()) }) {
+			have = append(have, s)
+		}
+	}
+	return have
+}
+
+// check verifies env as received from party `from`. It returns the first
+// failing reason, or an allowing reason for the whole envelope.
+func (n *Node) check(now time.Time, from string, env *reportv1.Envelope) (policy.Reason, *report.Verified, error) {
+	deny := func(rule policy.Rule, format string, args ...any) policy.Reason {
+		return policy.Reason{Rule: rule, Party: n.party, Message: fmt.Sprintf(format, args...), Next: "none: the envelope is kept in quarantine as evidence against " + from}
+	}
+	p, ok := n.partners[from]
+	if !ok {
+		return deny(policy.RuleNoAgreement, "%s is not a partner of %s", from, n.party), nil, nil
+	}
+	v, err := report.OpenHeader(env.GetHeader(), n.trust)
+	if err != nil {
+		return deny(policy.RuleBadSignature, "the originator's signature does not verify: %v", err), nil, nil
+	}
+	if v.Header.GetOriginator() == n.party {
+		// A report of our own coming back: we hold it already as originator.
+		return deny(policy.RuleBadChain, "%s sent back a report that %s originated", from, n.party), v, nil
+	}
+	if len(env.GetPortions()) == 0 {
+		return deny(policy.RuleBadChain, "the envelope from %s carries no portion", from), v, nil
+	}
+	if err := report.CheckAgainstHeader(v.Header, env.GetPortions()); err != nil {
+		return deny(policy.RuleBadSignature, "%v", err), v, nil
+	}
+	if len(env.GetHops()) == 0 || len(env.GetHops()) > report.MaxHops*report.MaxPortions {
+		return deny(policy.RuleBadChain, "the envelope from %s carries %d hops", from, len(env.GetHops())), v, nil
+	}
+	var facts []hopFact
+	for _, sh := range env.GetHops() {
+		h, err := report.OpenHop(sh, v.Digest, v.Header.GetId(), n.trust)
+		if err != nil {
+			return deny(policy.RuleBadChain, "a hop does not verify: %v", err), v, nil
+		}
+		facts = append(facts, hopFact{h.Hop})
+	}
+	lastHop := facts[len(facts)-1].hop
+	if lastHop.GetFrom() != from || lastHop.GetTo() != n.party {
+		return deny(policy.RuleBadChain, "the last hop is %s -> %s but the envelope came from %s to %s", lastHop.GetFrom(), lastHop.GetTo(), from, n.party), v, nil
+	}
+	for _, pt := range env.GetPortions() {
+		m, err := report.MarkingFromProto(pt.GetMarking())
+		if err != nil {
+			return deny(policy.RuleBadSignature, "portion %d: %v", pt.GetIndex(), err), v, nil
+		}
+		r := policy.Receipt(policy.ReceiptInput{
+			Scheme: n.scheme, Now: now,
+			ReportID: v.Header.GetId(), Originator: v.Header.GetOriginator(), Recipient: n.party, Sender: from,
+			Agreement: p.Agreement,
+			Portion:   policy.Portion{Index: pt.GetIndex(), Marking: m},
+			Route:     policyRoute(v.Header),
+			Chain:     chainFor(facts, pt.GetIndex(), v.Header.GetOriginator()),
+		})
+		if !r.Allowed {
+			return r, v, nil
+		}
+	}
+	return policy.Reason{Allowed: true, Rule: "receipt", Party: n.party, Message: fmt.Sprintf("received from %s: every portion verified against %s's signature and every hop has a basis", from, v.Header.GetOriginator())}, v, nil
+}
+
+type hopFact struct{ hop *reportv1.Hop }
+
+func (h hopFact) carries(ix uint32) (*reportv1.PortionRelease, bool) {
+	for _, pr := range h.hop.GetPortions() {
+		if pr.GetIndex() == ix {
+			return pr, true
+		}
+	}
+	return nil, false
+}
+
+// chainFor finds the hops that carried portion ix here: from the last hop
+// back, each step a hop to the previous one's sender that carried ix, until
+// the originator. The policy checks the result (an incomplete chain does
+// not start at the originator and is refused there).
+func chainFor(facts []hopFact, ix uint32, originator string) []policy.HopFact {
+	var rev []policy.HopFact
+	used := make([]bool, len(facts))
+	cur := len(facts) - 1
+	for steps := 0; cur >= 0 && steps <= report.MaxHops; steps++ {
+		used[cur] = true
+		h := facts[cur]
+		pr, ok := h.carries(ix)
+		if !ok {
+			break
+		}
+		rev = append(rev, policy.HopFact{
+			From: h.hop.GetFrom(), To: h.hop.GetTo(), Sent: h.hop.GetSent().AsTime(),
+			Basis: ruleOf[pr.GetBasis()], Authority: pr.GetAuthorityId(),
+		})
+		if h.hop.GetFrom() == originator {
+			break
+		}
+		next := -1
+		for i, f := range facts {
+			if !used[i] && f.hop.GetTo() == h.hop.GetFrom() {
+				if _, ok := f.carries(ix); ok {
+					next = i
+					break
+				}
+			}
+		}
+		cur = next
+	}
+	slices.Reverse(rev)
+	return rev
+}

@@ -1,0 +1,427 @@
+// Package report builds, signs and verifies reports, hops and the envelopes
+// that carry them (DESIGN §4).
+//
+// The originator signs the header: id, originator, creation time, topics,
+// route and one salted digest per portion. A holder passes on only the
+// portions a recipient may have; the recipient verifies the signature and
+// the digests of what it got, and sees withheld portions only as digests.
+// Every signed statement is the exact serialized bytes that were signed,
+// with the signer's certificate chain, so any holder can re-verify it later
+// and across certificate rotations.
+//
+// The package is pure: it takes a clock reading and a Verifier as values
+// and does no I/O.
+package report
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/tearline/tearline/node/marking"
+	"github.com/tearline/tearline/pki"
+	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
+)
+
+// Limits on what a report may hold. They are checked at publish and again at
+// receipt, so a peer cannot make a node store more than a publisher could.
+const (
+	MaxPortions      = 64
+	MaxReportBytes   = 4 << 20 // sum of portion bodies and titles
+	MaxTitleBytes    = 1024
+	MaxTopics        = 32
+	MaxContentType   = 128
+	MaxHops          = 16
+	MaxAuthorities   = 64
+	MaxStatementSize = 64 << 10 // one serialized header, hop or grant
+	SaltSize         = 32
+)
+
+// Errors. Every error this package returns wraps one of these.
+var (
+	ErrInvalid   = errors.New("report: invalid")
+	ErrSignature = errors.New("report: bad signature")
+	ErrDigest    = errors.New("report: portion does not match the signed header")
+	ErrTooLarge  = errors.New("report: too large")
+)
+
+// Statement kinds, used for domain separation of signatures.
+const (
+	KindHeader = "header"
+	KindHop    = "hop"
+)
+
+// Signer signs with a node's current key and returns the certificate chain
+// (leaf first, DER) that verifies the signature. pki.CertSource is one.
+type Signer interface {
+	Sign(msg []byte) (sig []byte, chain [][]byte)
+}
+
+// Verifier verifies a certificate chain carried in a message against the
+// CA of the party it names, as this node knows it, at a given time.
+// pki.Trust is one.
+type Verifier interface {
+	VerifyDER(chain [][]byte, at time.Time) (pki.Identity, []*x509.Certificate, error)
+}
+
+// signingInput separates the signatures of different statement kinds, so a
+// signature over a hop can never be replayed as one over a header.
+func signingInput(kind string, payload []byte) []byte {
+	b := make([]byte, 0, len("tearline/v1/")+len(kind)+1+len(payload))
+	b = append(b, "tearline/v1/"...)
+	b = append(b, kind...)
+	b = append(b, 0)
+	return append(b, payload...)
+}
+
+// SignStatement serializes m deterministically and signs it as kind.
+func SignStatement(kind string, m proto.Message, s Signer) (*reportv1.Signed, error) {
+	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("%w: marshal %s: %v", ErrInvalid, kind, err)
+	}
+	if len(payload) > MaxStatementSize {
+		return nil, fmt.Errorf("%w: %s is %d bytes; the limit is %d", ErrTooLarge, kind, len(payload), MaxStatementSize)
+	}
+	sig, chain := s.Sign(signingInput(kind, payload))
+	return &reportv1.Signed{Payload: payload, Signature: sig, CertChain: chain}, nil
+}
+
+// verifyStatement checks sd's signature with its leaf key, then the chain
+// against the signer's party CA at time at. It returns the signer.
+func verifyStatement(kind string, sd *reportv1.Signed, v Verifier, at time.Time) (pki.Identity, error) {
+	if len(sd.GetCertChain()) == 0 {
+		return pki.Identity{}, fmt.Errorf("%w: %s carries no certificate chain", ErrSignature, kind)
+	}
+	id, certs, err := v.VerifyDER(sd.GetCertChain(), at)
+	if err != nil {
+		return pki.Identity{}, fmt.Errorf("%w: %s signer: %w", ErrSignature, kind, err)
+	}
+	pub, ok := certs[0].PublicKey.(ed25519.PublicKey)
+	if !ok {
+		return pki.Identity{}, fmt.Errorf("%w: %s signer key is not ed25519", ErrSignature, kind)
+	}
+	if !ed25519.Verify(pub, signingInput(kind, sd.GetPayload()), sd.GetSignature()) {
+		return pki.Identity{}, fmt.Errorf("%w: %s signature does not verify", ErrSignature, kind)
+	}
+	return id, nil
+}
+
+// Digest returns SHA-256(salt ‖ marking ‖ content-type ‖ title ‖ body), each
+// field length-prefixed so that no two different portions share an input.
+func Digest(p *reportv1.Portion) ([]byte, error) {
+	m, err := MarkingFromProto(p.GetMarking())
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	writeField(h, p.GetSalt())
+	writeField(h, m.Canonical())
+	writeField(h, []byte(p.GetContentType()))
+	writeField(h, []byte(p.GetTitle()))
+	writeField(h, p.GetBody())
+	return h.Sum(nil), nil
+}
+
+func writeField(h hash.Hash, b []byte) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+	h.Write(n[:])
+	h.Write(b)
+}
+
+// MarkingFromProto converts and validates a wire marking.
+func MarkingFromProto(pm *reportv1.Marking) (marking.Marking, error) {
+	if pm == nil {
+		return marking.Marking{}, fmt.Errorf("%w: portion has no marking", ErrInvalid)
+	}
+	m := marking.Marking{
+		Classification: pm.GetClassification(),
+		RelTo:          pm.GetRelTo(),
+		NoForn:         pm.GetNoforn(),
+		OrCon:          pm.GetOrcon(),
+		Topics:         pm.GetTopics(),
+	}
+	if err := m.Validate(marking.Default); err != nil {
+		return marking.Marking{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return m, nil
+}
+
+// MarkingToProto converts a marking for the wire.
+func MarkingToProto(m marking.Marking) *reportv1.Marking {
+	return &reportv1.Marking{
+		Classification: m.Classification,
+		RelTo:          append([]string(nil), m.RelTo...),
+		Noforn:         m.NoForn,
+		Orcon:          m.OrCon,
+		Topics:         append([]string(nil), m.Topics...),
+	}
+}
+
+// Draft is a report before signing.
+type Draft struct {
+	Originator string
+	Created    time.Time
+	Topics     []string
+	Route      []*reportv1.RouteEntry
+	Portions   []*reportv1.Portion // marking, content type, title, body; index and salt are set by Seal
+}
+
+// Seal numbers the draft's portions, salts them, checks the limits, and
+// signs the header. It returns the signed header and the complete portions.
+func Seal(d Draft, s Signer) (*reportv1.Signed, []*reportv1.Portion, error) {
+	if len(d.Portions) == 0 {
+		return nil, nil, fmt.Errorf("%w: a report needs at least one portion", ErrInvalid)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, nil, fmt.Errorf("report: new id: %w", err)
+	}
+	h := &reportv1.Header{
+		Id:         id.String(),
+		Originator: d.Originator,
+		Created:    timestamppb.New(d.Created),
+		Topics:     d.Topics,
+		Route:      d.Route,
+	}
+	ps := make([]*reportv1.Portion, len(d.Portions))
+	for i, in := range d.Portions {
+		p := proto.CloneOf(in)
+		p.Index = uint32(i + 1)
+		p.Salt = make([]byte, SaltSize)
+		if _, err := rand.Read(p.Salt); err != nil {
+			return nil, nil, fmt.Errorf("report: salt: %w", err)
+		}
+		ps[i] = p
+	}
+	if err := CheckPortions(ps); err != nil {
+		return nil, nil, err
+	}
+	if err := checkHeader(h, len(ps)); err != nil {
+		return nil, nil, err
+	}
+	for _, p := range ps {
+		dg, err := Digest(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		h.Portions = append(h.Portions, &reportv1.PortionDigest{Index: p.Index, Digest: dg})
+	}
+	sd, err := SignStatement(KindHeader, h, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sd, ps, nil
+}
+
+// CheckPortions checks the limits on a set of portions: count, sizes,
+// unique indexes, valid markings.
+func CheckPortions(ps []*reportv1.Portion) error {
+	if len(ps) > MaxPortions {
+		return fmt.Errorf("%w: %d portions; the limit is %d", ErrTooLarge, len(ps), MaxPortions)
+	}
+	total := 0
+	seen := make(map[uint32]bool, len(ps))
+	for _, p := range ps {
+		if p.GetIndex() == 0 || p.GetIndex() > MaxPortions {
+			return fmt.Errorf("%w: portion index %d is out of range", ErrInvalid, p.GetIndex())
+		}
+		if seen[p.GetIndex()] {
+			return fmt.Errorf("%w: portion %d appears twice", ErrInvalid, p.GetIndex())
+		}
+		seen[p.GetIndex()] = true
+		if len(p.GetTitle()) > MaxTitleBytes {
+			return fmt.Errorf("%w: portion %d title is %d bytes; the limit is %d", ErrTooLarge, p.GetIndex(), len(p.GetTitle()), MaxTitleBytes)
+		}
+		if len(p.GetContentType()) > MaxContentType {
+			return fmt.Errorf("%w: portion %d content type is too long", ErrInvalid, p.GetIndex())
+		}
+		if len(p.GetSalt()) != SaltSize {
+			return fmt.Errorf("%w: portion %d salt is %d bytes, want %d", ErrInvalid, p.GetIndex(), len(p.GetSalt()), SaltSize)
+		}
+		if len(p.GetMarking().GetTopics()) > MaxTopics {
+			return fmt.Errorf("%w: portion %d has %d topics; the limit is %d", ErrTooLarge, p.GetIndex(), len(p.GetMarking().GetTopics()), MaxTopics)
+		}
+		if _, err := MarkingFromProto(p.GetMarking()); err != nil {
+			return fmt.Errorf("portion %d: %w", p.GetIndex(), err)
+		}
+		total += len(p.GetBody()) + len(p.GetTitle())
+	}
+	if total > MaxReportBytes {
+		return fmt.Errorf("%w: report content is %d bytes; the limit is %d (%d MiB)", ErrTooLarge, total, MaxReportBytes, MaxReportBytes>>20)
+	}
+	return nil
+}
+
+func checkHeader(h *reportv1.Header, maxPortions int) error {
+	if _, err := uuid.Parse(h.GetId()); err != nil || len(h.GetId()) != 36 {
+		return fmt.Errorf("%w: report id %q is not a UUID", ErrInvalid, h.GetId())
+	}
+	if !marking.ValidParty(h.GetOriginator()) {
+		return fmt.Errorf("%w: originator %q is not a party code", ErrInvalid, h.GetOriginator())
+	}
+	if h.GetCreated() == nil || h.GetCreated().CheckValid() != nil {
+		return fmt.Errorf("%w: report has no valid creation time", ErrInvalid)
+	}
+	if len(h.GetTopics()) > MaxTopics {
+		return fmt.Errorf("%w: %d topics; the limit is %d", ErrTooLarge, len(h.GetTopics()), MaxTopics)
+	}
+	for _, t := range h.GetTopics() {
+		if !marking.ValidTopic(t) {
+			return fmt.Errorf("%w: topic %q is not valid", ErrInvalid, t)
+		}
+	}
+	if len(h.GetRoute()) > MaxHops {
+		return fmt.Errorf("%w: route has %d entries; the limit is %d", ErrTooLarge, len(h.GetRoute()), MaxHops)
+	}
+	for _, r := range h.GetRoute() {
+		if !marking.ValidParty(r.GetVia()) || !marking.ValidParty(r.GetTo()) {
+			return fmt.Errorf("%w: route entry %s -> %s names an invalid party", ErrInvalid, r.GetVia(), r.GetTo())
+		}
+	}
+	if maxPortions >= 0 && len(h.GetPortions()) > MaxPortions {
+		return fmt.Errorf("%w: header lists %d portions; the limit is %d", ErrTooLarge, len(h.GetPortions()), MaxPortions)
+	}
+	return nil
+}
+
+// Signer identity of a verified statement.
+type Verified struct {
+	Header *reportv1.Header
+	Signer pki.Identity
+	// Digest is SHA-256 of the signed header payload; hops name it.
+	Digest []byte
+}
+
+// OpenHeader verifies a signed header: its payload parses and is within
+// limits, the signer is a node of the originator's party whose chain
+// verifies against that party's CA at the creation time, and the signature
+// verifies.
+func OpenHeader(sd *reportv1.Signed, v Verifier) (*Verified, error) {
+	if sd == nil {
+		return nil, fmt.Errorf("%w: no header", ErrInvalid)
+	}
+	if len(sd.GetPayload()) > MaxStatementSize {
+		return nil, fmt.Errorf("%w: header is %d bytes", ErrTooLarge, len(sd.GetPayload()))
+	}
+	h := &reportv1.Header{}
+	if err := proto.Unmarshal(sd.GetPayload(), h); err != nil {
+		return nil, fmt.Errorf("%w: header does not parse: %v", ErrInvalid, err)
+	}
+	if err := checkHeader(h, MaxPortions); err != nil {
+		return nil, err
+	}
+	seen := make(map[uint32]bool)
+	for _, pd := range h.GetPortions() {
+		if pd.GetIndex() == 0 || pd.GetIndex() > MaxPortions || seen[pd.GetIndex()] || len(pd.GetDigest()) != sha256.Size {
+			return nil, fmt.Errorf("%w: header portion digest %d is malformed or repeated", ErrInvalid, pd.GetIndex())
+		}
+		seen[pd.GetIndex()] = true
+	}
+	if len(h.GetPortions()) == 0 {
+		return nil, fmt.Errorf("%w: header lists no portions", ErrInvalid)
+	}
+	id, err := verifyStatement(KindHeader, sd, v, h.GetCreated().AsTime())
+	if err != nil {
+		return nil, err
+	}
+	if id.Party != h.GetOriginator() || id.Kind != pki.KindNode {
+		return nil, fmt.Errorf("%w: header names originator %s but is signed by %s", ErrSignature, h.GetOriginator(), id)
+	}
+	sum := sha256.Sum256(sd.GetPayload())
+	return &Verified{Header: h, Signer: id, Digest: sum[:]}, nil
+}
+
+// DigestOf returns the header digest entry for index, or nil.
+func DigestOf(h *reportv1.Header, index uint32) []byte {
+	for _, pd := range h.GetPortions() {
+		if pd.GetIndex() == index {
+			return pd.GetDigest()
+		}
+	}
+	return nil
+}
+
+// CheckAgainstHeader checks that every portion is listed in the header and
+// matches its signed digest.
+func CheckAgainstHeader(h *reportv1.Header, ps []*reportv1.Portion) error {
+	if err := CheckPortions(ps); err != nil {
+		return err
+	}
+	for _, p := range ps {
+		want := DigestOf(h, p.GetIndex())
+		if want == nil {
+			return fmt.Errorf("%w: portion %d is not in the signed header", ErrDigest, p.GetIndex())
+		}
+		got, err := Digest(p)
+		if err != nil {
+			return err
+		}
+		if !equal(got, want) {
+			return fmt.Errorf("%w: portion %d", ErrDigest, p.GetIndex())
+		}
+	}
+	return nil
+}
+
+func equal(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	var d byte
+	for i := range a {
+		d |= a[i] ^ b[i]
+	}
+	return d == 0
+}
+
+// SignHop signs a hop statement.
+func SignHop(h *reportv1.Hop, s Signer) (*reportv1.Signed, error) {
+	return SignStatement(KindHop, h, s)
+}
+
+// VerifiedHop is a hop whose signature verified.
+type VerifiedHop struct {
+	Hop    *reportv1.Hop
+	Signer pki.Identity
+}
+
+// OpenHop verifies a signed hop: it parses, it is bound to the header with
+// headerDigest, and it is signed by a node of the party it names as sender.
+func OpenHop(sd *reportv1.Signed, headerDigest []byte, reportID string, v Verifier) (*VerifiedHop, error) {
+	if len(sd.GetPayload()) > MaxStatementSize {
+		return nil, fmt.Errorf("%w: hop is %d bytes", ErrTooLarge, len(sd.GetPayload()))
+	}
+	h := &reportv1.Hop{}
+	if err := proto.Unmarshal(sd.GetPayload(), h); err != nil {
+		return nil, fmt.Errorf("%w: hop does not parse: %v", ErrInvalid, err)
+	}
+	if h.GetReportId() != reportID || !equal(h.GetHeaderDigest(), headerDigest) {
+		return nil, fmt.Errorf("%w: hop %s -> %s is for another report", ErrInvalid, h.GetFrom(), h.GetTo())
+	}
+	if !marking.ValidParty(h.GetFrom()) || !marking.ValidParty(h.GetTo()) || h.GetSent() == nil || h.GetSent().CheckValid() != nil {
+		return nil, fmt.Errorf("%w: hop is malformed", ErrInvalid)
+	}
+	if len(h.GetPortions()) == 0 || len(h.GetPortions()) > MaxPortions {
+		return nil, fmt.Errorf("%w: hop %s -> %s carries %d portions", ErrInvalid, h.GetFrom(), h.GetTo(), len(h.GetPortions()))
+	}
+	id, err := verifyStatement(KindHop, sd, v, h.GetSent().AsTime())
+	if err != nil {
+		return nil, err
+	}
+	if id.Party != h.GetFrom() || id.Kind != pki.KindNode {
+		return nil, fmt.Errorf("%w: hop from %s is signed by %s", ErrSignature, h.GetFrom(), id)
+	}
+	return &VerifiedHop{Hop: h, Signer: id}, nil
+}

@@ -1,0 +1,34 @@
+package store
+
+// The schema: every bucket of a node's bbolt file is named here and nowhere
+// else (STYLE 12). Keys are big-endian sequence numbers unless noted, so that
+// a cursor walks them in order.
+var (
+	// bucketReports: report id → storev1.StoredReport.
+	bucketReports = []byte("reports")
+	// bucketFeed: feed seq → report id. The order in which reports became
+	// held here; subscribers read it from a cursor.
+	bucketFeed = []byte("feed")
+	// bucketProvenance: report id ‖ 0x00 ‖ event seq → storev1.Event.
+	bucketProvenance = []byte("provenance")
+	// bucketReceipts: report id ‖ 0x00 ‖ SHA-256 of the last hop → empty.
+	// Makes receipt idempotent: the same report and hop again is a duplicate.
+	bucketReceipts = []byte("receipts")
+	// bucketOutbox: one nested bucket per partner code; in each,
+	// outbox seq → storev1.OutboxItem, removed when the partner acknowledges.
+	bucketOutbox = []byte("outbox")
+	// bucketCursors: subscriber identity → last feed seq sent to it.
+	bucketCursors = []byte("cursors")
+	// bucketQuarantine: seq → storev1.QuarantineItem (refused envelopes).
+	bucketQuarantine = []byte("quarantine")
+	// bucketMeta: small named values ("schema" → version).
+	bucketMeta = []byte("meta")
+)
+
+// schemaVersion is written on creation and checked on open.
+const schemaVersion = "1"
+
+var allBuckets = [][]byte{
+	bucketReports, bucketFeed, bucketProvenance, bucketReceipts,
+	bucketOutbox, bucketCursors, bucketQuarantine, bucketMeta,
+}

@@ -1,0 +1,435 @@
+// Package store keeps a node's state in one bbolt file: reports, the feed
+// that subscribers read, provenance events, the durable outbox per partner,
+// subscriber cursors and quarantined evidence (DESIGN §5).
+//
+// Every write is a bbolt transaction that is on disk when the call returns,
+// so a caller may acknowledge after it. Concurrent receipts are grouped into
+// one commit with bbolt's Batch. Values are copied out of transactions
+// before they end (protobuf decoding copies).
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
+)
+
+// Errors.
+var (
+	ErrNotFound = errors.New("store: not found")
+	ErrCorrupt  = errors.New("store: corrupt value")
+	ErrSchema   = errors.New("store: unknown schema version")
+)
+
+// Store is a node's bbolt file.
+type Store struct {
+	db *bolt.DB
+
+	mu     sync.Mutex
+	notify chan struct{} // closed and replaced when the feed grows
+}
+
+// Open opens (creating if needed) the store at path.
+func Open(path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	// Batch: group concurrent receipts; each caller still returns only
+	// after the commit that holds its write is on disk.
+	db.MaxBatchDelay = 2 * time.Millisecond
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get([]byte("schema")); {
+		case v == nil:
+			return meta.Put([]byte("schema"), []byte(schemaVersion))
+		case string(v) != schemaVersion:
+			return fmt.Errorf("%w %q (this build reads %q)", ErrSchema, v, schemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: init %s: %w", path, err)
+	}
+	return &Store{db: db, notify: make(chan struct{})}, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Path is the file's path.
+func (s *Store) Path() string { return s.db.Path() }
+
+// FeedChanged returns a channel that is closed the next time the feed grows.
+func (s *Store) FeedChanged() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.notify
+}
+
+func (s *Store) wake() {
+	s.mu.Lock()
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func u64(n uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], n)
+	return b[:]
+}
+
+func provKey(reportID string, seq uint64) []byte {
+	k := make([]byte, 0, len(reportID)+9)
+	k = append(k, reportID...)
+	k = append(k, 0)
+	return append(k, u64(seq)...)
+}
+
+func put(b *bolt.Bucket, k []byte, m proto.Message) error {
+	v, err := proto.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return b.Put(k, v)
+}
+
+func get[T proto.Message](b *bolt.Bucket, k []byte, m T) (T, error) {
+	v := b.Get(k)
+	if v == nil {
+		return m, ErrNotFound
+	}
+	if err := proto.Unmarshal(v, m); err != nil {
+		return m, fmt.Errorf("%w: %x: %v", ErrCorrupt, k, err)
+	}
+	return m, nil
+}
+
+// Tx is the write view handed to Apply. It exists so that a node can
+// store a report, its provenance and the outbox items it causes in one
+// atomic commit.
+type Tx struct {
+	tx       *bolt.Tx
+	now      time.Time
+	fedGrown bool
+}
+
+// Report reads a held report.
+func (t *Tx) Report(id string) (*storev1.StoredReport, error) {
+	return get(t.tx.Bucket(bucketReports), []byte(id), &storev1.StoredReport{})
+}
+
+// PutReport stores r. A report new to this node gets the next feed
+// position; an existing one keeps its position.
+func (t *Tx) PutReport(id string, r *storev1.StoredReport) error {
+	b := t.tx.Bucket(bucketReports)
+	if r.GetFeedSeq() == 0 {
+		feed := t.tx.Bucket(bucketFeed)
+		seq, err := feed.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := feed.Put(u64(seq), []byte(id)); err != nil {
+			return err
+		}
+		r.FeedSeq = seq
+		r.Stored = timestamppb.New(t.now)
+		t.fedGrown = true
+	}
+	return put(b, []byte(id), r)
+}
+
+// SeenReceipt reports whether key (report id + hop digest) was received.
+func (t *Tx) SeenReceipt(reportID string, hopDigest []byte) bool {
+	return t.tx.Bucket(bucketReceipts).Get(receiptKey(reportID, hopDigest)) != nil
+}
+
+// MarkReceipt records key as received.
+func (t *Tx) MarkReceipt(reportID string, hopDigest []byte) error {
+	return t.tx.Bucket(bucketReceipts).Put(receiptKey(reportID, hopDigest), []byte{})
+}
+
+func receiptKey(reportID string, hopDigest []byte) []byte {
+	k := make([]byte, 0, len(reportID)+1+len(hopDigest))
+	k = append(k, reportID...)
+	k = append(k, 0)
+	return append(k, hopDigest...)
+}
+
+// AddEvent appends a provenance event; its seq and time are set here.
+func (t *Tx) AddEvent(e *storev1.Event) error {
+	b := t.tx.Bucket(bucketProvenance)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	e.Seq = seq
+	if e.Time == nil {
+		e.Time = timestamppb.New(t.now)
+	}
+	return put(b, provKey(e.GetReportId(), seq), e)
+}
+
+// Enqueue appends an item to party's outbox.
+func (t *Tx) Enqueue(party string, it *storev1.OutboxItem) error {
+	ob, err := t.tx.Bucket(bucketOutbox).CreateBucketIfNotExists([]byte(party))
+	if err != nil {
+		return err
+	}
+	seq, err := ob.NextSequence()
+	if err != nil {
+		return err
+	}
+	if it.Queued == nil {
+		it.Queued = timestamppb.New(t.now)
+	}
+	return put(ob, u64(seq), it)
+}
+
+// Quarantine keeps refused evidence.
+func (t *Tx) Quarantine(q *storev1.QuarantineItem) error {
+	b := t.tx.Bucket(bucketQuarantine)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	q.Seq = seq
+	if q.Time == nil {
+		q.Time = timestamppb.New(t.now)
+	}
+	return put(b, u64(seq), q)
+}
+
+// Update runs fn in one read-write transaction committed to disk before it
+// returns. Use it for operator actions (publish, share).
+func (s *Store) Update(now time.Time, fn func(*Tx) error) error {
+	var grown bool
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		t := &Tx{tx: tx, now: now}
+		if err := fn(t); err != nil {
+			return err
+		}
+		grown = t.fedGrown
+		return nil
+	})
+	if err == nil && grown {
+		s.wake()
+	}
+	return err
+}
+
+// Batch is Update grouped with concurrent callers into one commit (bbolt
+// Batch). fn may run more than once and must only touch the store.
+func (s *Store) Batch(now time.Time, fn func(*Tx) error) error {
+	var grown bool
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		t := &Tx{tx: tx, now: now}
+		if err := fn(t); err != nil {
+			return err
+		}
+		grown = t.fedGrown
+		return nil
+	})
+	if err == nil && grown {
+		s.wake()
+	}
+	return err
+}
+
+// Report returns a held report.
+func (s *Store) Report(id string) (*storev1.StoredReport, error) {
+	var r *storev1.StoredReport
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		r, err = get(tx.Bucket(bucketReports), []byte(id), &storev1.StoredReport{})
+		return err
+	})
+	return r, err
+}
+
+// FeedEntry is one report in feed order.
+type FeedEntry struct {
+	Seq    uint64
+	Report *storev1.StoredReport
+}
+
+// Feed returns up to limit reports after feed seq `after`, in feed order.
+func (s *Store) Feed(after uint64, limit int) ([]FeedEntry, error) {
+	var out []FeedEntry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketFeed).Cursor()
+		reports := tx.Bucket(bucketReports)
+		for k, v := c.Seek(u64(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+			r, err := get(reports, v, &storev1.StoredReport{})
+			if err != nil {
+				return err
+			}
+			out = append(out, FeedEntry{Seq: binary.BigEndian.Uint64(k), Report: r})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Latest returns up to limit reports, newest first.
+func (s *Store) Latest(limit int) ([]FeedEntry, error) {
+	var out []FeedEntry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketFeed).Cursor()
+		reports := tx.Bucket(bucketReports)
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			r, err := get(reports, v, &storev1.StoredReport{})
+			if err != nil {
+				return err
+			}
+			out = append(out, FeedEntry{Seq: binary.BigEndian.Uint64(k), Report: r})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Count returns the number of reports held.
+func (s *Store) Count() (int, error) {
+	var n int
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketReports).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
+// Events returns a report's provenance events in order.
+func (s *Store) Events(reportID string) ([]*storev1.Event, error) {
+	var out []*storev1.Event
+	prefix := append([]byte(reportID), 0)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketProvenance).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			e := &storev1.Event{}
+			if err := proto.Unmarshal(v, e); err != nil {
+				return fmt.Errorf("%w: event %x: %v", ErrCorrupt, k, err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AddEvent appends one provenance event in a transaction of its own,
+// grouped with concurrent writers.
+func (s *Store) AddEvent(now time.Time, e *storev1.Event) error {
+	return s.Batch(now, func(t *Tx) error { return t.AddEvent(e) })
+}
+
+// OutboxEntry is one queued item.
+type OutboxEntry struct {
+	Seq  uint64
+	Item *storev1.OutboxItem
+}
+
+// Outbox returns up to limit items of party's outbox after seq `after`.
+func (s *Store) Outbox(party string, after uint64, limit int) ([]OutboxEntry, error) {
+	var out []OutboxEntry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ob := tx.Bucket(bucketOutbox).Bucket([]byte(party))
+		if ob == nil {
+			return nil
+		}
+		c := ob.Cursor()
+		for k, v := c.Seek(u64(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+			it := &storev1.OutboxItem{}
+			if err := proto.Unmarshal(v, it); err != nil {
+				return fmt.Errorf("%w: outbox %s %x: %v", ErrCorrupt, party, k, err)
+			}
+			out = append(out, OutboxEntry{Seq: binary.BigEndian.Uint64(k), Item: it})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// OutboxLen returns how many items wait for party.
+func (s *Store) OutboxLen(party string) (int, error) {
+	var n int
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if ob := tx.Bucket(bucketOutbox).Bucket([]byte(party)); ob != nil {
+			n = ob.Stats().KeyN
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Ack removes an acknowledged item from party's outbox and records ev (if
+// not nil) in the same commit.
+func (s *Store) Ack(now time.Time, party string, seq uint64, ev *storev1.Event) error {
+	return s.Batch(now, func(t *Tx) error {
+		if ob := t.tx.Bucket(bucketOutbox).Bucket([]byte(party)); ob != nil {
+			if err := ob.Delete(u64(seq)); err != nil {
+				return err
+			}
+		}
+		if ev != nil {
+			return t.AddEvent(proto.CloneOf(ev))
+		}
+		return nil
+	})
+}
+
+// Cursor returns the saved feed cursor of a subscriber (0 if none).
+func (s *Store) Cursor(subscriber string) (uint64, error) {
+	var n uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketCursors).Get([]byte(subscriber)); len(v) == 8 {
+			n = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return n, err
+}
+
+// SaveCursor saves a subscriber's cursor.
+func (s *Store) SaveCursor(now time.Time, subscriber string, seq uint64) error {
+	return s.Batch(now, func(t *Tx) error {
+		return t.tx.Bucket(bucketCursors).Put([]byte(subscriber), u64(seq))
+	})
+}
+
+// Quarantined returns the quarantined items, oldest first.
+func (s *Store) Quarantined() ([]*storev1.QuarantineItem, error) {
+	var out []*storev1.QuarantineItem
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketQuarantine).ForEach(func(k, v []byte) error {
+			q := &storev1.QuarantineItem{}
+			if err := proto.Unmarshal(v, q); err != nil {
+				return fmt.Errorf("%w: quarantine %x: %v", ErrCorrupt, k, err)
+			}
+			out = append(out, q)
+			return nil
+		})
+	})
+	return out, err
+}

@@ -1,0 +1,225 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/tearline/tearline/node/marking"
+	"github.com/tearline/tearline/node/policy"
+	"github.com/tearline/tearline/node/report"
+	"github.com/tearline/tearline/node/store"
+	"github.com/tearline/tearline/pki"
+	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
+	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
+	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
+)
+
+// View re-verifies a held report and shows it: every portion of the signed
+// header, with content for the portions held here (and allowed by keep,
+// when keep is not nil) and only the digest for the others.
+func (n *Node) View(r *storev1.StoredReport, keep func(index uint32, m marking.Marking) bool) *clientv1.ReportView {
+	env := r.GetEnvelope()
+	out := &clientv1.ReportView{}
+	v, err := report.OpenHeader(env.GetHeader(), n.trust)
+	if err != nil {
+		// Show what can be shown, marked unverified.
+		out.SignatureVerified = false
+		return out
+	}
+	h := v.Header
+	out.Id, out.Originator, out.Created, out.Topics, out.Route = h.GetId(), h.GetOriginator(), h.GetCreated(), h.GetTopics(), h.GetRoute()
+	out.SignatureVerified = true
+	out.Signer = v.Signer.String()
+	for _, pd := range h.GetPortions() {
+		pv := &clientv1.PortionView{Index: pd.GetIndex(), Digest: pd.GetDigest(), Withheld: true}
+		i := slices.IndexFunc(env.GetPortions(), func(p *reportv1.Portion) bool { return p.GetIndex() == pd.GetIndex() })
+		if i >= 0 {
+			p := env.GetPortions()[i]
+			m, err := report.MarkingFromProto(p.GetMarking())
+			if err == nil && (keep == nil || keep(p.GetIndex(), m)) {
+				pv.Withheld = false
+				pv.Banner = m.Banner()
+				pv.Topics = m.Topics
+				pv.ContentType = p.GetContentType()
+				pv.Title = p.GetTitle()
+				pv.Body = p.GetBody()
+				pv.Verified = report.CheckAgainstHeader(h, []*reportv1.Portion{p}) == nil
+			}
+		}
+		out.Portions = append(out.Portions, pv)
+	}
+	for _, sh := range env.GetHops() {
+		vh, err := report.OpenHop(sh, v.Digest, h.GetId(), n.trust)
+		if err != nil {
+			continue
+		}
+		out.Hops = append(out.Hops, &clientv1.HopView{
+			From: vh.Hop.GetFrom(), To: vh.Hop.GetTo(), Sent: vh.Hop.GetSent(), Portions: vh.Hop.GetPortions(), Signer: vh.Signer.String(),
+		})
+	}
+	return out
+}
+
+// Summary is a one-line view of a held report.
+func (n *Node) Summary(e store.FeedEntry) *clientv1.ReportSummary {
+	env := e.Report.GetEnvelope()
+	s := &clientv1.ReportSummary{ReceivedFrom: e.Report.GetReceivedFrom(), PortionsHeld: uint32(len(env.GetPortions()))}
+	v, err := report.OpenHeader(env.GetHeader(), n.trust)
+	if err != nil {
+		return s
+	}
+	s.Id, s.Originator, s.Created = v.Header.GetId(), v.Header.GetOriginator(), v.Header.GetCreated()
+	s.PortionsTotal = uint32(len(v.Header.GetPortions()))
+	var top marking.Marking
+	for _, p := range env.GetPortions() {
+		m, err := report.MarkingFromProto(p.GetMarking())
+		if err != nil {
+			continue
+		}
+		if top.Classification == "" || n.scheme.Compare(m.Classification, top.Classification) > 0 {
+			top = marking.Marking{Classification: m.Classification}
+		}
+		if s.Title == "" {
+			s.Title = p.GetTitle()
+		}
+	}
+	s.Banner = top.Classification
+	return s
+}
+
+// Get returns a held report, re-verified.
+func (n *Node) Get(ctx context.Context, id string) (*clientv1.ReportView, error) {
+	r, err := n.st.Report(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: report %s is not held here", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
+	}
+	return n.View(r, nil), nil
+}
+
+// List returns up to limit held reports, newest first.
+func (n *Node) List(ctx context.Context, limit int) ([]*clientv1.ReportSummary, error) {
+	es, err := n.st.Latest(limit)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
+	}
+	out := make([]*clientv1.ReportSummary, 0, len(es))
+	for _, e := range es {
+		out = append(out, n.Summary(e))
+	}
+	return out, nil
+}
+
+// Provenance returns a report's view and its local events.
+func (n *Node) Provenance(ctx context.Context, id string) (*clientv1.ReportView, []*storev1.Event, error) {
+	v, err := n.Get(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	evs, err := n.st.Events(id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInternal, err)
+	}
+	return v, evs, nil
+}
+
+// Subscriber returns the subscriber a caller is, or false. Officers of this
+// party see every portion held (they operate the node); services see what
+// their configured clearance and need-to-know allow.
+func (n *Node) Subscriber(id pki.Identity) (policy.Subscriber, bool, error) {
+	if id.Party != n.party {
+		return policy.Subscriber{}, false, fmt.Errorf("%w: %s is not of party %s", ErrDenied, id, n.party)
+	}
+	switch id.Kind {
+	case pki.KindOfficer:
+		return policy.Subscriber{}, true, nil
+	case pki.KindService:
+		s, ok := n.subscribers[id.Name]
+		if !ok {
+			return policy.Subscriber{}, false, fmt.Errorf("%w: service %q is not a configured subscriber of this node", ErrDenied, id.Name)
+		}
+		return s, false, nil
+	}
+	return policy.Subscriber{}, false, fmt.Errorf("%w: %s may not subscribe", ErrDenied, id)
+}
+
+// Delivery is one report for a subscriber, with only what it may see.
+type Delivery struct {
+	Cursor uint64
+	View   *clientv1.ReportView
+}
+
+// Deliveries returns the feed after cursor as sub may see it, recording
+// each delivery and each withheld portion in provenance. Reports that match
+// no topic of the filter, or of which sub may see nothing, are skipped.
+func (n *Node) Deliveries(ctx context.Context, who pki.Identity, sub policy.Subscriber, officer bool, after uint64, topics []string, limit int) ([]Delivery, uint64, error) {
+	es, err := n.st.Feed(after, limit)
+	if err != nil {
+		return nil, after, fmt.Errorf("%w: %w", ErrInternal, err)
+	}
+	now := n.clock()
+	var out []Delivery
+	last := after
+	var events []*storev1.Event
+	for _, e := range es {
+		last = e.Seq
+		var withheld []policy.Reason
+		keep := func(ix uint32, m marking.Marking) bool {
+			if officer {
+				return true
+			}
+			r := policy.Deliver(n.scheme, sub, policy.Portion{Index: ix, Marking: m})
+			if !r.Allowed {
+				withheld = append(withheld, r)
+			}
+			return r.Allowed
+		}
+		view := n.View(e.Report, keep)
+		if !matchTopics(view, topics) {
+			continue
+		}
+		held := false
+		for _, p := range view.GetPortions() {
+			held = held || !p.GetWithheld()
+		}
+		if len(withheld) > 0 {
+			events = append(events, &storev1.Event{ReportId: view.GetId(), Kind: "withheld", Subject: who.String(), Decisions: decisionsProto(withheld)})
+		}
+		if !held {
+			continue
+		}
+		events = append(events, &storev1.Event{ReportId: view.GetId(), Kind: "delivered", Subject: who.String()})
+		out = append(out, Delivery{Cursor: e.Seq, View: view})
+	}
+	if len(events) > 0 {
+		err := n.st.Batch(now, func(t *store.Tx) error {
+			for _, ev := range events {
+				ev.Seq, ev.Time = 0, nil
+				if err := t.AddEvent(ev); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, after, fmt.Errorf("%w: record deliveries: %w", ErrInternal, err)
+		}
+	}
+	return out, last, nil
+}
+
+func matchTopics(v *clientv1.ReportView, topics []string) bool {
+	if len(topics) == 0 {
+		return true
+	}
+	for _, t := range v.GetTopics() {
+		if slices.Contains(topics, t) {
+			return true
+		}
+	}
+	return false
+}
