@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -28,11 +29,11 @@ func toStatus(log *slog.Logger, method string, err error) error {
 	case errors.As(err, &denied):
 		return deniedStatus(denied.Reasons, "")
 	case errors.Is(err, node.ErrInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
+		return status.Error(codes.InvalidArgument, userText(err, node.ErrInvalid))
 	case errors.Is(err, node.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
+		return status.Error(codes.NotFound, userText(err, node.ErrNotFound))
 	case errors.Is(err, node.ErrDenied):
-		return status.Error(codes.PermissionDenied, err.Error())
+		return status.Error(codes.PermissionDenied, userText(err, node.ErrDenied))
 	}
 	if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {
 		return err
@@ -81,4 +82,10 @@ func deniedStatus(rs []policy.Reason, reportID string) error {
 		st = withDetails
 	}
 	return st.Err()
+}
+
+// userText is a validation error's text without the sentinel's prefix:
+// "node: invalid request: portion 1: ..." becomes "portion 1: ...".
+func userText(err, sentinel error) string {
+	return strings.TrimPrefix(err.Error(), sentinel.Error()+": ")
 }

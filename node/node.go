@@ -367,7 +367,7 @@ func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *s
 	env := &reportv1.Envelope{
 		Header:      held.GetEnvelope().GetHeader(),
 		Portions:    allowed,
-		Hops:        append(slices.Clone(held.GetEnvelope().GetHops()), sh),
+		Hops:        append(hopsCarrying(held.GetEnvelope().GetHops(), allowed), sh),
 		Authorities: held.GetEnvelope().GetAuthorities(),
 	}
 	if err := t.Enqueue(to, &storev1.OutboxItem{ReportId: v.Header.GetId(), Envelope: env}); err != nil {
@@ -656,4 +656,23 @@ func chainFor(facts []hopFact, ix uint32, originator string) []policy.HopFact {
 	}
 	slices.Reverse(rev)
 	return rev
+}
+
+// hopsCarrying keeps the held hop statements that carried at least one of
+// the portions being released: the recipient needs them to check each
+// portion's chain, and learns nothing of hops that concern only others.
+func hopsCarrying(hops []*reportv1.Signed, ps []*reportv1.Portion) []*reportv1.Signed {
+	var out []*reportv1.Signed
+	for _, sh := range hops {
+		h := &reportv1.Hop{}
+		if proto.Unmarshal(sh.GetPayload(), h) != nil {
+			continue
+		}
+		if slices.ContainsFunc(h.GetPortions(), func(pr *reportv1.PortionRelease) bool {
+			return slices.ContainsFunc(ps, func(p *reportv1.Portion) bool { return p.GetIndex() == pr.GetIndex() })
+		}) {
+			out = append(out, sh)
+		}
+	}
+	return out
 }

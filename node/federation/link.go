@@ -79,11 +79,23 @@ func (l *Link) Run(ctx context.Context) error {
 			backoff = l.MinBackoff
 		}
 		log.Warn("link down", "error", err, "retry_in", backoff.String())
+		// Wait out the backoff, but try again early (after MinBackoff) when
+		// there is something new to deliver.
 		jitter := time.Duration(rand.Int64N(int64(backoff)/5 + 1))
+		wake := l.Node.OutboxChanged(l.Party)
+		timer := time.NewTimer(backoff + jitter)
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return nil
-		case <-time.After(backoff + jitter):
+		case <-timer.C:
+		case <-wake:
+			timer.Stop()
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(l.MinBackoff):
+			}
 		}
 		backoff = min(backoff*2, l.MaxBackoff)
 	}

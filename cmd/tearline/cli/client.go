@@ -120,7 +120,7 @@ func describe(err error) cliError {
 		}
 		return cliError{Code: "Unknown", Reason: reason, Message: err.Error()}
 	}
-	e := cliError{Code: st.Code().String(), Message: st.Message(), Reason: strings.ToLower(st.Code().String())}
+	e := cliError{Code: st.Code().String(), Message: st.Message(), Reason: kebab(st.Code().String())}
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok {
 			e.Reason = info.GetReason()
@@ -150,3 +150,18 @@ func report(g *globals, err error) {
 }
 
 func jsonLine(w io.Writer) *json.Encoder { return json.NewEncoder(w) }
+
+// kebab turns a gRPC code name into a reason id: InvalidArgument -> invalid-argument.
+func kebab(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte('-')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

@@ -1,0 +1,55 @@
+package gateway
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The documented example config parses and validates.
+func TestExampleConfigValidates(t *testing.T) {
+	c, err := LoadConfig(filepath.Join("..", "deploy", "node.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Party != "USA" || len(c.Partners) != 1 || c.Partners[0].Agreement == nil || len(c.Subscribers) != 1 {
+		t.Fatalf("unexpected config: %+v", c)
+	}
+}
+
+func TestConfigErrorsNameTheField(t *testing.T) {
+	base, err := os.ReadFile(filepath.Join("..", "deploy", "node.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, from, to, want string
+	}{
+		{"bad party", "party: USA", "party: usa!", "party"},
+		{"no listen", "listen: 0.0.0.0:7401", "listen: \"\"", "listen"},
+		{"pki mode missing", "  mode: dev", "  mode: \"\"", "pki.mode is required"},
+		{"pki mode unknown", "  mode: dev", "  mode: magic", "pki.mode \"magic\""},
+		{"unknown key", "log_level: info", "log_level: info\nlog_levle: debug", "log_levle"},
+		{"bad clearance", "clearance: SECRET", "clearance: SEKRIT", "clearance"},
+		{"bad agreement level", "max_classification: SECRET", "max_classification: HUSH", "max_classification"},
+		{"partner twice", "  - party: GBR", "  - party: USA", "partners[0].party USA"},
+		{"no ca_file", "ca_file: /etc/tearline/partners/GBR-ca.pem", "ca_file: \"\"", "ca_file is required"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(string(base), tc.from) {
+				t.Fatalf("example no longer contains %q", tc.from)
+			}
+			path := filepath.Join(t.TempDir(), "node.yaml")
+			if err := os.WriteFile(path, []byte(strings.Replace(string(base), tc.from, tc.to, 1)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadConfig(path)
+			if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("LoadConfig error = %v, want ErrConfig mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
