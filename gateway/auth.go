@@ -43,6 +43,16 @@ var authz = map[string]who{
 	"/tearline.client.v1.ClientService/GetProvenance": ownOfficer,
 	"/tearline.client.v1.ClientService/Share":         ownOfficer,
 	"/tearline.client.v1.ClientService/Subscribe":     ownOfficer | ownService,
+	"/tearline.client.v1.ClientService/RequestConsent": ownOfficer,
+	"/tearline.client.v1.ClientService/ListConsents":   ownOfficer,
+	"/tearline.client.v1.ClientService/DecideConsent":  ownOfficer,
+
+	"/tearline.admin.v1.AdminService/ListAgreements":     ownOfficer,
+	"/tearline.admin.v1.AdminService/ListSecurityEvents": ownOfficer,
+	"/tearline.admin.v1.AdminService/DeclareCrisis":      ownOfficer,
+	"/tearline.admin.v1.AdminService/EndCrisis":          ownOfficer,
+	"/tearline.admin.v1.AdminService/ListCrises":         ownOfficer,
+	"/tearline.admin.v1.AdminService/ReviewCrisis":       ownOfficer,
 
 	"/grpc.health.v1.Health/Check": ownOfficer | ownService | partnerNode | ownNode,
 	"/grpc.health.v1.Health/Watch": ownOfficer | ownService | partnerNode | ownNode,

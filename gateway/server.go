@@ -29,6 +29,7 @@ import (
 	"github.com/tearline/tearline/node/policy"
 	"github.com/tearline/tearline/node/store"
 	"github.com/tearline/tearline/pki"
+	adminv1 "github.com/tearline/tearline/proto/tearline/admin/v1"
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 	federationv1 "github.com/tearline/tearline/proto/tearline/federation/v1"
 )
@@ -146,6 +147,7 @@ func (s *Server) build() error {
 	)
 	federationv1.RegisterFederationServiceServer(s.grpc, &federationService{node: s.node, log: s.log})
 	clientv1.RegisterClientServiceServer(s.grpc, &clientService{node: s.node, log: s.log, poll: time.Second})
+	adminv1.RegisterAdminServiceServer(s.grpc, &adminService{node: s.node, log: s.log})
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)

@@ -40,11 +40,18 @@ func (s *federationService) Deliver(stream grpc.BidiStreamingServer[federationv1
 			return err
 		}
 		resp := &federationv1.DeliverResponse{Seq: req.GetSeq()}
-		env := req.GetEnvelope()
-		if env == nil {
+		var (
+			outcome node.Outcome
+			reason  policy.Reason
+		)
+		switch {
+		case req.GetItem() == nil:
 			return status.Error(codes.InvalidArgument, "deliver: the request carries no item")
+		case req.GetEnvelope() != nil:
+			outcome, reason, err = s.node.Receive(ctx, from, req.GetEnvelope())
+		default:
+			outcome, reason, err = s.node.ReceiveItem(ctx, from, req)
 		}
-		outcome, reason, err := s.node.Receive(ctx, from, env)
 		if err != nil {
 			// Not committed: end the stream without an ack so the sender
 			// keeps the item and retries.
@@ -224,4 +231,61 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 		case <-time.After(s.poll):
 		}
 	}
+}
+
+func consentProto(c *storev1.ConsentRecord) *clientv1.Consent {
+	return &clientv1.Consent{
+		Id: c.GetId(), ReportId: c.GetReportId(), Holder: c.GetHolder(), To: c.GetTo(), Originator: c.GetOriginator(),
+		Portions: c.GetPortions(), Purpose: c.GetPurpose(), State: c.GetState(), Direction: c.GetDirection(), Reason: c.GetReason(),
+		Requested: c.GetRequested(), Decided: c.GetDecided(), Expires: c.GetExpires(),
+	}
+}
+
+func (s *clientService) RequestConsent(ctx context.Context, req *clientv1.RequestConsentRequest) (*clientv1.RequestConsentResponse, error) {
+	by, err := mustCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.GetId() == "" || !marking.ValidParty(req.GetTo()) {
+		return nil, status.Error(codes.InvalidArgument, "a report id and a party code (to) are required")
+	}
+	rec, err := s.node.RequestConsent(ctx, by, req.GetId(), req.GetTo(), req.GetPurpose(), req.GetPortions())
+	if err != nil {
+		return nil, toStatus(s.log, "RequestConsent", err)
+	}
+	return &clientv1.RequestConsentResponse{Consent: consentProto(rec)}, nil
+}
+
+func (s *clientService) ListConsents(ctx context.Context, _ *clientv1.ListConsentsRequest) (*clientv1.ListConsentsResponse, error) {
+	cs, err := s.node.Consents(ctx)
+	if err != nil {
+		return nil, toStatus(s.log, "ListConsents", err)
+	}
+	resp := &clientv1.ListConsentsResponse{}
+	for _, c := range cs {
+		resp.Consents = append(resp.Consents, consentProto(c))
+	}
+	return resp, nil
+}
+
+func (s *clientService) DecideConsent(ctx context.Context, req *clientv1.DecideConsentRequest) (*clientv1.DecideConsentResponse, error) {
+	by, err := mustCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.GetId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "a consent request id is required")
+	}
+	var ttl time.Duration
+	if req.GetTtl() != nil {
+		if err := req.GetTtl().CheckValid(); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "ttl: %v", err)
+		}
+		ttl = req.GetTtl().AsDuration()
+	}
+	rec, err := s.node.DecideConsent(ctx, by, req.GetId(), req.GetApprove(), ttl, req.GetReason())
+	if err != nil {
+		return nil, toStatus(s.log, "DecideConsent", err)
+	}
+	return &clientv1.DecideConsentResponse{Consent: consentProto(rec)}, nil
 }

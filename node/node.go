@@ -24,6 +24,7 @@ import (
 	"github.com/tearline/tearline/node/store"
 	"github.com/tearline/tearline/pki"
 	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
+	federationv1 "github.com/tearline/tearline/proto/tearline/federation/v1"
 	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
 )
 
@@ -197,6 +198,8 @@ type PublishInput struct {
 type Release struct {
 	Party   string
 	Reasons []policy.Reason
+
+	notified string // the originator, when a hop notice was queued for it
 }
 
 // Publish makes, signs and stores a report originated here, and queues for
@@ -260,6 +263,10 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 		return "", nil, fmt.Errorf("%w: own header does not verify: %w", ErrInternal, err)
 	}
 	held := &storev1.StoredReport{Envelope: &reportv1.Envelope{Header: hdr, Portions: portions}}
+	auth, err := n.loadAuthorities(v.Header.GetId(), n.party)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %w", ErrInternal, err)
+	}
 	var releases []Release
 	var woken []string
 	err = n.st.Update(now, func(t *store.Tx) error {
@@ -271,7 +278,14 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 			return err
 		}
 		for _, p := range n.Partners() {
-			rel, queued, err := n.releaseTo(t, now, v, held, p.Party, nil, by)
+			if via := routedVia(draft.Route, p.Party); via != "" {
+				// Addressed through a relay: the relay forwards it.
+				if err := t.AddEvent(&storev1.Event{ReportId: v.Header.GetId(), Kind: "routed", Party: p.Party, Subject: by.String(), Detail: "addressed to " + p.Party + " via " + via}); err != nil {
+					return err
+				}
+				continue
+			}
+			rel, queued, err := n.releaseTo(t, now, v, held, p.Party, nil, by.String(), auth)
 			if err != nil {
 				return err
 			}
@@ -327,7 +341,7 @@ var ruleOf = map[reportv1.Basis]policy.Rule{
 // party X and, if any is allowed, queues an envelope with those portions,
 // the hops that brought them here and a new signed hop. It records the
 // decision as a provenance event. It runs inside t.
-func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *storev1.StoredReport, to string, only []uint32, by pki.Identity) (Release, bool, error) {
+func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *storev1.StoredReport, to string, only []uint32, subject string, auth authorities) (Release, bool, error) {
 	rel := Release{Party: to}
 	p := n.partners[to]
 	var allowed []*reportv1.Portion
@@ -348,6 +362,8 @@ func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *s
 			Portion:   policy.Portion{Index: pt.GetIndex(), Marking: m},
 			Agreement: p.Agreement,
 			Route:     policyRoute(v.Header),
+			Consents:  auth.consents,
+			Crises:    auth.crises,
 		})
 		rel.Reasons = append(rel.Reasons, r)
 		if r.Allowed {
@@ -355,7 +371,7 @@ func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *s
 			hop.Portions = append(hop.Portions, &reportv1.PortionRelease{Index: pt.GetIndex(), Basis: basisOf[r.Rule], AuthorityId: r.Authority})
 		}
 	}
-	ev := &storev1.Event{ReportId: v.Header.GetId(), Party: to, Subject: by.String(), Decisions: decisionsProto(rel.Reasons)}
+	ev := &storev1.Event{ReportId: v.Header.GetId(), Party: to, Subject: subject, Decisions: decisionsProto(rel.Reasons)}
 	if len(allowed) == 0 {
 		ev.Kind = "refused"
 		return rel, false, t.AddEvent(ev)
@@ -368,10 +384,35 @@ func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *s
 		Header:      held.GetEnvelope().GetHeader(),
 		Portions:    allowed,
 		Hops:        append(hopsCarrying(held.GetEnvelope().GetHops(), allowed), sh),
-		Authorities: held.GetEnvelope().GetAuthorities(),
+		Authorities: slices.Clone(held.GetEnvelope().GetAuthorities()),
+	}
+	notify := false
+	for _, pr := range hop.GetPortions() {
+		if pr.GetAuthorityId() == "" {
+			continue
+		}
+		notify = true
+		if sd, ok := auth.signed[pr.GetAuthorityId()]; ok {
+			env.Authorities = mergeSigned(env.Authorities, []*reportv1.Signed{sd})
+		}
+		if pr.GetBasis() == reportv1.Basis_BASIS_CRISIS && n.party == v.Header.GetOriginator() {
+			if err := t.AddCrisisRelease(&storev1.CrisisRelease{CrisisId: pr.GetAuthorityId(), ReportId: v.Header.GetId(), Portion: pr.GetIndex(), From: n.party, To: to, Time: hop.GetSent()}); err != nil {
+				return rel, false, err
+			}
+		}
 	}
 	if err := t.Enqueue(to, &storev1.OutboxItem{ReportId: v.Header.GetId(), Envelope: env}); err != nil {
 		return rel, false, err
+	}
+	// A release on the originator's consent or crisis declaration is
+	// reported back to the originator, for its provenance and crisis review.
+	if o := v.Header.GetOriginator(); notify && o != n.party {
+		if _, ok := n.partners[o]; ok {
+			if err := n.enqueueRequest(t, o, v.Header.GetId(), &federationv1.DeliverRequest{Item: &federationv1.DeliverRequest_HopNotice{HopNotice: &federationv1.HopNotice{ReportId: v.Header.GetId(), Hop: sh}}}); err != nil {
+				return rel, false, err
+			}
+			rel.notified = o
+		}
 	}
 	ev.Kind = "released"
 	return rel, true, t.AddEvent(ev)
@@ -405,7 +446,23 @@ func (n *Node) Share(ctx context.Context, by pki.Identity, id, to string, only [
 	}
 	var reasons []policy.Reason
 	var queued bool
-	err := n.st.Update(now, func(t *store.Tx) error {
+	var notified string
+	held, err := n.st.Report(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: report %s is not held here", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
+	}
+	hv, err := report.OpenHeader(held.GetEnvelope().GetHeader(), n.trust)
+	if err != nil {
+		return nil, fmt.Errorf("%w: held header no longer verifies: %w", ErrInternal, err)
+	}
+	auth, err := n.loadAuthorities(id, hv.Header.GetOriginator())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
+	}
+	err = n.st.Update(now, func(t *store.Tx) error {
 		held, err := t.Report(id)
 		if errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("%w: report %s is not held here", ErrNotFound, id)
@@ -422,8 +479,8 @@ func (n *Node) Share(ctx context.Context, by pki.Identity, id, to string, only [
 		if err != nil {
 			return fmt.Errorf("%w: held header no longer verifies: %w", ErrInternal, err)
 		}
-		rel, q, err := n.releaseTo(t, now, v, held, to, only, by)
-		reasons, queued = rel.Reasons, q
+		rel, q, err := n.releaseTo(t, now, v, held, to, only, by.String(), auth)
+		reasons, queued, notified = rel.Reasons, q, rel.notified
 		return err
 	})
 	if err != nil {
@@ -435,7 +492,7 @@ func (n *Node) Share(ctx context.Context, by pki.Identity, id, to string, only [
 	if !queued {
 		return reasons, &DeniedError{Reasons: denials(reasons)}
 	}
-	n.wake([]string{to})
+	n.wake([]string{to, notified})
 	return reasons, nil
 }
 
@@ -481,14 +538,24 @@ func (n *Node) Receive(ctx context.Context, from pki.Identity, env *reportv1.Env
 	if !reason.Allowed {
 		n.log.Warn("envelope rejected", "sender", from.Party, "rule", string(reason.Rule), "reason", reason.Message)
 		q := &storev1.QuarantineItem{Sender: from.Party, Rule: string(reason.Rule), Message: reason.Message, Envelope: env}
+		var reportID string
+		if v != nil {
+			reportID = v.Header.GetId()
+		}
 		err := n.st.Batch(now, func(t *store.Tx) error {
 			if err := t.Quarantine(proto.CloneOf(q)); err != nil {
+				return err
+			}
+			if err := t.AddSecurityEvent(&storev1.SecurityEvent{
+				Kind: "rejected-envelope", Partner: from.Party, Rule: string(reason.Rule), Message: reason.Message,
+				ReportId: reportID, QuarantineSeq: t.QuarantineSeq(),
+			}); err != nil {
 				return err
 			}
 			if v == nil {
 				return nil
 			}
-			return t.AddEvent(&storev1.Event{ReportId: v.Header.GetId(), Kind: "rejected", Party: from.Party, Decisions: []*reportv1.Decision{DecisionProto(reason)}})
+			return t.AddEvent(&storev1.Event{ReportId: reportID, Kind: "rejected", Party: from.Party, Decisions: []*reportv1.Decision{DecisionProto(reason)}})
 		})
 		if err != nil {
 			return 0, policy.Reason{}, fmt.Errorf("%w: quarantine: %w", ErrInternal, err)
@@ -499,8 +566,22 @@ func (n *Node) Receive(ctx context.Context, from pki.Identity, env *reportv1.Env
 	last := sha256.Sum256(hops[len(hops)-1].GetPayload())
 	id := v.Header.GetId()
 	outcome := Accepted
+	// A relay named by the originator's route forwards at once.
+	var relayTo []string
+	for _, r := range v.Header.GetRoute() {
+		if _, ok := n.partners[r.GetTo()]; ok && r.GetVia() == n.party && r.GetTo() != from.Party && !slices.Contains(relayTo, r.GetTo()) {
+			relayTo = append(relayTo, r.GetTo())
+		}
+	}
+	var auth authorities
+	if len(relayTo) > 0 {
+		if auth, err = n.loadAuthorities(id, v.Header.GetOriginator()); err != nil {
+			return 0, policy.Reason{}, fmt.Errorf("%w: %w", ErrInternal, err)
+		}
+	}
+	var woken []string
 	err = n.st.Batch(now, func(t *store.Tx) error {
-		outcome = Accepted
+		outcome, woken = Accepted, nil
 		if t.SeenReceipt(id, last[:]) {
 			outcome = Duplicate
 			return nil
@@ -521,11 +602,24 @@ func (n *Node) Receive(ctx context.Context, from pki.Identity, env *reportv1.Env
 		if err := t.MarkReceipt(id, last[:]); err != nil {
 			return err
 		}
-		return t.AddEvent(&storev1.Event{ReportId: id, Kind: "received", Party: from.Party, Decisions: []*reportv1.Decision{DecisionProto(reason)}})
+		if err := t.AddEvent(&storev1.Event{ReportId: id, Kind: "received", Party: from.Party, Decisions: []*reportv1.Decision{DecisionProto(reason)}}); err != nil {
+			return err
+		}
+		for _, to := range relayTo {
+			rel, queued, err := n.releaseTo(t, now, v, held, to, nil, "relay named by "+v.Header.GetOriginator()+"'s route", auth)
+			if err != nil {
+				return err
+			}
+			if queued {
+				woken = append(woken, to, rel.notified)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, policy.Reason{}, fmt.Errorf("%w: store receipt: %w", ErrInternal, err)
 	}
+	n.wake(woken)
 	return outcome, reason, nil
 }
 
@@ -578,6 +672,7 @@ func (n *Node) check(now time.Time, from string, env *reportv1.Envelope) (policy
 	if len(env.GetHops()) == 0 || len(env.GetHops()) > report.MaxHops*report.MaxPortions {
 		return deny(policy.RuleBadChain, "the envelope from %s carries %d hops", from, len(env.GetHops())), v, nil
 	}
+	consents, crises := n.envelopeAuthorities(env, v.Header.GetOriginator())
 	var facts []hopFact
 	for _, sh := range env.GetHops() {
 		h, err := report.OpenHop(sh, v.Digest, v.Header.GetId(), n.trust)
@@ -602,6 +697,8 @@ func (n *Node) check(now time.Time, from string, env *reportv1.Envelope) (policy
 			Portion:   policy.Portion{Index: pt.GetIndex(), Marking: m},
 			Route:     policyRoute(v.Header),
 			Chain:     chainFor(facts, pt.GetIndex(), v.Header.GetOriginator()),
+			Consents:  consents,
+			Crises:    crises,
 		})
 		if !r.Allowed {
 			return r, v, nil
@@ -675,4 +772,14 @@ func hopsCarrying(hops []*reportv1.Signed, ps []*reportv1.Portion) []*reportv1.S
 		}
 	}
 	return out
+}
+
+// routedVia returns the relay the route names for party to, or "".
+func routedVia(route []*reportv1.RouteEntry, to string) string {
+	for _, r := range route {
+		if r.GetTo() == to {
+			return r.GetVia()
+		}
+	}
+	return ""
 }

@@ -151,6 +151,10 @@ func (l *Link) session(ctx context.Context) (int, error) {
 			}
 			for _, it := range items {
 				req := &federationv1.DeliverRequest{Seq: it.Seq, Item: &federationv1.DeliverRequest_Envelope{Envelope: it.Item.GetEnvelope()}}
+				if r := it.Item.GetRequest(); r != nil {
+					req = r
+					req.Seq = it.Seq
+				}
 				if err := stream.Send(req); err != nil {
 					return delivered, fmt.Errorf("send: %w", err)
 				}

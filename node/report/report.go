@@ -59,6 +59,8 @@ var (
 const (
 	KindHeader = "header"
 	KindHop    = "hop"
+	KindGrant  = "grant"
+	KindCrisis = "crisis"
 )
 
 // Signer signs with a node's current key and returns the certificate chain
@@ -94,7 +96,7 @@ func SignStatement(kind string, m proto.Message, s Signer) (*reportv1.Signed, er
 		return nil, fmt.Errorf("%w: %s is %d bytes; the limit is %d", ErrTooLarge, kind, len(payload), MaxStatementSize)
 	}
 	sig, chain := s.Sign(signingInput(kind, payload))
-	return &reportv1.Signed{Payload: payload, Signature: sig, CertChain: chain}, nil
+	return &reportv1.Signed{Payload: payload, Signature: sig, CertChain: chain, Kind: kind}, nil
 }
 
 // verifyStatement checks sd's signature with its leaf key, then the chain
@@ -424,4 +426,51 @@ func OpenHop(sd *reportv1.Signed, headerDigest []byte, reportID string, v Verifi
 		return nil, fmt.Errorf("%w: hop from %s is signed by %s", ErrSignature, h.GetFrom(), id)
 	}
 	return &VerifiedHop{Hop: h, Signer: id}, nil
+}
+
+// OpenGrant verifies a signed consent grant: it parses, and it is signed by
+// a node of the originator it names, whose chain verifies at its issue time.
+func OpenGrant(sd *reportv1.Signed, v Verifier) (*reportv1.ConsentGrant, pki.Identity, error) {
+	g := &reportv1.ConsentGrant{}
+	if len(sd.GetPayload()) > MaxStatementSize {
+		return nil, pki.Identity{}, fmt.Errorf("%w: grant is %d bytes", ErrTooLarge, len(sd.GetPayload()))
+	}
+	if err := proto.Unmarshal(sd.GetPayload(), g); err != nil {
+		return nil, pki.Identity{}, fmt.Errorf("%w: grant does not parse: %v", ErrInvalid, err)
+	}
+	if g.GetIssued().CheckValid() != nil || g.GetExpires().CheckValid() != nil || !marking.ValidParty(g.GetOriginator()) ||
+		!marking.ValidParty(g.GetHolder()) || !marking.ValidParty(g.GetTo()) || len(g.GetPortions()) > MaxPortions {
+		return nil, pki.Identity{}, fmt.Errorf("%w: grant is malformed", ErrInvalid)
+	}
+	id, err := verifyStatement(KindGrant, sd, v, g.GetIssued().AsTime())
+	if err != nil {
+		return nil, pki.Identity{}, err
+	}
+	if id.Party != g.GetOriginator() || id.Kind != pki.KindNode {
+		return nil, pki.Identity{}, fmt.Errorf("%w: grant of %s is signed by %s", ErrSignature, g.GetOriginator(), id)
+	}
+	return g, id, nil
+}
+
+// OpenCrisis verifies a signed crisis declaration (or end notice) the same way.
+func OpenCrisis(sd *reportv1.Signed, v Verifier) (*reportv1.CrisisDeclaration, pki.Identity, error) {
+	c := &reportv1.CrisisDeclaration{}
+	if len(sd.GetPayload()) > MaxStatementSize {
+		return nil, pki.Identity{}, fmt.Errorf("%w: declaration is %d bytes", ErrTooLarge, len(sd.GetPayload()))
+	}
+	if err := proto.Unmarshal(sd.GetPayload(), c); err != nil {
+		return nil, pki.Identity{}, fmt.Errorf("%w: declaration does not parse: %v", ErrInvalid, err)
+	}
+	if c.GetIssued().CheckValid() != nil || c.GetExpires().CheckValid() != nil || !marking.ValidParty(c.GetOriginator()) ||
+		len(c.GetParties()) > 64 || len(c.GetTopics()) > MaxTopics {
+		return nil, pki.Identity{}, fmt.Errorf("%w: declaration is malformed", ErrInvalid)
+	}
+	id, err := verifyStatement(KindCrisis, sd, v, c.GetIssued().AsTime())
+	if err != nil {
+		return nil, pki.Identity{}, err
+	}
+	if id.Party != c.GetOriginator() || id.Kind != pki.KindNode {
+		return nil, pki.Identity{}, fmt.Errorf("%w: declaration of %s is signed by %s", ErrSignature, c.GetOriginator(), id)
+	}
+	return c, id, nil
 }

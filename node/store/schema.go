@@ -23,6 +23,14 @@ var (
 	bucketQuarantine = []byte("quarantine")
 	// bucketMeta: small named values ("schema" → version).
 	bucketMeta = []byte("meta")
+	// bucketConsents: consent request id → storev1.ConsentRecord.
+	bucketConsents = []byte("consents")
+	// bucketCrises: declaration id → storev1.CrisisRecord.
+	bucketCrises = []byte("crises")
+	// bucketSecurity: seq → storev1.SecurityEvent.
+	bucketSecurity = []byte("security_events")
+	// bucketCrisisReleases: declaration id ‖ 0x00 ‖ seq → storev1.CrisisRelease.
+	bucketCrisisReleases = []byte("crisis_releases")
 )
 
 // schemaVersion is written on creation and checked on open.
@@ -31,4 +39,5 @@ const schemaVersion = "1"
 var allBuckets = [][]byte{
 	bucketReports, bucketFeed, bucketProvenance, bucketReceipts,
 	bucketOutbox, bucketCursors, bucketQuarantine, bucketMeta,
+	bucketConsents, bucketCrises, bucketSecurity, bucketCrisisReleases,
 }

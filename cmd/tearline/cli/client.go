@@ -18,21 +18,31 @@ import (
 
 	"github.com/tearline/tearline/gateway"
 	"github.com/tearline/tearline/pki"
+	adminv1 "github.com/tearline/tearline/proto/tearline/admin/v1"
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 )
 
 // dial connects to the node named by the flags with the profile's
 // certificate, verifying that the server is a node of the profile's party.
 func (g *globals) dial() (clientv1.ClientServiceClient, func(), error) {
+	conn, err := g.dialConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	return clientv1.NewClientServiceClient(conn), func() { conn.Close() }, nil
+}
+
+// dialConn connects to the node named by the flags.
+func (g *globals) dialConn() (*grpc.ClientConn, error) {
 	addr, profDir := g.node, g.profile
 	if g.dev != "" {
 		if g.as == "" {
-			return nil, nil, usagef("--dev needs --as PARTY")
+			return nil, usagef("--dev needs --as PARTY")
 		}
 		party := strings.ToUpper(g.as)
 		a, err := gateway.DevAddress(g.dev, party)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if addr == "" {
 			addr = a
@@ -42,22 +52,22 @@ func (g *globals) dial() (clientv1.ClientServiceClient, func(), error) {
 		}
 	}
 	if addr == "" {
-		return nil, nil, usagef("no node: give --node ADDR (or TEARLINE_NODE), or --dev DIR --as PARTY")
+		return nil, usagef("no node: give --node ADDR (or TEARLINE_NODE), or --dev DIR --as PARTY")
 	}
 	if profDir == "" {
-		return nil, nil, usagef("no profile: give --profile DIR (or TEARLINE_PROFILE), or --dev DIR --as PARTY")
+		return nil, usagef("no profile: give --profile DIR (or TEARLINE_PROFILE), or --dev DIR --as PARTY")
 	}
 	prof, err := pki.LoadProfile(profDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	is, err := prof.Issued()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	src, err := pki.StaticCertSource(is)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	trust := pki.NewTrust()
 	trust.Set(prof.Identity.Party, prof.Bundle)
@@ -68,14 +78,22 @@ func (g *globals) dial() (clientv1.ClientServiceClient, func(), error) {
 		}
 		return nil
 	}
-	conn, err := grpc.NewClient(addr,
+	return grpc.NewClient(addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(src, trust, want, nil))),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(16<<20)),
 	)
+}
+
+// callAdmin is call for the admin service.
+func (g *globals) callAdmin(ctx context.Context, fn func(context.Context, adminv1.AdminServiceClient) error) error {
+	conn, err := g.dialConn()
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	return clientv1.NewClientServiceClient(conn), func() { conn.Close() }, nil
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	return fn(ctx, adminv1.NewAdminServiceClient(conn))
 }
 
 func (g *globals) call(ctx context.Context, fn func(context.Context, clientv1.ClientServiceClient) error) error {

@@ -90,6 +90,7 @@ ca.pem (the party's CA bundle).`,
 	root.AddCommand(
 		newDevCmd(g), newNodeCmd(g),
 		newPublishCmd(g), newReportsCmd(g), newShowCmd(g), newProvenanceCmd(g), newShareCmd(g), newSubscribeCmd(g),
+		newConsentCmd(g), newCrisisCmd(g), newAgreementsCmd(g), newEventsCmd(g),
 	)
 	return root
 }

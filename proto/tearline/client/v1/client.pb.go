@@ -10,6 +10,7 @@ import (
 	v1 "github.com/tearline/tearline/proto/tearline/report/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1262,11 +1263,466 @@ func (x *ShareResponse) GetDecisions() []*v1.Decision {
 	return nil
 }
 
+type RequestConsentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The third party.
+	To      string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	Purpose string `protobuf:"bytes,3,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	// Portion indexes; empty means every portion held.
+	Portions      []uint32 `protobuf:"varint,4,rep,packed,name=portions,proto3" json:"portions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestConsentRequest) Reset() {
+	*x = RequestConsentRequest{}
+	mi := &file_tearline_client_v1_client_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestConsentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestConsentRequest) ProtoMessage() {}
+
+func (x *RequestConsentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_client_v1_client_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestConsentRequest.ProtoReflect.Descriptor instead.
+func (*RequestConsentRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RequestConsentRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RequestConsentRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *RequestConsentRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *RequestConsentRequest) GetPortions() []uint32 {
+	if x != nil {
+		return x.Portions
+	}
+	return nil
+}
+
+// Consent is one consent request and its state.
+type Consent struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ReportId string                 `protobuf:"bytes,2,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	// The party that asked (the holder).
+	Holder string `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
+	// The party the holder wants to pass the report to.
+	To string `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	// The originator, who decides.
+	Originator string   `protobuf:"bytes,5,opt,name=originator,proto3" json:"originator,omitempty"`
+	Portions   []uint32 `protobuf:"varint,6,rep,packed,name=portions,proto3" json:"portions,omitempty"`
+	Purpose    string   `protobuf:"bytes,7,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	// pending, approved, denied.
+	State string `protobuf:"bytes,8,opt,name=state,proto3" json:"state,omitempty"`
+	// incoming (a partner asks us) or outgoing (we asked).
+	Direction string                 `protobuf:"bytes,9,opt,name=direction,proto3" json:"direction,omitempty"`
+	Reason    string                 `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	Requested *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=requested,proto3" json:"requested,omitempty"`
+	Decided   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=decided,proto3" json:"decided,omitempty"`
+	// When an approval's grant expires.
+	Expires       *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=expires,proto3" json:"expires,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Consent) Reset() {
+	*x = Consent{}
+	mi := &file_tearline_client_v1_client_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Consent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Consent) ProtoMessage() {}
+
+func (x *Consent) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_client_v1_client_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Consent.ProtoReflect.Descriptor instead.
+func (*Consent) Descriptor() ([]byte, []int) {
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Consent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Consent) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *Consent) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *Consent) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *Consent) GetOriginator() string {
+	if x != nil {
+		return x.Originator
+	}
+	return ""
+}
+
+func (x *Consent) GetPortions() []uint32 {
+	if x != nil {
+		return x.Portions
+	}
+	return nil
+}
+
+func (x *Consent) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *Consent) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Consent) GetDirection() string {
+	if x != nil {
+		return x.Direction
+	}
+	return ""
+}
+
+func (x *Consent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Consent) GetRequested() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Requested
+	}
+	return nil
+}
+
+func (x *Consent) GetDecided() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Decided
+	}
+	return nil
+}
+
+func (x *Consent) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
+type RequestConsentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consent       *Consent               `protobuf:"bytes,1,opt,name=consent,proto3" json:"consent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestConsentResponse) Reset() {
+	*x = RequestConsentResponse{}
+	mi := &file_tearline_client_v1_client_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestConsentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestConsentResponse) ProtoMessage() {}
+
+func (x *RequestConsentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_client_v1_client_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestConsentResponse.ProtoReflect.Descriptor instead.
+func (*RequestConsentResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RequestConsentResponse) GetConsent() *Consent {
+	if x != nil {
+		return x.Consent
+	}
+	return nil
+}
+
+type ListConsentsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConsentsRequest) Reset() {
+	*x = ListConsentsRequest{}
+	mi := &file_tearline_client_v1_client_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConsentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConsentsRequest) ProtoMessage() {}
+
+func (x *ListConsentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_client_v1_client_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConsentsRequest.ProtoReflect.Descriptor instead.
+func (*ListConsentsRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{22}
+}
+
+type ListConsentsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consents      []*Consent             `protobuf:"bytes,1,rep,name=consents,proto3" json:"consents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConsentsResponse) Reset() {
+	*x = ListConsentsResponse{}
+	mi := &file_tearline_client_v1_client_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConsentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConsentsResponse) ProtoMessage() {}
+
+func (x *ListConsentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_client_v1_client_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConsentsResponse.ProtoReflect.Descriptor instead.
+func (*ListConsentsResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListConsentsResponse) GetConsents() []*Consent {
+	if x != nil {
+		return x.Consents
+	}
+	return nil
+}
+
+type DecideConsentRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Approve bool                   `protobuf:"varint,2,opt,name=approve,proto3" json:"approve,omitempty"`
+	// Lifetime of the grant when approving (default 72 h, at most 30 days).
+	Ttl *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// Why, when denying.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideConsentRequest) Reset() {
+	*x = DecideConsentRequest{}
+	mi := &file_tearline_client_v1_client_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideConsentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideConsentRequest) ProtoMessage() {}
+
+func (x *DecideConsentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_client_v1_client_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideConsentRequest.ProtoReflect.Descriptor instead.
+func (*DecideConsentRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DecideConsentRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DecideConsentRequest) GetApprove() bool {
+	if x != nil {
+		return x.Approve
+	}
+	return false
+}
+
+func (x *DecideConsentRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+func (x *DecideConsentRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type DecideConsentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consent       *Consent               `protobuf:"bytes,1,opt,name=consent,proto3" json:"consent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideConsentResponse) Reset() {
+	*x = DecideConsentResponse{}
+	mi := &file_tearline_client_v1_client_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideConsentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideConsentResponse) ProtoMessage() {}
+
+func (x *DecideConsentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_client_v1_client_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideConsentResponse.ProtoReflect.Descriptor instead.
+func (*DecideConsentResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *DecideConsentResponse) GetConsent() *Consent {
+	if x != nil {
+		return x.Consent
+	}
+	return nil
+}
+
 var File_tearline_client_v1_client_proto protoreflect.FileDescriptor
 
 const file_tearline_client_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x1ftearline/client/v1/client.proto\x12\x12tearline.client.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftearline/report/v1/report.proto\"\x89\x01\n" +
+	"\x1ftearline/client/v1/client.proto\x12\x12tearline.client.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftearline/report/v1/report.proto\"\x89\x01\n" +
 	"\n" +
 	"NewPortion\x12\x16\n" +
 	"\x06banner\x18\x01 \x01(\tR\x06banner\x12\x16\n" +
@@ -1357,14 +1813,51 @@ const file_tearline_client_v1_client_proto_rawDesc = "" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1a\n" +
 	"\bportions\x18\x03 \x03(\rR\bportions\"K\n" +
 	"\rShareResponse\x12:\n" +
-	"\tdecisions\x18\x01 \x03(\v2\x1c.tearline.report.v1.DecisionR\tdecisions2\xad\x04\n" +
+	"\tdecisions\x18\x01 \x03(\v2\x1c.tearline.report.v1.DecisionR\tdecisions\"m\n" +
+	"\x15RequestConsentRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x18\n" +
+	"\apurpose\x18\x03 \x01(\tR\apurpose\x12\x1a\n" +
+	"\bportions\x18\x04 \x03(\rR\bportions\"\xa6\x03\n" +
+	"\aConsent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\treport_id\x18\x02 \x01(\tR\breportId\x12\x16\n" +
+	"\x06holder\x18\x03 \x01(\tR\x06holder\x12\x0e\n" +
+	"\x02to\x18\x04 \x01(\tR\x02to\x12\x1e\n" +
+	"\n" +
+	"originator\x18\x05 \x01(\tR\n" +
+	"originator\x12\x1a\n" +
+	"\bportions\x18\x06 \x03(\rR\bportions\x12\x18\n" +
+	"\apurpose\x18\a \x01(\tR\apurpose\x12\x14\n" +
+	"\x05state\x18\b \x01(\tR\x05state\x12\x1c\n" +
+	"\tdirection\x18\t \x01(\tR\tdirection\x12\x16\n" +
+	"\x06reason\x18\n" +
+	" \x01(\tR\x06reason\x128\n" +
+	"\trequested\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trequested\x124\n" +
+	"\adecided\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\adecided\x124\n" +
+	"\aexpires\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"O\n" +
+	"\x16RequestConsentResponse\x125\n" +
+	"\aconsent\x18\x01 \x01(\v2\x1b.tearline.client.v1.ConsentR\aconsent\"\x15\n" +
+	"\x13ListConsentsRequest\"O\n" +
+	"\x14ListConsentsResponse\x127\n" +
+	"\bconsents\x18\x01 \x03(\v2\x1b.tearline.client.v1.ConsentR\bconsents\"\x85\x01\n" +
+	"\x14DecideConsentRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aapprove\x18\x02 \x01(\bR\aapprove\x12+\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"N\n" +
+	"\x15DecideConsentResponse\x125\n" +
+	"\aconsent\x18\x01 \x01(\v2\x1b.tearline.client.v1.ConsentR\aconsent2\xdf\x06\n" +
 	"\rClientService\x12R\n" +
 	"\aPublish\x12\".tearline.client.v1.PublishRequest\x1a#.tearline.client.v1.PublishResponse\x12^\n" +
 	"\vListReports\x12&.tearline.client.v1.ListReportsRequest\x1a'.tearline.client.v1.ListReportsResponse\x12X\n" +
 	"\tGetReport\x12$.tearline.client.v1.GetReportRequest\x1a%.tearline.client.v1.GetReportResponse\x12d\n" +
 	"\rGetProvenance\x12(.tearline.client.v1.GetProvenanceRequest\x1a).tearline.client.v1.GetProvenanceResponse\x12Z\n" +
 	"\tSubscribe\x12$.tearline.client.v1.SubscribeRequest\x1a%.tearline.client.v1.SubscribeResponse0\x01\x12L\n" +
-	"\x05Share\x12 .tearline.client.v1.ShareRequest\x1a!.tearline.client.v1.ShareResponseB@Z>github.com/tearline/tearline/proto/tearline/client/v1;clientv1b\x06proto3"
+	"\x05Share\x12 .tearline.client.v1.ShareRequest\x1a!.tearline.client.v1.ShareResponse\x12g\n" +
+	"\x0eRequestConsent\x12).tearline.client.v1.RequestConsentRequest\x1a*.tearline.client.v1.RequestConsentResponse\x12a\n" +
+	"\fListConsents\x12'.tearline.client.v1.ListConsentsRequest\x1a(.tearline.client.v1.ListConsentsResponse\x12d\n" +
+	"\rDecideConsent\x12(.tearline.client.v1.DecideConsentRequest\x1a).tearline.client.v1.DecideConsentResponseB@Z>github.com/tearline/tearline/proto/tearline/client/v1;clientv1b\x06proto3"
 
 var (
 	file_tearline_client_v1_client_proto_rawDescOnce sync.Once
@@ -1378,69 +1871,90 @@ func file_tearline_client_v1_client_proto_rawDescGZIP() []byte {
 	return file_tearline_client_v1_client_proto_rawDescData
 }
 
-var file_tearline_client_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_tearline_client_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_tearline_client_v1_client_proto_goTypes = []any{
-	(*NewPortion)(nil),            // 0: tearline.client.v1.NewPortion
-	(*PublishRequest)(nil),        // 1: tearline.client.v1.PublishRequest
-	(*Release)(nil),               // 2: tearline.client.v1.Release
-	(*PublishResponse)(nil),       // 3: tearline.client.v1.PublishResponse
-	(*ListReportsRequest)(nil),    // 4: tearline.client.v1.ListReportsRequest
-	(*ReportSummary)(nil),         // 5: tearline.client.v1.ReportSummary
-	(*ListReportsResponse)(nil),   // 6: tearline.client.v1.ListReportsResponse
-	(*GetReportRequest)(nil),      // 7: tearline.client.v1.GetReportRequest
-	(*PortionView)(nil),           // 8: tearline.client.v1.PortionView
-	(*HopView)(nil),               // 9: tearline.client.v1.HopView
-	(*ReportView)(nil),            // 10: tearline.client.v1.ReportView
-	(*GetReportResponse)(nil),     // 11: tearline.client.v1.GetReportResponse
-	(*GetProvenanceRequest)(nil),  // 12: tearline.client.v1.GetProvenanceRequest
-	(*ProvenanceEvent)(nil),       // 13: tearline.client.v1.ProvenanceEvent
-	(*GetProvenanceResponse)(nil), // 14: tearline.client.v1.GetProvenanceResponse
-	(*SubscribeRequest)(nil),      // 15: tearline.client.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 16: tearline.client.v1.SubscribeResponse
-	(*ShareRequest)(nil),          // 17: tearline.client.v1.ShareRequest
-	(*ShareResponse)(nil),         // 18: tearline.client.v1.ShareResponse
-	(*v1.RouteEntry)(nil),         // 19: tearline.report.v1.RouteEntry
-	(*v1.Decision)(nil),           // 20: tearline.report.v1.Decision
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*v1.PortionRelease)(nil),     // 22: tearline.report.v1.PortionRelease
+	(*NewPortion)(nil),             // 0: tearline.client.v1.NewPortion
+	(*PublishRequest)(nil),         // 1: tearline.client.v1.PublishRequest
+	(*Release)(nil),                // 2: tearline.client.v1.Release
+	(*PublishResponse)(nil),        // 3: tearline.client.v1.PublishResponse
+	(*ListReportsRequest)(nil),     // 4: tearline.client.v1.ListReportsRequest
+	(*ReportSummary)(nil),          // 5: tearline.client.v1.ReportSummary
+	(*ListReportsResponse)(nil),    // 6: tearline.client.v1.ListReportsResponse
+	(*GetReportRequest)(nil),       // 7: tearline.client.v1.GetReportRequest
+	(*PortionView)(nil),            // 8: tearline.client.v1.PortionView
+	(*HopView)(nil),                // 9: tearline.client.v1.HopView
+	(*ReportView)(nil),             // 10: tearline.client.v1.ReportView
+	(*GetReportResponse)(nil),      // 11: tearline.client.v1.GetReportResponse
+	(*GetProvenanceRequest)(nil),   // 12: tearline.client.v1.GetProvenanceRequest
+	(*ProvenanceEvent)(nil),        // 13: tearline.client.v1.ProvenanceEvent
+	(*GetProvenanceResponse)(nil),  // 14: tearline.client.v1.GetProvenanceResponse
+	(*SubscribeRequest)(nil),       // 15: tearline.client.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),      // 16: tearline.client.v1.SubscribeResponse
+	(*ShareRequest)(nil),           // 17: tearline.client.v1.ShareRequest
+	(*ShareResponse)(nil),          // 18: tearline.client.v1.ShareResponse
+	(*RequestConsentRequest)(nil),  // 19: tearline.client.v1.RequestConsentRequest
+	(*Consent)(nil),                // 20: tearline.client.v1.Consent
+	(*RequestConsentResponse)(nil), // 21: tearline.client.v1.RequestConsentResponse
+	(*ListConsentsRequest)(nil),    // 22: tearline.client.v1.ListConsentsRequest
+	(*ListConsentsResponse)(nil),   // 23: tearline.client.v1.ListConsentsResponse
+	(*DecideConsentRequest)(nil),   // 24: tearline.client.v1.DecideConsentRequest
+	(*DecideConsentResponse)(nil),  // 25: tearline.client.v1.DecideConsentResponse
+	(*v1.RouteEntry)(nil),          // 26: tearline.report.v1.RouteEntry
+	(*v1.Decision)(nil),            // 27: tearline.report.v1.Decision
+	(*timestamppb.Timestamp)(nil),  // 28: google.protobuf.Timestamp
+	(*v1.PortionRelease)(nil),      // 29: tearline.report.v1.PortionRelease
+	(*durationpb.Duration)(nil),    // 30: google.protobuf.Duration
 }
 var file_tearline_client_v1_client_proto_depIdxs = []int32{
 	0,  // 0: tearline.client.v1.PublishRequest.portions:type_name -> tearline.client.v1.NewPortion
-	19, // 1: tearline.client.v1.PublishRequest.route:type_name -> tearline.report.v1.RouteEntry
-	20, // 2: tearline.client.v1.Release.decisions:type_name -> tearline.report.v1.Decision
+	26, // 1: tearline.client.v1.PublishRequest.route:type_name -> tearline.report.v1.RouteEntry
+	27, // 2: tearline.client.v1.Release.decisions:type_name -> tearline.report.v1.Decision
 	2,  // 3: tearline.client.v1.PublishResponse.releases:type_name -> tearline.client.v1.Release
-	21, // 4: tearline.client.v1.ReportSummary.created:type_name -> google.protobuf.Timestamp
+	28, // 4: tearline.client.v1.ReportSummary.created:type_name -> google.protobuf.Timestamp
 	5,  // 5: tearline.client.v1.ListReportsResponse.reports:type_name -> tearline.client.v1.ReportSummary
-	21, // 6: tearline.client.v1.HopView.sent:type_name -> google.protobuf.Timestamp
-	22, // 7: tearline.client.v1.HopView.portions:type_name -> tearline.report.v1.PortionRelease
-	21, // 8: tearline.client.v1.ReportView.created:type_name -> google.protobuf.Timestamp
-	19, // 9: tearline.client.v1.ReportView.route:type_name -> tearline.report.v1.RouteEntry
+	28, // 6: tearline.client.v1.HopView.sent:type_name -> google.protobuf.Timestamp
+	29, // 7: tearline.client.v1.HopView.portions:type_name -> tearline.report.v1.PortionRelease
+	28, // 8: tearline.client.v1.ReportView.created:type_name -> google.protobuf.Timestamp
+	26, // 9: tearline.client.v1.ReportView.route:type_name -> tearline.report.v1.RouteEntry
 	8,  // 10: tearline.client.v1.ReportView.portions:type_name -> tearline.client.v1.PortionView
 	9,  // 11: tearline.client.v1.ReportView.hops:type_name -> tearline.client.v1.HopView
 	10, // 12: tearline.client.v1.GetReportResponse.report:type_name -> tearline.client.v1.ReportView
-	21, // 13: tearline.client.v1.ProvenanceEvent.time:type_name -> google.protobuf.Timestamp
-	20, // 14: tearline.client.v1.ProvenanceEvent.decisions:type_name -> tearline.report.v1.Decision
+	28, // 13: tearline.client.v1.ProvenanceEvent.time:type_name -> google.protobuf.Timestamp
+	27, // 14: tearline.client.v1.ProvenanceEvent.decisions:type_name -> tearline.report.v1.Decision
 	10, // 15: tearline.client.v1.GetProvenanceResponse.report:type_name -> tearline.client.v1.ReportView
 	13, // 16: tearline.client.v1.GetProvenanceResponse.events:type_name -> tearline.client.v1.ProvenanceEvent
 	10, // 17: tearline.client.v1.SubscribeResponse.report:type_name -> tearline.client.v1.ReportView
-	20, // 18: tearline.client.v1.ShareResponse.decisions:type_name -> tearline.report.v1.Decision
-	1,  // 19: tearline.client.v1.ClientService.Publish:input_type -> tearline.client.v1.PublishRequest
-	4,  // 20: tearline.client.v1.ClientService.ListReports:input_type -> tearline.client.v1.ListReportsRequest
-	7,  // 21: tearline.client.v1.ClientService.GetReport:input_type -> tearline.client.v1.GetReportRequest
-	12, // 22: tearline.client.v1.ClientService.GetProvenance:input_type -> tearline.client.v1.GetProvenanceRequest
-	15, // 23: tearline.client.v1.ClientService.Subscribe:input_type -> tearline.client.v1.SubscribeRequest
-	17, // 24: tearline.client.v1.ClientService.Share:input_type -> tearline.client.v1.ShareRequest
-	3,  // 25: tearline.client.v1.ClientService.Publish:output_type -> tearline.client.v1.PublishResponse
-	6,  // 26: tearline.client.v1.ClientService.ListReports:output_type -> tearline.client.v1.ListReportsResponse
-	11, // 27: tearline.client.v1.ClientService.GetReport:output_type -> tearline.client.v1.GetReportResponse
-	14, // 28: tearline.client.v1.ClientService.GetProvenance:output_type -> tearline.client.v1.GetProvenanceResponse
-	16, // 29: tearline.client.v1.ClientService.Subscribe:output_type -> tearline.client.v1.SubscribeResponse
-	18, // 30: tearline.client.v1.ClientService.Share:output_type -> tearline.client.v1.ShareResponse
-	25, // [25:31] is the sub-list for method output_type
-	19, // [19:25] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	27, // 18: tearline.client.v1.ShareResponse.decisions:type_name -> tearline.report.v1.Decision
+	28, // 19: tearline.client.v1.Consent.requested:type_name -> google.protobuf.Timestamp
+	28, // 20: tearline.client.v1.Consent.decided:type_name -> google.protobuf.Timestamp
+	28, // 21: tearline.client.v1.Consent.expires:type_name -> google.protobuf.Timestamp
+	20, // 22: tearline.client.v1.RequestConsentResponse.consent:type_name -> tearline.client.v1.Consent
+	20, // 23: tearline.client.v1.ListConsentsResponse.consents:type_name -> tearline.client.v1.Consent
+	30, // 24: tearline.client.v1.DecideConsentRequest.ttl:type_name -> google.protobuf.Duration
+	20, // 25: tearline.client.v1.DecideConsentResponse.consent:type_name -> tearline.client.v1.Consent
+	1,  // 26: tearline.client.v1.ClientService.Publish:input_type -> tearline.client.v1.PublishRequest
+	4,  // 27: tearline.client.v1.ClientService.ListReports:input_type -> tearline.client.v1.ListReportsRequest
+	7,  // 28: tearline.client.v1.ClientService.GetReport:input_type -> tearline.client.v1.GetReportRequest
+	12, // 29: tearline.client.v1.ClientService.GetProvenance:input_type -> tearline.client.v1.GetProvenanceRequest
+	15, // 30: tearline.client.v1.ClientService.Subscribe:input_type -> tearline.client.v1.SubscribeRequest
+	17, // 31: tearline.client.v1.ClientService.Share:input_type -> tearline.client.v1.ShareRequest
+	19, // 32: tearline.client.v1.ClientService.RequestConsent:input_type -> tearline.client.v1.RequestConsentRequest
+	22, // 33: tearline.client.v1.ClientService.ListConsents:input_type -> tearline.client.v1.ListConsentsRequest
+	24, // 34: tearline.client.v1.ClientService.DecideConsent:input_type -> tearline.client.v1.DecideConsentRequest
+	3,  // 35: tearline.client.v1.ClientService.Publish:output_type -> tearline.client.v1.PublishResponse
+	6,  // 36: tearline.client.v1.ClientService.ListReports:output_type -> tearline.client.v1.ListReportsResponse
+	11, // 37: tearline.client.v1.ClientService.GetReport:output_type -> tearline.client.v1.GetReportResponse
+	14, // 38: tearline.client.v1.ClientService.GetProvenance:output_type -> tearline.client.v1.GetProvenanceResponse
+	16, // 39: tearline.client.v1.ClientService.Subscribe:output_type -> tearline.client.v1.SubscribeResponse
+	18, // 40: tearline.client.v1.ClientService.Share:output_type -> tearline.client.v1.ShareResponse
+	21, // 41: tearline.client.v1.ClientService.RequestConsent:output_type -> tearline.client.v1.RequestConsentResponse
+	23, // 42: tearline.client.v1.ClientService.ListConsents:output_type -> tearline.client.v1.ListConsentsResponse
+	25, // 43: tearline.client.v1.ClientService.DecideConsent:output_type -> tearline.client.v1.DecideConsentResponse
+	35, // [35:44] is the sub-list for method output_type
+	26, // [26:35] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_tearline_client_v1_client_proto_init() }
@@ -1454,7 +1968,7 @@ func file_tearline_client_v1_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_client_v1_client_proto_rawDesc), len(file_tearline_client_v1_client_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

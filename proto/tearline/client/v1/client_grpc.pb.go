@@ -19,12 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ClientService_Publish_FullMethodName       = "/tearline.client.v1.ClientService/Publish"
-	ClientService_ListReports_FullMethodName   = "/tearline.client.v1.ClientService/ListReports"
-	ClientService_GetReport_FullMethodName     = "/tearline.client.v1.ClientService/GetReport"
-	ClientService_GetProvenance_FullMethodName = "/tearline.client.v1.ClientService/GetProvenance"
-	ClientService_Subscribe_FullMethodName     = "/tearline.client.v1.ClientService/Subscribe"
-	ClientService_Share_FullMethodName         = "/tearline.client.v1.ClientService/Share"
+	ClientService_Publish_FullMethodName        = "/tearline.client.v1.ClientService/Publish"
+	ClientService_ListReports_FullMethodName    = "/tearline.client.v1.ClientService/ListReports"
+	ClientService_GetReport_FullMethodName      = "/tearline.client.v1.ClientService/GetReport"
+	ClientService_GetProvenance_FullMethodName  = "/tearline.client.v1.ClientService/GetProvenance"
+	ClientService_Subscribe_FullMethodName      = "/tearline.client.v1.ClientService/Subscribe"
+	ClientService_Share_FullMethodName          = "/tearline.client.v1.ClientService/Share"
+	ClientService_RequestConsent_FullMethodName = "/tearline.client.v1.ClientService/RequestConsent"
+	ClientService_ListConsents_FullMethodName   = "/tearline.client.v1.ClientService/ListConsents"
+	ClientService_DecideConsent_FullMethodName  = "/tearline.client.v1.ClientService/DecideConsent"
 )
 
 // ClientServiceClient is the client API for ClientService service.
@@ -63,6 +66,21 @@ type ClientServiceClient interface {
 	//
 	// Authorisation: officers of this node's party.
 	Share(ctx context.Context, in *ShareRequest, opts ...grpc.CallOption) (*ShareResponse, error)
+	// RequestConsent asks the originator of a held report for consent to pass
+	// it (or some portions) to a third party. The request goes to the
+	// originator's node; its answer arrives later (ListConsents).
+	//
+	// Authorisation: officers of this node's party.
+	RequestConsent(ctx context.Context, in *RequestConsentRequest, opts ...grpc.CallOption) (*RequestConsentResponse, error)
+	// ListConsents lists consent requests: those this node sent (outgoing)
+	// and those partners sent to it about its reports (incoming).
+	//
+	// Authorisation: officers of this node's party.
+	ListConsents(ctx context.Context, in *ListConsentsRequest, opts ...grpc.CallOption) (*ListConsentsResponse, error)
+	// DecideConsent approves (signing a grant) or denies an incoming request.
+	//
+	// Authorisation: officers of this node's party.
+	DecideConsent(ctx context.Context, in *DecideConsentRequest, opts ...grpc.CallOption) (*DecideConsentResponse, error)
 }
 
 type clientServiceClient struct {
@@ -142,6 +160,36 @@ func (c *clientServiceClient) Share(ctx context.Context, in *ShareRequest, opts 
 	return out, nil
 }
 
+func (c *clientServiceClient) RequestConsent(ctx context.Context, in *RequestConsentRequest, opts ...grpc.CallOption) (*RequestConsentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RequestConsentResponse)
+	err := c.cc.Invoke(ctx, ClientService_RequestConsent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientServiceClient) ListConsents(ctx context.Context, in *ListConsentsRequest, opts ...grpc.CallOption) (*ListConsentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListConsentsResponse)
+	err := c.cc.Invoke(ctx, ClientService_ListConsents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientServiceClient) DecideConsent(ctx context.Context, in *DecideConsentRequest, opts ...grpc.CallOption) (*DecideConsentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecideConsentResponse)
+	err := c.cc.Invoke(ctx, ClientService_DecideConsent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClientServiceServer is the server API for ClientService service.
 // All implementations must embed UnimplementedClientServiceServer
 // for forward compatibility.
@@ -178,6 +226,21 @@ type ClientServiceServer interface {
 	//
 	// Authorisation: officers of this node's party.
 	Share(context.Context, *ShareRequest) (*ShareResponse, error)
+	// RequestConsent asks the originator of a held report for consent to pass
+	// it (or some portions) to a third party. The request goes to the
+	// originator's node; its answer arrives later (ListConsents).
+	//
+	// Authorisation: officers of this node's party.
+	RequestConsent(context.Context, *RequestConsentRequest) (*RequestConsentResponse, error)
+	// ListConsents lists consent requests: those this node sent (outgoing)
+	// and those partners sent to it about its reports (incoming).
+	//
+	// Authorisation: officers of this node's party.
+	ListConsents(context.Context, *ListConsentsRequest) (*ListConsentsResponse, error)
+	// DecideConsent approves (signing a grant) or denies an incoming request.
+	//
+	// Authorisation: officers of this node's party.
+	DecideConsent(context.Context, *DecideConsentRequest) (*DecideConsentResponse, error)
 	mustEmbedUnimplementedClientServiceServer()
 }
 
@@ -205,6 +268,15 @@ func (UnimplementedClientServiceServer) Subscribe(*SubscribeRequest, grpc.Server
 }
 func (UnimplementedClientServiceServer) Share(context.Context, *ShareRequest) (*ShareResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Share not implemented")
+}
+func (UnimplementedClientServiceServer) RequestConsent(context.Context, *RequestConsentRequest) (*RequestConsentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RequestConsent not implemented")
+}
+func (UnimplementedClientServiceServer) ListConsents(context.Context, *ListConsentsRequest) (*ListConsentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListConsents not implemented")
+}
+func (UnimplementedClientServiceServer) DecideConsent(context.Context, *DecideConsentRequest) (*DecideConsentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DecideConsent not implemented")
 }
 func (UnimplementedClientServiceServer) mustEmbedUnimplementedClientServiceServer() {}
 func (UnimplementedClientServiceServer) testEmbeddedByValue()                       {}
@@ -328,6 +400,60 @@ func _ClientService_Share_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClientService_RequestConsent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RequestConsentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServiceServer).RequestConsent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientService_RequestConsent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServiceServer).RequestConsent(ctx, req.(*RequestConsentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientService_ListConsents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListConsentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServiceServer).ListConsents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientService_ListConsents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServiceServer).ListConsents(ctx, req.(*ListConsentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientService_DecideConsent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecideConsentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServiceServer).DecideConsent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientService_DecideConsent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServiceServer).DecideConsent(ctx, req.(*DecideConsentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClientService_ServiceDesc is the grpc.ServiceDesc for ClientService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -354,6 +480,18 @@ var ClientService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Share",
 			Handler:    _ClientService_Share_Handler,
+		},
+		{
+			MethodName: "RequestConsent",
+			Handler:    _ClientService_RequestConsent_Handler,
+		},
+		{
+			MethodName: "ListConsents",
+			Handler:    _ClientService_ListConsents_Handler,
+		},
+		{
+			MethodName: "DecideConsent",
+			Handler:    _ClientService_DecideConsent_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

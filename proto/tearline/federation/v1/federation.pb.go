@@ -85,6 +85,10 @@ type DeliverRequest struct {
 	// Types that are valid to be assigned to Item:
 	//
 	//	*DeliverRequest_Envelope
+	//	*DeliverRequest_ConsentRequest
+	//	*DeliverRequest_ConsentDecision
+	//	*DeliverRequest_Crisis
+	//	*DeliverRequest_HopNotice
 	Item          isDeliverRequest_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -143,6 +147,42 @@ func (x *DeliverRequest) GetEnvelope() *v1.Envelope {
 	return nil
 }
 
+func (x *DeliverRequest) GetConsentRequest() *ConsentRequest {
+	if x != nil {
+		if x, ok := x.Item.(*DeliverRequest_ConsentRequest); ok {
+			return x.ConsentRequest
+		}
+	}
+	return nil
+}
+
+func (x *DeliverRequest) GetConsentDecision() *ConsentDecision {
+	if x != nil {
+		if x, ok := x.Item.(*DeliverRequest_ConsentDecision); ok {
+			return x.ConsentDecision
+		}
+	}
+	return nil
+}
+
+func (x *DeliverRequest) GetCrisis() *v1.Signed {
+	if x != nil {
+		if x, ok := x.Item.(*DeliverRequest_Crisis); ok {
+			return x.Crisis
+		}
+	}
+	return nil
+}
+
+func (x *DeliverRequest) GetHopNotice() *HopNotice {
+	if x != nil {
+		if x, ok := x.Item.(*DeliverRequest_HopNotice); ok {
+			return x.HopNotice
+		}
+	}
+	return nil
+}
+
 type isDeliverRequest_Item interface {
 	isDeliverRequest_Item()
 }
@@ -151,7 +191,238 @@ type DeliverRequest_Envelope struct {
 	Envelope *v1.Envelope `protobuf:"bytes,2,opt,name=envelope,proto3,oneof"`
 }
 
+type DeliverRequest_ConsentRequest struct {
+	// A holder asks the originator for consent.
+	ConsentRequest *ConsentRequest `protobuf:"bytes,3,opt,name=consent_request,json=consentRequest,proto3,oneof"`
+}
+
+type DeliverRequest_ConsentDecision struct {
+	// The originator answers a consent request.
+	ConsentDecision *ConsentDecision `protobuf:"bytes,4,opt,name=consent_decision,json=consentDecision,proto3,oneof"`
+}
+
+type DeliverRequest_Crisis struct {
+	// A signed CrisisDeclaration (or its end notice).
+	Crisis *v1.Signed `protobuf:"bytes,5,opt,name=crisis,proto3,oneof"`
+}
+
+type DeliverRequest_HopNotice struct {
+	// A holder tells the originator of a hop it signed under the
+	// originator's consent or crisis declaration (for the crisis review).
+	HopNotice *HopNotice `protobuf:"bytes,6,opt,name=hop_notice,json=hopNotice,proto3,oneof"`
+}
+
 func (*DeliverRequest_Envelope) isDeliverRequest_Item() {}
+
+func (*DeliverRequest_ConsentRequest) isDeliverRequest_Item() {}
+
+func (*DeliverRequest_ConsentDecision) isDeliverRequest_Item() {}
+
+func (*DeliverRequest_Crisis) isDeliverRequest_Item() {}
+
+func (*DeliverRequest_HopNotice) isDeliverRequest_Item() {}
+
+// ConsentRequest asks the originator's node for consent. The holder is the
+// sending node's party, from its certificate.
+type ConsentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ReportId      string                 `protobuf:"bytes,2,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	To            string                 `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	Portions      []uint32               `protobuf:"varint,4,rep,packed,name=portions,proto3" json:"portions,omitempty"`
+	Purpose       string                 `protobuf:"bytes,5,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsentRequest) Reset() {
+	*x = ConsentRequest{}
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsentRequest) ProtoMessage() {}
+
+func (x *ConsentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsentRequest.ProtoReflect.Descriptor instead.
+func (*ConsentRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ConsentRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ConsentRequest) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *ConsentRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *ConsentRequest) GetPortions() []uint32 {
+	if x != nil {
+		return x.Portions
+	}
+	return nil
+}
+
+func (x *ConsentRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+// ConsentDecision answers a ConsentRequest.
+type ConsentDecision struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Approved  bool                   `protobuf:"varint,2,opt,name=approved,proto3" json:"approved,omitempty"`
+	// The signed ConsentGrant when approved.
+	Grant *v1.Signed `protobuf:"bytes,3,opt,name=grant,proto3" json:"grant,omitempty"`
+	// Why, when denied.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsentDecision) Reset() {
+	*x = ConsentDecision{}
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsentDecision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsentDecision) ProtoMessage() {}
+
+func (x *ConsentDecision) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsentDecision.ProtoReflect.Descriptor instead.
+func (*ConsentDecision) Descriptor() ([]byte, []int) {
+	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ConsentDecision) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ConsentDecision) GetApproved() bool {
+	if x != nil {
+		return x.Approved
+	}
+	return false
+}
+
+func (x *ConsentDecision) GetGrant() *v1.Signed {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+func (x *ConsentDecision) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// HopNotice carries a signed hop back to the report's originator.
+type HopNotice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReportId      string                 `protobuf:"bytes,1,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	Hop           *v1.Signed             `protobuf:"bytes,2,opt,name=hop,proto3" json:"hop,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HopNotice) Reset() {
+	*x = HopNotice{}
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HopNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HopNotice) ProtoMessage() {}
+
+func (x *HopNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HopNotice.ProtoReflect.Descriptor instead.
+func (*HopNotice) Descriptor() ([]byte, []int) {
+	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *HopNotice) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *HopNotice) GetHop() *v1.Signed {
+	if x != nil {
+		return x.Hop
+	}
+	return nil
+}
 
 type DeliverResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -166,7 +437,7 @@ type DeliverResponse struct {
 
 func (x *DeliverResponse) Reset() {
 	*x = DeliverResponse{}
-	mi := &file_tearline_federation_v1_federation_proto_msgTypes[1]
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -178,7 +449,7 @@ func (x *DeliverResponse) String() string {
 func (*DeliverResponse) ProtoMessage() {}
 
 func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_federation_v1_federation_proto_msgTypes[1]
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -191,7 +462,7 @@ func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverResponse.ProtoReflect.Descriptor instead.
 func (*DeliverResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{1}
+	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DeliverResponse) GetSeq() uint64 {
@@ -226,11 +497,31 @@ var File_tearline_federation_v1_federation_proto protoreflect.FileDescriptor
 
 const file_tearline_federation_v1_federation_proto_rawDesc = "" +
 	"\n" +
-	"'tearline/federation/v1/federation.proto\x12\x16tearline.federation.v1\x1a\x1ftearline/report/v1/report.proto\"f\n" +
+	"'tearline/federation/v1/federation.proto\x12\x16tearline.federation.v1\x1a\x1ftearline/report/v1/report.proto\"\x89\x03\n" +
 	"\x0eDeliverRequest\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12:\n" +
-	"\benvelope\x18\x02 \x01(\v2\x1c.tearline.report.v1.EnvelopeH\x00R\benvelopeB\x06\n" +
-	"\x04item\"\x90\x01\n" +
+	"\benvelope\x18\x02 \x01(\v2\x1c.tearline.report.v1.EnvelopeH\x00R\benvelope\x12Q\n" +
+	"\x0fconsent_request\x18\x03 \x01(\v2&.tearline.federation.v1.ConsentRequestH\x00R\x0econsentRequest\x12T\n" +
+	"\x10consent_decision\x18\x04 \x01(\v2'.tearline.federation.v1.ConsentDecisionH\x00R\x0fconsentDecision\x124\n" +
+	"\x06crisis\x18\x05 \x01(\v2\x1a.tearline.report.v1.SignedH\x00R\x06crisis\x12B\n" +
+	"\n" +
+	"hop_notice\x18\x06 \x01(\v2!.tearline.federation.v1.HopNoticeH\x00R\thopNoticeB\x06\n" +
+	"\x04item\"\x83\x01\n" +
+	"\x0eConsentRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\treport_id\x18\x02 \x01(\tR\breportId\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\x12\x1a\n" +
+	"\bportions\x18\x04 \x03(\rR\bportions\x12\x18\n" +
+	"\apurpose\x18\x05 \x01(\tR\apurpose\"\x96\x01\n" +
+	"\x0fConsentDecision\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1a\n" +
+	"\bapproved\x18\x02 \x01(\bR\bapproved\x120\n" +
+	"\x05grant\x18\x03 \x01(\v2\x1a.tearline.report.v1.SignedR\x05grant\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"V\n" +
+	"\tHopNotice\x12\x1b\n" +
+	"\treport_id\x18\x01 \x01(\tR\breportId\x12,\n" +
+	"\x03hop\x18\x02 \x01(\v2\x1a.tearline.report.v1.SignedR\x03hop\"\x90\x01\n" +
 	"\x0fDeliverResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x129\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x1f.tearline.federation.v1.OutcomeR\aoutcome\x12\x16\n" +
@@ -257,23 +548,33 @@ func file_tearline_federation_v1_federation_proto_rawDescGZIP() []byte {
 }
 
 var file_tearline_federation_v1_federation_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tearline_federation_v1_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_tearline_federation_v1_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_tearline_federation_v1_federation_proto_goTypes = []any{
 	(Outcome)(0),            // 0: tearline.federation.v1.Outcome
 	(*DeliverRequest)(nil),  // 1: tearline.federation.v1.DeliverRequest
-	(*DeliverResponse)(nil), // 2: tearline.federation.v1.DeliverResponse
-	(*v1.Envelope)(nil),     // 3: tearline.report.v1.Envelope
+	(*ConsentRequest)(nil),  // 2: tearline.federation.v1.ConsentRequest
+	(*ConsentDecision)(nil), // 3: tearline.federation.v1.ConsentDecision
+	(*HopNotice)(nil),       // 4: tearline.federation.v1.HopNotice
+	(*DeliverResponse)(nil), // 5: tearline.federation.v1.DeliverResponse
+	(*v1.Envelope)(nil),     // 6: tearline.report.v1.Envelope
+	(*v1.Signed)(nil),       // 7: tearline.report.v1.Signed
 }
 var file_tearline_federation_v1_federation_proto_depIdxs = []int32{
-	3, // 0: tearline.federation.v1.DeliverRequest.envelope:type_name -> tearline.report.v1.Envelope
-	0, // 1: tearline.federation.v1.DeliverResponse.outcome:type_name -> tearline.federation.v1.Outcome
-	1, // 2: tearline.federation.v1.FederationService.Deliver:input_type -> tearline.federation.v1.DeliverRequest
-	2, // 3: tearline.federation.v1.FederationService.Deliver:output_type -> tearline.federation.v1.DeliverResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	6, // 0: tearline.federation.v1.DeliverRequest.envelope:type_name -> tearline.report.v1.Envelope
+	2, // 1: tearline.federation.v1.DeliverRequest.consent_request:type_name -> tearline.federation.v1.ConsentRequest
+	3, // 2: tearline.federation.v1.DeliverRequest.consent_decision:type_name -> tearline.federation.v1.ConsentDecision
+	7, // 3: tearline.federation.v1.DeliverRequest.crisis:type_name -> tearline.report.v1.Signed
+	4, // 4: tearline.federation.v1.DeliverRequest.hop_notice:type_name -> tearline.federation.v1.HopNotice
+	7, // 5: tearline.federation.v1.ConsentDecision.grant:type_name -> tearline.report.v1.Signed
+	7, // 6: tearline.federation.v1.HopNotice.hop:type_name -> tearline.report.v1.Signed
+	0, // 7: tearline.federation.v1.DeliverResponse.outcome:type_name -> tearline.federation.v1.Outcome
+	1, // 8: tearline.federation.v1.FederationService.Deliver:input_type -> tearline.federation.v1.DeliverRequest
+	5, // 9: tearline.federation.v1.FederationService.Deliver:output_type -> tearline.federation.v1.DeliverResponse
+	9, // [9:10] is the sub-list for method output_type
+	8, // [8:9] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_tearline_federation_v1_federation_proto_init() }
@@ -283,6 +584,10 @@ func file_tearline_federation_v1_federation_proto_init() {
 	}
 	file_tearline_federation_v1_federation_proto_msgTypes[0].OneofWrappers = []any{
 		(*DeliverRequest_Envelope)(nil),
+		(*DeliverRequest_ConsentRequest)(nil),
+		(*DeliverRequest_ConsentDecision)(nil),
+		(*DeliverRequest_Crisis)(nil),
+		(*DeliverRequest_HopNotice)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -290,7 +595,7 @@ func file_tearline_federation_v1_federation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_federation_v1_federation_proto_rawDesc), len(file_tearline_federation_v1_federation_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   2,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

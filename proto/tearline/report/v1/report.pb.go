@@ -462,10 +462,14 @@ func (x *Header) GetPortions() []*PortionDigest {
 // domain-separated form of it, and the signer's certificate chain (leaf
 // first, DER) so that a signature made before a rotation stays verifiable.
 type Signed struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Payload       []byte                 `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
-	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
-	CertChain     [][]byte               `protobuf:"bytes,3,rep,name=cert_chain,json=certChain,proto3" json:"cert_chain,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Payload   []byte                 `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
+	Signature []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	CertChain [][]byte               `protobuf:"bytes,3,rep,name=cert_chain,json=certChain,proto3" json:"cert_chain,omitempty"`
+	// What the payload is: "header", "hop", "grant", "crisis". Informational:
+	// the signature covers the kind (domain separation), so a statement
+	// opened as another kind does not verify.
+	Kind          string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -519,6 +523,13 @@ func (x *Signed) GetCertChain() [][]byte {
 		return x.CertChain
 	}
 	return nil
+}
+
+func (x *Signed) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
 }
 
 // PortionRelease says that a hop carried a portion and on what basis.
@@ -843,6 +854,232 @@ func (x *Decision) GetNext() string {
 	return ""
 }
 
+// ConsentGrant is the originator's consent: holder may pass report_id (all
+// or the listed portions) to `to`, for a purpose, until expires. Signed by
+// the originator's node; it travels in the envelope so that the third party
+// verifies it.
+type ConsentGrant struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The id of the consent request it answers.
+	Id         string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ReportId   string `protobuf:"bytes,2,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	Originator string `protobuf:"bytes,3,opt,name=originator,proto3" json:"originator,omitempty"`
+	Holder     string `protobuf:"bytes,4,opt,name=holder,proto3" json:"holder,omitempty"`
+	To         string `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	// Portion indexes; empty means every portion.
+	Portions      []uint32               `protobuf:"varint,6,rep,packed,name=portions,proto3" json:"portions,omitempty"`
+	Purpose       string                 `protobuf:"bytes,7,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	Issued        *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=issued,proto3" json:"issued,omitempty"`
+	Expires       *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires,proto3" json:"expires,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsentGrant) Reset() {
+	*x = ConsentGrant{}
+	mi := &file_tearline_report_v1_report_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsentGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsentGrant) ProtoMessage() {}
+
+func (x *ConsentGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_report_v1_report_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsentGrant.ProtoReflect.Descriptor instead.
+func (*ConsentGrant) Descriptor() ([]byte, []int) {
+	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ConsentGrant) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ConsentGrant) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *ConsentGrant) GetOriginator() string {
+	if x != nil {
+		return x.Originator
+	}
+	return ""
+}
+
+func (x *ConsentGrant) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *ConsentGrant) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *ConsentGrant) GetPortions() []uint32 {
+	if x != nil {
+		return x.Portions
+	}
+	return nil
+}
+
+func (x *ConsentGrant) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *ConsentGrant) GetIssued() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Issued
+	}
+	return nil
+}
+
+func (x *ConsentGrant) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
+// CrisisDeclaration is a pre-authorised expedited sharing path signed by the
+// originator: matching portions may go to the named parties without a
+// consent request until it expires (at most 72 h) or ends.
+type CrisisDeclaration struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Originator        string                 `protobuf:"bytes,2,opt,name=originator,proto3" json:"originator,omitempty"`
+	Topics            []string               `protobuf:"bytes,3,rep,name=topics,proto3" json:"topics,omitempty"`
+	Parties           []string               `protobuf:"bytes,4,rep,name=parties,proto3" json:"parties,omitempty"`
+	MaxClassification string                 `protobuf:"bytes,5,opt,name=max_classification,json=maxClassification,proto3" json:"max_classification,omitempty"`
+	Issued            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=issued,proto3" json:"issued,omitempty"`
+	Expires           *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires,proto3" json:"expires,omitempty"`
+	Reason            string                 `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Set on the end notice: the same id, signed again, ended.
+	Ended         bool `protobuf:"varint,9,opt,name=ended,proto3" json:"ended,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CrisisDeclaration) Reset() {
+	*x = CrisisDeclaration{}
+	mi := &file_tearline_report_v1_report_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CrisisDeclaration) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CrisisDeclaration) ProtoMessage() {}
+
+func (x *CrisisDeclaration) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_report_v1_report_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CrisisDeclaration.ProtoReflect.Descriptor instead.
+func (*CrisisDeclaration) Descriptor() ([]byte, []int) {
+	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CrisisDeclaration) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CrisisDeclaration) GetOriginator() string {
+	if x != nil {
+		return x.Originator
+	}
+	return ""
+}
+
+func (x *CrisisDeclaration) GetTopics() []string {
+	if x != nil {
+		return x.Topics
+	}
+	return nil
+}
+
+func (x *CrisisDeclaration) GetParties() []string {
+	if x != nil {
+		return x.Parties
+	}
+	return nil
+}
+
+func (x *CrisisDeclaration) GetMaxClassification() string {
+	if x != nil {
+		return x.MaxClassification
+	}
+	return ""
+}
+
+func (x *CrisisDeclaration) GetIssued() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Issued
+	}
+	return nil
+}
+
+func (x *CrisisDeclaration) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
+func (x *CrisisDeclaration) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CrisisDeclaration) GetEnded() bool {
+	if x != nil {
+		return x.Ended
+	}
+	return false
+}
+
 var File_tearline_report_v1_report_proto protoreflect.FileDescriptor
 
 const file_tearline_report_v1_report_proto_rawDesc = "" +
@@ -876,12 +1113,13 @@ const file_tearline_report_v1_report_proto_rawDesc = "" +
 	"\acreated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x16\n" +
 	"\x06topics\x18\x04 \x03(\tR\x06topics\x124\n" +
 	"\x05route\x18\x05 \x03(\v2\x1e.tearline.report.v1.RouteEntryR\x05route\x12=\n" +
-	"\bportions\x18\x06 \x03(\v2!.tearline.report.v1.PortionDigestR\bportions\"_\n" +
+	"\bportions\x18\x06 \x03(\v2!.tearline.report.v1.PortionDigestR\bportions\"s\n" +
 	"\x06Signed\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x1d\n" +
 	"\n" +
-	"cert_chain\x18\x03 \x03(\fR\tcertChain\"z\n" +
+	"cert_chain\x18\x03 \x03(\fR\tcertChain\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\"z\n" +
 	"\x0ePortionRelease\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12/\n" +
 	"\x05basis\x18\x02 \x01(\x0e2\x19.tearline.report.v1.BasisR\x05basis\x12!\n" +
@@ -905,7 +1143,31 @@ const file_tearline_report_v1_report_proto_rawDesc = "" +
 	"\x06banner\x18\x04 \x01(\tR\x06banner\x12\x14\n" +
 	"\x05party\x18\x05 \x01(\tR\x05party\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12\x12\n" +
-	"\x04next\x18\a \x01(\tR\x04next*x\n" +
+	"\x04next\x18\a \x01(\tR\x04next\"\xa3\x02\n" +
+	"\fConsentGrant\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\treport_id\x18\x02 \x01(\tR\breportId\x12\x1e\n" +
+	"\n" +
+	"originator\x18\x03 \x01(\tR\n" +
+	"originator\x12\x16\n" +
+	"\x06holder\x18\x04 \x01(\tR\x06holder\x12\x0e\n" +
+	"\x02to\x18\x05 \x01(\tR\x02to\x12\x1a\n" +
+	"\bportions\x18\x06 \x03(\rR\bportions\x12\x18\n" +
+	"\apurpose\x18\a \x01(\tR\apurpose\x122\n" +
+	"\x06issued\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06issued\x124\n" +
+	"\aexpires\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"\xbc\x02\n" +
+	"\x11CrisisDeclaration\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
+	"\n" +
+	"originator\x18\x02 \x01(\tR\n" +
+	"originator\x12\x16\n" +
+	"\x06topics\x18\x03 \x03(\tR\x06topics\x12\x18\n" +
+	"\aparties\x18\x04 \x03(\tR\aparties\x12-\n" +
+	"\x12max_classification\x18\x05 \x01(\tR\x11maxClassification\x122\n" +
+	"\x06issued\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06issued\x124\n" +
+	"\aexpires\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x12\x14\n" +
+	"\x05ended\x18\t \x01(\bR\x05ended*x\n" +
 	"\x05Basis\x12\x15\n" +
 	"\x11BASIS_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fBASIS_ORIGIN\x10\x01\x12\x0f\n" +
@@ -927,7 +1189,7 @@ func file_tearline_report_v1_report_proto_rawDescGZIP() []byte {
 }
 
 var file_tearline_report_v1_report_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tearline_report_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_tearline_report_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_tearline_report_v1_report_proto_goTypes = []any{
 	(Basis)(0),                    // 0: tearline.report.v1.Basis
 	(*Marking)(nil),               // 1: tearline.report.v1.Marking
@@ -940,25 +1202,31 @@ var file_tearline_report_v1_report_proto_goTypes = []any{
 	(*Hop)(nil),                   // 8: tearline.report.v1.Hop
 	(*Envelope)(nil),              // 9: tearline.report.v1.Envelope
 	(*Decision)(nil),              // 10: tearline.report.v1.Decision
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*ConsentGrant)(nil),          // 11: tearline.report.v1.ConsentGrant
+	(*CrisisDeclaration)(nil),     // 12: tearline.report.v1.CrisisDeclaration
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_tearline_report_v1_report_proto_depIdxs = []int32{
 	1,  // 0: tearline.report.v1.Portion.marking:type_name -> tearline.report.v1.Marking
-	11, // 1: tearline.report.v1.Header.created:type_name -> google.protobuf.Timestamp
+	13, // 1: tearline.report.v1.Header.created:type_name -> google.protobuf.Timestamp
 	4,  // 2: tearline.report.v1.Header.route:type_name -> tearline.report.v1.RouteEntry
 	3,  // 3: tearline.report.v1.Header.portions:type_name -> tearline.report.v1.PortionDigest
 	0,  // 4: tearline.report.v1.PortionRelease.basis:type_name -> tearline.report.v1.Basis
 	7,  // 5: tearline.report.v1.Hop.portions:type_name -> tearline.report.v1.PortionRelease
-	11, // 6: tearline.report.v1.Hop.sent:type_name -> google.protobuf.Timestamp
+	13, // 6: tearline.report.v1.Hop.sent:type_name -> google.protobuf.Timestamp
 	6,  // 7: tearline.report.v1.Envelope.header:type_name -> tearline.report.v1.Signed
 	2,  // 8: tearline.report.v1.Envelope.portions:type_name -> tearline.report.v1.Portion
 	6,  // 9: tearline.report.v1.Envelope.hops:type_name -> tearline.report.v1.Signed
 	6,  // 10: tearline.report.v1.Envelope.authorities:type_name -> tearline.report.v1.Signed
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	13, // 11: tearline.report.v1.ConsentGrant.issued:type_name -> google.protobuf.Timestamp
+	13, // 12: tearline.report.v1.ConsentGrant.expires:type_name -> google.protobuf.Timestamp
+	13, // 13: tearline.report.v1.CrisisDeclaration.issued:type_name -> google.protobuf.Timestamp
+	13, // 14: tearline.report.v1.CrisisDeclaration.expires:type_name -> google.protobuf.Timestamp
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_tearline_report_v1_report_proto_init() }
@@ -972,7 +1240,7 @@ func file_tearline_report_v1_report_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_report_v1_report_proto_rawDesc), len(file_tearline_report_v1_report_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

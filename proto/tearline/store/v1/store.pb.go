@@ -7,6 +7,7 @@
 package storev1
 
 import (
+	v11 "github.com/tearline/tearline/proto/tearline/federation/v1"
 	v1 "github.com/tearline/tearline/proto/tearline/report/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -97,10 +98,14 @@ func (x *StoredReport) GetStored() *timestamppb.Timestamp {
 
 // OutboxItem is one envelope waiting for a partner's acknowledgement.
 type OutboxItem struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ReportId      string                 `protobuf:"bytes,1,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
-	Envelope      *v1.Envelope           `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
-	Queued        *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=queued,proto3" json:"queued,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ReportId string                 `protobuf:"bytes,1,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	// An envelope to deliver (the common case).
+	Envelope *v1.Envelope           `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	Queued   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=queued,proto3" json:"queued,omitempty"`
+	// Any other item (consent request or decision, crisis, hop notice); its
+	// seq is set when sent.
+	Request       *v11.DeliverRequest `protobuf:"bytes,4,opt,name=request,proto3" json:"request,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -152,6 +157,13 @@ func (x *OutboxItem) GetEnvelope() *v1.Envelope {
 func (x *OutboxItem) GetQueued() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Queued
+	}
+	return nil
+}
+
+func (x *OutboxItem) GetRequest() *v11.DeliverRequest {
+	if x != nil {
+		return x.Request
 	}
 	return nil
 }
@@ -344,21 +356,414 @@ func (x *QuarantineItem) GetEnvelope() *v1.Envelope {
 	return nil
 }
 
+// ConsentRecord is one consent request, at the holder (outgoing) or at the
+// originator (incoming), and its outcome.
+type ConsentRecord struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ReportId   string                 `protobuf:"bytes,2,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	Holder     string                 `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
+	To         string                 `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	Originator string                 `protobuf:"bytes,5,opt,name=originator,proto3" json:"originator,omitempty"`
+	Portions   []uint32               `protobuf:"varint,6,rep,packed,name=portions,proto3" json:"portions,omitempty"`
+	Purpose    string                 `protobuf:"bytes,7,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	// pending, approved, denied.
+	State string `protobuf:"bytes,8,opt,name=state,proto3" json:"state,omitempty"`
+	// incoming or outgoing.
+	Direction string                 `protobuf:"bytes,9,opt,name=direction,proto3" json:"direction,omitempty"`
+	Reason    string                 `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	Requested *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=requested,proto3" json:"requested,omitempty"`
+	Decided   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=decided,proto3" json:"decided,omitempty"`
+	// The signed ConsentGrant, when approved.
+	Grant         *v1.Signed             `protobuf:"bytes,13,opt,name=grant,proto3" json:"grant,omitempty"`
+	Expires       *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=expires,proto3" json:"expires,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsentRecord) Reset() {
+	*x = ConsentRecord{}
+	mi := &file_tearline_store_v1_store_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsentRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsentRecord) ProtoMessage() {}
+
+func (x *ConsentRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_store_v1_store_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsentRecord.ProtoReflect.Descriptor instead.
+func (*ConsentRecord) Descriptor() ([]byte, []int) {
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ConsentRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ConsentRecord) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *ConsentRecord) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *ConsentRecord) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *ConsentRecord) GetOriginator() string {
+	if x != nil {
+		return x.Originator
+	}
+	return ""
+}
+
+func (x *ConsentRecord) GetPortions() []uint32 {
+	if x != nil {
+		return x.Portions
+	}
+	return nil
+}
+
+func (x *ConsentRecord) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *ConsentRecord) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ConsentRecord) GetDirection() string {
+	if x != nil {
+		return x.Direction
+	}
+	return ""
+}
+
+func (x *ConsentRecord) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ConsentRecord) GetRequested() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Requested
+	}
+	return nil
+}
+
+func (x *ConsentRecord) GetDecided() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Decided
+	}
+	return nil
+}
+
+func (x *ConsentRecord) GetGrant() *v1.Signed {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+func (x *ConsentRecord) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
+// CrisisRecord is a crisis declaration known here, and its end notice.
+type CrisisRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Declaration   *v1.Signed             `protobuf:"bytes,1,opt,name=declaration,proto3" json:"declaration,omitempty"`
+	End           *v1.Signed             `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CrisisRecord) Reset() {
+	*x = CrisisRecord{}
+	mi := &file_tearline_store_v1_store_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CrisisRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CrisisRecord) ProtoMessage() {}
+
+func (x *CrisisRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_store_v1_store_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CrisisRecord.ProtoReflect.Descriptor instead.
+func (*CrisisRecord) Descriptor() ([]byte, []int) {
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CrisisRecord) GetDeclaration() *v1.Signed {
+	if x != nil {
+		return x.Declaration
+	}
+	return nil
+}
+
+func (x *CrisisRecord) GetEnd() *v1.Signed {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+// SecurityEvent is evidence of misbehaviour, naming the partner.
+type SecurityEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Partner       string                 `protobuf:"bytes,4,opt,name=partner,proto3" json:"partner,omitempty"`
+	Rule          string                 `protobuf:"bytes,5,opt,name=rule,proto3" json:"rule,omitempty"`
+	Message       string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	ReportId      string                 `protobuf:"bytes,7,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	QuarantineSeq uint64                 `protobuf:"varint,8,opt,name=quarantine_seq,json=quarantineSeq,proto3" json:"quarantine_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecurityEvent) Reset() {
+	*x = SecurityEvent{}
+	mi := &file_tearline_store_v1_store_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecurityEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecurityEvent) ProtoMessage() {}
+
+func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_store_v1_store_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecurityEvent.ProtoReflect.Descriptor instead.
+func (*SecurityEvent) Descriptor() ([]byte, []int) {
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SecurityEvent) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *SecurityEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *SecurityEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetPartner() string {
+	if x != nil {
+		return x.Partner
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetQuarantineSeq() uint64 {
+	if x != nil {
+		return x.QuarantineSeq
+	}
+	return 0
+}
+
+// CrisisRelease is one release made under a crisis declaration.
+type CrisisRelease struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CrisisId      string                 `protobuf:"bytes,1,opt,name=crisis_id,json=crisisId,proto3" json:"crisis_id,omitempty"`
+	ReportId      string                 `protobuf:"bytes,2,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	Portion       uint32                 `protobuf:"varint,3,opt,name=portion,proto3" json:"portion,omitempty"`
+	From          string                 `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	To            string                 `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CrisisRelease) Reset() {
+	*x = CrisisRelease{}
+	mi := &file_tearline_store_v1_store_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CrisisRelease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CrisisRelease) ProtoMessage() {}
+
+func (x *CrisisRelease) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_store_v1_store_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CrisisRelease.ProtoReflect.Descriptor instead.
+func (*CrisisRelease) Descriptor() ([]byte, []int) {
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CrisisRelease) GetCrisisId() string {
+	if x != nil {
+		return x.CrisisId
+	}
+	return ""
+}
+
+func (x *CrisisRelease) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *CrisisRelease) GetPortion() uint32 {
+	if x != nil {
+		return x.Portion
+	}
+	return 0
+}
+
+func (x *CrisisRelease) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *CrisisRelease) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *CrisisRelease) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 var File_tearline_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_tearline_store_v1_store_proto_rawDesc = "" +
 	"\n" +
-	"\x1dtearline/store/v1/store.proto\x12\x11tearline.store.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftearline/report/v1/report.proto\"\xbc\x01\n" +
+	"\x1dtearline/store/v1/store.proto\x12\x11tearline.store.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a'tearline/federation/v1/federation.proto\x1a\x1ftearline/report/v1/report.proto\"\xbc\x01\n" +
 	"\fStoredReport\x128\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1c.tearline.report.v1.EnvelopeR\benvelope\x12#\n" +
 	"\rreceived_from\x18\x02 \x01(\tR\freceivedFrom\x12\x19\n" +
 	"\bfeed_seq\x18\x03 \x01(\x04R\afeedSeq\x122\n" +
-	"\x06stored\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06stored\"\x97\x01\n" +
+	"\x06stored\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06stored\"\xd9\x01\n" +
 	"\n" +
 	"OutboxItem\x12\x1b\n" +
 	"\treport_id\x18\x01 \x01(\tR\breportId\x128\n" +
 	"\benvelope\x18\x02 \x01(\v2\x1c.tearline.report.v1.EnvelopeR\benvelope\x122\n" +
-	"\x06queued\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06queued\"\xfe\x01\n" +
+	"\x06queued\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06queued\x12@\n" +
+	"\arequest\x18\x04 \x01(\v2&.tearline.federation.v1.DeliverRequestR\arequest\"\xfe\x01\n" +
 	"\x05Event\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1b\n" +
@@ -374,7 +779,44 @@ const file_tearline_store_v1_store_proto_rawDesc = "" +
 	"\x06sender\x18\x03 \x01(\tR\x06sender\x12\x12\n" +
 	"\x04rule\x18\x04 \x01(\tR\x04rule\x12\x18\n" +
 	"\amessage\x18\x05 \x01(\tR\amessage\x128\n" +
-	"\benvelope\x18\x06 \x01(\v2\x1c.tearline.report.v1.EnvelopeR\benvelopeB>Z<github.com/tearline/tearline/proto/tearline/store/v1;storev1b\x06proto3"
+	"\benvelope\x18\x06 \x01(\v2\x1c.tearline.report.v1.EnvelopeR\benvelope\"\xde\x03\n" +
+	"\rConsentRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\treport_id\x18\x02 \x01(\tR\breportId\x12\x16\n" +
+	"\x06holder\x18\x03 \x01(\tR\x06holder\x12\x0e\n" +
+	"\x02to\x18\x04 \x01(\tR\x02to\x12\x1e\n" +
+	"\n" +
+	"originator\x18\x05 \x01(\tR\n" +
+	"originator\x12\x1a\n" +
+	"\bportions\x18\x06 \x03(\rR\bportions\x12\x18\n" +
+	"\apurpose\x18\a \x01(\tR\apurpose\x12\x14\n" +
+	"\x05state\x18\b \x01(\tR\x05state\x12\x1c\n" +
+	"\tdirection\x18\t \x01(\tR\tdirection\x12\x16\n" +
+	"\x06reason\x18\n" +
+	" \x01(\tR\x06reason\x128\n" +
+	"\trequested\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trequested\x124\n" +
+	"\adecided\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\adecided\x120\n" +
+	"\x05grant\x18\r \x01(\v2\x1a.tearline.report.v1.SignedR\x05grant\x124\n" +
+	"\aexpires\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"z\n" +
+	"\fCrisisRecord\x12<\n" +
+	"\vdeclaration\x18\x01 \x01(\v2\x1a.tearline.report.v1.SignedR\vdeclaration\x12,\n" +
+	"\x03end\x18\x02 \x01(\v2\x1a.tearline.report.v1.SignedR\x03end\"\xf1\x01\n" +
+	"\rSecurityEvent\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x18\n" +
+	"\apartner\x18\x04 \x01(\tR\apartner\x12\x12\n" +
+	"\x04rule\x18\x05 \x01(\tR\x04rule\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\x12\x1b\n" +
+	"\treport_id\x18\a \x01(\tR\breportId\x12%\n" +
+	"\x0equarantine_seq\x18\b \x01(\x04R\rquarantineSeq\"\xb7\x01\n" +
+	"\rCrisisRelease\x12\x1b\n" +
+	"\tcrisis_id\x18\x01 \x01(\tR\bcrisisId\x12\x1b\n" +
+	"\treport_id\x18\x02 \x01(\tR\breportId\x12\x18\n" +
+	"\aportion\x18\x03 \x01(\rR\aportion\x12\x12\n" +
+	"\x04from\x18\x04 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x05 \x01(\tR\x02to\x12.\n" +
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04timeB>Z<github.com/tearline/tearline/proto/tearline/store/v1;storev1b\x06proto3"
 
 var (
 	file_tearline_store_v1_store_proto_rawDescOnce sync.Once
@@ -388,30 +830,45 @@ func file_tearline_store_v1_store_proto_rawDescGZIP() []byte {
 	return file_tearline_store_v1_store_proto_rawDescData
 }
 
-var file_tearline_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_tearline_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_tearline_store_v1_store_proto_goTypes = []any{
 	(*StoredReport)(nil),          // 0: tearline.store.v1.StoredReport
 	(*OutboxItem)(nil),            // 1: tearline.store.v1.OutboxItem
 	(*Event)(nil),                 // 2: tearline.store.v1.Event
 	(*QuarantineItem)(nil),        // 3: tearline.store.v1.QuarantineItem
-	(*v1.Envelope)(nil),           // 4: tearline.report.v1.Envelope
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(*v1.Decision)(nil),           // 6: tearline.report.v1.Decision
+	(*ConsentRecord)(nil),         // 4: tearline.store.v1.ConsentRecord
+	(*CrisisRecord)(nil),          // 5: tearline.store.v1.CrisisRecord
+	(*SecurityEvent)(nil),         // 6: tearline.store.v1.SecurityEvent
+	(*CrisisRelease)(nil),         // 7: tearline.store.v1.CrisisRelease
+	(*v1.Envelope)(nil),           // 8: tearline.report.v1.Envelope
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*v11.DeliverRequest)(nil),    // 10: tearline.federation.v1.DeliverRequest
+	(*v1.Decision)(nil),           // 11: tearline.report.v1.Decision
+	(*v1.Signed)(nil),             // 12: tearline.report.v1.Signed
 }
 var file_tearline_store_v1_store_proto_depIdxs = []int32{
-	4, // 0: tearline.store.v1.StoredReport.envelope:type_name -> tearline.report.v1.Envelope
-	5, // 1: tearline.store.v1.StoredReport.stored:type_name -> google.protobuf.Timestamp
-	4, // 2: tearline.store.v1.OutboxItem.envelope:type_name -> tearline.report.v1.Envelope
-	5, // 3: tearline.store.v1.OutboxItem.queued:type_name -> google.protobuf.Timestamp
-	5, // 4: tearline.store.v1.Event.time:type_name -> google.protobuf.Timestamp
-	6, // 5: tearline.store.v1.Event.decisions:type_name -> tearline.report.v1.Decision
-	5, // 6: tearline.store.v1.QuarantineItem.time:type_name -> google.protobuf.Timestamp
-	4, // 7: tearline.store.v1.QuarantineItem.envelope:type_name -> tearline.report.v1.Envelope
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	8,  // 0: tearline.store.v1.StoredReport.envelope:type_name -> tearline.report.v1.Envelope
+	9,  // 1: tearline.store.v1.StoredReport.stored:type_name -> google.protobuf.Timestamp
+	8,  // 2: tearline.store.v1.OutboxItem.envelope:type_name -> tearline.report.v1.Envelope
+	9,  // 3: tearline.store.v1.OutboxItem.queued:type_name -> google.protobuf.Timestamp
+	10, // 4: tearline.store.v1.OutboxItem.request:type_name -> tearline.federation.v1.DeliverRequest
+	9,  // 5: tearline.store.v1.Event.time:type_name -> google.protobuf.Timestamp
+	11, // 6: tearline.store.v1.Event.decisions:type_name -> tearline.report.v1.Decision
+	9,  // 7: tearline.store.v1.QuarantineItem.time:type_name -> google.protobuf.Timestamp
+	8,  // 8: tearline.store.v1.QuarantineItem.envelope:type_name -> tearline.report.v1.Envelope
+	9,  // 9: tearline.store.v1.ConsentRecord.requested:type_name -> google.protobuf.Timestamp
+	9,  // 10: tearline.store.v1.ConsentRecord.decided:type_name -> google.protobuf.Timestamp
+	12, // 11: tearline.store.v1.ConsentRecord.grant:type_name -> tearline.report.v1.Signed
+	9,  // 12: tearline.store.v1.ConsentRecord.expires:type_name -> google.protobuf.Timestamp
+	12, // 13: tearline.store.v1.CrisisRecord.declaration:type_name -> tearline.report.v1.Signed
+	12, // 14: tearline.store.v1.CrisisRecord.end:type_name -> tearline.report.v1.Signed
+	9,  // 15: tearline.store.v1.SecurityEvent.time:type_name -> google.protobuf.Timestamp
+	9,  // 16: tearline.store.v1.CrisisRelease.time:type_name -> google.protobuf.Timestamp
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_tearline_store_v1_store_proto_init() }
@@ -425,7 +882,7 @@ func file_tearline_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_store_v1_store_proto_rawDesc), len(file_tearline_store_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,418 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	adminv1 "github.com/tearline/tearline/proto/tearline/admin/v1"
+	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
+)
+
+func ts(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return ""
+	}
+	return t.AsTime().Format(time.RFC3339Nano)
+}
+
+func parsePortions(vals []string) ([]uint32, error) {
+	var out []uint32
+	for _, p := range vals {
+		for _, s := range strings.Split(p, ",") {
+			n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
+			if err != nil || n == 0 {
+				return nil, usagef("--portions %q: want portion numbers like 1,2", p)
+			}
+			out = append(out, uint32(n))
+		}
+	}
+	return out, nil
+}
+
+func consentJSON(c *clientv1.Consent) map[string]any {
+	return map[string]any{
+		"id": c.GetId(), "report_id": c.GetReportId(), "holder": c.GetHolder(), "to": c.GetTo(), "originator": c.GetOriginator(),
+		"portions": c.GetPortions(), "purpose": c.GetPurpose(), "state": c.GetState(), "direction": c.GetDirection(),
+		"reason": c.GetReason(), "requested": ts(c.GetRequested()), "decided": ts(c.GetDecided()), "expires": ts(c.GetExpires()),
+	}
+}
+
+func printConsent(g *globals, c *clientv1.Consent) {
+	fmt.Fprintf(g.stdout, "%s  %-8s %-8s report %s: %s -> %s (originator %s)", c.GetId(), c.GetDirection(), c.GetState(), c.GetReportId(), c.GetHolder(), c.GetTo(), c.GetOriginator())
+	if c.GetExpires() != nil {
+		fmt.Fprintf(g.stdout, ", expires %s", c.GetExpires().AsTime().Format(time.RFC3339))
+	}
+	if c.GetReason() != "" {
+		fmt.Fprintf(g.stdout, ", reason: %s", c.GetReason())
+	}
+	fmt.Fprintf(g.stdout, "; purpose: %s\n", c.GetPurpose())
+}
+
+func newConsentCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "consent",
+		Short: "Ask an originator for consent to pass on its report, and answer such requests",
+		Long: `The third-party rule: what a partner gave you is passed on only with the
+originator's consent. As the holder, 'consent request' asks the originator's
+node; as the originator, 'consent list' shows what partners ask and 'consent
+approve' or 'consent deny' answers. An approval is a grant signed by the
+originator: the holder's 'share' then succeeds, and the grant travels with the
+report so that the third party verifies it. An expired grant allows nothing.`,
+	}
+	var to, purpose string
+	var portions []string
+	req := &cobra.Command{
+		Use:   "request ID --to PARTY --purpose TEXT [--portions 1,2]",
+		Short: "Ask the originator of a held report for consent to pass it to PARTY",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" || purpose == "" {
+				return usagef("--to PARTY and --purpose TEXT are required")
+			}
+			ps, err := parsePortions(portions)
+			if err != nil {
+				return err
+			}
+			var resp *clientv1.RequestConsentResponse
+			err = g.call(cmd.Context(), func(ctx context.Context, c clientv1.ClientServiceClient) error {
+				resp, err = c.RequestConsent(ctx, &clientv1.RequestConsentRequest{Id: args[0], To: strings.ToUpper(to), Purpose: purpose, Portions: ps})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(consentJSON(resp.GetConsent()))
+			}
+			fmt.Fprintf(g.stdout, "%s\n", resp.GetConsent().GetId())
+			fmt.Fprintf(g.stderr, "asked %s for consent to pass %s to %s; see 'tearline consent list'\n", resp.GetConsent().GetOriginator(), args[0], resp.GetConsent().GetTo())
+			return nil
+		},
+	}
+	req.Flags().StringVar(&to, "to", "", "the third party")
+	req.Flags().StringVar(&purpose, "purpose", "", "why (recorded in the grant)")
+	req.Flags().StringArrayVar(&portions, "portions", nil, "only these portions, e.g. 1,2 (default: all held)")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List consent requests: incoming (partners ask you) and outgoing (you asked)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var resp *clientv1.ListConsentsResponse
+			err := g.call(cmd.Context(), func(ctx context.Context, c clientv1.ClientServiceClient) error {
+				var err error
+				resp, err = c.ListConsents(ctx, &clientv1.ListConsentsRequest{})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				out := []map[string]any{}
+				for _, c := range resp.GetConsents() {
+					out = append(out, consentJSON(c))
+				}
+				return g.printJSON(out)
+			}
+			if len(resp.GetConsents()) == 0 {
+				fmt.Fprintln(g.stdout, "no consent requests")
+			}
+			for _, c := range resp.GetConsents() {
+				printConsent(g, c)
+			}
+			return nil
+		},
+	}
+
+	var ttl time.Duration
+	approve := &cobra.Command{
+		Use:   "approve REQ [--ttl 72h]",
+		Short: "Approve an incoming request: sign a grant valid for --ttl and send it to the holder",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.decide(cmd, args[0], true, ttl, "")
+		},
+	}
+	approve.Flags().DurationVar(&ttl, "ttl", 72*time.Hour, "how long the grant is valid (at most 720h)")
+	var reason string
+	deny := &cobra.Command{
+		Use:   "deny REQ --reason TEXT",
+		Short: "Deny an incoming request, saying why",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if reason == "" {
+				return usagef("--reason TEXT is required")
+			}
+			return g.decide(cmd, args[0], false, 0, reason)
+		},
+	}
+	deny.Flags().StringVar(&reason, "reason", "", "why (sent to the holder)")
+	c.AddCommand(req, list, approve, deny)
+	return c
+}
+
+func (g *globals) decide(cmd *cobra.Command, id string, approve bool, ttl time.Duration, reason string) error {
+	r := &clientv1.DecideConsentRequest{Id: id, Approve: approve, Reason: reason}
+	if approve {
+		r.Ttl = durationpb.New(ttl)
+	}
+	var resp *clientv1.DecideConsentResponse
+	err := g.call(cmd.Context(), func(ctx context.Context, c clientv1.ClientServiceClient) error {
+		var err error
+		resp, err = c.DecideConsent(ctx, r)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if g.json {
+		return g.printJSON(consentJSON(resp.GetConsent()))
+	}
+	printConsent(g, resp.GetConsent())
+	return nil
+}
+
+func crisisJSON(c *adminv1.Crisis) map[string]any {
+	return map[string]any{
+		"id": c.GetId(), "originator": c.GetOriginator(), "topics": c.GetTopics(), "parties": c.GetParties(),
+		"max": c.GetMaxClassification(), "issued": ts(c.GetIssued()), "expires": ts(c.GetExpires()), "reason": c.GetReason(),
+		"state": c.GetState(), "ended": ts(c.GetEnded()),
+	}
+}
+
+func printCrisis(g *globals, c *adminv1.Crisis) {
+	fmt.Fprintf(g.stdout, "%s  %-7s %s's crisis: topics %s, parties %s, up to %s, until %s; reason: %s\n", c.GetId(), c.GetState(), c.GetOriginator(),
+		strings.Join(c.GetTopics(), ","), strings.Join(c.GetParties(), ","), c.GetMaxClassification(), c.GetExpires().AsTime().Format(time.RFC3339), c.GetReason())
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func newCrisisCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "crisis",
+		Short: "Declare, end and review crisis sharing (pre-authorised expedited sharing)",
+		Long: `A crisis declaration, signed by the originator, lets its reports on the named
+topics, up to a classification, reach the named parties without a consent
+request, for at most 72 hours: it acts as a blanket consent and REL TO
+extension. 'crisis review' lists every release made under it and what the
+normal rules would have decided.`,
+	}
+	var topics, parties, max, reason string
+	var dur time.Duration
+	declare := &cobra.Command{
+		Use:   "declare --topics CT,CBRN --parties CAN,AUS --max SECRET --for 48h --reason TEXT",
+		Short: "Sign a crisis declaration and send it to the parties and to holders of matching reports",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if topics == "" || parties == "" || max == "" || dur == 0 || reason == "" {
+				return usagef("--topics, --parties, --max, --for and --reason are all required")
+			}
+			ps := splitList(strings.ToUpper(parties))
+			var resp *adminv1.DeclareCrisisResponse
+			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				var err error
+				resp, err = c.DeclareCrisis(ctx, &adminv1.DeclareCrisisRequest{Topics: splitList(topics), Parties: ps, MaxClassification: strings.ToUpper(max), Duration: durationpb.New(dur), Reason: reason})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				m := crisisJSON(resp.GetCrisis())
+				m["sent_to"] = resp.GetSentTo()
+				return g.printJSON(m)
+			}
+			fmt.Fprintln(g.stdout, resp.GetCrisis().GetId())
+			fmt.Fprintf(g.stderr, "declared; sent to %s\n", strings.Join(resp.GetSentTo(), ", "))
+			return nil
+		},
+	}
+	declare.Flags().StringVar(&topics, "topics", "", "comma-separated topics it covers")
+	declare.Flags().StringVar(&parties, "parties", "", "comma-separated parties it extends sharing to")
+	declare.Flags().StringVar(&max, "max", "", "highest classification it covers")
+	declare.Flags().DurationVar(&dur, "for", 0, "how long (at most 72h)")
+	declare.Flags().StringVar(&reason, "reason", "", "why (recorded and sent)")
+
+	end := &cobra.Command{
+		Use:   "end ID",
+		Short: "End one of your party's declarations now",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var resp *adminv1.EndCrisisResponse
+			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				var err error
+				resp, err = c.EndCrisis(ctx, &adminv1.EndCrisisRequest{Id: args[0]})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(crisisJSON(resp.GetCrisis()))
+			}
+			printCrisis(g, resp.GetCrisis())
+			return nil
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the crisis declarations this node knows",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var resp *adminv1.ListCrisesResponse
+			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				var err error
+				resp, err = c.ListCrises(ctx, &adminv1.ListCrisesRequest{})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				out := []map[string]any{}
+				for _, c := range resp.GetCrises() {
+					out = append(out, crisisJSON(c))
+				}
+				return g.printJSON(out)
+			}
+			if len(resp.GetCrises()) == 0 {
+				fmt.Fprintln(g.stdout, "no crisis declarations")
+			}
+			for _, c := range resp.GetCrises() {
+				printCrisis(g, c)
+			}
+			return nil
+		},
+	}
+	review := &cobra.Command{
+		Use:   "review ID",
+		Short: "Post-crisis review: every release made under a declaration, and what the normal rules would have decided",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var resp *adminv1.ReviewCrisisResponse
+			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				var err error
+				resp, err = c.ReviewCrisis(ctx, &adminv1.ReviewCrisisRequest{Id: args[0]})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				rels := []map[string]any{}
+				for _, r := range resp.GetReleases() {
+					rels = append(rels, map[string]any{
+						"report": r.GetReportId(), "portion": r.GetPortion(), "from": r.GetFrom(), "to": r.GetTo(), "when": ts(r.GetTime()),
+						"normal": map[string]any{"allowed": r.GetNormal().GetAllowed(), "rule": r.GetNormal().GetRule(), "message": r.GetNormal().GetMessage()},
+					})
+				}
+				m := crisisJSON(resp.GetCrisis())
+				m["releases"] = rels
+				return g.printJSON(m)
+			}
+			printCrisis(g, resp.GetCrisis())
+			if len(resp.GetReleases()) == 0 {
+				fmt.Fprintln(g.stdout, "no release was made under it")
+			}
+			for _, r := range resp.GetReleases() {
+				verdict := "denied"
+				if r.GetNormal().GetAllowed() {
+					verdict = "allowed"
+				}
+				fmt.Fprintf(g.stdout, "  %s  report %s portion %d  %s -> %s; normally %s (%s)\n", r.GetTime().AsTime().Format(time.RFC3339), r.GetReportId(), r.GetPortion(), r.GetFrom(), r.GetTo(), verdict, r.GetNormal().GetRule())
+			}
+			return nil
+		},
+	}
+	c.AddCommand(declare, end, list, review)
+	return c
+}
+
+func newAgreementsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "agreements",
+		Short: "List the sharing agreement with each partner and its state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var resp *adminv1.ListAgreementsResponse
+			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				var err error
+				resp, err = c.ListAgreements(ctx, &adminv1.ListAgreementsRequest{})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				out := []map[string]any{}
+				for _, a := range resp.GetAgreements() {
+					out = append(out, map[string]any{
+						"partner": a.GetPartner(), "state": a.GetState(), "max_classification": a.GetMaxClassification(), "topics": a.GetTopics(),
+						"purpose": a.GetPurpose(), "valid_from": ts(a.GetValidFrom()), "valid_until": ts(a.GetValidUntil()),
+						"review": ts(a.GetReview()), "review_due": a.GetReviewDue(),
+					})
+				}
+				return g.printJSON(out)
+			}
+			for _, a := range resp.GetAgreements() {
+				topics := "any topic"
+				if len(a.GetTopics()) > 0 {
+					topics = strings.Join(a.GetTopics(), ",")
+				}
+				fmt.Fprintf(g.stdout, "%-5s %-13s up to %s, %s, until %s; %s\n", a.GetPartner(), a.GetState(), a.GetMaxClassification(), topics, ts(a.GetValidUntil()), a.GetPurpose())
+			}
+			return nil
+		},
+	}
+}
+
+func newEventsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "events",
+		Short: "List security events: refused envelopes and other evidence, naming the partner",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var resp *adminv1.ListSecurityEventsResponse
+			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				var err error
+				resp, err = c.ListSecurityEvents(ctx, &adminv1.ListSecurityEventsRequest{})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				out := []map[string]any{}
+				for _, e := range resp.GetEvents() {
+					out = append(out, map[string]any{
+						"seq": e.GetSeq(), "time": ts(e.GetTime()), "kind": e.GetKind(), "partner": e.GetPartner(), "rule": e.GetRule(),
+						"message": e.GetMessage(), "report_id": e.GetReportId(), "quarantine_seq": e.GetQuarantineSeq(),
+					})
+				}
+				return g.printJSON(out)
+			}
+			if len(resp.GetEvents()) == 0 {
+				fmt.Fprintln(g.stdout, "no security events")
+			}
+			for _, e := range resp.GetEvents() {
+				fmt.Fprintf(g.stdout, "%s  %-18s partner %s  %s: %s\n", ts(e.GetTime()), e.GetKind(), e.GetPartner(), e.GetRule(), e.GetMessage())
+			}
+			return nil
+		},
+	}
+}

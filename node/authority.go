@@ -1,0 +1,433 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/tearline/tearline/node/marking"
+	"github.com/tearline/tearline/node/policy"
+	"github.com/tearline/tearline/node/report"
+	"github.com/tearline/tearline/node/store"
+	"github.com/tearline/tearline/pki"
+	federationv1 "github.com/tearline/tearline/proto/tearline/federation/v1"
+	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
+	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
+)
+
+// Consent and crisis limits.
+const (
+	DefaultGrantTTL = 72 * time.Hour
+	MaxGrantTTL     = 30 * 24 * time.Hour
+	MaxCrisis       = 72 * time.Hour
+	maxPurpose      = 512
+)
+
+// authorities are the consent grants and crisis declarations a decision
+// may rest on, with their signed forms to pass on in envelopes.
+type authorities struct {
+	consents []policy.Consent
+	crises   []policy.Crisis
+	signed   map[string]*reportv1.Signed // by grant or declaration id
+}
+
+func grantPolicy(g *reportv1.ConsentGrant) policy.Consent {
+	return policy.Consent{
+		ID: g.GetId(), ReportID: g.GetReportId(), Originator: g.GetOriginator(), Holder: g.GetHolder(), To: g.GetTo(),
+		Portions: g.GetPortions(), Purpose: g.GetPurpose(), Expires: g.GetExpires().AsTime(),
+	}
+}
+
+func crisisPolicy(c *reportv1.CrisisDeclaration, ended bool) policy.Crisis {
+	return policy.Crisis{
+		ID: c.GetId(), Originator: c.GetOriginator(), Topics: c.GetTopics(), Parties: c.GetParties(),
+		MaxClassification: c.GetMaxClassification(), Expires: c.GetExpires().AsTime(), Ended: ended || c.GetEnded(),
+	}
+}
+
+// loadAuthorities collects the grants this node holds for reportID and the
+// crisis declarations of originator that it knows, re-verifying each.
+func (n *Node) loadAuthorities(reportID, originator string) (authorities, error) {
+	a := authorities{signed: map[string]*reportv1.Signed{}}
+	cs, err := n.st.Consents()
+	if err != nil {
+		return a, err
+	}
+	for _, c := range cs {
+		if c.GetReportId() != reportID || c.GetState() != "approved" || c.GetHolder() != n.party || c.GetGrant() == nil {
+			continue
+		}
+		g, _, err := report.OpenGrant(c.GetGrant(), n.trust)
+		if err != nil || g.GetOriginator() != originator {
+			continue
+		}
+		a.consents = append(a.consents, grantPolicy(g))
+		a.signed[g.GetId()] = c.GetGrant()
+	}
+	crs, err := n.st.Crises()
+	if err != nil {
+		return a, err
+	}
+	for _, cr := range crs {
+		d, _, err := report.OpenCrisis(cr.GetDeclaration(), n.trust)
+		if err != nil || d.GetOriginator() != originator {
+			continue
+		}
+		a.crises = append(a.crises, crisisPolicy(d, cr.GetEnd() != nil))
+		a.signed[d.GetId()] = cr.GetDeclaration()
+	}
+	return a, nil
+}
+
+// envelopeAuthorities opens the grants and declarations carried in an
+// envelope; the ones that do not verify are left out (a hop resting on one
+// then has no basis and is refused).
+func (n *Node) envelopeAuthorities(env *reportv1.Envelope, originator string) ([]policy.Consent, []policy.Crisis) {
+	var cs []policy.Consent
+	var crs []policy.Crisis
+	for _, sd := range env.GetAuthorities() {
+		switch sd.GetKind() {
+		case report.KindGrant:
+			if g, _, err := report.OpenGrant(sd, n.trust); err == nil && g.GetOriginator() == originator {
+				cs = append(cs, grantPolicy(g))
+			}
+		case report.KindCrisis:
+			if c, _, err := report.OpenCrisis(sd, n.trust); err == nil && c.GetOriginator() == originator {
+				crs = append(crs, crisisPolicy(c, false))
+			}
+		}
+	}
+	// Declarations this node knows (and their ends) count too.
+	if known, err := n.loadAuthorities("", originator); err == nil {
+		for _, c := range known.crises {
+			crs = slices.DeleteFunc(crs, func(x policy.Crisis) bool { return x.ID == c.ID && c.Ended })
+			crs = append(crs, c)
+		}
+	}
+	return cs, crs
+}
+
+func (n *Node) enqueueRequest(t *store.Tx, party, reportID string, req *federationv1.DeliverRequest) error {
+	return t.Enqueue(party, &storev1.OutboxItem{ReportId: reportID, Request: req})
+}
+
+// RequestConsent asks the originator of a held report for consent to pass
+// it to a third party.
+func (n *Node) RequestConsent(ctx context.Context, by pki.Identity, reportID, to, purpose string, portions []uint32) (*storev1.ConsentRecord, error) {
+	now := n.clock()
+	if len(purpose) > maxPurpose {
+		return nil, fmt.Errorf("%w: the purpose is longer than %d bytes", ErrInvalid, maxPurpose)
+	}
+	if strings.TrimSpace(purpose) == "" {
+		return nil, fmt.Errorf("%w: give the purpose of the request (--purpose)", ErrInvalid)
+	}
+	if _, ok := n.partners[to]; !ok {
+		return nil, fmt.Errorf("%w: %q is not a partner of %s (partners: %s)", ErrInvalid, to, n.party, strings.Join(n.partnerList(), ", "))
+	}
+	held, err := n.st.Report(reportID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: report %s is not held here", ErrNotFound, reportID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
+	}
+	v, err := report.OpenHeader(held.GetEnvelope().GetHeader(), n.trust)
+	if err != nil {
+		return nil, fmt.Errorf("%w: held header does not verify: %w", ErrInternal, err)
+	}
+	o := v.Header.GetOriginator()
+	if o == n.party {
+		return nil, fmt.Errorf("%w: %s originated %s and needs no consent: share it", ErrInvalid, n.party, reportID)
+	}
+	if _, ok := n.partners[o]; !ok {
+		return nil, fmt.Errorf("%w: the originator %s is not a partner of %s, so it cannot be asked", ErrInvalid, o, n.party)
+	}
+	if to == o {
+		return nil, fmt.Errorf("%w: %s is the originator", ErrInvalid, to)
+	}
+	for _, ix := range portions {
+		if !slices.ContainsFunc(held.GetEnvelope().GetPortions(), func(p *reportv1.Portion) bool { return p.GetIndex() == ix }) {
+			return nil, fmt.Errorf("%w: portion %d of %s is not held here", ErrInvalid, ix, reportID)
+		}
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
+	}
+	rec := &storev1.ConsentRecord{
+		Id: id.String(), ReportId: reportID, Holder: n.party, To: to, Originator: o, Portions: portions, Purpose: purpose,
+		State: "pending", Direction: "outgoing", Requested: timestamppb.New(now),
+	}
+	err = n.st.Update(now, func(t *store.Tx) error {
+		if err := t.PutConsent(rec); err != nil {
+			return err
+		}
+		if err := t.AddEvent(&storev1.Event{ReportId: reportID, Kind: "consent-requested", Party: to, Subject: by.String(), Detail: "asked " + o + " for consent to pass it to " + to + "; request " + rec.GetId()}); err != nil {
+			return err
+		}
+		return n.enqueueRequest(t, o, reportID, &federationv1.DeliverRequest{Item: &federationv1.DeliverRequest_ConsentRequest{ConsentRequest: &federationv1.ConsentRequest{
+			Id: rec.GetId(), ReportId: reportID, To: to, Portions: portions, Purpose: purpose,
+		}}})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
+	}
+	n.wake([]string{o})
+	return rec, nil
+}
+
+// Consents lists every consent record, newest first.
+func (n *Node) Consents(ctx context.Context) ([]*storev1.ConsentRecord, error) {
+	cs, err := n.st.Consents()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
+	}
+	slices.Reverse(cs) // ids are time-ordered
+	return cs, nil
+}
+
+// DecideConsent approves or denies an incoming consent request. An
+// approval signs a grant and sends it to the holder.
+func (n *Node) DecideConsent(ctx context.Context, by pki.Identity, id string, approve bool, ttl time.Duration, reason string) (*storev1.ConsentRecord, error) {
+	now := n.clock()
+	if ttl == 0 {
+		ttl = DefaultGrantTTL
+	}
+	if approve && (ttl < time.Second || ttl > MaxGrantTTL) {
+		return nil, fmt.Errorf("%w: --ttl %s is out of range (1s to %s)", ErrInvalid, ttl, MaxGrantTTL)
+	}
+	if !approve && strings.TrimSpace(reason) == "" {
+		return nil, fmt.Errorf("%w: say why the request is denied (--reason)", ErrInvalid)
+	}
+	if len(reason) > maxPurpose {
+		return nil, fmt.Errorf("%w: the reason is longer than %d bytes", ErrInvalid, maxPurpose)
+	}
+	var rec *storev1.ConsentRecord
+	err := n.st.Update(now, func(t *store.Tx) error {
+		r, err := t.Consent(id)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: no consent request %s", ErrNotFound, id)
+		}
+		if err != nil {
+			return err
+		}
+		if r.GetDirection() != "incoming" {
+			return fmt.Errorf("%w: request %s was sent by this node; only the originator %s decides it", ErrInvalid, id, r.GetOriginator())
+		}
+		if r.GetState() != "pending" {
+			return fmt.Errorf("%w: request %s is already %s", ErrInvalid, id, r.GetState())
+		}
+		rec = proto.CloneOf(r)
+		rec.Decided = timestamppb.New(now)
+		dec := &federationv1.ConsentDecision{RequestId: id, Approved: approve, Reason: reason}
+		if approve {
+			g := &reportv1.ConsentGrant{
+				Id: id, ReportId: rec.GetReportId(), Originator: n.party, Holder: rec.GetHolder(), To: rec.GetTo(),
+				Portions: rec.GetPortions(), Purpose: rec.GetPurpose(), Issued: timestamppb.New(now), Expires: timestamppb.New(now.Add(ttl)),
+			}
+			sg, err := report.SignStatement(report.KindGrant, g, n.signer)
+			if err != nil {
+				return err
+			}
+			rec.State, rec.Grant, rec.Expires = "approved", sg, g.GetExpires()
+			dec.Grant = sg
+		} else {
+			rec.State, rec.Reason = "denied", reason
+		}
+		if err := t.PutConsent(rec); err != nil {
+			return err
+		}
+		detail := fmt.Sprintf("consent for %s to pass it to %s: %s (request %s)", rec.GetHolder(), rec.GetTo(), rec.GetState(), id)
+		if err := t.AddEvent(&storev1.Event{ReportId: rec.GetReportId(), Kind: "consent-" + rec.GetState(), Party: rec.GetHolder(), Subject: by.String(), Detail: detail}); err != nil {
+			return err
+		}
+		return n.enqueueRequest(t, rec.GetHolder(), rec.GetReportId(), &federationv1.DeliverRequest{Item: &federationv1.DeliverRequest_ConsentDecision{ConsentDecision: dec}})
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
+	}
+	n.wake([]string{rec.GetHolder()})
+	return rec, nil
+}
+
+// securityEvent records evidence against a partner.
+func (n *Node) securityEvent(now time.Time, e *storev1.SecurityEvent) {
+	n.log.Warn("security event", "kind", e.GetKind(), "partner", e.GetPartner(), "rule", e.GetRule(), "reason", e.GetMessage())
+	if err := n.st.Batch(now, func(t *store.Tx) error { return t.AddSecurityEvent(proto.CloneOf(e)) }); err != nil {
+		n.log.Error("record security event", "error", err)
+	}
+}
+
+// ReceiveItem handles a federation item other than an envelope from the
+// node of party `from`. A refused item is acknowledged as rejected and
+// raises a security event; the error is non-nil only when the store failed.
+func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federationv1.DeliverRequest) (Outcome, policy.Reason, error) {
+	now := n.clock()
+	reject := func(kind, format string, args ...any) (Outcome, policy.Reason, error) {
+		r := policy.Reason{Rule: policy.RuleBadChain, Party: from.Party, Message: fmt.Sprintf(format, args...)}
+		n.securityEvent(now, &storev1.SecurityEvent{Kind: kind, Partner: from.Party, Rule: string(r.Rule), Message: r.Message})
+		return Rejected, r, nil
+	}
+	ok := policy.Reason{Allowed: true}
+	switch it := req.GetItem().(type) {
+	case *federationv1.DeliverRequest_ConsentRequest:
+		cr := it.ConsentRequest
+		if _, err := uuid.Parse(cr.GetId()); err != nil || !marking.ValidParty(cr.GetTo()) || len(cr.GetPurpose()) > maxPurpose || len(cr.GetPortions()) > report.MaxPortions {
+			return reject("bad-consent-request", "a consent request from %s is malformed", from.Party)
+		}
+		held, err := n.st.Report(cr.GetReportId())
+		if err != nil {
+			return reject("bad-consent-request", "%s asked for consent on report %q, which %s did not originate", from.Party, cr.GetReportId(), n.party)
+		}
+		if v, err := report.OpenHeader(held.GetEnvelope().GetHeader(), n.trust); err != nil || v.Header.GetOriginator() != n.party {
+			return reject("bad-consent-request", "%s asked for consent on report %s, which %s did not originate", from.Party, cr.GetReportId(), n.party)
+		}
+		outcome := Accepted
+		err = n.st.Batch(now, func(t *store.Tx) error {
+			outcome = Accepted
+			if _, err := t.Consent(cr.GetId()); err == nil {
+				outcome = Duplicate
+				return nil
+			}
+			rec := &storev1.ConsentRecord{
+				Id: cr.GetId(), ReportId: cr.GetReportId(), Holder: from.Party, To: cr.GetTo(), Originator: n.party,
+				Portions: cr.GetPortions(), Purpose: cr.GetPurpose(), State: "pending", Direction: "incoming", Requested: timestamppb.New(now),
+			}
+			if err := t.PutConsent(rec); err != nil {
+				return err
+			}
+			return t.AddEvent(&storev1.Event{ReportId: cr.GetReportId(), Kind: "consent-requested", Party: from.Party, Detail: from.Party + " asks to pass it to " + cr.GetTo() + "; request " + cr.GetId()})
+		})
+		return outcome, ok, err
+	case *federationv1.DeliverRequest_ConsentDecision:
+		d := it.ConsentDecision
+		outcome := Accepted
+		var bad string
+		err := n.st.Batch(now, func(t *store.Tx) error {
+			outcome, bad = Accepted, ""
+			r, err := t.Consent(d.GetRequestId())
+			if err != nil || r.GetDirection() != "outgoing" || r.GetOriginator() != from.Party {
+				bad = fmt.Sprintf("%s answered consent request %q, which this node did not send to it", from.Party, d.GetRequestId())
+				return nil
+			}
+			if r.GetState() != "pending" {
+				outcome = Duplicate
+				return nil
+			}
+			r = proto.CloneOf(r)
+			r.Decided = timestamppb.New(now)
+			if d.GetApproved() {
+				g, _, err := report.OpenGrant(d.GetGrant(), n.trust)
+				if err != nil || g.GetId() != r.GetId() || g.GetOriginator() != from.Party || g.GetHolder() != n.party ||
+					g.GetTo() != r.GetTo() || g.GetReportId() != r.GetReportId() {
+					bad = fmt.Sprintf("%s sent a consent grant that does not verify or does not match request %s", from.Party, r.GetId())
+					return nil
+				}
+				r.State, r.Grant, r.Expires = "approved", d.GetGrant(), g.GetExpires()
+			} else {
+				r.State, r.Reason = "denied", d.GetReason()
+			}
+			if err := t.PutConsent(r); err != nil {
+				return err
+			}
+			return t.AddEvent(&storev1.Event{ReportId: r.GetReportId(), Kind: "consent-" + r.GetState(), Party: from.Party, Detail: fmt.Sprintf("%s %s passing it to %s (request %s)", from.Party, r.GetState(), r.GetTo(), r.GetId())})
+		})
+		if err == nil && bad != "" {
+			return reject("bad-consent", "%s", bad)
+		}
+		return outcome, ok, err
+	case *federationv1.DeliverRequest_Crisis:
+		d, _, err := report.OpenCrisis(it.Crisis, n.trust)
+		if err != nil || d.GetOriginator() != from.Party {
+			return reject("bad-crisis", "%s sent a crisis declaration that does not verify or is not its own", from.Party)
+		}
+		return n.storeCrisis(now, it.Crisis, d)
+	case *federationv1.DeliverRequest_HopNotice:
+		hn := it.HopNotice
+		held, err := n.st.Report(hn.GetReportId())
+		if err != nil {
+			return reject("bad-hop-notice", "%s sent a hop notice for report %q, which is not held here", from.Party, hn.GetReportId())
+		}
+		v, err := report.OpenHeader(held.GetEnvelope().GetHeader(), n.trust)
+		if err != nil || v.Header.GetOriginator() != n.party {
+			return reject("bad-hop-notice", "%s sent a hop notice for report %s, which %s did not originate", from.Party, hn.GetReportId(), n.party)
+		}
+		h, err := report.OpenHop(hn.GetHop(), v.Digest, v.Header.GetId(), n.trust)
+		if err != nil || h.Hop.GetFrom() != from.Party {
+			return reject("bad-hop-notice", "%s sent a hop notice that does not verify", from.Party)
+		}
+		err = n.st.Batch(now, func(t *store.Tx) error {
+			for _, pr := range h.Hop.GetPortions() {
+				if pr.GetBasis() == reportv1.Basis_BASIS_CRISIS {
+					if err := t.AddCrisisRelease(&storev1.CrisisRelease{CrisisId: pr.GetAuthorityId(), ReportId: hn.GetReportId(), Portion: pr.GetIndex(), From: h.Hop.GetFrom(), To: h.Hop.GetTo(), Time: h.Hop.GetSent()}); err != nil {
+						return err
+					}
+				}
+			}
+			return t.AddEvent(&storev1.Event{ReportId: hn.GetReportId(), Kind: "onward-release", Party: h.Hop.GetTo(), Detail: fmt.Sprintf("%s released it to %s: %s", h.Hop.GetFrom(), h.Hop.GetTo(), basesText(h.Hop))})
+		})
+		return Accepted, ok, err
+	}
+	return reject("bad-item", "%s sent an item of an unknown kind", from.Party)
+}
+
+func basesText(h *reportv1.Hop) string {
+	var parts []string
+	for _, pr := range h.GetPortions() {
+		b := strings.ReplaceAll(strings.TrimPrefix(strings.ToLower(pr.GetBasis().String()), "basis_"), "_", "-")
+		if pr.GetAuthorityId() != "" {
+			b += ":" + pr.GetAuthorityId()
+		}
+		parts = append(parts, fmt.Sprintf("portion %d on %s", pr.GetIndex(), b))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// storeCrisis keeps a verified declaration or end notice. An end notice
+// ends the declaration with the same id; a declaration never revives an
+// ended one.
+func (n *Node) storeCrisis(now time.Time, sd *reportv1.Signed, d *reportv1.CrisisDeclaration) (Outcome, policy.Reason, error) {
+	outcome := Accepted
+	err := n.st.Batch(now, func(t *store.Tx) error {
+		outcome = Accepted
+		rec, err := t.Crisis(d.GetId())
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			rec = &storev1.CrisisRecord{}
+		case err != nil:
+			return err
+		default:
+			rec = proto.CloneOf(rec)
+		}
+		if d.GetEnded() {
+			if rec.GetEnd() != nil {
+				outcome = Duplicate
+				return nil
+			}
+			rec.End = sd
+			if rec.Declaration == nil {
+				rec.Declaration = sd
+			}
+		} else {
+			if rec.GetDeclaration() != nil && rec.GetDeclaration().GetKind() == report.KindCrisis && string(rec.GetDeclaration().GetPayload()) == string(sd.GetPayload()) {
+				outcome = Duplicate
+				return nil
+			}
+			if rec.GetDeclaration() == nil || rec.GetEnd() == nil {
+				rec.Declaration = sd
+			}
+		}
+		return t.PutCrisis(d.GetId(), rec)
+	})
+	return outcome, policy.Reason{Allowed: true}, err
+}

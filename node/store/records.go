@@ -1,0 +1,104 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
+)
+
+// Consent reads a consent record.
+func (t *Tx) Consent(id string) (*storev1.ConsentRecord, error) {
+	return get(t.tx.Bucket(bucketConsents), []byte(id), &storev1.ConsentRecord{})
+}
+
+// PutConsent writes a consent record.
+func (t *Tx) PutConsent(c *storev1.ConsentRecord) error {
+	return put(t.tx.Bucket(bucketConsents), []byte(c.GetId()), c)
+}
+
+// Crisis reads a crisis record.
+func (t *Tx) Crisis(id string) (*storev1.CrisisRecord, error) {
+	return get(t.tx.Bucket(bucketCrises), []byte(id), &storev1.CrisisRecord{})
+}
+
+// PutCrisis writes a crisis record.
+func (t *Tx) PutCrisis(id string, c *storev1.CrisisRecord) error {
+	return put(t.tx.Bucket(bucketCrises), []byte(id), c)
+}
+
+// AddSecurityEvent appends a security event; seq and time are set here.
+func (t *Tx) AddSecurityEvent(e *storev1.SecurityEvent) error {
+	b := t.tx.Bucket(bucketSecurity)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	e.Seq = seq
+	if e.Time == nil {
+		e.Time = timestamppb.New(t.now)
+	}
+	return put(b, u64(seq), e)
+}
+
+// AddCrisisRelease records a release made under a crisis declaration.
+func (t *Tx) AddCrisisRelease(r *storev1.CrisisRelease) error {
+	b := t.tx.Bucket(bucketCrisisReleases)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	if r.Time == nil {
+		r.Time = timestamppb.New(t.now)
+	}
+	return put(b, provKey(r.GetCrisisId(), seq), r)
+}
+
+// QuarantineSeq is the seq of the last quarantined item (after Quarantine).
+func (t *Tx) QuarantineSeq() uint64 { return t.tx.Bucket(bucketQuarantine).Sequence() }
+
+func list[T proto.Message](s *Store, bucket []byte, prefix []byte, mk func() T) ([]T, error) {
+	var out []T
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			m := mk()
+			if err := proto.Unmarshal(v, m); err != nil {
+				return fmt.Errorf("%w: %s %x: %v", ErrCorrupt, bucket, k, err)
+			}
+			out = append(out, m)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Consents returns every consent record, by id.
+func (s *Store) Consents() ([]*storev1.ConsentRecord, error) {
+	return list(s, bucketConsents, nil, func() *storev1.ConsentRecord { return &storev1.ConsentRecord{} })
+}
+
+// Crises returns every crisis record, by id.
+func (s *Store) Crises() ([]*storev1.CrisisRecord, error) {
+	return list(s, bucketCrises, nil, func() *storev1.CrisisRecord { return &storev1.CrisisRecord{} })
+}
+
+// SecurityEvents returns the security events, oldest first.
+func (s *Store) SecurityEvents() ([]*storev1.SecurityEvent, error) {
+	return list(s, bucketSecurity, nil, func() *storev1.SecurityEvent { return &storev1.SecurityEvent{} })
+}
+
+// CrisisReleases returns the releases recorded under a declaration.
+func (s *Store) CrisisReleases(crisisID string) ([]*storev1.CrisisRelease, error) {
+	return list(s, bucketCrisisReleases, append([]byte(crisisID), 0), func() *storev1.CrisisRelease { return &storev1.CrisisRelease{} })
+}
+
+// View runs fn in a read-only transaction.
+func (s *Store) View(fn func(*Tx) error) error {
+	return s.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, now: time.Time{}}) })
+}
