@@ -37,12 +37,12 @@ const (
 var authz = map[string]who{
 	"/tearline.federation.v1.FederationService/Deliver": partnerNode,
 
-	"/tearline.client.v1.ClientService/Publish":       ownOfficer,
-	"/tearline.client.v1.ClientService/ListReports":   ownOfficer,
-	"/tearline.client.v1.ClientService/GetReport":     ownOfficer,
-	"/tearline.client.v1.ClientService/GetProvenance": ownOfficer,
-	"/tearline.client.v1.ClientService/Share":         ownOfficer,
-	"/tearline.client.v1.ClientService/Subscribe":     ownOfficer | ownService,
+	"/tearline.client.v1.ClientService/Publish":        ownOfficer,
+	"/tearline.client.v1.ClientService/ListReports":    ownOfficer,
+	"/tearline.client.v1.ClientService/GetReport":      ownOfficer,
+	"/tearline.client.v1.ClientService/GetProvenance":  ownOfficer,
+	"/tearline.client.v1.ClientService/Share":          ownOfficer,
+	"/tearline.client.v1.ClientService/Subscribe":      ownOfficer | ownService,
 	"/tearline.client.v1.ClientService/RequestConsent": ownOfficer,
 	"/tearline.client.v1.ClientService/ListConsents":   ownOfficer,
 	"/tearline.client.v1.ClientService/DecideConsent":  ownOfficer,

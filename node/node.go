@@ -23,8 +23,8 @@ import (
 	"github.com/tearline/tearline/node/report"
 	"github.com/tearline/tearline/node/store"
 	"github.com/tearline/tearline/pki"
-	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
 	federationv1 "github.com/tearline/tearline/proto/tearline/federation/v1"
+	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
 	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
 )
 

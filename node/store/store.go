@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -141,10 +142,18 @@ func (t *Tx) Report(id string) (*storev1.StoredReport, error) {
 }
 
 // PutReport stores r. A report new to this node gets the next feed
-// position; an existing one keeps its position.
+// position; an existing one keeps its position. Which it is comes from the
+// store, not from r's fields (r may come from a transaction that was rolled
+// back); PutReport sets r.FeedSeq and r.Stored accordingly.
 func (t *Tx) PutReport(id string, r *storev1.StoredReport) error {
 	b := t.tx.Bucket(bucketReports)
-	if r.GetFeedSeq() == 0 {
+	if v := b.Get([]byte(id)); v != nil {
+		old := &storev1.StoredReport{}
+		if err := proto.Unmarshal(v, old); err != nil {
+			return fmt.Errorf("%w: report %s: %v", ErrCorrupt, id, err)
+		}
+		r.FeedSeq, r.Stored = old.GetFeedSeq(), old.GetStored()
+	} else {
 		feed := t.tx.Bucket(bucketFeed)
 		seq, err := feed.NextSequence()
 		if err != nil {
@@ -277,6 +286,9 @@ type FeedEntry struct {
 // Feed returns up to limit reports after feed seq `after`, in feed order.
 func (s *Store) Feed(after uint64, limit int) ([]FeedEntry, error) {
 	var out []FeedEntry
+	if after == math.MaxUint64 {
+		return nil, nil // after+1 would wrap to the start
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketFeed).Cursor()
 		reports := tx.Bucket(bucketReports)
@@ -353,6 +365,9 @@ type OutboxEntry struct {
 // Outbox returns up to limit items of party's outbox after seq `after`.
 func (s *Store) Outbox(party string, after uint64, limit int) ([]OutboxEntry, error) {
 	var out []OutboxEntry
+	if after == math.MaxUint64 {
+		return nil, nil // after+1 would wrap to the start
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		ob := tx.Bucket(bucketOutbox).Bucket([]byte(party))
 		if ob == nil {
