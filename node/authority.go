@@ -221,7 +221,8 @@ func (n *Node) DecideConsent(ctx context.Context, by pki.Identity, id string, ap
 		if r.GetDirection() != "incoming" {
 			return fmt.Errorf("%w: request %s was sent by this node; only the originator %s decides it", ErrInvalid, id, r.GetOriginator())
 		}
-		if r.GetState() != "pending" {
+		withdraw := !approve && r.GetState() == "approved"
+		if r.GetState() != "pending" && !withdraw {
 			return fmt.Errorf("%w: request %s is already %s", ErrInvalid, id, r.GetState())
 		}
 		rec = proto.CloneOf(r)
@@ -238,6 +239,9 @@ func (n *Node) DecideConsent(ctx context.Context, by pki.Identity, id string, ap
 			}
 			rec.State, rec.Grant, rec.Expires = "approved", sg, g.GetExpires()
 			dec.Grant = sg
+		} else if withdraw {
+			// Withdrawing an approval: the holder's grant no longer allows anything.
+			rec.State, rec.Reason = "withdrawn", reason
 		} else {
 			rec.State, rec.Reason = "denied", reason
 		}
@@ -320,13 +324,16 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 				bad = fmt.Sprintf("%s answered consent request %q, which this node did not send to it", from.Party, d.GetRequestId())
 				return nil
 			}
-			if r.GetState() != "pending" {
+			withdrawn := r.GetState() == "approved" && !d.GetApproved()
+			if r.GetState() != "pending" && !withdrawn {
 				outcome = Duplicate
 				return nil
 			}
 			r = proto.CloneOf(r)
 			r.Decided = timestamppb.New(now)
-			if d.GetApproved() {
+			if withdrawn {
+				r.State, r.Reason = "withdrawn", d.GetReason()
+			} else if d.GetApproved() {
 				g, _, err := report.OpenGrant(d.GetGrant(), n.trust)
 				if err != nil || g.GetId() != r.GetId() || g.GetOriginator() != from.Party || g.GetHolder() != n.party ||
 					g.GetTo() != r.GetTo() || g.GetReportId() != r.GetReportId() {

@@ -32,6 +32,7 @@ type showJSON struct {
 // CAN receives only the second, sees the first as withheld, and still
 // verifies USA's signature over what it got.
 func TestE2ETearlineRelease(t *testing.T) {
+	t.Parallel()
 	f := newFederation(t, "USA", "GBR", "CAN")
 	f.startAll("USA", "GBR", "CAN")
 	secret := filepath.Join(t.TempDir(), "second.txt")
@@ -86,6 +87,7 @@ func TestE2ETearlineRelease(t *testing.T) {
 // With GBR's node stopped, USA publishes 100 reports; after GBR restarts it
 // holds exactly those 100, in publish order, none twice.
 func TestE2EPartnerOfflineCatchUp(t *testing.T) {
+	t.Parallel()
 	f := newFederation(t, "USA", "GBR")
 	f.startAll("USA", "GBR")
 	f.stop("GBR")
@@ -122,6 +124,7 @@ type eventJSON struct {
 // A node killed with SIGKILL while ingesting restarts with a store that
 // opens and holds every report it acknowledged.
 func TestE2EKillWhileIngesting(t *testing.T) {
+	t.Parallel()
 	f := newFederation(t, "USA", "GBR")
 	f.startAll("USA", "GBR")
 	var (
@@ -187,6 +190,7 @@ func TestE2EKillWhileIngesting(t *testing.T) {
 // The CLI's errors: a non-zero exit and one plain sentence on stderr, or
 // {"error": {...}} on stdout with --json; nothing is stored.
 func TestE2ECLIErrors(t *testing.T) {
+	t.Parallel()
 	f := newFederation(t, "USA", "GBR")
 	f.start("USA")
 	big := filepath.Join(t.TempDir(), "big.bin")

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -36,11 +37,10 @@ func binary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "tearline")
-		args := []string{"build", "-o", binPath}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
+		// The binary is built without -race: the same server code runs
+		// under the race detector in the gateway package's in-process
+		// tests, and a race-built binary makes every CLI call here slow.
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -51,29 +51,37 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
-// freeBasePort finds n consecutive free loopback ports.
+var (
+	portsMu   sync.Mutex
+	portsUsed = map[int]bool{}
+)
+
+// freeBasePort finds n consecutive free loopback ports below the
+// ephemeral range (so outgoing connections do not take them meanwhile),
+// never handing out a port twice in this test process.
 func freeBasePort(t *testing.T, n int) int {
 	t.Helper()
-	for try := 0; try < 50; try++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if base+n > 65000 {
-			continue
-		}
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for try := 0; try < 200; try++ {
+		base := 20000 + rand.IntN(12000)
 		ok := true
 		for i := 0; i < n && ok; i++ {
+			if portsUsed[base+i] {
+				ok = false
+				break
+			}
 			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
 			if err != nil {
 				ok = false
-				continue
+				break
 			}
 			l.Close()
 		}
 		if ok {
+			for i := 0; i < n; i++ {
+				portsUsed[base+i] = true
+			}
 			return base
 		}
 	}

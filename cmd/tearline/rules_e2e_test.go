@@ -113,6 +113,7 @@ func publishID(f *federation, party string, args ...string) string {
 // (a) third-party rule, (b) consent and its expiry, (c) REL TO re-share,
 // (d) NOFORN never leaves USA.
 func TestE2EThirdPartyConsentRelToNoforn(t *testing.T) {
+	t.Parallel()
 	f := newFederation(t, "USA", "GBR", "CAN")
 	f.startAll("USA", "GBR", "CAN")
 	secrets := []string{"ORCON-BODY", "RELTO-BODY", "NOFORN-BODY", "NONORCON-BODY"}
@@ -191,6 +192,29 @@ func TestE2EThirdPartyConsentRelToNoforn(t *testing.T) {
 	if e := f.denied("GBR", secrets, "share", id, "--to", "CAN", "--portions", "1"); e.Reason != "third-party-rule" || !strings.Contains(e.Message, "expired") {
 		t.Fatalf("share after expiry: %+v", e)
 	}
+	// A withdrawn grant allows nothing either.
+	var req2 struct {
+		ID string `json:"id"`
+	}
+	f.jsonCLI(&req2, "GBR", "consent", "request", id, "--to", "CAN", "--purpose", "second look", "--portions", "1")
+	consentState := func(party, id string) string {
+		var cs []struct{ ID, State string }
+		f.jsonCLI(&cs, party, "consent", "list")
+		for _, c := range cs {
+			if c.ID == id {
+				return c.State
+			}
+		}
+		return ""
+	}
+	eventually(t, 10*time.Second, "USA to see the second request", func() bool { return consentState("USA", req2.ID) == "pending" })
+	f.mustCLI("USA", "consent", "approve", req2.ID, "--ttl", "1h")
+	eventually(t, 10*time.Second, "GBR to get the second grant", func() bool { return consentState("GBR", req2.ID) == "approved" })
+	f.mustCLI("USA", "consent", "withdraw", req2.ID, "--reason", "source at risk")
+	eventually(t, 10*time.Second, "GBR to learn of the withdrawal", func() bool { return consentState("GBR", req2.ID) == "withdrawn" })
+	if e := f.denied("GBR", secrets, "share", id, "--to", "CAN", "--portions", "1"); e.Reason != "third-party-rule" {
+		t.Fatalf("share after withdrawal: %+v", e)
+	}
 	// The originator's provenance shows the onward release under its consent.
 	var prov struct {
 		Events []struct{ Kind, Party, Detail string } `json:"events"`
@@ -209,6 +233,7 @@ func TestE2EThirdPartyConsentRelToNoforn(t *testing.T) {
 // (e) relay: USA names GBR as relay to CAN; GBR forwards on receipt without
 // consent; without a route, GBR may not forward an ORCON portion.
 func TestE2ERelay(t *testing.T) {
+	t.Parallel()
 	f := newFederation(t, "USA", "GBR", "CAN")
 	f.startAll("USA", "GBR", "CAN")
 	routed := publishID(f, "USA", "--marking", "SECRET//REL TO USA, GBR, CAN//ORCON", "--body", "ROUTED-BODY", "--to", "CAN", "--via", "GBR")
@@ -237,6 +262,7 @@ func TestE2ERelay(t *testing.T) {
 // (f) a cheating peer with GBR's real node certificate forwards without a
 // basis, or alters a portion: CAN refuses, quarantines, and names GBR.
 func TestE2ECheatingPeerRefused(t *testing.T) {
+	t.Parallel()
 	f := newFederation(t, "USA", "GBR", "CAN")
 	f.startAll("USA", "GBR", "CAN")
 	id := publishID(f, "USA", "--marking", "SECRET//REL TO USA, GBR//ORCON", "--body", "CHEAT-BODY")
@@ -373,6 +399,7 @@ func readListen(path string) (string, error) {
 // it should not, and the withheld portion is recorded; (h) a partner whose
 // agreement has expired gets nothing, with reason no-agreement.
 func TestE2ESubscriberAndExpiredAgreement(t *testing.T) {
+	t.Parallel()
 	f := newFederation(t, "USA", "GBR", "CAN")
 	// USA's agreement with CAN ended yesterday.
 	cfgPath := filepath.Join(f.dir, "USA", "node.yaml")
@@ -472,6 +499,7 @@ func TestE2ESubscriberAndExpiredAgreement(t *testing.T) {
 // without consent under basis crisis:<id>; after the end the share is
 // denied again; the review lists exactly the releases made under it.
 func TestE2ECrisis(t *testing.T) {
+	t.Parallel()
 	f := newFederation(t, "USA", "GBR", "CAN")
 	f.startAll("USA", "GBR", "CAN")
 	id := publishID(f, "USA", "--marking", "SECRET//REL TO USA, GBR//ORCON", "--topic", "CT", "--body", "CRISIS-BODY")

@@ -154,7 +154,19 @@ report so that the third party verifies it. An expired grant allows nothing.`,
 		},
 	}
 	deny.Flags().StringVar(&reason, "reason", "", "why (sent to the holder)")
-	c.AddCommand(req, list, approve, deny)
+	withdraw := &cobra.Command{
+		Use:   "withdraw REQ --reason TEXT",
+		Short: "Withdraw an approval you gave: the holder's grant no longer allows anything",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if reason == "" {
+				return usagef("--reason TEXT is required")
+			}
+			return g.decide(cmd, args[0], false, 0, reason)
+		},
+	}
+	withdraw.Flags().StringVar(&reason, "reason", "", "why (sent to the holder)")
+	c.AddCommand(req, list, approve, deny, withdraw)
 	return c
 }
 

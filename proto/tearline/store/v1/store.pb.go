@@ -367,7 +367,7 @@ type ConsentRecord struct {
 	Originator string                 `protobuf:"bytes,5,opt,name=originator,proto3" json:"originator,omitempty"`
 	Portions   []uint32               `protobuf:"varint,6,rep,packed,name=portions,proto3" json:"portions,omitempty"`
 	Purpose    string                 `protobuf:"bytes,7,opt,name=purpose,proto3" json:"purpose,omitempty"`
-	// pending, approved, denied.
+	// pending, approved, denied, withdrawn.
 	State string `protobuf:"bytes,8,opt,name=state,proto3" json:"state,omitempty"`
 	// incoming or outgoing.
 	Direction string                 `protobuf:"bytes,9,opt,name=direction,proto3" json:"direction,omitempty"`
