@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -237,5 +241,66 @@ func TestE2ECLIErrors(t *testing.T) {
 	out, errOut, err := f.cli("USA", "--profile", rogue, "reports")
 	if err == nil || !strings.Contains(errOut, "profile") {
 		t.Fatalf("empty profile dir: err=%v stdout=%q stderr=%q", err, out, errOut)
+	}
+}
+
+// `tearline dev` starts a federation, prints where the nodes listen, stops
+// cleanly on SIGTERM, and a second start with the same folder keeps the data.
+func TestE2EDevRestartKeepsData(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	dir := t.TempDir()
+	base := freeBasePort(t, 3)
+	run := func() (*exec.Cmd, *bytes.Buffer) {
+		cmd := exec.Command(bin, "dev", "--dir", dir, "--base-port", fmt.Sprint(base))
+		var out bytes.Buffer
+		cmd.Stdout = &lockedWriter{mu: &sync.Mutex{}, w: &out}
+		cmd.Stderr = io.Discard
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd, &out
+	}
+	cli := func(args ...string) (string, error) {
+		out, err := exec.Command(bin, append([]string{"--dev", dir}, args...)...).Output()
+		return string(out), err
+	}
+	stop := func(cmd *exec.Cmd) {
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("tearline dev exited with %v on SIGTERM", err)
+			}
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			t.Fatal("tearline dev did not stop within 15s of SIGTERM")
+		}
+	}
+	cmd, out := run()
+	eventually(t, 20*time.Second, "the dev federation to answer", func() bool { _, err := cli("--as", "GBR", "reports"); return err == nil })
+	for _, p := range []string{"USA", "GBR", "CAN"} {
+		if !strings.Contains(out.String(), p) || !strings.Contains(out.String(), fmt.Sprintf("127.0.0.1:%d", base)) {
+			t.Fatalf("tearline dev did not say where %s listens:\n%s", p, out.String())
+		}
+	}
+	id, err := cli("--as", "USA", "publish", "--marking", "SECRET//REL TO USA, GBR", "--body", "kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id = strings.TrimSpace(id)
+	eventually(t, 20*time.Second, "GBR to hold it", func() bool { _, err := cli("--as", "GBR", "show", id); return err == nil })
+	stop(cmd)
+	cmd, _ = run()
+	defer stop(cmd)
+	eventually(t, 20*time.Second, "the restarted federation to answer", func() bool { _, err := cli("--as", "GBR", "reports"); return err == nil })
+	for _, p := range []string{"USA", "GBR"} {
+		if o, err := cli("--as", p, "show", id); err != nil || !strings.Contains(o, "kept") {
+			t.Fatalf("%s lost the report across a restart: %v %s", p, err, o)
+		}
 	}
 }

@@ -159,7 +159,10 @@ func (f *federation) stop(party string) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
-	case <-done:
+	case err := <-done:
+		if err != nil {
+			f.t.Errorf("%s node did not exit cleanly on SIGTERM: %v", party, err)
+		}
 	case <-time.After(15 * time.Second):
 		_ = cmd.Process.Kill()
 		<-done
