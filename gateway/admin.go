@@ -9,7 +9,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tearline/tearline/node"
+	"github.com/tearline/tearline/pki"
 	adminv1 "github.com/tearline/tearline/proto/tearline/admin/v1"
+	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
 )
 
 // adminService serves the party's officers and security team.
@@ -116,6 +118,93 @@ func (s *adminService) ReviewCrisis(ctx context.Context, req *adminv1.ReviewCris
 		resp.Releases = append(resp.Releases, &adminv1.CrisisRelease{
 			ReportId: r.Release.GetReportId(), Portion: r.Release.GetPortion(), From: r.Release.GetFrom(), To: r.Release.GetTo(),
 			Time: r.Release.GetTime(), Normal: node.DecisionProto(r.Normal),
+		})
+	}
+	return resp, nil
+}
+
+func suspensionProto(s *storev1.Suspension) *adminv1.Suspension {
+	if s == nil {
+		return nil
+	}
+	return &adminv1.Suspension{Reason: s.GetReason(), By: s.GetBy(), Since: s.GetSince()}
+}
+
+func (s *adminService) SuspendPartner(ctx context.Context, req *adminv1.SuspendPartnerRequest) (*adminv1.SuspendPartnerResponse, error) {
+	by, err := mustCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := s.node.Suspend(ctx, by, node.SuspendPartner, req.GetParty(), req.GetReason())
+	if err != nil {
+		return nil, toStatus(s.log, "SuspendPartner", err)
+	}
+	return &adminv1.SuspendPartnerResponse{Suspension: suspensionProto(sp)}, nil
+}
+
+func (s *adminService) ReinstatePartner(ctx context.Context, req *adminv1.ReinstatePartnerRequest) (*adminv1.ReinstatePartnerResponse, error) {
+	by, err := mustCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.node.Reinstate(ctx, by, node.SuspendPartner, req.GetParty()); err != nil {
+		return nil, toStatus(s.log, "ReinstatePartner", err)
+	}
+	return &adminv1.ReinstatePartnerResponse{}, nil
+}
+
+func (s *adminService) ListPartners(ctx context.Context, _ *adminv1.ListPartnersRequest) (*adminv1.ListPartnersResponse, error) {
+	resp := &adminv1.ListPartnersResponse{}
+	states := map[string]string{}
+	for _, a := range s.node.Agreements() {
+		states[a.Partner] = a.State
+	}
+	for _, p := range s.node.Partners() {
+		n, err := s.node.Store().OutboxLen(p.Party)
+		if err != nil {
+			return nil, toStatus(s.log, "ListPartners", err)
+		}
+		resp.Partners = append(resp.Partners, &adminv1.Partner{
+			Party: p.Party, Address: p.Address, Queued: uint64(n), Agreement: states[p.Party],
+			Suspension: suspensionProto(s.node.SuspensionOf(node.SuspendPartner, p.Party)),
+		})
+	}
+	return resp, nil
+}
+
+func (s *adminService) SuspendSubscriber(ctx context.Context, req *adminv1.SuspendSubscriberRequest) (*adminv1.SuspendSubscriberResponse, error) {
+	by, err := mustCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := s.node.Suspend(ctx, by, node.SuspendSubscriber, req.GetName(), req.GetReason())
+	if err != nil {
+		return nil, toStatus(s.log, "SuspendSubscriber", err)
+	}
+	return &adminv1.SuspendSubscriberResponse{Suspension: suspensionProto(sp)}, nil
+}
+
+func (s *adminService) ReinstateSubscriber(ctx context.Context, req *adminv1.ReinstateSubscriberRequest) (*adminv1.ReinstateSubscriberResponse, error) {
+	by, err := mustCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.node.Reinstate(ctx, by, node.SuspendSubscriber, req.GetName()); err != nil {
+		return nil, toStatus(s.log, "ReinstateSubscriber", err)
+	}
+	return &adminv1.ReinstateSubscriberResponse{}, nil
+}
+
+func (s *adminService) ListSubscribers(ctx context.Context, _ *adminv1.ListSubscribersRequest) (*adminv1.ListSubscribersResponse, error) {
+	resp := &adminv1.ListSubscribersResponse{}
+	for _, sub := range s.node.SubscriberConfigs() {
+		cur, err := s.node.Store().Cursor(CursorKey(pki.Identity{Kind: pki.KindService, Name: sub.Name}))
+		if err != nil {
+			return nil, toStatus(s.log, "ListSubscribers", err)
+		}
+		resp.Subscribers = append(resp.Subscribers, &adminv1.Subscriber{
+			Name: sub.Name, Clearance: sub.Clearance, NeedToKnow: sub.NeedToKnow, Cursor: cur,
+			Suspension: suspensionProto(s.node.SuspensionOf(node.SuspendSubscriber, sub.Name)),
 		})
 	}
 	return resp, nil

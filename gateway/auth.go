@@ -53,6 +53,12 @@ var authz = map[string]who{
 	"/tearline.admin.v1.AdminService/EndCrisis":          ownOfficer,
 	"/tearline.admin.v1.AdminService/ListCrises":         ownOfficer,
 	"/tearline.admin.v1.AdminService/ReviewCrisis":       ownOfficer,
+	"/tearline.admin.v1.AdminService/SuspendPartner":      ownOfficer,
+	"/tearline.admin.v1.AdminService/ReinstatePartner":    ownOfficer,
+	"/tearline.admin.v1.AdminService/ListPartners":        ownOfficer,
+	"/tearline.admin.v1.AdminService/SuspendSubscriber":   ownOfficer,
+	"/tearline.admin.v1.AdminService/ReinstateSubscriber": ownOfficer,
+	"/tearline.admin.v1.AdminService/ListSubscribers":     ownOfficer,
 
 	"/grpc.health.v1.Health/Check": ownOfficer | ownService | partnerNode | ownNode,
 	"/grpc.health.v1.Health/Watch": ownOfficer | ownService | partnerNode | ownNode,
@@ -71,6 +77,9 @@ type authn struct {
 	partners map[string]bool
 	trust    *pki.Trust
 	clock    func() time.Time
+	// suspended reports a suspended partner: its calls are refused even on
+	// a connection that is still open.
+	suspended func(party string) bool
 }
 
 func (a *authn) identify(ctx context.Context, method string) (context.Context, error) {
@@ -85,6 +94,9 @@ func (a *authn) identify(ctx context.Context, method string) (context.Context, e
 	id, err := pki.PeerIdentity(ti.State, a.trust, a.clock())
 	if err != nil {
 		return nil, status.Error(codes.Unauthenticated, "the client certificate is not trusted")
+	}
+	if id.Party != a.party && a.suspended != nil && a.suspended(id.Party) {
+		return nil, status.Errorf(codes.PermissionDenied, "party %s is suspended at this node", id.Party)
 	}
 	allowed, ok := authz[method]
 	if !ok || allowed&a.classify(id) == 0 {

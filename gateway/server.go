@@ -136,9 +136,12 @@ func (s *Server) build() error {
 	if err != nil {
 		return err
 	}
-	a := &authn{party: cfg.Party, partners: partnerSet, trust: s.trust, clock: s.clock}
+	a := &authn{party: cfg.Party, partners: partnerSet, trust: s.trust, clock: s.clock, suspended: s.node.PartnerSuspended}
+	cut := newCutoff(s.node, s.trust, s.clock)
+	tlsCfg := pki.ServerTLS(s.certs, s.trust, s.clock)
+	tlsCfg.VerifyConnection = cut.verifyConnection(tlsCfg.VerifyConnection)
 	s.grpc = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(pki.ServerTLS(s.certs, s.trust, s.clock))),
+		grpc.Creds(cut.creds(credentials.NewTLS(tlsCfg))),
 		grpc.ChainUnaryInterceptor(a.unary),
 		grpc.ChainStreamInterceptor(a.stream),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
@@ -146,7 +149,7 @@ func (s *Server) build() error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
 	federationv1.RegisterFederationServiceServer(s.grpc, &federationService{node: s.node, log: s.log})
-	clientv1.RegisterClientServiceServer(s.grpc, &clientService{node: s.node, log: s.log, poll: time.Second})
+	clientv1.RegisterClientServiceServer(s.grpc, &clientService{node: s.node, log: s.log, poll: time.Second, cut: cut})
 	adminv1.RegisterAdminServiceServer(s.grpc, &adminService{node: s.node, log: s.log})
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)

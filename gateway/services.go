@@ -13,6 +13,7 @@ import (
 	"github.com/tearline/tearline/node"
 	"github.com/tearline/tearline/node/marking"
 	"github.com/tearline/tearline/node/policy"
+	"github.com/tearline/tearline/pki"
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 	federationv1 "github.com/tearline/tearline/proto/tearline/federation/v1"
 	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
@@ -81,7 +82,11 @@ type clientService struct {
 	log  *slog.Logger
 	// poll bounds how long a subscription waits before re-reading the feed.
 	poll time.Duration
+	cut  *cutoff
 }
+
+// CursorKey is the key of a subscriber's saved cursor: kind/name.
+func CursorKey(id pki.Identity) string { return string(id.Kind) + "/" + id.Name }
 
 func (s *clientService) Publish(ctx context.Context, req *clientv1.PublishRequest) (*clientv1.PublishResponse, error) {
 	by, err := mustCaller(ctx)
@@ -202,30 +207,58 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	}
 	cursor := req.GetAfter()
 	if req.GetResumeSaved() {
-		if cursor, err = s.node.Store().Cursor(who.String()); err != nil {
+		if cursor, err = s.node.Store().Cursor(CursorKey(who)); err != nil {
 			return toStatus(s.log, "Subscribe", err)
 		}
 	}
+	if who.Kind == pki.KindService && s.cut != nil {
+		var done func()
+		ctx, done = s.cut.subscription(ctx, who.Name)
+		defer done()
+		// A suspension that raced with the registration still ends it.
+		if s.node.Suspended(node.SuspendSubscriber, who.Name) {
+			return suspendedStatus(who.Name, cursor)
+		}
+	}
+	saved := cursor
+	save := func() error {
+		if cursor == saved {
+			return nil
+		}
+		saved = cursor
+		return s.node.Store().SaveCursor(time.Now(), CursorKey(who), cursor)
+	}
+	// On every exit the cursor saved is the last report sent (or skipped as
+	// not for this subscriber), so --resume continues exactly there.
+	defer func() { _ = save() }()
 	for {
 		changed := s.node.Store().FeedChanged()
+		start := cursor
 		ds, last, err := s.node.Deliveries(ctx, who, sub, officer, cursor, topics, 256)
 		if err != nil {
 			return toStatus(s.log, "Subscribe", err)
 		}
 		for _, d := range ds {
+			if context.Cause(ctx) == errSubscriberSuspended {
+				return suspendedStatus(who.Name, cursor)
+			}
 			if err := stream.Send(&clientv1.SubscribeResponse{Cursor: d.Cursor, Report: d.View}); err != nil {
 				return err
 			}
+			cursor = d.Cursor
 		}
-		if last != cursor {
-			cursor = last
-			if err := s.node.Store().SaveCursor(time.Now(), who.String(), cursor); err != nil {
+		cursor = max(cursor, last)
+		if cursor != start {
+			if err := save(); err != nil {
 				return toStatus(s.log, "Subscribe", err)
 			}
 			continue
 		}
 		select {
 		case <-ctx.Done():
+			if context.Cause(ctx) == errSubscriberSuspended {
+				return suspendedStatus(who.Name, cursor)
+			}
 			return nil
 		case <-changed:
 		case <-time.After(s.poll):
@@ -288,4 +321,8 @@ func (s *clientService) DecideConsent(ctx context.Context, req *clientv1.DecideC
 		return nil, toStatus(s.log, "DecideConsent", err)
 	}
 	return &clientv1.DecideConsentResponse{Consent: consentProto(rec)}, nil
+}
+
+func suspendedStatus(name string, cursor uint64) error {
+	return status.Errorf(codes.PermissionDenied, "subscriber %s is suspended; its cursor %d is kept: after reinstatement, subscribe --resume continues after it", name, cursor)
 }

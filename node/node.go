@@ -86,6 +86,8 @@ type Node struct {
 
 	mu     sync.Mutex
 	wakeOf map[string]chan struct{} // per partner: closed when its outbox grows
+
+	susp suspensions
 }
 
 // New makes a node from cfg.
@@ -129,6 +131,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	for _, s := range cfg.Subscribers {
 		n.subscribers[s.Name] = s
+	}
+	if err := n.susp.load(n.st); err != nil {
+		return nil, fmt.Errorf("%w: load suspensions: %w", ErrInternal, err)
 	}
 	return n, nil
 }
@@ -285,7 +290,7 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 				}
 				continue
 			}
-			rel, queued, err := n.releaseTo(t, now, v, held, p.Party, nil, by.String(), auth)
+			rel, queued, err := n.releaseTo(t, now, v, held, p.Party, nil, by.String(), auth, true)
 			if err != nil {
 				return err
 			}
@@ -341,8 +346,15 @@ var ruleOf = map[reportv1.Basis]policy.Rule{
 // party X and, if any is allowed, queues an envelope with those portions,
 // the hops that brought them here and a new signed hop. It records the
 // decision as a provenance event. It runs inside t.
-func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *storev1.StoredReport, to string, only []uint32, subject string, auth authorities) (Release, bool, error) {
+func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *storev1.StoredReport, to string, only []uint32, subject string, auth authorities, hold bool) (Release, bool, error) {
 	rel := Release{Party: to}
+	// A suspended partner is denied (rule 1), except that what the
+	// originator publishes meanwhile is queued and held: the link delivers
+	// it, in order, after reinstatement (DESIGN §2, suspension).
+	suspended := n.PartnerSuspended(to)
+	if hold && suspended {
+		suspended = false
+	}
 	p := n.partners[to]
 	var allowed []*reportv1.Portion
 	hop := &reportv1.Hop{
@@ -360,6 +372,7 @@ func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *s
 			Scheme: n.scheme, Now: now,
 			ReportID: v.Header.GetId(), Originator: v.Header.GetOriginator(), Holder: n.party, To: to,
 			Portion:   policy.Portion{Index: pt.GetIndex(), Marking: m},
+			Suspended: suspended,
 			Agreement: p.Agreement,
 			Route:     policyRoute(v.Header),
 			Consents:  auth.consents,
@@ -415,6 +428,9 @@ func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *s
 		}
 	}
 	ev.Kind = "released"
+	if n.PartnerSuspended(to) {
+		ev.Kind, ev.Detail = "held", to+" is suspended: queued, delivered after reinstatement"
+	}
 	return rel, true, t.AddEvent(ev)
 }
 
@@ -479,7 +495,7 @@ func (n *Node) Share(ctx context.Context, by pki.Identity, id, to string, only [
 		if err != nil {
 			return fmt.Errorf("%w: held header no longer verifies: %w", ErrInternal, err)
 		}
-		rel, q, err := n.releaseTo(t, now, v, held, to, only, by.String(), auth)
+		rel, q, err := n.releaseTo(t, now, v, held, to, only, by.String(), auth, false)
 		reasons, queued, notified = rel.Reasons, q, rel.notified
 		return err
 	})
@@ -606,7 +622,7 @@ func (n *Node) Receive(ctx context.Context, from pki.Identity, env *reportv1.Env
 			return err
 		}
 		for _, to := range relayTo {
-			rel, queued, err := n.releaseTo(t, now, v, held, to, nil, "relay named by "+v.Header.GetOriginator()+"'s route", auth)
+			rel, queued, err := n.releaseTo(t, now, v, held, to, nil, "relay named by "+v.Header.GetOriginator()+"'s route", auth, true)
 			if err != nil {
 				return err
 			}
@@ -693,12 +709,13 @@ func (n *Node) check(now time.Time, from string, env *reportv1.Envelope) (policy
 		r := policy.Receipt(policy.ReceiptInput{
 			Scheme: n.scheme, Now: now,
 			ReportID: v.Header.GetId(), Originator: v.Header.GetOriginator(), Recipient: n.party, Sender: from,
-			Agreement: p.Agreement,
-			Portion:   policy.Portion{Index: pt.GetIndex(), Marking: m},
-			Route:     policyRoute(v.Header),
-			Chain:     chainFor(facts, pt.GetIndex(), v.Header.GetOriginator()),
-			Consents:  consents,
-			Crises:    crises,
+			SenderSuspended: n.PartnerSuspended(from),
+			Agreement:       p.Agreement,
+			Portion:         policy.Portion{Index: pt.GetIndex(), Marking: m},
+			Route:           policyRoute(v.Header),
+			Chain:           chainFor(facts, pt.GetIndex(), v.Header.GetOriginator()),
+			Consents:        consents,
+			Crises:          crises,
 		})
 		if !r.Allowed {
 			return r, v, nil

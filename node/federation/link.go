@@ -28,6 +28,10 @@ import (
 type Outbox interface {
 	Store() *store.Store
 	OutboxChanged(party string) <-chan struct{}
+	// PartnerSuspended and SuspensionChanged hold the link while a security
+	// team has suspended the partner: nothing is sent, nothing is dropped.
+	PartnerSuspended(party string) bool
+	SuspensionChanged() <-chan struct{}
 }
 
 // Link delivers one partner's outbox.
@@ -71,7 +75,22 @@ func (l *Link) Run(ctx context.Context) error {
 	log := l.Log.With("partner", l.Party, "address", l.Address)
 	backoff := l.MinBackoff
 	for {
+		for {
+			changed := l.Node.SuspensionChanged()
+			if !l.Node.PartnerSuspended(l.Party) {
+				break
+			}
+			log.Warn("link held: partner suspended")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-changed:
+			}
+		}
 		delivered, err := l.session(ctx)
+		if errors.Is(err, errSuspended) {
+			continue
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -139,6 +158,10 @@ func (l *Link) session(ctx context.Context) (int, error) {
 		}
 	}()
 	st := l.Node.Store()
+	suspendedCh := l.Node.SuspensionChanged()
+	if l.Node.PartnerSuspended(l.Party) {
+		return 0, errSuspended
+	}
 	var inflight []pending
 	var lastSent uint64
 	delivered := 0
@@ -184,9 +207,17 @@ func (l *Link) session(ctx context.Context) (int, error) {
 				l.Log.Warn("partner refused envelope", "partner", l.Party, "report", p.reportID, "rule", resp.GetReason())
 			}
 		case <-wake:
+		case <-suspendedCh:
+			suspendedCh = l.Node.SuspensionChanged()
+			if l.Node.PartnerSuspended(l.Party) {
+				return delivered, errSuspended
+			}
 		}
 	}
 }
+
+// errSuspended ends a session when the partner is suspended.
+var errSuspended = errors.New("federation: partner suspended")
 
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 

@@ -102,3 +102,25 @@ func (s *Store) CrisisReleases(crisisID string) ([]*storev1.CrisisRelease, error
 func (s *Store) View(fn func(*Tx) error) error {
 	return s.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, now: time.Time{}}) })
 }
+
+func suspensionKey(kind, name string) []byte { return []byte(kind + "/" + name) }
+
+// PutSuspension records a suspension.
+func (t *Tx) PutSuspension(s *storev1.Suspension) error {
+	return put(t.tx.Bucket(bucketSuspensions), suspensionKey(s.GetKind(), s.GetName()), s)
+}
+
+// DeleteSuspension removes a suspension; it reports whether there was one.
+func (t *Tx) DeleteSuspension(kind, name string) (bool, error) {
+	b := t.tx.Bucket(bucketSuspensions)
+	k := suspensionKey(kind, name)
+	if b.Get(k) == nil {
+		return false, nil
+	}
+	return true, b.Delete(k)
+}
+
+// Suspensions returns every suspension in force.
+func (s *Store) Suspensions() ([]*storev1.Suspension, error) {
+	return list(s, bucketSuspensions, nil, func() *storev1.Suspension { return &storev1.Suspension{} })
+}

@@ -31,6 +31,8 @@ var (
 	bucketSecurity = []byte("security_events")
 	// bucketCrisisReleases: declaration id ‖ 0x00 ‖ seq → storev1.CrisisRelease.
 	bucketCrisisReleases = []byte("crisis_releases")
+	// bucketSuspensions: kind ‖ "/" ‖ name → storev1.Suspension.
+	bucketSuspensions = []byte("suspensions")
 )
 
 // schemaVersion is written on creation and checked on open.
@@ -40,4 +42,5 @@ var allBuckets = [][]byte{
 	bucketReports, bucketFeed, bucketProvenance, bucketReceipts,
 	bucketOutbox, bucketCursors, bucketQuarantine, bucketMeta,
 	bucketConsents, bucketCrises, bucketSecurity, bucketCrisisReleases,
+	bucketSuspensions,
 }

@@ -24,6 +24,735 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Suspension says who cut off a partner or subscriber, when and why.
+type Suspension struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	By            string                 `protobuf:"bytes,2,opt,name=by,proto3" json:"by,omitempty"`
+	Since         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Suspension) Reset() {
+	*x = Suspension{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Suspension) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Suspension) ProtoMessage() {}
+
+func (x *Suspension) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Suspension.ProtoReflect.Descriptor instead.
+func (*Suspension) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Suspension) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Suspension) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *Suspension) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+type SuspendPartnerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Party         string                 `protobuf:"bytes,1,opt,name=party,proto3" json:"party,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuspendPartnerRequest) Reset() {
+	*x = SuspendPartnerRequest{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuspendPartnerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuspendPartnerRequest) ProtoMessage() {}
+
+func (x *SuspendPartnerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuspendPartnerRequest.ProtoReflect.Descriptor instead.
+func (*SuspendPartnerRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SuspendPartnerRequest) GetParty() string {
+	if x != nil {
+		return x.Party
+	}
+	return ""
+}
+
+func (x *SuspendPartnerRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type SuspendPartnerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Suspension    *Suspension            `protobuf:"bytes,1,opt,name=suspension,proto3" json:"suspension,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuspendPartnerResponse) Reset() {
+	*x = SuspendPartnerResponse{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuspendPartnerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuspendPartnerResponse) ProtoMessage() {}
+
+func (x *SuspendPartnerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuspendPartnerResponse.ProtoReflect.Descriptor instead.
+func (*SuspendPartnerResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SuspendPartnerResponse) GetSuspension() *Suspension {
+	if x != nil {
+		return x.Suspension
+	}
+	return nil
+}
+
+type ReinstatePartnerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Party         string                 `protobuf:"bytes,1,opt,name=party,proto3" json:"party,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReinstatePartnerRequest) Reset() {
+	*x = ReinstatePartnerRequest{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReinstatePartnerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReinstatePartnerRequest) ProtoMessage() {}
+
+func (x *ReinstatePartnerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReinstatePartnerRequest.ProtoReflect.Descriptor instead.
+func (*ReinstatePartnerRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReinstatePartnerRequest) GetParty() string {
+	if x != nil {
+		return x.Party
+	}
+	return ""
+}
+
+type ReinstatePartnerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReinstatePartnerResponse) Reset() {
+	*x = ReinstatePartnerResponse{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReinstatePartnerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReinstatePartnerResponse) ProtoMessage() {}
+
+func (x *ReinstatePartnerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReinstatePartnerResponse.ProtoReflect.Descriptor instead.
+func (*ReinstatePartnerResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+type ListPartnersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPartnersRequest) Reset() {
+	*x = ListPartnersRequest{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPartnersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPartnersRequest) ProtoMessage() {}
+
+func (x *ListPartnersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPartnersRequest.ProtoReflect.Descriptor instead.
+func (*ListPartnersRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+type Partner struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Party   string                 `protobuf:"bytes,1,opt,name=party,proto3" json:"party,omitempty"`
+	Address string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// Set while suspended.
+	Suspension *Suspension `protobuf:"bytes,3,opt,name=suspension,proto3" json:"suspension,omitempty"`
+	// Items waiting in the outbox for this partner.
+	Queued uint64 `protobuf:"varint,4,opt,name=queued,proto3" json:"queued,omitempty"`
+	// State of the agreement: active, expired, not-yet-valid, none.
+	Agreement     string `protobuf:"bytes,5,opt,name=agreement,proto3" json:"agreement,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Partner) Reset() {
+	*x = Partner{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Partner) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Partner) ProtoMessage() {}
+
+func (x *Partner) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Partner.ProtoReflect.Descriptor instead.
+func (*Partner) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Partner) GetParty() string {
+	if x != nil {
+		return x.Party
+	}
+	return ""
+}
+
+func (x *Partner) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Partner) GetSuspension() *Suspension {
+	if x != nil {
+		return x.Suspension
+	}
+	return nil
+}
+
+func (x *Partner) GetQueued() uint64 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
+}
+
+func (x *Partner) GetAgreement() string {
+	if x != nil {
+		return x.Agreement
+	}
+	return ""
+}
+
+type ListPartnersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Partners      []*Partner             `protobuf:"bytes,1,rep,name=partners,proto3" json:"partners,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPartnersResponse) Reset() {
+	*x = ListPartnersResponse{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPartnersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPartnersResponse) ProtoMessage() {}
+
+func (x *ListPartnersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPartnersResponse.ProtoReflect.Descriptor instead.
+func (*ListPartnersResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListPartnersResponse) GetPartners() []*Partner {
+	if x != nil {
+		return x.Partners
+	}
+	return nil
+}
+
+type SuspendSubscriberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuspendSubscriberRequest) Reset() {
+	*x = SuspendSubscriberRequest{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuspendSubscriberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuspendSubscriberRequest) ProtoMessage() {}
+
+func (x *SuspendSubscriberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuspendSubscriberRequest.ProtoReflect.Descriptor instead.
+func (*SuspendSubscriberRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SuspendSubscriberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SuspendSubscriberRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type SuspendSubscriberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Suspension    *Suspension            `protobuf:"bytes,1,opt,name=suspension,proto3" json:"suspension,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuspendSubscriberResponse) Reset() {
+	*x = SuspendSubscriberResponse{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuspendSubscriberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuspendSubscriberResponse) ProtoMessage() {}
+
+func (x *SuspendSubscriberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuspendSubscriberResponse.ProtoReflect.Descriptor instead.
+func (*SuspendSubscriberResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SuspendSubscriberResponse) GetSuspension() *Suspension {
+	if x != nil {
+		return x.Suspension
+	}
+	return nil
+}
+
+type ReinstateSubscriberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReinstateSubscriberRequest) Reset() {
+	*x = ReinstateSubscriberRequest{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReinstateSubscriberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReinstateSubscriberRequest) ProtoMessage() {}
+
+func (x *ReinstateSubscriberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReinstateSubscriberRequest.ProtoReflect.Descriptor instead.
+func (*ReinstateSubscriberRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ReinstateSubscriberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ReinstateSubscriberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReinstateSubscriberResponse) Reset() {
+	*x = ReinstateSubscriberResponse{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReinstateSubscriberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReinstateSubscriberResponse) ProtoMessage() {}
+
+func (x *ReinstateSubscriberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReinstateSubscriberResponse.ProtoReflect.Descriptor instead.
+func (*ReinstateSubscriberResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+type ListSubscribersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSubscribersRequest) Reset() {
+	*x = ListSubscribersRequest{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSubscribersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSubscribersRequest) ProtoMessage() {}
+
+func (x *ListSubscribersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSubscribersRequest.ProtoReflect.Descriptor instead.
+func (*ListSubscribersRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+type Subscriber struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Clearance  string                 `protobuf:"bytes,2,opt,name=clearance,proto3" json:"clearance,omitempty"`
+	NeedToKnow []string               `protobuf:"bytes,3,rep,name=need_to_know,json=needToKnow,proto3" json:"need_to_know,omitempty"`
+	Suspension *Suspension            `protobuf:"bytes,4,opt,name=suspension,proto3" json:"suspension,omitempty"`
+	// The saved feed cursor (subscribe --resume continues after it).
+	Cursor        uint64 `protobuf:"varint,5,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Subscriber) Reset() {
+	*x = Subscriber{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Subscriber) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Subscriber) ProtoMessage() {}
+
+func (x *Subscriber) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Subscriber.ProtoReflect.Descriptor instead.
+func (*Subscriber) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Subscriber) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Subscriber) GetClearance() string {
+	if x != nil {
+		return x.Clearance
+	}
+	return ""
+}
+
+func (x *Subscriber) GetNeedToKnow() []string {
+	if x != nil {
+		return x.NeedToKnow
+	}
+	return nil
+}
+
+func (x *Subscriber) GetSuspension() *Suspension {
+	if x != nil {
+		return x.Suspension
+	}
+	return nil
+}
+
+func (x *Subscriber) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+type ListSubscribersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subscribers   []*Subscriber          `protobuf:"bytes,1,rep,name=subscribers,proto3" json:"subscribers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSubscribersResponse) Reset() {
+	*x = ListSubscribersResponse{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSubscribersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSubscribersResponse) ProtoMessage() {}
+
+func (x *ListSubscribersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSubscribersResponse.ProtoReflect.Descriptor instead.
+func (*ListSubscribersResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListSubscribersResponse) GetSubscribers() []*Subscriber {
+	if x != nil {
+		return x.Subscribers
+	}
+	return nil
+}
+
 type ListAgreementsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -32,7 +761,7 @@ type ListAgreementsRequest struct {
 
 func (x *ListAgreementsRequest) Reset() {
 	*x = ListAgreementsRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -44,7 +773,7 @@ func (x *ListAgreementsRequest) String() string {
 func (*ListAgreementsRequest) ProtoMessage() {}
 
 func (x *ListAgreementsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -57,7 +786,7 @@ func (x *ListAgreementsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgreementsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgreementsRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 type Agreement struct {
@@ -79,7 +808,7 @@ type Agreement struct {
 
 func (x *Agreement) Reset() {
 	*x = Agreement{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -91,7 +820,7 @@ func (x *Agreement) String() string {
 func (*Agreement) ProtoMessage() {}
 
 func (x *Agreement) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -104,7 +833,7 @@ func (x *Agreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agreement.ProtoReflect.Descriptor instead.
 func (*Agreement) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Agreement) GetPartner() string {
@@ -179,7 +908,7 @@ type ListAgreementsResponse struct {
 
 func (x *ListAgreementsResponse) Reset() {
 	*x = ListAgreementsResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -191,7 +920,7 @@ func (x *ListAgreementsResponse) String() string {
 func (*ListAgreementsResponse) ProtoMessage() {}
 
 func (x *ListAgreementsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -204,7 +933,7 @@ func (x *ListAgreementsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgreementsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgreementsResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListAgreementsResponse) GetAgreements() []*Agreement {
@@ -222,7 +951,7 @@ type ListSecurityEventsRequest struct {
 
 func (x *ListSecurityEventsRequest) Reset() {
 	*x = ListSecurityEventsRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -234,7 +963,7 @@ func (x *ListSecurityEventsRequest) String() string {
 func (*ListSecurityEventsRequest) ProtoMessage() {}
 
 func (x *ListSecurityEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -247,7 +976,7 @@ func (x *ListSecurityEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecurityEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecurityEventsRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 type SecurityEvent struct {
@@ -269,7 +998,7 @@ type SecurityEvent struct {
 
 func (x *SecurityEvent) Reset() {
 	*x = SecurityEvent{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +1010,7 @@ func (x *SecurityEvent) String() string {
 func (*SecurityEvent) ProtoMessage() {}
 
 func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +1023,7 @@ func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityEvent.ProtoReflect.Descriptor instead.
 func (*SecurityEvent) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SecurityEvent) GetSeq() uint64 {
@@ -362,7 +1091,7 @@ type ListSecurityEventsResponse struct {
 
 func (x *ListSecurityEventsResponse) Reset() {
 	*x = ListSecurityEventsResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -374,7 +1103,7 @@ func (x *ListSecurityEventsResponse) String() string {
 func (*ListSecurityEventsResponse) ProtoMessage() {}
 
 func (x *ListSecurityEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -387,7 +1116,7 @@ func (x *ListSecurityEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecurityEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecurityEventsResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListSecurityEventsResponse) GetEvents() []*SecurityEvent {
@@ -411,7 +1140,7 @@ type DeclareCrisisRequest struct {
 
 func (x *DeclareCrisisRequest) Reset() {
 	*x = DeclareCrisisRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -423,7 +1152,7 @@ func (x *DeclareCrisisRequest) String() string {
 func (*DeclareCrisisRequest) ProtoMessage() {}
 
 func (x *DeclareCrisisRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -436,7 +1165,7 @@ func (x *DeclareCrisisRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclareCrisisRequest.ProtoReflect.Descriptor instead.
 func (*DeclareCrisisRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeclareCrisisRequest) GetTopics() []string {
@@ -493,7 +1222,7 @@ type Crisis struct {
 
 func (x *Crisis) Reset() {
 	*x = Crisis{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -505,7 +1234,7 @@ func (x *Crisis) String() string {
 func (*Crisis) ProtoMessage() {}
 
 func (x *Crisis) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -518,7 +1247,7 @@ func (x *Crisis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Crisis.ProtoReflect.Descriptor instead.
 func (*Crisis) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Crisis) GetId() string {
@@ -602,7 +1331,7 @@ type DeclareCrisisResponse struct {
 
 func (x *DeclareCrisisResponse) Reset() {
 	*x = DeclareCrisisResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -614,7 +1343,7 @@ func (x *DeclareCrisisResponse) String() string {
 func (*DeclareCrisisResponse) ProtoMessage() {}
 
 func (x *DeclareCrisisResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -627,7 +1356,7 @@ func (x *DeclareCrisisResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclareCrisisResponse.ProtoReflect.Descriptor instead.
 func (*DeclareCrisisResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeclareCrisisResponse) GetCrisis() *Crisis {
@@ -653,7 +1382,7 @@ type EndCrisisRequest struct {
 
 func (x *EndCrisisRequest) Reset() {
 	*x = EndCrisisRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +1394,7 @@ func (x *EndCrisisRequest) String() string {
 func (*EndCrisisRequest) ProtoMessage() {}
 
 func (x *EndCrisisRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +1407,7 @@ func (x *EndCrisisRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndCrisisRequest.ProtoReflect.Descriptor instead.
 func (*EndCrisisRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EndCrisisRequest) GetId() string {
@@ -697,7 +1426,7 @@ type EndCrisisResponse struct {
 
 func (x *EndCrisisResponse) Reset() {
 	*x = EndCrisisResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +1438,7 @@ func (x *EndCrisisResponse) String() string {
 func (*EndCrisisResponse) ProtoMessage() {}
 
 func (x *EndCrisisResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +1451,7 @@ func (x *EndCrisisResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndCrisisResponse.ProtoReflect.Descriptor instead.
 func (*EndCrisisResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EndCrisisResponse) GetCrisis() *Crisis {
@@ -740,7 +1469,7 @@ type ListCrisesRequest struct {
 
 func (x *ListCrisesRequest) Reset() {
 	*x = ListCrisesRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -752,7 +1481,7 @@ func (x *ListCrisesRequest) String() string {
 func (*ListCrisesRequest) ProtoMessage() {}
 
 func (x *ListCrisesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -765,7 +1494,7 @@ func (x *ListCrisesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCrisesRequest.ProtoReflect.Descriptor instead.
 func (*ListCrisesRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 type ListCrisesResponse struct {
@@ -777,7 +1506,7 @@ type ListCrisesResponse struct {
 
 func (x *ListCrisesResponse) Reset() {
 	*x = ListCrisesResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +1518,7 @@ func (x *ListCrisesResponse) String() string {
 func (*ListCrisesResponse) ProtoMessage() {}
 
 func (x *ListCrisesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +1531,7 @@ func (x *ListCrisesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCrisesResponse.ProtoReflect.Descriptor instead.
 func (*ListCrisesResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListCrisesResponse) GetCrises() []*Crisis {
@@ -821,7 +1550,7 @@ type ReviewCrisisRequest struct {
 
 func (x *ReviewCrisisRequest) Reset() {
 	*x = ReviewCrisisRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +1562,7 @@ func (x *ReviewCrisisRequest) String() string {
 func (*ReviewCrisisRequest) ProtoMessage() {}
 
 func (x *ReviewCrisisRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +1575,7 @@ func (x *ReviewCrisisRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewCrisisRequest.ProtoReflect.Descriptor instead.
 func (*ReviewCrisisRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReviewCrisisRequest) GetId() string {
@@ -872,7 +1601,7 @@ type CrisisRelease struct {
 
 func (x *CrisisRelease) Reset() {
 	*x = CrisisRelease{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +1613,7 @@ func (x *CrisisRelease) String() string {
 func (*CrisisRelease) ProtoMessage() {}
 
 func (x *CrisisRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +1626,7 @@ func (x *CrisisRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CrisisRelease.ProtoReflect.Descriptor instead.
 func (*CrisisRelease) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CrisisRelease) GetReportId() string {
@@ -952,7 +1681,7 @@ type ReviewCrisisResponse struct {
 
 func (x *ReviewCrisisResponse) Reset() {
 	*x = ReviewCrisisResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1693,7 @@ func (x *ReviewCrisisResponse) String() string {
 func (*ReviewCrisisResponse) ProtoMessage() {}
 
 func (x *ReviewCrisisResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1706,7 @@ func (x *ReviewCrisisResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewCrisisResponse.ProtoReflect.Descriptor instead.
 func (*ReviewCrisisResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReviewCrisisResponse) GetCrisis() *Crisis {
@@ -998,7 +1727,56 @@ var File_tearline_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_tearline_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1dtearline/admin/v1/admin.proto\x12\x11tearline.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftearline/report/v1/report.proto\"\x17\n" +
+	"\x1dtearline/admin/v1/admin.proto\x12\x11tearline.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftearline/report/v1/report.proto\"f\n" +
+	"\n" +
+	"Suspension\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x0e\n" +
+	"\x02by\x18\x02 \x01(\tR\x02by\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"E\n" +
+	"\x15SuspendPartnerRequest\x12\x14\n" +
+	"\x05party\x18\x01 \x01(\tR\x05party\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"W\n" +
+	"\x16SuspendPartnerResponse\x12=\n" +
+	"\n" +
+	"suspension\x18\x01 \x01(\v2\x1d.tearline.admin.v1.SuspensionR\n" +
+	"suspension\"/\n" +
+	"\x17ReinstatePartnerRequest\x12\x14\n" +
+	"\x05party\x18\x01 \x01(\tR\x05party\"\x1a\n" +
+	"\x18ReinstatePartnerResponse\"\x15\n" +
+	"\x13ListPartnersRequest\"\xae\x01\n" +
+	"\aPartner\x12\x14\n" +
+	"\x05party\x18\x01 \x01(\tR\x05party\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12=\n" +
+	"\n" +
+	"suspension\x18\x03 \x01(\v2\x1d.tearline.admin.v1.SuspensionR\n" +
+	"suspension\x12\x16\n" +
+	"\x06queued\x18\x04 \x01(\x04R\x06queued\x12\x1c\n" +
+	"\tagreement\x18\x05 \x01(\tR\tagreement\"N\n" +
+	"\x14ListPartnersResponse\x126\n" +
+	"\bpartners\x18\x01 \x03(\v2\x1a.tearline.admin.v1.PartnerR\bpartners\"F\n" +
+	"\x18SuspendSubscriberRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"Z\n" +
+	"\x19SuspendSubscriberResponse\x12=\n" +
+	"\n" +
+	"suspension\x18\x01 \x01(\v2\x1d.tearline.admin.v1.SuspensionR\n" +
+	"suspension\"0\n" +
+	"\x1aReinstateSubscriberRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x1d\n" +
+	"\x1bReinstateSubscriberResponse\"\x18\n" +
+	"\x16ListSubscribersRequest\"\xb7\x01\n" +
+	"\n" +
+	"Subscriber\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\tclearance\x18\x02 \x01(\tR\tclearance\x12 \n" +
+	"\fneed_to_know\x18\x03 \x03(\tR\n" +
+	"needToKnow\x12=\n" +
+	"\n" +
+	"suspension\x18\x04 \x01(\v2\x1d.tearline.admin.v1.SuspensionR\n" +
+	"suspension\x12\x16\n" +
+	"\x06cursor\x18\x05 \x01(\x04R\x06cursor\"Z\n" +
+	"\x17ListSubscribersResponse\x12?\n" +
+	"\vsubscribers\x18\x01 \x03(\v2\x1d.tearline.admin.v1.SubscriberR\vsubscribers\"\x17\n" +
 	"\x15ListAgreementsRequest\"\xe7\x02\n" +
 	"\tAgreement\x12\x18\n" +
 	"\apartner\x18\x01 \x01(\tR\apartner\x12-\n" +
@@ -1070,7 +1848,7 @@ const file_tearline_admin_v1_admin_proto_rawDesc = "" +
 	"\x06normal\x18\x06 \x01(\v2\x1c.tearline.report.v1.DecisionR\x06normal\"\x87\x01\n" +
 	"\x14ReviewCrisisResponse\x121\n" +
 	"\x06crisis\x18\x01 \x01(\v2\x19.tearline.admin.v1.CrisisR\x06crisis\x12<\n" +
-	"\breleases\x18\x02 \x03(\v2 .tearline.admin.v1.CrisisReleaseR\breleases2\xe0\x04\n" +
+	"\breleases\x18\x02 \x03(\v2 .tearline.admin.v1.CrisisReleaseR\breleases2\xe5\t\n" +
 	"\fAdminService\x12e\n" +
 	"\x0eListAgreements\x12(.tearline.admin.v1.ListAgreementsRequest\x1a).tearline.admin.v1.ListAgreementsResponse\x12q\n" +
 	"\x12ListSecurityEvents\x12,.tearline.admin.v1.ListSecurityEventsRequest\x1a-.tearline.admin.v1.ListSecurityEventsResponse\x12b\n" +
@@ -1078,7 +1856,13 @@ const file_tearline_admin_v1_admin_proto_rawDesc = "" +
 	"\tEndCrisis\x12#.tearline.admin.v1.EndCrisisRequest\x1a$.tearline.admin.v1.EndCrisisResponse\x12Y\n" +
 	"\n" +
 	"ListCrises\x12$.tearline.admin.v1.ListCrisesRequest\x1a%.tearline.admin.v1.ListCrisesResponse\x12_\n" +
-	"\fReviewCrisis\x12&.tearline.admin.v1.ReviewCrisisRequest\x1a'.tearline.admin.v1.ReviewCrisisResponseB>Z<github.com/tearline/tearline/proto/tearline/admin/v1;adminv1b\x06proto3"
+	"\fReviewCrisis\x12&.tearline.admin.v1.ReviewCrisisRequest\x1a'.tearline.admin.v1.ReviewCrisisResponse\x12e\n" +
+	"\x0eSuspendPartner\x12(.tearline.admin.v1.SuspendPartnerRequest\x1a).tearline.admin.v1.SuspendPartnerResponse\x12k\n" +
+	"\x10ReinstatePartner\x12*.tearline.admin.v1.ReinstatePartnerRequest\x1a+.tearline.admin.v1.ReinstatePartnerResponse\x12_\n" +
+	"\fListPartners\x12&.tearline.admin.v1.ListPartnersRequest\x1a'.tearline.admin.v1.ListPartnersResponse\x12n\n" +
+	"\x11SuspendSubscriber\x12+.tearline.admin.v1.SuspendSubscriberRequest\x1a,.tearline.admin.v1.SuspendSubscriberResponse\x12t\n" +
+	"\x13ReinstateSubscriber\x12-.tearline.admin.v1.ReinstateSubscriberRequest\x1a..tearline.admin.v1.ReinstateSubscriberResponse\x12h\n" +
+	"\x0fListSubscribers\x12).tearline.admin.v1.ListSubscribersRequest\x1a*.tearline.admin.v1.ListSubscribersResponseB>Z<github.com/tearline/tearline/proto/tearline/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_tearline_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -1092,63 +1876,97 @@ func file_tearline_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_tearline_admin_v1_admin_proto_rawDescData
 }
 
-var file_tearline_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_tearline_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_tearline_admin_v1_admin_proto_goTypes = []any{
-	(*ListAgreementsRequest)(nil),      // 0: tearline.admin.v1.ListAgreementsRequest
-	(*Agreement)(nil),                  // 1: tearline.admin.v1.Agreement
-	(*ListAgreementsResponse)(nil),     // 2: tearline.admin.v1.ListAgreementsResponse
-	(*ListSecurityEventsRequest)(nil),  // 3: tearline.admin.v1.ListSecurityEventsRequest
-	(*SecurityEvent)(nil),              // 4: tearline.admin.v1.SecurityEvent
-	(*ListSecurityEventsResponse)(nil), // 5: tearline.admin.v1.ListSecurityEventsResponse
-	(*DeclareCrisisRequest)(nil),       // 6: tearline.admin.v1.DeclareCrisisRequest
-	(*Crisis)(nil),                     // 7: tearline.admin.v1.Crisis
-	(*DeclareCrisisResponse)(nil),      // 8: tearline.admin.v1.DeclareCrisisResponse
-	(*EndCrisisRequest)(nil),           // 9: tearline.admin.v1.EndCrisisRequest
-	(*EndCrisisResponse)(nil),          // 10: tearline.admin.v1.EndCrisisResponse
-	(*ListCrisesRequest)(nil),          // 11: tearline.admin.v1.ListCrisesRequest
-	(*ListCrisesResponse)(nil),         // 12: tearline.admin.v1.ListCrisesResponse
-	(*ReviewCrisisRequest)(nil),        // 13: tearline.admin.v1.ReviewCrisisRequest
-	(*CrisisRelease)(nil),              // 14: tearline.admin.v1.CrisisRelease
-	(*ReviewCrisisResponse)(nil),       // 15: tearline.admin.v1.ReviewCrisisResponse
-	(*timestamppb.Timestamp)(nil),      // 16: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 17: google.protobuf.Duration
-	(*v1.Decision)(nil),                // 18: tearline.report.v1.Decision
+	(*Suspension)(nil),                  // 0: tearline.admin.v1.Suspension
+	(*SuspendPartnerRequest)(nil),       // 1: tearline.admin.v1.SuspendPartnerRequest
+	(*SuspendPartnerResponse)(nil),      // 2: tearline.admin.v1.SuspendPartnerResponse
+	(*ReinstatePartnerRequest)(nil),     // 3: tearline.admin.v1.ReinstatePartnerRequest
+	(*ReinstatePartnerResponse)(nil),    // 4: tearline.admin.v1.ReinstatePartnerResponse
+	(*ListPartnersRequest)(nil),         // 5: tearline.admin.v1.ListPartnersRequest
+	(*Partner)(nil),                     // 6: tearline.admin.v1.Partner
+	(*ListPartnersResponse)(nil),        // 7: tearline.admin.v1.ListPartnersResponse
+	(*SuspendSubscriberRequest)(nil),    // 8: tearline.admin.v1.SuspendSubscriberRequest
+	(*SuspendSubscriberResponse)(nil),   // 9: tearline.admin.v1.SuspendSubscriberResponse
+	(*ReinstateSubscriberRequest)(nil),  // 10: tearline.admin.v1.ReinstateSubscriberRequest
+	(*ReinstateSubscriberResponse)(nil), // 11: tearline.admin.v1.ReinstateSubscriberResponse
+	(*ListSubscribersRequest)(nil),      // 12: tearline.admin.v1.ListSubscribersRequest
+	(*Subscriber)(nil),                  // 13: tearline.admin.v1.Subscriber
+	(*ListSubscribersResponse)(nil),     // 14: tearline.admin.v1.ListSubscribersResponse
+	(*ListAgreementsRequest)(nil),       // 15: tearline.admin.v1.ListAgreementsRequest
+	(*Agreement)(nil),                   // 16: tearline.admin.v1.Agreement
+	(*ListAgreementsResponse)(nil),      // 17: tearline.admin.v1.ListAgreementsResponse
+	(*ListSecurityEventsRequest)(nil),   // 18: tearline.admin.v1.ListSecurityEventsRequest
+	(*SecurityEvent)(nil),               // 19: tearline.admin.v1.SecurityEvent
+	(*ListSecurityEventsResponse)(nil),  // 20: tearline.admin.v1.ListSecurityEventsResponse
+	(*DeclareCrisisRequest)(nil),        // 21: tearline.admin.v1.DeclareCrisisRequest
+	(*Crisis)(nil),                      // 22: tearline.admin.v1.Crisis
+	(*DeclareCrisisResponse)(nil),       // 23: tearline.admin.v1.DeclareCrisisResponse
+	(*EndCrisisRequest)(nil),            // 24: tearline.admin.v1.EndCrisisRequest
+	(*EndCrisisResponse)(nil),           // 25: tearline.admin.v1.EndCrisisResponse
+	(*ListCrisesRequest)(nil),           // 26: tearline.admin.v1.ListCrisesRequest
+	(*ListCrisesResponse)(nil),          // 27: tearline.admin.v1.ListCrisesResponse
+	(*ReviewCrisisRequest)(nil),         // 28: tearline.admin.v1.ReviewCrisisRequest
+	(*CrisisRelease)(nil),               // 29: tearline.admin.v1.CrisisRelease
+	(*ReviewCrisisResponse)(nil),        // 30: tearline.admin.v1.ReviewCrisisResponse
+	(*timestamppb.Timestamp)(nil),       // 31: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 32: google.protobuf.Duration
+	(*v1.Decision)(nil),                 // 33: tearline.report.v1.Decision
 }
 var file_tearline_admin_v1_admin_proto_depIdxs = []int32{
-	16, // 0: tearline.admin.v1.Agreement.valid_from:type_name -> google.protobuf.Timestamp
-	16, // 1: tearline.admin.v1.Agreement.valid_until:type_name -> google.protobuf.Timestamp
-	16, // 2: tearline.admin.v1.Agreement.review:type_name -> google.protobuf.Timestamp
-	1,  // 3: tearline.admin.v1.ListAgreementsResponse.agreements:type_name -> tearline.admin.v1.Agreement
-	16, // 4: tearline.admin.v1.SecurityEvent.time:type_name -> google.protobuf.Timestamp
-	4,  // 5: tearline.admin.v1.ListSecurityEventsResponse.events:type_name -> tearline.admin.v1.SecurityEvent
-	17, // 6: tearline.admin.v1.DeclareCrisisRequest.duration:type_name -> google.protobuf.Duration
-	16, // 7: tearline.admin.v1.Crisis.issued:type_name -> google.protobuf.Timestamp
-	16, // 8: tearline.admin.v1.Crisis.expires:type_name -> google.protobuf.Timestamp
-	16, // 9: tearline.admin.v1.Crisis.ended:type_name -> google.protobuf.Timestamp
-	7,  // 10: tearline.admin.v1.DeclareCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
-	7,  // 11: tearline.admin.v1.EndCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
-	7,  // 12: tearline.admin.v1.ListCrisesResponse.crises:type_name -> tearline.admin.v1.Crisis
-	16, // 13: tearline.admin.v1.CrisisRelease.time:type_name -> google.protobuf.Timestamp
-	18, // 14: tearline.admin.v1.CrisisRelease.normal:type_name -> tearline.report.v1.Decision
-	7,  // 15: tearline.admin.v1.ReviewCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
-	14, // 16: tearline.admin.v1.ReviewCrisisResponse.releases:type_name -> tearline.admin.v1.CrisisRelease
-	0,  // 17: tearline.admin.v1.AdminService.ListAgreements:input_type -> tearline.admin.v1.ListAgreementsRequest
-	3,  // 18: tearline.admin.v1.AdminService.ListSecurityEvents:input_type -> tearline.admin.v1.ListSecurityEventsRequest
-	6,  // 19: tearline.admin.v1.AdminService.DeclareCrisis:input_type -> tearline.admin.v1.DeclareCrisisRequest
-	9,  // 20: tearline.admin.v1.AdminService.EndCrisis:input_type -> tearline.admin.v1.EndCrisisRequest
-	11, // 21: tearline.admin.v1.AdminService.ListCrises:input_type -> tearline.admin.v1.ListCrisesRequest
-	13, // 22: tearline.admin.v1.AdminService.ReviewCrisis:input_type -> tearline.admin.v1.ReviewCrisisRequest
-	2,  // 23: tearline.admin.v1.AdminService.ListAgreements:output_type -> tearline.admin.v1.ListAgreementsResponse
-	5,  // 24: tearline.admin.v1.AdminService.ListSecurityEvents:output_type -> tearline.admin.v1.ListSecurityEventsResponse
-	8,  // 25: tearline.admin.v1.AdminService.DeclareCrisis:output_type -> tearline.admin.v1.DeclareCrisisResponse
-	10, // 26: tearline.admin.v1.AdminService.EndCrisis:output_type -> tearline.admin.v1.EndCrisisResponse
-	12, // 27: tearline.admin.v1.AdminService.ListCrises:output_type -> tearline.admin.v1.ListCrisesResponse
-	15, // 28: tearline.admin.v1.AdminService.ReviewCrisis:output_type -> tearline.admin.v1.ReviewCrisisResponse
-	23, // [23:29] is the sub-list for method output_type
-	17, // [17:23] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	31, // 0: tearline.admin.v1.Suspension.since:type_name -> google.protobuf.Timestamp
+	0,  // 1: tearline.admin.v1.SuspendPartnerResponse.suspension:type_name -> tearline.admin.v1.Suspension
+	0,  // 2: tearline.admin.v1.Partner.suspension:type_name -> tearline.admin.v1.Suspension
+	6,  // 3: tearline.admin.v1.ListPartnersResponse.partners:type_name -> tearline.admin.v1.Partner
+	0,  // 4: tearline.admin.v1.SuspendSubscriberResponse.suspension:type_name -> tearline.admin.v1.Suspension
+	0,  // 5: tearline.admin.v1.Subscriber.suspension:type_name -> tearline.admin.v1.Suspension
+	13, // 6: tearline.admin.v1.ListSubscribersResponse.subscribers:type_name -> tearline.admin.v1.Subscriber
+	31, // 7: tearline.admin.v1.Agreement.valid_from:type_name -> google.protobuf.Timestamp
+	31, // 8: tearline.admin.v1.Agreement.valid_until:type_name -> google.protobuf.Timestamp
+	31, // 9: tearline.admin.v1.Agreement.review:type_name -> google.protobuf.Timestamp
+	16, // 10: tearline.admin.v1.ListAgreementsResponse.agreements:type_name -> tearline.admin.v1.Agreement
+	31, // 11: tearline.admin.v1.SecurityEvent.time:type_name -> google.protobuf.Timestamp
+	19, // 12: tearline.admin.v1.ListSecurityEventsResponse.events:type_name -> tearline.admin.v1.SecurityEvent
+	32, // 13: tearline.admin.v1.DeclareCrisisRequest.duration:type_name -> google.protobuf.Duration
+	31, // 14: tearline.admin.v1.Crisis.issued:type_name -> google.protobuf.Timestamp
+	31, // 15: tearline.admin.v1.Crisis.expires:type_name -> google.protobuf.Timestamp
+	31, // 16: tearline.admin.v1.Crisis.ended:type_name -> google.protobuf.Timestamp
+	22, // 17: tearline.admin.v1.DeclareCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
+	22, // 18: tearline.admin.v1.EndCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
+	22, // 19: tearline.admin.v1.ListCrisesResponse.crises:type_name -> tearline.admin.v1.Crisis
+	31, // 20: tearline.admin.v1.CrisisRelease.time:type_name -> google.protobuf.Timestamp
+	33, // 21: tearline.admin.v1.CrisisRelease.normal:type_name -> tearline.report.v1.Decision
+	22, // 22: tearline.admin.v1.ReviewCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
+	29, // 23: tearline.admin.v1.ReviewCrisisResponse.releases:type_name -> tearline.admin.v1.CrisisRelease
+	15, // 24: tearline.admin.v1.AdminService.ListAgreements:input_type -> tearline.admin.v1.ListAgreementsRequest
+	18, // 25: tearline.admin.v1.AdminService.ListSecurityEvents:input_type -> tearline.admin.v1.ListSecurityEventsRequest
+	21, // 26: tearline.admin.v1.AdminService.DeclareCrisis:input_type -> tearline.admin.v1.DeclareCrisisRequest
+	24, // 27: tearline.admin.v1.AdminService.EndCrisis:input_type -> tearline.admin.v1.EndCrisisRequest
+	26, // 28: tearline.admin.v1.AdminService.ListCrises:input_type -> tearline.admin.v1.ListCrisesRequest
+	28, // 29: tearline.admin.v1.AdminService.ReviewCrisis:input_type -> tearline.admin.v1.ReviewCrisisRequest
+	1,  // 30: tearline.admin.v1.AdminService.SuspendPartner:input_type -> tearline.admin.v1.SuspendPartnerRequest
+	3,  // 31: tearline.admin.v1.AdminService.ReinstatePartner:input_type -> tearline.admin.v1.ReinstatePartnerRequest
+	5,  // 32: tearline.admin.v1.AdminService.ListPartners:input_type -> tearline.admin.v1.ListPartnersRequest
+	8,  // 33: tearline.admin.v1.AdminService.SuspendSubscriber:input_type -> tearline.admin.v1.SuspendSubscriberRequest
+	10, // 34: tearline.admin.v1.AdminService.ReinstateSubscriber:input_type -> tearline.admin.v1.ReinstateSubscriberRequest
+	12, // 35: tearline.admin.v1.AdminService.ListSubscribers:input_type -> tearline.admin.v1.ListSubscribersRequest
+	17, // 36: tearline.admin.v1.AdminService.ListAgreements:output_type -> tearline.admin.v1.ListAgreementsResponse
+	20, // 37: tearline.admin.v1.AdminService.ListSecurityEvents:output_type -> tearline.admin.v1.ListSecurityEventsResponse
+	23, // 38: tearline.admin.v1.AdminService.DeclareCrisis:output_type -> tearline.admin.v1.DeclareCrisisResponse
+	25, // 39: tearline.admin.v1.AdminService.EndCrisis:output_type -> tearline.admin.v1.EndCrisisResponse
+	27, // 40: tearline.admin.v1.AdminService.ListCrises:output_type -> tearline.admin.v1.ListCrisesResponse
+	30, // 41: tearline.admin.v1.AdminService.ReviewCrisis:output_type -> tearline.admin.v1.ReviewCrisisResponse
+	2,  // 42: tearline.admin.v1.AdminService.SuspendPartner:output_type -> tearline.admin.v1.SuspendPartnerResponse
+	4,  // 43: tearline.admin.v1.AdminService.ReinstatePartner:output_type -> tearline.admin.v1.ReinstatePartnerResponse
+	7,  // 44: tearline.admin.v1.AdminService.ListPartners:output_type -> tearline.admin.v1.ListPartnersResponse
+	9,  // 45: tearline.admin.v1.AdminService.SuspendSubscriber:output_type -> tearline.admin.v1.SuspendSubscriberResponse
+	11, // 46: tearline.admin.v1.AdminService.ReinstateSubscriber:output_type -> tearline.admin.v1.ReinstateSubscriberResponse
+	14, // 47: tearline.admin.v1.AdminService.ListSubscribers:output_type -> tearline.admin.v1.ListSubscribersResponse
+	36, // [36:48] is the sub-list for method output_type
+	24, // [24:36] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_tearline_admin_v1_admin_proto_init() }
@@ -1162,7 +1980,7 @@ func file_tearline_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_admin_v1_admin_proto_rawDesc), len(file_tearline_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

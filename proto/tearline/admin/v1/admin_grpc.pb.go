@@ -19,12 +19,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_ListAgreements_FullMethodName     = "/tearline.admin.v1.AdminService/ListAgreements"
-	AdminService_ListSecurityEvents_FullMethodName = "/tearline.admin.v1.AdminService/ListSecurityEvents"
-	AdminService_DeclareCrisis_FullMethodName      = "/tearline.admin.v1.AdminService/DeclareCrisis"
-	AdminService_EndCrisis_FullMethodName          = "/tearline.admin.v1.AdminService/EndCrisis"
-	AdminService_ListCrises_FullMethodName         = "/tearline.admin.v1.AdminService/ListCrises"
-	AdminService_ReviewCrisis_FullMethodName       = "/tearline.admin.v1.AdminService/ReviewCrisis"
+	AdminService_ListAgreements_FullMethodName      = "/tearline.admin.v1.AdminService/ListAgreements"
+	AdminService_ListSecurityEvents_FullMethodName  = "/tearline.admin.v1.AdminService/ListSecurityEvents"
+	AdminService_DeclareCrisis_FullMethodName       = "/tearline.admin.v1.AdminService/DeclareCrisis"
+	AdminService_EndCrisis_FullMethodName           = "/tearline.admin.v1.AdminService/EndCrisis"
+	AdminService_ListCrises_FullMethodName          = "/tearline.admin.v1.AdminService/ListCrises"
+	AdminService_ReviewCrisis_FullMethodName        = "/tearline.admin.v1.AdminService/ReviewCrisis"
+	AdminService_SuspendPartner_FullMethodName      = "/tearline.admin.v1.AdminService/SuspendPartner"
+	AdminService_ReinstatePartner_FullMethodName    = "/tearline.admin.v1.AdminService/ReinstatePartner"
+	AdminService_ListPartners_FullMethodName        = "/tearline.admin.v1.AdminService/ListPartners"
+	AdminService_SuspendSubscriber_FullMethodName   = "/tearline.admin.v1.AdminService/SuspendSubscriber"
+	AdminService_ReinstateSubscriber_FullMethodName = "/tearline.admin.v1.AdminService/ReinstateSubscriber"
+	AdminService_ListSubscribers_FullMethodName     = "/tearline.admin.v1.AdminService/ListSubscribers"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -61,6 +67,34 @@ type AdminServiceClient interface {
 	//
 	// Authorisation: officers of this node's party.
 	ReviewCrisis(ctx context.Context, in *ReviewCrisisRequest, opts ...grpc.CallOption) (*ReviewCrisisResponse, error)
+	// SuspendPartner cuts a partner off now: its connections and streams
+	// close before the call returns, new handshakes and calls from it are
+	// refused, nothing is released to it or accepted from it, and what is
+	// queued for it is held until reinstatement. It survives restarts.
+	//
+	// Authorisation: officers of this node's party.
+	SuspendPartner(ctx context.Context, in *SuspendPartnerRequest, opts ...grpc.CallOption) (*SuspendPartnerResponse, error)
+	// ReinstatePartner lifts a partner's suspension; held traffic flows in order.
+	//
+	// Authorisation: officers of this node's party.
+	ReinstatePartner(ctx context.Context, in *ReinstatePartnerRequest, opts ...grpc.CallOption) (*ReinstatePartnerResponse, error)
+	// ListPartners lists partners with their suspension and outbox state.
+	//
+	// Authorisation: officers of this node's party.
+	ListPartners(ctx context.Context, in *ListPartnersRequest, opts ...grpc.CallOption) (*ListPartnersResponse, error)
+	// SuspendSubscriber ends a subscriber's live streams now and refuses new
+	// ones; its cursor is kept.
+	//
+	// Authorisation: officers of this node's party.
+	SuspendSubscriber(ctx context.Context, in *SuspendSubscriberRequest, opts ...grpc.CallOption) (*SuspendSubscriberResponse, error)
+	// ReinstateSubscriber lifts a subscriber's suspension.
+	//
+	// Authorisation: officers of this node's party.
+	ReinstateSubscriber(ctx context.Context, in *ReinstateSubscriberRequest, opts ...grpc.CallOption) (*ReinstateSubscriberResponse, error)
+	// ListSubscribers lists the configured subscribers with their state.
+	//
+	// Authorisation: officers of this node's party.
+	ListSubscribers(ctx context.Context, in *ListSubscribersRequest, opts ...grpc.CallOption) (*ListSubscribersResponse, error)
 }
 
 type adminServiceClient struct {
@@ -131,6 +165,66 @@ func (c *adminServiceClient) ReviewCrisis(ctx context.Context, in *ReviewCrisisR
 	return out, nil
 }
 
+func (c *adminServiceClient) SuspendPartner(ctx context.Context, in *SuspendPartnerRequest, opts ...grpc.CallOption) (*SuspendPartnerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SuspendPartnerResponse)
+	err := c.cc.Invoke(ctx, AdminService_SuspendPartner_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ReinstatePartner(ctx context.Context, in *ReinstatePartnerRequest, opts ...grpc.CallOption) (*ReinstatePartnerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReinstatePartnerResponse)
+	err := c.cc.Invoke(ctx, AdminService_ReinstatePartner_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListPartners(ctx context.Context, in *ListPartnersRequest, opts ...grpc.CallOption) (*ListPartnersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPartnersResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListPartners_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) SuspendSubscriber(ctx context.Context, in *SuspendSubscriberRequest, opts ...grpc.CallOption) (*SuspendSubscriberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SuspendSubscriberResponse)
+	err := c.cc.Invoke(ctx, AdminService_SuspendSubscriber_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ReinstateSubscriber(ctx context.Context, in *ReinstateSubscriberRequest, opts ...grpc.CallOption) (*ReinstateSubscriberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReinstateSubscriberResponse)
+	err := c.cc.Invoke(ctx, AdminService_ReinstateSubscriber_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListSubscribers(ctx context.Context, in *ListSubscribersRequest, opts ...grpc.CallOption) (*ListSubscribersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSubscribersResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListSubscribers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -165,6 +259,34 @@ type AdminServiceServer interface {
 	//
 	// Authorisation: officers of this node's party.
 	ReviewCrisis(context.Context, *ReviewCrisisRequest) (*ReviewCrisisResponse, error)
+	// SuspendPartner cuts a partner off now: its connections and streams
+	// close before the call returns, new handshakes and calls from it are
+	// refused, nothing is released to it or accepted from it, and what is
+	// queued for it is held until reinstatement. It survives restarts.
+	//
+	// Authorisation: officers of this node's party.
+	SuspendPartner(context.Context, *SuspendPartnerRequest) (*SuspendPartnerResponse, error)
+	// ReinstatePartner lifts a partner's suspension; held traffic flows in order.
+	//
+	// Authorisation: officers of this node's party.
+	ReinstatePartner(context.Context, *ReinstatePartnerRequest) (*ReinstatePartnerResponse, error)
+	// ListPartners lists partners with their suspension and outbox state.
+	//
+	// Authorisation: officers of this node's party.
+	ListPartners(context.Context, *ListPartnersRequest) (*ListPartnersResponse, error)
+	// SuspendSubscriber ends a subscriber's live streams now and refuses new
+	// ones; its cursor is kept.
+	//
+	// Authorisation: officers of this node's party.
+	SuspendSubscriber(context.Context, *SuspendSubscriberRequest) (*SuspendSubscriberResponse, error)
+	// ReinstateSubscriber lifts a subscriber's suspension.
+	//
+	// Authorisation: officers of this node's party.
+	ReinstateSubscriber(context.Context, *ReinstateSubscriberRequest) (*ReinstateSubscriberResponse, error)
+	// ListSubscribers lists the configured subscribers with their state.
+	//
+	// Authorisation: officers of this node's party.
+	ListSubscribers(context.Context, *ListSubscribersRequest) (*ListSubscribersResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -192,6 +314,24 @@ func (UnimplementedAdminServiceServer) ListCrises(context.Context, *ListCrisesRe
 }
 func (UnimplementedAdminServiceServer) ReviewCrisis(context.Context, *ReviewCrisisRequest) (*ReviewCrisisResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReviewCrisis not implemented")
+}
+func (UnimplementedAdminServiceServer) SuspendPartner(context.Context, *SuspendPartnerRequest) (*SuspendPartnerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SuspendPartner not implemented")
+}
+func (UnimplementedAdminServiceServer) ReinstatePartner(context.Context, *ReinstatePartnerRequest) (*ReinstatePartnerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReinstatePartner not implemented")
+}
+func (UnimplementedAdminServiceServer) ListPartners(context.Context, *ListPartnersRequest) (*ListPartnersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPartners not implemented")
+}
+func (UnimplementedAdminServiceServer) SuspendSubscriber(context.Context, *SuspendSubscriberRequest) (*SuspendSubscriberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SuspendSubscriber not implemented")
+}
+func (UnimplementedAdminServiceServer) ReinstateSubscriber(context.Context, *ReinstateSubscriberRequest) (*ReinstateSubscriberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReinstateSubscriber not implemented")
+}
+func (UnimplementedAdminServiceServer) ListSubscribers(context.Context, *ListSubscribersRequest) (*ListSubscribersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSubscribers not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -322,6 +462,114 @@ func _AdminService_ReviewCrisis_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_SuspendPartner_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SuspendPartnerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SuspendPartner(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SuspendPartner_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SuspendPartner(ctx, req.(*SuspendPartnerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ReinstatePartner_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReinstatePartnerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ReinstatePartner(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ReinstatePartner_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ReinstatePartner(ctx, req.(*ReinstatePartnerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListPartners_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPartnersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListPartners(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListPartners_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListPartners(ctx, req.(*ListPartnersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_SuspendSubscriber_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SuspendSubscriberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SuspendSubscriber(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SuspendSubscriber_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SuspendSubscriber(ctx, req.(*SuspendSubscriberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ReinstateSubscriber_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReinstateSubscriberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ReinstateSubscriber(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ReinstateSubscriber_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ReinstateSubscriber(ctx, req.(*ReinstateSubscriberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListSubscribers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSubscribersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListSubscribers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListSubscribers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListSubscribers(ctx, req.(*ListSubscribersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -352,6 +600,30 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReviewCrisis",
 			Handler:    _AdminService_ReviewCrisis_Handler,
+		},
+		{
+			MethodName: "SuspendPartner",
+			Handler:    _AdminService_SuspendPartner_Handler,
+		},
+		{
+			MethodName: "ReinstatePartner",
+			Handler:    _AdminService_ReinstatePartner_Handler,
+		},
+		{
+			MethodName: "ListPartners",
+			Handler:    _AdminService_ListPartners_Handler,
+		},
+		{
+			MethodName: "SuspendSubscriber",
+			Handler:    _AdminService_SuspendSubscriber_Handler,
+		},
+		{
+			MethodName: "ReinstateSubscriber",
+			Handler:    _AdminService_ReinstateSubscriber_Handler,
+		},
+		{
+			MethodName: "ListSubscribers",
+			Handler:    _AdminService_ListSubscribers_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -748,6 +748,86 @@ func (x *CrisisRelease) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// Suspension is a security team's cut-off of a partner or a subscriber.
+type Suspension struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// partner or subscriber.
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Party code or subscriber name.
+	Name   string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Identity of whoever asked.
+	By            string                 `protobuf:"bytes,4,opt,name=by,proto3" json:"by,omitempty"`
+	Since         *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Suspension) Reset() {
+	*x = Suspension{}
+	mi := &file_tearline_store_v1_store_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Suspension) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Suspension) ProtoMessage() {}
+
+func (x *Suspension) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_store_v1_store_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Suspension.ProtoReflect.Descriptor instead.
+func (*Suspension) Descriptor() ([]byte, []int) {
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Suspension) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Suspension) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Suspension) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Suspension) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *Suspension) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
 var File_tearline_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_tearline_store_v1_store_proto_rawDesc = "" +
@@ -816,7 +896,14 @@ const file_tearline_store_v1_store_proto_rawDesc = "" +
 	"\aportion\x18\x03 \x01(\rR\aportion\x12\x12\n" +
 	"\x04from\x18\x04 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x05 \x01(\tR\x02to\x12.\n" +
-	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04timeB>Z<github.com/tearline/tearline/proto/tearline/store/v1;storev1b\x06proto3"
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x8e\x01\n" +
+	"\n" +
+	"Suspension\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x0e\n" +
+	"\x02by\x18\x04 \x01(\tR\x02by\x120\n" +
+	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05sinceB>Z<github.com/tearline/tearline/proto/tearline/store/v1;storev1b\x06proto3"
 
 var (
 	file_tearline_store_v1_store_proto_rawDescOnce sync.Once
@@ -830,7 +917,7 @@ func file_tearline_store_v1_store_proto_rawDescGZIP() []byte {
 	return file_tearline_store_v1_store_proto_rawDescData
 }
 
-var file_tearline_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_tearline_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_tearline_store_v1_store_proto_goTypes = []any{
 	(*StoredReport)(nil),          // 0: tearline.store.v1.StoredReport
 	(*OutboxItem)(nil),            // 1: tearline.store.v1.OutboxItem
@@ -840,35 +927,37 @@ var file_tearline_store_v1_store_proto_goTypes = []any{
 	(*CrisisRecord)(nil),          // 5: tearline.store.v1.CrisisRecord
 	(*SecurityEvent)(nil),         // 6: tearline.store.v1.SecurityEvent
 	(*CrisisRelease)(nil),         // 7: tearline.store.v1.CrisisRelease
-	(*v1.Envelope)(nil),           // 8: tearline.report.v1.Envelope
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(*v11.DeliverRequest)(nil),    // 10: tearline.federation.v1.DeliverRequest
-	(*v1.Decision)(nil),           // 11: tearline.report.v1.Decision
-	(*v1.Signed)(nil),             // 12: tearline.report.v1.Signed
+	(*Suspension)(nil),            // 8: tearline.store.v1.Suspension
+	(*v1.Envelope)(nil),           // 9: tearline.report.v1.Envelope
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*v11.DeliverRequest)(nil),    // 11: tearline.federation.v1.DeliverRequest
+	(*v1.Decision)(nil),           // 12: tearline.report.v1.Decision
+	(*v1.Signed)(nil),             // 13: tearline.report.v1.Signed
 }
 var file_tearline_store_v1_store_proto_depIdxs = []int32{
-	8,  // 0: tearline.store.v1.StoredReport.envelope:type_name -> tearline.report.v1.Envelope
-	9,  // 1: tearline.store.v1.StoredReport.stored:type_name -> google.protobuf.Timestamp
-	8,  // 2: tearline.store.v1.OutboxItem.envelope:type_name -> tearline.report.v1.Envelope
-	9,  // 3: tearline.store.v1.OutboxItem.queued:type_name -> google.protobuf.Timestamp
-	10, // 4: tearline.store.v1.OutboxItem.request:type_name -> tearline.federation.v1.DeliverRequest
-	9,  // 5: tearline.store.v1.Event.time:type_name -> google.protobuf.Timestamp
-	11, // 6: tearline.store.v1.Event.decisions:type_name -> tearline.report.v1.Decision
-	9,  // 7: tearline.store.v1.QuarantineItem.time:type_name -> google.protobuf.Timestamp
-	8,  // 8: tearline.store.v1.QuarantineItem.envelope:type_name -> tearline.report.v1.Envelope
-	9,  // 9: tearline.store.v1.ConsentRecord.requested:type_name -> google.protobuf.Timestamp
-	9,  // 10: tearline.store.v1.ConsentRecord.decided:type_name -> google.protobuf.Timestamp
-	12, // 11: tearline.store.v1.ConsentRecord.grant:type_name -> tearline.report.v1.Signed
-	9,  // 12: tearline.store.v1.ConsentRecord.expires:type_name -> google.protobuf.Timestamp
-	12, // 13: tearline.store.v1.CrisisRecord.declaration:type_name -> tearline.report.v1.Signed
-	12, // 14: tearline.store.v1.CrisisRecord.end:type_name -> tearline.report.v1.Signed
-	9,  // 15: tearline.store.v1.SecurityEvent.time:type_name -> google.protobuf.Timestamp
-	9,  // 16: tearline.store.v1.CrisisRelease.time:type_name -> google.protobuf.Timestamp
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	9,  // 0: tearline.store.v1.StoredReport.envelope:type_name -> tearline.report.v1.Envelope
+	10, // 1: tearline.store.v1.StoredReport.stored:type_name -> google.protobuf.Timestamp
+	9,  // 2: tearline.store.v1.OutboxItem.envelope:type_name -> tearline.report.v1.Envelope
+	10, // 3: tearline.store.v1.OutboxItem.queued:type_name -> google.protobuf.Timestamp
+	11, // 4: tearline.store.v1.OutboxItem.request:type_name -> tearline.federation.v1.DeliverRequest
+	10, // 5: tearline.store.v1.Event.time:type_name -> google.protobuf.Timestamp
+	12, // 6: tearline.store.v1.Event.decisions:type_name -> tearline.report.v1.Decision
+	10, // 7: tearline.store.v1.QuarantineItem.time:type_name -> google.protobuf.Timestamp
+	9,  // 8: tearline.store.v1.QuarantineItem.envelope:type_name -> tearline.report.v1.Envelope
+	10, // 9: tearline.store.v1.ConsentRecord.requested:type_name -> google.protobuf.Timestamp
+	10, // 10: tearline.store.v1.ConsentRecord.decided:type_name -> google.protobuf.Timestamp
+	13, // 11: tearline.store.v1.ConsentRecord.grant:type_name -> tearline.report.v1.Signed
+	10, // 12: tearline.store.v1.ConsentRecord.expires:type_name -> google.protobuf.Timestamp
+	13, // 13: tearline.store.v1.CrisisRecord.declaration:type_name -> tearline.report.v1.Signed
+	13, // 14: tearline.store.v1.CrisisRecord.end:type_name -> tearline.report.v1.Signed
+	10, // 15: tearline.store.v1.SecurityEvent.time:type_name -> google.protobuf.Timestamp
+	10, // 16: tearline.store.v1.CrisisRelease.time:type_name -> google.protobuf.Timestamp
+	10, // 17: tearline.store.v1.Suspension.since:type_name -> google.protobuf.Timestamp
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_tearline_store_v1_store_proto_init() }
@@ -882,7 +971,7 @@ func file_tearline_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_store_v1_store_proto_rawDesc), len(file_tearline_store_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

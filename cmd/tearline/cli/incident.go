@@ -1,0 +1,166 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	adminv1 "github.com/tearline/tearline/proto/tearline/admin/v1"
+)
+
+func suspensionJSON(s *adminv1.Suspension) any {
+	if s == nil {
+		return nil
+	}
+	return map[string]any{"reason": s.GetReason(), "by": s.GetBy(), "since": ts(s.GetSince())}
+}
+
+func suspensionText(s *adminv1.Suspension) string {
+	if s == nil {
+		return "active"
+	}
+	return fmt.Sprintf("SUSPENDED since %s by %s: %s", ts(s.GetSince()), s.GetBy(), s.GetReason())
+}
+
+// newSuspendCmds builds the suspend / reinstate / list verbs of a kind.
+func newSuspendCmds(g *globals, noun string, suspend func(ctx context.Context, c adminv1.AdminServiceClient, name, reason string) error,
+	reinstate func(ctx context.Context, c adminv1.AdminServiceClient, name string) error, list *cobra.Command) *cobra.Command {
+	var reason string
+	s := &cobra.Command{
+		Use:   "suspend NAME --reason TEXT",
+		Short: "Cut the " + noun + " off now; recorded with who asked and why, kept across restarts",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if reason == "" {
+				return usagef("--reason TEXT is required")
+			}
+			name := args[0]
+			if noun == "partner" {
+				name = strings.ToUpper(name)
+			}
+			if err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error { return suspend(ctx, c, name, reason) }); err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(map[string]any{noun: name, "suspended": true})
+			}
+			fmt.Fprintf(g.stdout, "%s %s suspended\n", noun, name)
+			return nil
+		},
+	}
+	s.Flags().StringVar(&reason, "reason", "", "why (recorded)")
+	r := &cobra.Command{
+		Use:   "reinstate NAME",
+		Short: "Lift the " + noun + "'s suspension",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if noun == "partner" {
+				name = strings.ToUpper(name)
+			}
+			if err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error { return reinstate(ctx, c, name) }); err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(map[string]any{noun: name, "suspended": false})
+			}
+			fmt.Fprintf(g.stdout, "%s %s reinstated\n", noun, name)
+			return nil
+		},
+	}
+	parent := &cobra.Command{Use: noun, Short: "Suspend, reinstate and list " + noun + "s (incident response)"}
+	parent.AddCommand(s, r, list)
+	return parent
+}
+
+func newPartnerCmd(g *globals) *cobra.Command {
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List partners: suspension, queued items, agreement",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var resp *adminv1.ListPartnersResponse
+			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				var err error
+				resp, err = c.ListPartners(ctx, &adminv1.ListPartnersRequest{})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				out := []map[string]any{}
+				for _, p := range resp.GetPartners() {
+					out = append(out, map[string]any{"party": p.GetParty(), "address": p.GetAddress(), "suspended": p.GetSuspension() != nil,
+						"suspension": suspensionJSON(p.GetSuspension()), "queued": p.GetQueued(), "agreement": p.GetAgreement()})
+				}
+				return g.printJSON(out)
+			}
+			for _, p := range resp.GetPartners() {
+				fmt.Fprintf(g.stdout, "%-5s %-21s queued %-6d agreement %-13s %s\n", p.GetParty(), p.GetAddress(), p.GetQueued(), p.GetAgreement(), suspensionText(p.GetSuspension()))
+			}
+			return nil
+		},
+	}
+	c := newSuspendCmds(g, "partner",
+		func(ctx context.Context, c adminv1.AdminServiceClient, name, reason string) error {
+			_, err := c.SuspendPartner(ctx, &adminv1.SuspendPartnerRequest{Party: name, Reason: reason})
+			return err
+		},
+		func(ctx context.Context, c adminv1.AdminServiceClient, name string) error {
+			_, err := c.ReinstatePartner(ctx, &adminv1.ReinstatePartnerRequest{Party: name})
+			return err
+		}, list)
+	c.Long = `A security team cuts a partner off during an incident: every connection and
+stream with it closes at once, new handshakes and calls from it are refused,
+nothing is released to it or accepted from it, and what is queued for it is
+held (not dropped) until 'partner reinstate', when delivery resumes in order.`
+	return c
+}
+
+func newSubscriberCmd(g *globals) *cobra.Command {
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List subscribers: clearance, need-to-know, suspension, saved cursor",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var resp *adminv1.ListSubscribersResponse
+			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				var err error
+				resp, err = c.ListSubscribers(ctx, &adminv1.ListSubscribersRequest{})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				out := []map[string]any{}
+				for _, s := range resp.GetSubscribers() {
+					out = append(out, map[string]any{"name": s.GetName(), "clearance": s.GetClearance(), "need_to_know": s.GetNeedToKnow(),
+						"suspended": s.GetSuspension() != nil, "suspension": suspensionJSON(s.GetSuspension()), "cursor": s.GetCursor()})
+				}
+				return g.printJSON(out)
+			}
+			for _, s := range resp.GetSubscribers() {
+				fmt.Fprintf(g.stdout, "%-12s %-13s need-to-know %-16s cursor %-6d %s\n", s.GetName(), s.GetClearance(), strings.Join(s.GetNeedToKnow(), ","), s.GetCursor(), suspensionText(s.GetSuspension()))
+			}
+			return nil
+		},
+	}
+	c := newSuspendCmds(g, "subscriber",
+		func(ctx context.Context, c adminv1.AdminServiceClient, name, reason string) error {
+			_, err := c.SuspendSubscriber(ctx, &adminv1.SuspendSubscriberRequest{Name: name, Reason: reason})
+			return err
+		},
+		func(ctx context.Context, c adminv1.AdminServiceClient, name string) error {
+			_, err := c.ReinstateSubscriber(ctx, &adminv1.ReinstateSubscriberRequest{Name: name})
+			return err
+		}, list)
+	c.Long = `A security team cuts a subscriber service off: its live streams end at once
+with a clear status, new subscriptions are refused, and its cursor is kept;
+after 'subscriber reinstate', 'subscribe --resume' continues exactly where it
+stopped.`
+	return c
+}
