@@ -1,0 +1,268 @@
+package main
+
+// End-to-end tests of incident response with real node processes:
+// suspending a partner and a subscriber.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/tearline/tearline/pki"
+	federationv1 "github.com/tearline/tearline/proto/tearline/federation/v1"
+)
+
+// nodeConn connects to party `to`'s node with a node certificate of party
+// `as`, issued by as's development CA: what as's node itself would present.
+func (f *federation) nodeConn(as, to string) *grpc.ClientConn {
+	f.t.Helper()
+	ca, err := pki.OpenDevCA(filepath.Join(f.dir, as, "ca"), as)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	id, _ := pki.NewIdentity(as, pki.KindNode, strings.ToLower(as))
+	src, err := pki.NewCertSource(ca, id, time.Hour)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	trust := pki.NewTrust()
+	b, err := pki.ReadCertificatesFile(filepath.Join(f.dir, to, "ca", "bundle.pem"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	trust.Set(to, b)
+	addr, err := readListen(filepath.Join(f.dir, to, "node.yaml"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(src, trust, pki.WantNode(to), nil))))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+type partnerJSON struct {
+	Party     string `json:"party"`
+	Suspended bool   `json:"suspended"`
+	Queued    int    `json:"queued"`
+}
+
+func (f *federation) partner(at, party string) partnerJSON {
+	f.t.Helper()
+	var ps []partnerJSON
+	f.jsonCLI(&ps, at, "partner", "list")
+	for _, p := range ps {
+		if p.Party == party {
+			return p
+		}
+	}
+	f.t.Fatalf("%s has no partner %s", at, party)
+	return partnerJSON{}
+}
+
+// Suspend GBR while it streams: its streams end, its calls are refused,
+// reports published meanwhile are held and arrive after reinstatement, none
+// lost, none twice; a restart of USA keeps GBR suspended.
+func TestE2ESuspendPartner(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, "USA", "GBR")
+	f.startAll("USA", "GBR")
+	before := publishID(f, "USA", "--marking", "SECRET//REL TO USA, GBR", "--body", "before")
+	f.waitHolds("GBR", before)
+
+	// A live stream of GBR's (with GBR's real node identity) to USA.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	stream, err := federationv1.NewFederationServiceClient(f.nodeConn("GBR", "USA")).Deliver(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recvErr := make(chan error, 1)
+	go func() { _, err := stream.Recv(); recvErr <- err }()
+	time.Sleep(200 * time.Millisecond) // the stream is established
+	select {
+	case err := <-recvErr:
+		t.Fatalf("GBR's stream ended before the suspension: %v", err)
+	default:
+	}
+
+	f.mustCLI("USA", "partner", "suspend", "GBR", "--reason", "incident 42: suspected compromise")
+	select {
+	case err := <-recvErr:
+		if err == nil {
+			t.Fatal("stream ended without an error")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("GBR's live stream did not end within 2s of the suspension")
+	}
+	// New calls from GBR are refused (at the handshake or by the interceptor).
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	s2, err := federationv1.NewFederationServiceClient(f.nodeConn("GBR", "USA")).Deliver(ctx2)
+	if err == nil {
+		_, err = s2.Recv()
+	}
+	if c := status.Code(err); c != codes.Unavailable && c != codes.PermissionDenied {
+		t.Fatalf("GBR's new call while suspended: %v", err)
+	}
+
+	var held []string
+	for i := 0; i < 20; i++ {
+		held = append(held, publishID(f, "USA", "--marking", "SECRET//REL TO USA, GBR", "--body", fmt.Sprintf("held %d", i)))
+	}
+	if e := f.denied("USA", nil, "share", before, "--to", "GBR"); e.Reason != "suspended" {
+		t.Fatalf("share to a suspended partner: %+v", e)
+	}
+	time.Sleep(time.Second)
+	if n := len(f.reports("GBR")); n != 1 {
+		t.Fatalf("GBR got %d reports while suspended, want only the 1 from before", n)
+	}
+	if p := f.partner("USA", "GBR"); !p.Suspended || p.Queued != 20 {
+		t.Fatalf("USA's view of GBR: %+v, want suspended with 20 held", p)
+	}
+
+	// The suspension survives a restart of USA.
+	f.stop("USA")
+	f.start("USA")
+	if p := f.partner("USA", "GBR"); !p.Suspended || p.Queued != 20 {
+		t.Fatalf("after USA's restart: %+v, want still suspended with 20 held", p)
+	}
+	time.Sleep(time.Second)
+	if n := len(f.reports("GBR")); n != 1 {
+		t.Fatalf("GBR got %d reports after USA's restart while suspended", n)
+	}
+
+	f.mustCLI("USA", "partner", "reinstate", "GBR")
+	var rows []reportRow
+	eventually(t, 30*time.Second, "GBR to receive the held reports", func() bool {
+		rows = f.reports("GBR")
+		return len(rows) >= 21
+	})
+	time.Sleep(500 * time.Millisecond)
+	rows = f.reports("GBR")
+	var got []string
+	for i := len(rows) - 1; i >= 0; i-- {
+		got = append(got, rows[i].ID)
+	}
+	if want := append([]string{before}, held...); !slices.Equal(got, want) {
+		t.Fatalf("GBR after reinstatement holds\n %v\nwant (in order, once each)\n %v", got, want)
+	}
+	if p := f.partner("USA", "GBR"); p.Suspended || p.Queued != 0 {
+		t.Fatalf("after reinstatement: %+v", p)
+	}
+}
+
+// Suspend a subscriber: its stream ends with a clear status, its cursor is
+// kept, and after reinstatement it resumes exactly where it stopped.
+func TestE2ESuspendSubscriber(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, "USA", "GBR")
+	f.startAll("USA", "GBR")
+	analyst := filepath.Join(f.dir, "GBR", "analyst")
+	var ids []string
+	for i := 0; i < 3; i++ {
+		ids = append(ids, publishID(f, "USA", "--marking", "SECRET//REL TO USA, GBR", "--topic", "CT", "--body", fmt.Sprintf("r%d", i)))
+	}
+	f.waitHolds("GBR", ids[2])
+
+	cmd := exec.Command(f.bin, "--dev", f.dir, "--as", "GBR", "--profile", analyst, "subscribe", "--json")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var seen []string
+	for len(seen) < 3 {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("subscription ended early: %s", stderr.String())
+			}
+			var d struct {
+				ID string `json:"id"`
+			}
+			if err := json.Unmarshal([]byte(l), &d); err != nil {
+				t.Fatal(err)
+			}
+			seen = append(seen, d.ID)
+		case <-time.After(20 * time.Second):
+			t.Fatal("the subscriber did not get the first 3 reports")
+		}
+	}
+	f.mustCLI("GBR", "subscriber", "suspend", "analyst", "--reason", "exfiltration alert")
+	done := make(chan error, 1)
+	var rest strings.Builder // with --json the error comes on stdout
+	go func() {
+		for l := range lines {
+			rest.WriteString(l)
+		}
+		done <- cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		var e struct {
+			Error cliErr `json:"error"`
+		}
+		if err == nil || json.Unmarshal([]byte(rest.String()), &e) != nil || e.Error.Code != "PermissionDenied" ||
+			!strings.Contains(e.Error.Message, "suspended") || !strings.Contains(e.Error.Message, "cursor 3") {
+			t.Fatalf("the subscription ended with %v, output %q: want a clear suspension status", err, rest.String())
+		}
+	case <-time.After(5 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("the subscription did not end within 5s of the suspension")
+	}
+	// New subscriptions are refused while suspended.
+	if _, errOut, err := f.cli("GBR", "--profile", analyst, "subscribe", "--count", "1"); err == nil || !strings.Contains(errOut, "suspended") {
+		t.Fatalf("subscribe while suspended: err=%v stderr=%q", err, errOut)
+	}
+	for i := 3; i < 5; i++ {
+		ids = append(ids, publishID(f, "USA", "--marking", "SECRET//REL TO USA, GBR", "--topic", "CT", "--body", fmt.Sprintf("r%d", i)))
+	}
+	f.waitHolds("GBR", ids[4])
+	f.mustCLI("GBR", "subscriber", "reinstate", "analyst")
+	out := f.mustCLI("GBR", "--profile", analyst, "subscribe", "--resume", "--json", "--count", "2")
+	var resumed []string
+	dec := json.NewDecoder(strings.NewReader(out))
+	for {
+		var d struct {
+			ID string `json:"id"`
+		}
+		if err := dec.Decode(&d); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		resumed = append(resumed, d.ID)
+	}
+	if !slices.Equal(seen, ids[:3]) || !slices.Equal(resumed, ids[3:]) {
+		t.Fatalf("before suspension %v, after reinstatement %v; want %v then %v", seen, resumed, ids[:3], ids[3:])
+	}
+}
