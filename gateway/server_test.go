@@ -37,12 +37,12 @@ func TestMain(m *testing.M) {
 
 // fed is an in-process federation of real servers on loopback mTLS.
 type fed struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	servers map[string]*Server
 }
 
-func freePorts(t *testing.T, n int) int {
+func freePorts(t testing.TB, n int) int {
 	t.Helper()
 	for try := 0; try < 50; try++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -68,12 +68,30 @@ func freePorts(t *testing.T, n int) int {
 	return 0
 }
 
-func startFed(t *testing.T, parties ...string) *fed {
+func startFed(t testing.TB, parties ...string) *fed {
+	return startFedWith(t, nil, parties...)
+}
+
+// startFedWith is startFed with a chance to change each node's config
+// before it starts.
+func startFedWith(t testing.TB, mutate func(*Config), parties ...string) *fed {
 	t.Helper()
 	f := &fed{t: t, dir: t.TempDir(), servers: map[string]*Server{}}
 	paths, err := DevInit(DevOptions{Dir: f.dir, Parties: parties, BasePort: freePorts(t, len(parties))})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if mutate != nil {
+		for _, p := range paths {
+			cfg, err := LoadConfig(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mutate(cfg)
+			if err := WriteConfig(p, cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, len(paths))
@@ -155,7 +173,7 @@ func (f *fed) ca(party string) *pki.DevCA {
 	return ca
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx

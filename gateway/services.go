@@ -231,14 +231,59 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	// On every exit the cursor saved is the last report sent (or skipped as
 	// not for this subscriber), so --resume continues exactly there.
 	defer func() { _ = save() }()
-	for {
-		changed := s.node.Store().FeedChanged()
-		start := cursor
-		ds, last, err := s.node.Deliveries(ctx, who, sub, officer, cursor, topics, 256)
-		if err != nil {
-			return toStatus(s.log, "Subscribe", err)
+	// A producer reads the feed and prepares deliveries; this loop sends
+	// them. The split lets a suspension end the stream at once even while
+	// the producer is busy (it then stops on its own).
+	type batch struct {
+		ds   []node.Delivery
+		last uint64
+		err  error
+	}
+	batches := make(chan batch)
+	go func() {
+		defer close(batches)
+		from := cursor
+		for {
+			changed := s.node.Store().FeedChanged()
+			ds, last, err := s.node.Deliveries(ctx, who, sub, officer, from, topics, 256)
+			if last != from || err != nil {
+				select {
+				case batches <- batch{ds, last, err}:
+				case <-ctx.Done():
+					return
+				}
+				if err != nil {
+					return
+				}
+				from = last
+				continue
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			case <-time.After(s.poll):
+			}
 		}
-		for _, d := range ds {
+	}()
+	for {
+		var bt batch
+		var ok bool
+		select {
+		case <-ctx.Done():
+			if context.Cause(ctx) == errSubscriberSuspended {
+				return suspendedStatus(who.Name, cursor)
+			}
+			return nil
+		case bt, ok = <-batches:
+			if !ok {
+				return nil
+			}
+		}
+		if bt.err != nil {
+			return toStatus(s.log, "Subscribe", bt.err)
+		}
+		for _, d := range bt.ds {
 			if context.Cause(ctx) == errSubscriberSuspended {
 				return suspendedStatus(who.Name, cursor)
 			}
@@ -247,21 +292,9 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			}
 			cursor = d.Cursor
 		}
-		cursor = max(cursor, last)
-		if cursor != start {
-			if err := save(); err != nil {
-				return toStatus(s.log, "Subscribe", err)
-			}
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			if context.Cause(ctx) == errSubscriberSuspended {
-				return suspendedStatus(who.Name, cursor)
-			}
-			return nil
-		case <-changed:
-		case <-time.After(s.poll):
+		cursor = max(cursor, bt.last)
+		if err := save(); err != nil {
+			return toStatus(s.log, "Subscribe", err)
 		}
 	}
 }

@@ -87,7 +87,8 @@ type Node struct {
 	mu     sync.Mutex
 	wakeOf map[string]chan struct{} // per partner: closed when its outbox grows
 
-	susp suspensions
+	susp   suspensions
+	vcache verifyCache
 }
 
 // New makes a node from cfg.

@@ -22,7 +22,7 @@ import (
 func (n *Node) View(r *storev1.StoredReport, keep func(index uint32, m marking.Marking) bool) *clientv1.ReportView {
 	env := r.GetEnvelope()
 	out := &clientv1.ReportView{}
-	v, err := report.OpenHeader(env.GetHeader(), n.trust)
+	v, err := n.vcache.header(env.GetHeader(), n.trust)
 	if err != nil {
 		// Show what can be shown, marked unverified.
 		out.SignatureVerified = false
@@ -51,7 +51,7 @@ func (n *Node) View(r *storev1.StoredReport, keep func(index uint32, m marking.M
 		out.Portions = append(out.Portions, pv)
 	}
 	for _, sh := range env.GetHops() {
-		vh, err := report.OpenHop(sh, v.Digest, h.GetId(), n.trust)
+		vh, err := n.vcache.hop(sh, v.Digest, h.GetId(), n.trust)
 		if err != nil {
 			continue
 		}
@@ -66,7 +66,7 @@ func (n *Node) View(r *storev1.StoredReport, keep func(index uint32, m marking.M
 func (n *Node) Summary(e store.FeedEntry) *clientv1.ReportSummary {
 	env := e.Report.GetEnvelope()
 	s := &clientv1.ReportSummary{ReceivedFrom: e.Report.GetReceivedFrom(), PortionsHeld: uint32(len(env.GetPortions()))}
-	v, err := report.OpenHeader(env.GetHeader(), n.trust)
+	v, err := n.vcache.header(env.GetHeader(), n.trust)
 	if err != nil {
 		return s
 	}
