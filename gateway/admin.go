@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"log/slog"
 
 	"google.golang.org/grpc/codes"
@@ -11,6 +13,7 @@ import (
 	"github.com/tearline/tearline/node"
 	"github.com/tearline/tearline/pki"
 	adminv1 "github.com/tearline/tearline/proto/tearline/admin/v1"
+	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
 	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
 )
 
@@ -208,4 +211,43 @@ func (s *adminService) ListSubscribers(ctx context.Context, _ *adminv1.ListSubsc
 		})
 	}
 	return resp, nil
+}
+
+func withdrawStatusProto(rec *storev1.WithdrawalRecord, w *reportv1.Withdrawal) *adminv1.WithdrawStatusResponse {
+	out := &adminv1.WithdrawStatusResponse{
+		WithdrawalId: w.GetId(), ReportId: w.GetReportId(), Action: w.GetAction(), Reason: w.GetReason(),
+		By: rec.GetBy(), Issued: w.GetIssued(), Complete: true,
+	}
+	for _, party := range slices.Sorted(maps.Keys(rec.GetParties())) {
+		p := rec.GetParties()[party]
+		out.Parties = append(out.Parties, &adminv1.WithdrawalParty{Party: party, Acknowledged: p.GetAcknowledged(), Time: p.GetTime(), Held: p.GetHeld()})
+		out.Complete = out.Complete && p.GetAcknowledged()
+	}
+	return out
+}
+
+func (s *adminService) Withdraw(ctx context.Context, req *adminv1.WithdrawRequest) (*adminv1.WithdrawResponse, error) {
+	by, err := mustCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.GetId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "a report id is required")
+	}
+	if _, err := s.node.Withdraw(ctx, by, req.GetId(), req.GetReason(), req.GetAction()); err != nil {
+		return nil, toStatus(s.log, "Withdraw", err)
+	}
+	rec, w, err := s.node.WithdrawStatus(ctx, req.GetId())
+	if err != nil {
+		return nil, toStatus(s.log, "Withdraw", err)
+	}
+	return &adminv1.WithdrawResponse{Status: withdrawStatusProto(rec, w)}, nil
+}
+
+func (s *adminService) WithdrawStatus(ctx context.Context, req *adminv1.WithdrawStatusRequest) (*adminv1.WithdrawStatusResponse, error) {
+	rec, w, err := s.node.WithdrawStatus(ctx, req.GetId())
+	if err != nil {
+		return nil, toStatus(s.log, "WithdrawStatus", err)
+	}
+	return withdrawStatusProto(rec, w), nil
 }

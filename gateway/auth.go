@@ -59,6 +59,8 @@ var authz = map[string]who{
 	"/tearline.admin.v1.AdminService/SuspendSubscriber":   ownOfficer,
 	"/tearline.admin.v1.AdminService/ReinstateSubscriber": ownOfficer,
 	"/tearline.admin.v1.AdminService/ListSubscribers":     ownOfficer,
+	"/tearline.admin.v1.AdminService/Withdraw":            ownOfficer,
+	"/tearline.admin.v1.AdminService/WithdrawStatus":      ownOfficer,
 
 	"/grpc.health.v1.Health/Check": ownOfficer | ownService | partnerNode | ownNode,
 	"/grpc.health.v1.Health/Watch": ownOfficer | ownService | partnerNode | ownNode,

@@ -384,6 +384,18 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 			return t.AddEvent(&storev1.Event{ReportId: hn.GetReportId(), Kind: "onward-release", Party: h.Hop.GetTo(), Detail: fmt.Sprintf("%s released it to %s: %s", h.Hop.GetFrom(), h.Hop.GetTo(), basesText(h.Hop))})
 		})
 		return Accepted, ok, err
+	case *federationv1.DeliverRequest_Withdrawal:
+		outcome, err := n.receiveWithdrawal(now, from.Party, it.Withdrawal)
+		if outcome == Rejected {
+			return reject("bad-withdrawal", "%s sent a withdrawal that was refused: %v", from.Party, err)
+		}
+		return outcome, ok, err
+	case *federationv1.DeliverRequest_WithdrawalAck:
+		outcome, err := n.receiveWithdrawalAck(now, from.Party, it.WithdrawalAck)
+		if outcome == Rejected {
+			return reject("bad-withdrawal-ack", "%s sent a withdrawal acknowledgement that was refused: %v", from.Party, err)
+		}
+		return outcome, ok, err
 	}
 	return reject("bad-item", "%s sent an item of an unknown kind", from.Party)
 }

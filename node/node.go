@@ -487,6 +487,9 @@ func (n *Node) Share(ctx context.Context, by pki.Identity, id, to string, only [
 		if err != nil {
 			return err
 		}
+		if w := held.GetWithdrawn(); w != nil {
+			return withdrawnDenial(id, w, to)
+		}
 		for _, ix := range only {
 			if !slices.ContainsFunc(held.GetEnvelope().GetPortions(), func(p *reportv1.Portion) bool { return p.GetIndex() == ix }) {
 				return fmt.Errorf("%w: portion %d of %s is not held here", ErrInvalid, ix, id)
@@ -501,7 +504,7 @@ func (n *Node) Share(ctx context.Context, by pki.Identity, id, to string, only [
 		return err
 	})
 	if err != nil {
-		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrDenied) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w: share: %w", ErrInternal, err)

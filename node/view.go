@@ -32,6 +32,14 @@ func (n *Node) View(r *storev1.StoredReport, keep func(index uint32, m marking.M
 	out.Id, out.Originator, out.Created, out.Topics, out.Route = h.GetId(), h.GetOriginator(), h.GetCreated(), h.GetTopics(), h.GetRoute()
 	out.SignatureVerified = true
 	out.Signer = v.Signer.String()
+	if w := r.GetWithdrawn(); w != nil {
+		// A withdrawn report shows its tombstone only.
+		out.Withdrawal = &clientv1.WithdrawalView{Action: w.GetAction(), Reason: w.GetReason(), Applied: w.GetApplied()}
+		if wd, err := report.OpenWithdrawal(w.GetWithdrawal(), n.trust); err == nil {
+			out.Withdrawal.Id = wd.GetId()
+		}
+		keep = func(uint32, marking.Marking) bool { return false }
+	}
 	for _, pd := range h.GetPortions() {
 		pv := &clientv1.PortionView{Index: pd.GetIndex(), Digest: pd.GetDigest(), Withheld: true}
 		i := slices.IndexFunc(env.GetPortions(), func(p *reportv1.Portion) bool { return p.GetIndex() == pd.GetIndex() })
@@ -188,6 +196,16 @@ func (n *Node) Deliveries(ctx context.Context, who pki.Identity, sub policy.Subs
 		held := false
 		for _, p := range view.GetPortions() {
 			held = held || !p.GetWithheld()
+		}
+		if view.GetWithdrawal() != nil {
+			// Tell the subscriber of a withdrawal if it may see any portion.
+			withheld = nil
+			for _, p := range e.Report.GetEnvelope().GetPortions() {
+				if m, err := report.MarkingFromProto(p.GetMarking()); err == nil &&
+					(officer || policy.Deliver(n.scheme, sub, policy.Portion{Index: p.GetIndex(), Marking: m}).Allowed) {
+					held = true
+				}
+			}
 		}
 		if len(withheld) > 0 {
 			events = append(events, &storev1.Event{ReportId: view.GetId(), Kind: "withheld", Subject: who.String(), Decisions: decisionsProto(withheld)})

@@ -266,3 +266,134 @@ func TestE2ESuspendSubscriber(t *testing.T) {
 		t.Fatalf("before suspension %v, after reinstatement %v; want %v then %v", seen, resumed, ids[:3], ids[3:])
 	}
 }
+
+type withdrawStatus struct {
+	WithdrawalID string `json:"withdrawal_id"`
+	Complete     bool   `json:"complete"`
+	Parties      []struct {
+		Party        string `json:"party"`
+		Acknowledged bool   `json:"acknowledged"`
+	} `json:"parties"`
+}
+
+func (s withdrawStatus) acked(party string) bool {
+	for _, p := range s.Parties {
+		if p.Party == party {
+			return p.Acknowledged
+		}
+	}
+	return false
+}
+
+func (s withdrawStatus) lists(party string) bool {
+	for _, p := range s.Parties {
+		if p.Party == party {
+			return true
+		}
+	}
+	return false
+}
+
+type withdrawnShow struct {
+	Withdrawn *struct {
+		Action string `json:"action"`
+	} `json:"withdrawn"`
+	Portions []portionJSON `json:"portions"`
+}
+
+func (f *federation) assertPurged(party, id, secret string) {
+	f.t.Helper()
+	var s withdrawnShow
+	f.jsonCLI(&s, party, "show", id)
+	if s.Withdrawn == nil || s.Withdrawn.Action != "purge" {
+		f.t.Fatalf("%s's view of %s is not withdrawn: %+v", party, id, s)
+	}
+	for _, p := range s.Portions {
+		if !p.Withheld || p.Body != "" {
+			f.t.Fatalf("%s still shows portion %d of %s", party, p.Index, id)
+		}
+	}
+	if out := f.mustCLI(party, "show", "--json", id); strings.Contains(out, secret) {
+		f.t.Fatalf("%s's view still contains the content", party)
+	}
+	// And it is never passed on.
+	if e := f.denied(party, []string{secret}, "share", id, "--to", "USA"); e.Reason != "withdrawn" && e.Reason != "invalid-argument" {
+		f.t.Fatalf("%s sharing a withdrawn report: %+v", party, e)
+	}
+}
+
+// Withdraw a report that went USA -> GBR -> CAN (with consent): both purge,
+// both acknowledge, status shows complete; GBR's subscriber is told.
+func TestE2EWithdrawEverywhere(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, "USA", "GBR", "CAN")
+	f.startAll("USA", "GBR", "CAN")
+	id := publishID(f, "USA", "--marking", "SECRET//REL TO USA, GBR//ORCON", "--topic", "CT", "--body", "WITHDRAW-ME")
+	f.waitHolds("GBR", id)
+	var req struct {
+		ID string `json:"id"`
+	}
+	f.jsonCLI(&req, "GBR", "consent", "request", id, "--to", "CAN", "--purpose", "joint operation")
+	eventually(t, 10*time.Second, "USA to see the request", func() bool {
+		_, _, err := f.cli("USA", "consent", "approve", req.ID)
+		return err == nil
+	})
+	eventually(t, 10*time.Second, "GBR's share to go through", func() bool {
+		_, _, err := f.cli("GBR", "share", id, "--to", "CAN")
+		return err == nil
+	})
+	f.waitHolds("CAN", id)
+
+	var st withdrawStatus
+	f.jsonCLI(&st, "USA", "withdraw", id, "--reason", "source compromised")
+	if st.Complete || !st.lists("GBR") || !st.lists("CAN") {
+		t.Fatalf("status right after withdraw: %+v (want GBR and CAN pending)", st)
+	}
+	eventually(t, 20*time.Second, "both to acknowledge", func() bool {
+		f.jsonCLI(&st, "USA", "withdraw", "status", id)
+		return st.Complete
+	})
+	if !st.acked("GBR") || !st.acked("CAN") || len(st.Parties) != 2 {
+		t.Fatalf("final status: %+v", st)
+	}
+	f.assertPurged("GBR", id, "WITHDRAW-ME")
+	f.assertPurged("CAN", id, "WITHDRAW-ME")
+	// GBR's analyst sees the report, then its withdrawal, on its stream.
+	out := f.mustCLI("GBR", "--profile", filepath.Join(f.dir, "GBR", "analyst"), "subscribe", "--json", "--count", "1")
+	var d withdrawnShow
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Withdrawn == nil || strings.Contains(out, "WITHDRAW-ME") {
+		t.Fatalf("the subscriber's stream did not carry the withdrawal: %s", out)
+	}
+}
+
+// Withdraw while CAN's node is down: the status shows CAN pending; after
+// CAN returns it completes.
+func TestE2EWithdrawWhileOffline(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, "USA", "GBR", "CAN")
+	f.startAll("USA", "GBR", "CAN")
+	id := publishID(f, "USA", "--marking", "SECRET//REL TO USA, GBR, CAN", "--body", "OFFLINE-BODY")
+	f.waitHolds("GBR", id)
+	f.waitHolds("CAN", id)
+	f.stop("CAN")
+	var st withdrawStatus
+	f.jsonCLI(&st, "USA", "withdraw", id, "--reason", "wrong recipient list")
+	eventually(t, 20*time.Second, "GBR to acknowledge", func() bool {
+		f.jsonCLI(&st, "USA", "withdraw", "status", id)
+		return st.acked("GBR")
+	})
+	time.Sleep(time.Second)
+	f.jsonCLI(&st, "USA", "withdraw", "status", id)
+	if st.Complete || st.acked("CAN") || !st.lists("CAN") {
+		t.Fatalf("with CAN down: %+v, want CAN pending", st)
+	}
+	f.start("CAN")
+	eventually(t, 30*time.Second, "CAN to acknowledge after it returns", func() bool {
+		f.jsonCLI(&st, "USA", "withdraw", "status", id)
+		return st.Complete
+	})
+	f.assertPurged("CAN", id, "OFFLINE-BODY")
+}

@@ -57,10 +57,12 @@ var (
 
 // Statement kinds, used for domain separation of signatures.
 const (
-	KindHeader = "header"
-	KindHop    = "hop"
-	KindGrant  = "grant"
-	KindCrisis = "crisis"
+	KindHeader        = "header"
+	KindHop           = "hop"
+	KindGrant         = "grant"
+	KindCrisis        = "crisis"
+	KindWithdrawal    = "withdrawal"
+	KindWithdrawalAck = "withdrawal-ack"
 )
 
 // Signer signs with a node's current key and returns the certificate chain
@@ -473,4 +475,44 @@ func OpenCrisis(sd *reportv1.Signed, v Verifier) (*reportv1.CrisisDeclaration, p
 		return nil, pki.Identity{}, fmt.Errorf("%w: declaration of %s is signed by %s", ErrSignature, c.GetOriginator(), id)
 	}
 	return c, id, nil
+}
+
+// OpenWithdrawal verifies a signed withdrawal: signed by a node of the
+// originator it names, whose chain verifies at its issue time.
+func OpenWithdrawal(sd *reportv1.Signed, v Verifier) (*reportv1.Withdrawal, error) {
+	w := &reportv1.Withdrawal{}
+	if len(sd.GetPayload()) > MaxStatementSize || proto.Unmarshal(sd.GetPayload(), w) != nil {
+		return nil, fmt.Errorf("%w: withdrawal does not parse", ErrInvalid)
+	}
+	if w.GetIssued().CheckValid() != nil || !marking.ValidParty(w.GetOriginator()) || (w.GetAction() != "purge" && w.GetAction() != "quarantine") {
+		return nil, fmt.Errorf("%w: withdrawal is malformed", ErrInvalid)
+	}
+	id, err := verifyStatement(KindWithdrawal, sd, v, w.GetIssued().AsTime())
+	if err != nil {
+		return nil, err
+	}
+	if id.Party != w.GetOriginator() || id.Kind != pki.KindNode {
+		return nil, fmt.Errorf("%w: withdrawal of %s is signed by %s", ErrSignature, w.GetOriginator(), id)
+	}
+	return w, nil
+}
+
+// OpenWithdrawalAck verifies a signed acknowledgement: signed by a node of
+// the holder it names.
+func OpenWithdrawalAck(sd *reportv1.Signed, v Verifier) (*reportv1.WithdrawalAck, error) {
+	a := &reportv1.WithdrawalAck{}
+	if len(sd.GetPayload()) > MaxStatementSize || proto.Unmarshal(sd.GetPayload(), a) != nil {
+		return nil, fmt.Errorf("%w: withdrawal acknowledgement does not parse", ErrInvalid)
+	}
+	if a.GetApplied().CheckValid() != nil || !marking.ValidParty(a.GetHolder()) {
+		return nil, fmt.Errorf("%w: withdrawal acknowledgement is malformed", ErrInvalid)
+	}
+	id, err := verifyStatement(KindWithdrawalAck, sd, v, a.GetApplied().AsTime())
+	if err != nil {
+		return nil, err
+	}
+	if id.Party != a.GetHolder() || id.Kind != pki.KindNode {
+		return nil, fmt.Errorf("%w: acknowledgement of %s is signed by %s", ErrSignature, a.GetHolder(), id)
+	}
+	return a, nil
 }

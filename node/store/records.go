@@ -124,3 +124,25 @@ func (t *Tx) DeleteSuspension(kind, name string) (bool, error) {
 func (s *Store) Suspensions() ([]*storev1.Suspension, error) {
 	return list(s, bucketSuspensions, nil, func() *storev1.Suspension { return &storev1.Suspension{} })
 }
+
+// Withdrawal reads the withdrawal record of a report (at its originator).
+func (t *Tx) Withdrawal(reportID string) (*storev1.WithdrawalRecord, error) {
+	return get(t.tx.Bucket(bucketWithdrawals), []byte(reportID), &storev1.WithdrawalRecord{})
+}
+
+// PutWithdrawal writes a withdrawal record.
+func (t *Tx) PutWithdrawal(w *storev1.WithdrawalRecord) error {
+	return put(t.tx.Bucket(bucketWithdrawals), []byte(w.GetReportId()), w)
+}
+
+// AppendFeed adds a held report to the feed again (at the next position),
+// so that subscribers see a change to it, such as its withdrawal.
+func (t *Tx) AppendFeed(id string) error {
+	feed := t.tx.Bucket(bucketFeed)
+	seq, err := feed.NextSequence()
+	if err != nil {
+		return err
+	}
+	t.fedGrown = true
+	return feed.Put(u64(seq), []byte(id))
+}

@@ -33,6 +33,8 @@ var (
 	bucketCrisisReleases = []byte("crisis_releases")
 	// bucketSuspensions: kind ‖ "/" ‖ name → storev1.Suspension.
 	bucketSuspensions = []byte("suspensions")
+	// bucketWithdrawals: report id → storev1.WithdrawalRecord (at the originator).
+	bucketWithdrawals = []byte("withdrawals")
 )
 
 // schemaVersion is written on creation and checked on open.
@@ -42,5 +44,5 @@ var allBuckets = [][]byte{
 	bucketReports, bucketFeed, bucketProvenance, bucketReceipts,
 	bucketOutbox, bucketCursors, bucketQuarantine, bucketMeta,
 	bucketConsents, bucketCrises, bucketSecurity, bucketCrisisReleases,
-	bucketSuspensions,
+	bucketSuspensions, bucketWithdrawals,
 }

@@ -164,3 +164,87 @@ after 'subscriber reinstate', 'subscribe --resume' continues exactly where it
 stopped.`
 	return c
 }
+
+func withdrawJSON(s *adminv1.WithdrawStatusResponse) map[string]any {
+	parties := []map[string]any{}
+	for _, p := range s.GetParties() {
+		parties = append(parties, map[string]any{"party": p.GetParty(), "acknowledged": p.GetAcknowledged(), "time": ts(p.GetTime()), "held": p.GetHeld()})
+	}
+	return map[string]any{"withdrawal_id": s.GetWithdrawalId(), "report_id": s.GetReportId(), "action": s.GetAction(), "reason": s.GetReason(),
+		"by": s.GetBy(), "issued": ts(s.GetIssued()), "parties": parties, "complete": s.GetComplete()}
+}
+
+func printWithdraw(g *globals, s *adminv1.WithdrawStatusResponse) {
+	state := "pending"
+	if s.GetComplete() {
+		state = "complete"
+	}
+	fmt.Fprintf(g.stdout, "withdrawal %s of report %s (%s: %s): %s\n", s.GetWithdrawalId(), s.GetReportId(), s.GetAction(), s.GetReason(), state)
+	for _, p := range s.GetParties() {
+		ack := "pending"
+		if p.GetAcknowledged() {
+			ack = "acknowledged " + ts(p.GetTime())
+		}
+		fmt.Fprintf(g.stdout, "  %-5s %s\n", p.GetParty(), ack)
+	}
+}
+
+func newWithdrawCmd(g *globals) *cobra.Command {
+	var reason, action string
+	c := &cobra.Command{
+		Use:   "withdraw ID --reason TEXT [--action purge|quarantine]",
+		Short: "Withdraw one of your party's reports from everyone it reached",
+		Long: `Withdraw one of your party's reports: a withdrawal signed by your node goes to
+every party the report was released to. Each holder purges the content (or
+quarantines it: kept, never shown or passed on), keeps the tombstone and the
+provenance, tells its subscribers, passes the withdrawal on to every party it
+forwarded the report to, and acknowledges it. Delivery is retried until all
+have acknowledged, including parties that are suspended or offline now.
+'withdraw status ID' shows who has.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if reason == "" {
+				return usagef("--reason TEXT is required")
+			}
+			var resp *adminv1.WithdrawResponse
+			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				var err error
+				resp, err = c.Withdraw(ctx, &adminv1.WithdrawRequest{Id: args[0], Reason: reason, Action: action})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(withdrawJSON(resp.GetStatus()))
+			}
+			printWithdraw(g, resp.GetStatus())
+			return nil
+		},
+	}
+	c.Flags().StringVar(&reason, "reason", "", "why (sent to every holder)")
+	c.Flags().StringVar(&action, "action", "purge", "purge (delete the content) or quarantine (keep it, never show or pass it on)")
+	status := &cobra.Command{
+		Use:   "status ID",
+		Short: "Who has acknowledged the withdrawal of a report, and who has not",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var resp *adminv1.WithdrawStatusResponse
+			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				var err error
+				resp, err = c.WithdrawStatus(ctx, &adminv1.WithdrawStatusRequest{Id: args[0]})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(withdrawJSON(resp))
+			}
+			printWithdraw(g, resp)
+			return nil
+		},
+	}
+	c.AddCommand(status)
+	return c
+}

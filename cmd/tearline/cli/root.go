@@ -91,7 +91,7 @@ ca.pem (the party's CA bundle).`,
 		newDevCmd(g), newNodeCmd(g),
 		newPublishCmd(g), newReportsCmd(g), newShowCmd(g), newProvenanceCmd(g), newShareCmd(g), newSubscribeCmd(g),
 		newConsentCmd(g), newCrisisCmd(g), newAgreementsCmd(g), newEventsCmd(g),
-		newPartnerCmd(g), newSubscriberCmd(g),
+		newPartnerCmd(g), newSubscriberCmd(g), newWithdrawCmd(g),
 	)
 	return root
 }

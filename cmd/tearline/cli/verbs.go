@@ -252,8 +252,13 @@ func reportJSON(v *clientv1.ReportView) map[string]any {
 	for _, r := range v.GetRoute() {
 		route = append(route, map[string]string{"via": r.GetVia(), "to": r.GetTo()})
 	}
+	var withdrawal any
+	if wd := v.GetWithdrawal(); wd != nil {
+		withdrawal = map[string]any{"id": wd.GetId(), "action": wd.GetAction(), "reason": wd.GetReason(), "applied": wd.GetApplied().AsTime().Format(time.RFC3339Nano)}
+	}
 	return map[string]any{
-		"id": v.GetId(), "originator": v.GetOriginator(), "created": v.GetCreated().AsTime().Format(time.RFC3339Nano),
+		"withdrawn": withdrawal,
+		"id":        v.GetId(), "originator": v.GetOriginator(), "created": v.GetCreated().AsTime().Format(time.RFC3339Nano),
 		"topics": v.GetTopics(), "route": route, "signature_verified": v.GetSignatureVerified(), "signer": v.GetSigner(),
 		"portions": portions, "hops": hops,
 	}
@@ -265,10 +270,17 @@ func printReport(w io.Writer, v *clientv1.ReportView) {
 		sig = "signature NOT VERIFIED"
 	}
 	fmt.Fprintf(w, "report %s from %s, created %s; %s (%s)\n", v.GetId(), v.GetOriginator(), v.GetCreated().AsTime().Format(time.RFC3339), sig, v.GetSigner())
+	if wd := v.GetWithdrawal(); wd != nil {
+		fmt.Fprintf(w, "WITHDRAWN by %s (%s): %s; content %s\n", v.GetOriginator(), wd.GetAction(), wd.GetReason(), map[string]string{"purge": "purged", "quarantine": "quarantined"}[wd.GetAction()])
+	}
 	if len(v.GetTopics()) > 0 {
 		fmt.Fprintf(w, "topics: %s\n", strings.Join(v.GetTopics(), ", "))
 	}
 	for _, p := range v.GetPortions() {
+		if p.GetWithheld() && v.GetWithdrawal() != nil {
+			fmt.Fprintf(w, "\n(%d) WITHDRAWN by the originator; digest %x\n", p.GetIndex(), p.GetDigest())
+			continue
+		}
 		if p.GetWithheld() {
 			fmt.Fprintf(w, "\n(%d) WITHHELD: not releasable to this party; digest %x\n", p.GetIndex(), p.GetDigest())
 			continue

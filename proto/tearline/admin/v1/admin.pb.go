@@ -24,6 +24,323 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type WithdrawRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// purge (default) or quarantine.
+	Action        string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawRequest) Reset() {
+	*x = WithdrawRequest{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawRequest) ProtoMessage() {}
+
+func (x *WithdrawRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawRequest.ProtoReflect.Descriptor instead.
+func (*WithdrawRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *WithdrawRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WithdrawRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *WithdrawRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+type WithdrawalParty struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Party         string                 `protobuf:"bytes,1,opt,name=party,proto3" json:"party,omitempty"`
+	Acknowledged  bool                   `protobuf:"varint,2,opt,name=acknowledged,proto3" json:"acknowledged,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	Held          bool                   `protobuf:"varint,4,opt,name=held,proto3" json:"held,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawalParty) Reset() {
+	*x = WithdrawalParty{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawalParty) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawalParty) ProtoMessage() {}
+
+func (x *WithdrawalParty) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawalParty.ProtoReflect.Descriptor instead.
+func (*WithdrawalParty) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WithdrawalParty) GetParty() string {
+	if x != nil {
+		return x.Party
+	}
+	return ""
+}
+
+func (x *WithdrawalParty) GetAcknowledged() bool {
+	if x != nil {
+		return x.Acknowledged
+	}
+	return false
+}
+
+func (x *WithdrawalParty) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *WithdrawalParty) GetHeld() bool {
+	if x != nil {
+		return x.Held
+	}
+	return false
+}
+
+type WithdrawStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WithdrawalId  string                 `protobuf:"bytes,1,opt,name=withdrawal_id,json=withdrawalId,proto3" json:"withdrawal_id,omitempty"`
+	ReportId      string                 `protobuf:"bytes,2,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	Action        string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	By            string                 `protobuf:"bytes,5,opt,name=by,proto3" json:"by,omitempty"`
+	Issued        *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=issued,proto3" json:"issued,omitempty"`
+	Parties       []*WithdrawalParty     `protobuf:"bytes,7,rep,name=parties,proto3" json:"parties,omitempty"`
+	Complete      bool                   `protobuf:"varint,8,opt,name=complete,proto3" json:"complete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawStatusResponse) Reset() {
+	*x = WithdrawStatusResponse{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawStatusResponse) ProtoMessage() {}
+
+func (x *WithdrawStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawStatusResponse.ProtoReflect.Descriptor instead.
+func (*WithdrawStatusResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WithdrawStatusResponse) GetWithdrawalId() string {
+	if x != nil {
+		return x.WithdrawalId
+	}
+	return ""
+}
+
+func (x *WithdrawStatusResponse) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *WithdrawStatusResponse) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *WithdrawStatusResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *WithdrawStatusResponse) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *WithdrawStatusResponse) GetIssued() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Issued
+	}
+	return nil
+}
+
+func (x *WithdrawStatusResponse) GetParties() []*WithdrawalParty {
+	if x != nil {
+		return x.Parties
+	}
+	return nil
+}
+
+func (x *WithdrawStatusResponse) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+type WithdrawResponse struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Status        *WithdrawStatusResponse `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawResponse) Reset() {
+	*x = WithdrawResponse{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawResponse) ProtoMessage() {}
+
+func (x *WithdrawResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawResponse.ProtoReflect.Descriptor instead.
+func (*WithdrawResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *WithdrawResponse) GetStatus() *WithdrawStatusResponse {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+type WithdrawStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawStatusRequest) Reset() {
+	*x = WithdrawStatusRequest{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawStatusRequest) ProtoMessage() {}
+
+func (x *WithdrawStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawStatusRequest.ProtoReflect.Descriptor instead.
+func (*WithdrawStatusRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *WithdrawStatusRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 // Suspension says who cut off a partner or subscriber, when and why.
 type Suspension struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -36,7 +353,7 @@ type Suspension struct {
 
 func (x *Suspension) Reset() {
 	*x = Suspension{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +365,7 @@ func (x *Suspension) String() string {
 func (*Suspension) ProtoMessage() {}
 
 func (x *Suspension) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +378,7 @@ func (x *Suspension) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Suspension.ProtoReflect.Descriptor instead.
 func (*Suspension) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Suspension) GetReason() string {
@@ -95,7 +412,7 @@ type SuspendPartnerRequest struct {
 
 func (x *SuspendPartnerRequest) Reset() {
 	*x = SuspendPartnerRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -107,7 +424,7 @@ func (x *SuspendPartnerRequest) String() string {
 func (*SuspendPartnerRequest) ProtoMessage() {}
 
 func (x *SuspendPartnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -120,7 +437,7 @@ func (x *SuspendPartnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuspendPartnerRequest.ProtoReflect.Descriptor instead.
 func (*SuspendPartnerRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SuspendPartnerRequest) GetParty() string {
@@ -146,7 +463,7 @@ type SuspendPartnerResponse struct {
 
 func (x *SuspendPartnerResponse) Reset() {
 	*x = SuspendPartnerResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -158,7 +475,7 @@ func (x *SuspendPartnerResponse) String() string {
 func (*SuspendPartnerResponse) ProtoMessage() {}
 
 func (x *SuspendPartnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -171,7 +488,7 @@ func (x *SuspendPartnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuspendPartnerResponse.ProtoReflect.Descriptor instead.
 func (*SuspendPartnerResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SuspendPartnerResponse) GetSuspension() *Suspension {
@@ -190,7 +507,7 @@ type ReinstatePartnerRequest struct {
 
 func (x *ReinstatePartnerRequest) Reset() {
 	*x = ReinstatePartnerRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -202,7 +519,7 @@ func (x *ReinstatePartnerRequest) String() string {
 func (*ReinstatePartnerRequest) ProtoMessage() {}
 
 func (x *ReinstatePartnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -215,7 +532,7 @@ func (x *ReinstatePartnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstatePartnerRequest.ProtoReflect.Descriptor instead.
 func (*ReinstatePartnerRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReinstatePartnerRequest) GetParty() string {
@@ -233,7 +550,7 @@ type ReinstatePartnerResponse struct {
 
 func (x *ReinstatePartnerResponse) Reset() {
 	*x = ReinstatePartnerResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +562,7 @@ func (x *ReinstatePartnerResponse) String() string {
 func (*ReinstatePartnerResponse) ProtoMessage() {}
 
 func (x *ReinstatePartnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +575,7 @@ func (x *ReinstatePartnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstatePartnerResponse.ProtoReflect.Descriptor instead.
 func (*ReinstatePartnerResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 type ListPartnersRequest struct {
@@ -269,7 +586,7 @@ type ListPartnersRequest struct {
 
 func (x *ListPartnersRequest) Reset() {
 	*x = ListPartnersRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +598,7 @@ func (x *ListPartnersRequest) String() string {
 func (*ListPartnersRequest) ProtoMessage() {}
 
 func (x *ListPartnersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +611,7 @@ func (x *ListPartnersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartnersRequest.ProtoReflect.Descriptor instead.
 func (*ListPartnersRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 type Partner struct {
@@ -313,7 +630,7 @@ type Partner struct {
 
 func (x *Partner) Reset() {
 	*x = Partner{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -325,7 +642,7 @@ func (x *Partner) String() string {
 func (*Partner) ProtoMessage() {}
 
 func (x *Partner) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -338,7 +655,7 @@ func (x *Partner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Partner.ProtoReflect.Descriptor instead.
 func (*Partner) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Partner) GetParty() string {
@@ -385,7 +702,7 @@ type ListPartnersResponse struct {
 
 func (x *ListPartnersResponse) Reset() {
 	*x = ListPartnersResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -397,7 +714,7 @@ func (x *ListPartnersResponse) String() string {
 func (*ListPartnersResponse) ProtoMessage() {}
 
 func (x *ListPartnersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -410,7 +727,7 @@ func (x *ListPartnersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartnersResponse.ProtoReflect.Descriptor instead.
 func (*ListPartnersResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListPartnersResponse) GetPartners() []*Partner {
@@ -430,7 +747,7 @@ type SuspendSubscriberRequest struct {
 
 func (x *SuspendSubscriberRequest) Reset() {
 	*x = SuspendSubscriberRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -442,7 +759,7 @@ func (x *SuspendSubscriberRequest) String() string {
 func (*SuspendSubscriberRequest) ProtoMessage() {}
 
 func (x *SuspendSubscriberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -455,7 +772,7 @@ func (x *SuspendSubscriberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuspendSubscriberRequest.ProtoReflect.Descriptor instead.
 func (*SuspendSubscriberRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SuspendSubscriberRequest) GetName() string {
@@ -481,7 +798,7 @@ type SuspendSubscriberResponse struct {
 
 func (x *SuspendSubscriberResponse) Reset() {
 	*x = SuspendSubscriberResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +810,7 @@ func (x *SuspendSubscriberResponse) String() string {
 func (*SuspendSubscriberResponse) ProtoMessage() {}
 
 func (x *SuspendSubscriberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +823,7 @@ func (x *SuspendSubscriberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuspendSubscriberResponse.ProtoReflect.Descriptor instead.
 func (*SuspendSubscriberResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SuspendSubscriberResponse) GetSuspension() *Suspension {
@@ -525,7 +842,7 @@ type ReinstateSubscriberRequest struct {
 
 func (x *ReinstateSubscriberRequest) Reset() {
 	*x = ReinstateSubscriberRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -537,7 +854,7 @@ func (x *ReinstateSubscriberRequest) String() string {
 func (*ReinstateSubscriberRequest) ProtoMessage() {}
 
 func (x *ReinstateSubscriberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -550,7 +867,7 @@ func (x *ReinstateSubscriberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstateSubscriberRequest.ProtoReflect.Descriptor instead.
 func (*ReinstateSubscriberRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReinstateSubscriberRequest) GetName() string {
@@ -568,7 +885,7 @@ type ReinstateSubscriberResponse struct {
 
 func (x *ReinstateSubscriberResponse) Reset() {
 	*x = ReinstateSubscriberResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +897,7 @@ func (x *ReinstateSubscriberResponse) String() string {
 func (*ReinstateSubscriberResponse) ProtoMessage() {}
 
 func (x *ReinstateSubscriberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +910,7 @@ func (x *ReinstateSubscriberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstateSubscriberResponse.ProtoReflect.Descriptor instead.
 func (*ReinstateSubscriberResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 type ListSubscribersRequest struct {
@@ -604,7 +921,7 @@ type ListSubscribersRequest struct {
 
 func (x *ListSubscribersRequest) Reset() {
 	*x = ListSubscribersRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +933,7 @@ func (x *ListSubscribersRequest) String() string {
 func (*ListSubscribersRequest) ProtoMessage() {}
 
 func (x *ListSubscribersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +946,7 @@ func (x *ListSubscribersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubscribersRequest.ProtoReflect.Descriptor instead.
 func (*ListSubscribersRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 type Subscriber struct {
@@ -646,7 +963,7 @@ type Subscriber struct {
 
 func (x *Subscriber) Reset() {
 	*x = Subscriber{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +975,7 @@ func (x *Subscriber) String() string {
 func (*Subscriber) ProtoMessage() {}
 
 func (x *Subscriber) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +988,7 @@ func (x *Subscriber) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscriber.ProtoReflect.Descriptor instead.
 func (*Subscriber) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Subscriber) GetName() string {
@@ -718,7 +1035,7 @@ type ListSubscribersResponse struct {
 
 func (x *ListSubscribersResponse) Reset() {
 	*x = ListSubscribersResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +1047,7 @@ func (x *ListSubscribersResponse) String() string {
 func (*ListSubscribersResponse) ProtoMessage() {}
 
 func (x *ListSubscribersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +1060,7 @@ func (x *ListSubscribersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubscribersResponse.ProtoReflect.Descriptor instead.
 func (*ListSubscribersResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListSubscribersResponse) GetSubscribers() []*Subscriber {
@@ -761,7 +1078,7 @@ type ListAgreementsRequest struct {
 
 func (x *ListAgreementsRequest) Reset() {
 	*x = ListAgreementsRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +1090,7 @@ func (x *ListAgreementsRequest) String() string {
 func (*ListAgreementsRequest) ProtoMessage() {}
 
 func (x *ListAgreementsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +1103,7 @@ func (x *ListAgreementsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgreementsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgreementsRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 type Agreement struct {
@@ -808,7 +1125,7 @@ type Agreement struct {
 
 func (x *Agreement) Reset() {
 	*x = Agreement{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +1137,7 @@ func (x *Agreement) String() string {
 func (*Agreement) ProtoMessage() {}
 
 func (x *Agreement) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +1150,7 @@ func (x *Agreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agreement.ProtoReflect.Descriptor instead.
 func (*Agreement) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Agreement) GetPartner() string {
@@ -908,7 +1225,7 @@ type ListAgreementsResponse struct {
 
 func (x *ListAgreementsResponse) Reset() {
 	*x = ListAgreementsResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1237,7 @@ func (x *ListAgreementsResponse) String() string {
 func (*ListAgreementsResponse) ProtoMessage() {}
 
 func (x *ListAgreementsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1250,7 @@ func (x *ListAgreementsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgreementsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgreementsResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListAgreementsResponse) GetAgreements() []*Agreement {
@@ -951,7 +1268,7 @@ type ListSecurityEventsRequest struct {
 
 func (x *ListSecurityEventsRequest) Reset() {
 	*x = ListSecurityEventsRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1280,7 @@ func (x *ListSecurityEventsRequest) String() string {
 func (*ListSecurityEventsRequest) ProtoMessage() {}
 
 func (x *ListSecurityEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1293,7 @@ func (x *ListSecurityEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecurityEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecurityEventsRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 type SecurityEvent struct {
@@ -998,7 +1315,7 @@ type SecurityEvent struct {
 
 func (x *SecurityEvent) Reset() {
 	*x = SecurityEvent{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1327,7 @@ func (x *SecurityEvent) String() string {
 func (*SecurityEvent) ProtoMessage() {}
 
 func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1340,7 @@ func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityEvent.ProtoReflect.Descriptor instead.
 func (*SecurityEvent) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SecurityEvent) GetSeq() uint64 {
@@ -1091,7 +1408,7 @@ type ListSecurityEventsResponse struct {
 
 func (x *ListSecurityEventsResponse) Reset() {
 	*x = ListSecurityEventsResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +1420,7 @@ func (x *ListSecurityEventsResponse) String() string {
 func (*ListSecurityEventsResponse) ProtoMessage() {}
 
 func (x *ListSecurityEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1116,7 +1433,7 @@ func (x *ListSecurityEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecurityEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecurityEventsResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListSecurityEventsResponse) GetEvents() []*SecurityEvent {
@@ -1140,7 +1457,7 @@ type DeclareCrisisRequest struct {
 
 func (x *DeclareCrisisRequest) Reset() {
 	*x = DeclareCrisisRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1469,7 @@ func (x *DeclareCrisisRequest) String() string {
 func (*DeclareCrisisRequest) ProtoMessage() {}
 
 func (x *DeclareCrisisRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1482,7 @@ func (x *DeclareCrisisRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclareCrisisRequest.ProtoReflect.Descriptor instead.
 func (*DeclareCrisisRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeclareCrisisRequest) GetTopics() []string {
@@ -1222,7 +1539,7 @@ type Crisis struct {
 
 func (x *Crisis) Reset() {
 	*x = Crisis{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1234,7 +1551,7 @@ func (x *Crisis) String() string {
 func (*Crisis) ProtoMessage() {}
 
 func (x *Crisis) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1247,7 +1564,7 @@ func (x *Crisis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Crisis.ProtoReflect.Descriptor instead.
 func (*Crisis) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Crisis) GetId() string {
@@ -1331,7 +1648,7 @@ type DeclareCrisisResponse struct {
 
 func (x *DeclareCrisisResponse) Reset() {
 	*x = DeclareCrisisResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1660,7 @@ func (x *DeclareCrisisResponse) String() string {
 func (*DeclareCrisisResponse) ProtoMessage() {}
 
 func (x *DeclareCrisisResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1673,7 @@ func (x *DeclareCrisisResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclareCrisisResponse.ProtoReflect.Descriptor instead.
 func (*DeclareCrisisResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeclareCrisisResponse) GetCrisis() *Crisis {
@@ -1382,7 +1699,7 @@ type EndCrisisRequest struct {
 
 func (x *EndCrisisRequest) Reset() {
 	*x = EndCrisisRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1394,7 +1711,7 @@ func (x *EndCrisisRequest) String() string {
 func (*EndCrisisRequest) ProtoMessage() {}
 
 func (x *EndCrisisRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1407,7 +1724,7 @@ func (x *EndCrisisRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndCrisisRequest.ProtoReflect.Descriptor instead.
 func (*EndCrisisRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EndCrisisRequest) GetId() string {
@@ -1426,7 +1743,7 @@ type EndCrisisResponse struct {
 
 func (x *EndCrisisResponse) Reset() {
 	*x = EndCrisisResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1755,7 @@ func (x *EndCrisisResponse) String() string {
 func (*EndCrisisResponse) ProtoMessage() {}
 
 func (x *EndCrisisResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1768,7 @@ func (x *EndCrisisResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndCrisisResponse.ProtoReflect.Descriptor instead.
 func (*EndCrisisResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EndCrisisResponse) GetCrisis() *Crisis {
@@ -1469,7 +1786,7 @@ type ListCrisesRequest struct {
 
 func (x *ListCrisesRequest) Reset() {
 	*x = ListCrisesRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1798,7 @@ func (x *ListCrisesRequest) String() string {
 func (*ListCrisesRequest) ProtoMessage() {}
 
 func (x *ListCrisesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1811,7 @@ func (x *ListCrisesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCrisesRequest.ProtoReflect.Descriptor instead.
 func (*ListCrisesRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 type ListCrisesResponse struct {
@@ -1506,7 +1823,7 @@ type ListCrisesResponse struct {
 
 func (x *ListCrisesResponse) Reset() {
 	*x = ListCrisesResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1835,7 @@ func (x *ListCrisesResponse) String() string {
 func (*ListCrisesResponse) ProtoMessage() {}
 
 func (x *ListCrisesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1848,7 @@ func (x *ListCrisesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCrisesResponse.ProtoReflect.Descriptor instead.
 func (*ListCrisesResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListCrisesResponse) GetCrises() []*Crisis {
@@ -1550,7 +1867,7 @@ type ReviewCrisisRequest struct {
 
 func (x *ReviewCrisisRequest) Reset() {
 	*x = ReviewCrisisRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1879,7 @@ func (x *ReviewCrisisRequest) String() string {
 func (*ReviewCrisisRequest) ProtoMessage() {}
 
 func (x *ReviewCrisisRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1892,7 @@ func (x *ReviewCrisisRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewCrisisRequest.ProtoReflect.Descriptor instead.
 func (*ReviewCrisisRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReviewCrisisRequest) GetId() string {
@@ -1601,7 +1918,7 @@ type CrisisRelease struct {
 
 func (x *CrisisRelease) Reset() {
 	*x = CrisisRelease{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1930,7 @@ func (x *CrisisRelease) String() string {
 func (*CrisisRelease) ProtoMessage() {}
 
 func (x *CrisisRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1943,7 @@ func (x *CrisisRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CrisisRelease.ProtoReflect.Descriptor instead.
 func (*CrisisRelease) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CrisisRelease) GetReportId() string {
@@ -1681,7 +1998,7 @@ type ReviewCrisisResponse struct {
 
 func (x *ReviewCrisisResponse) Reset() {
 	*x = ReviewCrisisResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +2010,7 @@ func (x *ReviewCrisisResponse) String() string {
 func (*ReviewCrisisResponse) ProtoMessage() {}
 
 func (x *ReviewCrisisResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +2023,7 @@ func (x *ReviewCrisisResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewCrisisResponse.ProtoReflect.Descriptor instead.
 func (*ReviewCrisisResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReviewCrisisResponse) GetCrisis() *Crisis {
@@ -1727,7 +2044,29 @@ var File_tearline_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_tearline_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1dtearline/admin/v1/admin.proto\x12\x11tearline.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftearline/report/v1/report.proto\"f\n" +
+	"\x1dtearline/admin/v1/admin.proto\x12\x11tearline.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftearline/report/v1/report.proto\"Q\n" +
+	"\x0fWithdrawRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\"\x8f\x01\n" +
+	"\x0fWithdrawalParty\x12\x14\n" +
+	"\x05party\x18\x01 \x01(\tR\x05party\x12\"\n" +
+	"\facknowledged\x18\x02 \x01(\bR\facknowledged\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04held\x18\x04 \x01(\bR\x04held\"\xa8\x02\n" +
+	"\x16WithdrawStatusResponse\x12#\n" +
+	"\rwithdrawal_id\x18\x01 \x01(\tR\fwithdrawalId\x12\x1b\n" +
+	"\treport_id\x18\x02 \x01(\tR\breportId\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x0e\n" +
+	"\x02by\x18\x05 \x01(\tR\x02by\x122\n" +
+	"\x06issued\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06issued\x12<\n" +
+	"\aparties\x18\a \x03(\v2\".tearline.admin.v1.WithdrawalPartyR\aparties\x12\x1a\n" +
+	"\bcomplete\x18\b \x01(\bR\bcomplete\"U\n" +
+	"\x10WithdrawResponse\x12A\n" +
+	"\x06status\x18\x01 \x01(\v2).tearline.admin.v1.WithdrawStatusResponseR\x06status\"'\n" +
+	"\x15WithdrawStatusRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"f\n" +
 	"\n" +
 	"Suspension\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x0e\n" +
@@ -1848,7 +2187,7 @@ const file_tearline_admin_v1_admin_proto_rawDesc = "" +
 	"\x06normal\x18\x06 \x01(\v2\x1c.tearline.report.v1.DecisionR\x06normal\"\x87\x01\n" +
 	"\x14ReviewCrisisResponse\x121\n" +
 	"\x06crisis\x18\x01 \x01(\v2\x19.tearline.admin.v1.CrisisR\x06crisis\x12<\n" +
-	"\breleases\x18\x02 \x03(\v2 .tearline.admin.v1.CrisisReleaseR\breleases2\xe5\t\n" +
+	"\breleases\x18\x02 \x03(\v2 .tearline.admin.v1.CrisisReleaseR\breleases2\xa1\v\n" +
 	"\fAdminService\x12e\n" +
 	"\x0eListAgreements\x12(.tearline.admin.v1.ListAgreementsRequest\x1a).tearline.admin.v1.ListAgreementsResponse\x12q\n" +
 	"\x12ListSecurityEvents\x12,.tearline.admin.v1.ListSecurityEventsRequest\x1a-.tearline.admin.v1.ListSecurityEventsResponse\x12b\n" +
@@ -1862,7 +2201,9 @@ const file_tearline_admin_v1_admin_proto_rawDesc = "" +
 	"\fListPartners\x12&.tearline.admin.v1.ListPartnersRequest\x1a'.tearline.admin.v1.ListPartnersResponse\x12n\n" +
 	"\x11SuspendSubscriber\x12+.tearline.admin.v1.SuspendSubscriberRequest\x1a,.tearline.admin.v1.SuspendSubscriberResponse\x12t\n" +
 	"\x13ReinstateSubscriber\x12-.tearline.admin.v1.ReinstateSubscriberRequest\x1a..tearline.admin.v1.ReinstateSubscriberResponse\x12h\n" +
-	"\x0fListSubscribers\x12).tearline.admin.v1.ListSubscribersRequest\x1a*.tearline.admin.v1.ListSubscribersResponseB>Z<github.com/tearline/tearline/proto/tearline/admin/v1;adminv1b\x06proto3"
+	"\x0fListSubscribers\x12).tearline.admin.v1.ListSubscribersRequest\x1a*.tearline.admin.v1.ListSubscribersResponse\x12S\n" +
+	"\bWithdraw\x12\".tearline.admin.v1.WithdrawRequest\x1a#.tearline.admin.v1.WithdrawResponse\x12e\n" +
+	"\x0eWithdrawStatus\x12(.tearline.admin.v1.WithdrawStatusRequest\x1a).tearline.admin.v1.WithdrawStatusResponseB>Z<github.com/tearline/tearline/proto/tearline/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_tearline_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -1876,97 +2217,110 @@ func file_tearline_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_tearline_admin_v1_admin_proto_rawDescData
 }
 
-var file_tearline_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_tearline_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_tearline_admin_v1_admin_proto_goTypes = []any{
-	(*Suspension)(nil),                  // 0: tearline.admin.v1.Suspension
-	(*SuspendPartnerRequest)(nil),       // 1: tearline.admin.v1.SuspendPartnerRequest
-	(*SuspendPartnerResponse)(nil),      // 2: tearline.admin.v1.SuspendPartnerResponse
-	(*ReinstatePartnerRequest)(nil),     // 3: tearline.admin.v1.ReinstatePartnerRequest
-	(*ReinstatePartnerResponse)(nil),    // 4: tearline.admin.v1.ReinstatePartnerResponse
-	(*ListPartnersRequest)(nil),         // 5: tearline.admin.v1.ListPartnersRequest
-	(*Partner)(nil),                     // 6: tearline.admin.v1.Partner
-	(*ListPartnersResponse)(nil),        // 7: tearline.admin.v1.ListPartnersResponse
-	(*SuspendSubscriberRequest)(nil),    // 8: tearline.admin.v1.SuspendSubscriberRequest
-	(*SuspendSubscriberResponse)(nil),   // 9: tearline.admin.v1.SuspendSubscriberResponse
-	(*ReinstateSubscriberRequest)(nil),  // 10: tearline.admin.v1.ReinstateSubscriberRequest
-	(*ReinstateSubscriberResponse)(nil), // 11: tearline.admin.v1.ReinstateSubscriberResponse
-	(*ListSubscribersRequest)(nil),      // 12: tearline.admin.v1.ListSubscribersRequest
-	(*Subscriber)(nil),                  // 13: tearline.admin.v1.Subscriber
-	(*ListSubscribersResponse)(nil),     // 14: tearline.admin.v1.ListSubscribersResponse
-	(*ListAgreementsRequest)(nil),       // 15: tearline.admin.v1.ListAgreementsRequest
-	(*Agreement)(nil),                   // 16: tearline.admin.v1.Agreement
-	(*ListAgreementsResponse)(nil),      // 17: tearline.admin.v1.ListAgreementsResponse
-	(*ListSecurityEventsRequest)(nil),   // 18: tearline.admin.v1.ListSecurityEventsRequest
-	(*SecurityEvent)(nil),               // 19: tearline.admin.v1.SecurityEvent
-	(*ListSecurityEventsResponse)(nil),  // 20: tearline.admin.v1.ListSecurityEventsResponse
-	(*DeclareCrisisRequest)(nil),        // 21: tearline.admin.v1.DeclareCrisisRequest
-	(*Crisis)(nil),                      // 22: tearline.admin.v1.Crisis
-	(*DeclareCrisisResponse)(nil),       // 23: tearline.admin.v1.DeclareCrisisResponse
-	(*EndCrisisRequest)(nil),            // 24: tearline.admin.v1.EndCrisisRequest
-	(*EndCrisisResponse)(nil),           // 25: tearline.admin.v1.EndCrisisResponse
-	(*ListCrisesRequest)(nil),           // 26: tearline.admin.v1.ListCrisesRequest
-	(*ListCrisesResponse)(nil),          // 27: tearline.admin.v1.ListCrisesResponse
-	(*ReviewCrisisRequest)(nil),         // 28: tearline.admin.v1.ReviewCrisisRequest
-	(*CrisisRelease)(nil),               // 29: tearline.admin.v1.CrisisRelease
-	(*ReviewCrisisResponse)(nil),        // 30: tearline.admin.v1.ReviewCrisisResponse
-	(*timestamppb.Timestamp)(nil),       // 31: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 32: google.protobuf.Duration
-	(*v1.Decision)(nil),                 // 33: tearline.report.v1.Decision
+	(*WithdrawRequest)(nil),             // 0: tearline.admin.v1.WithdrawRequest
+	(*WithdrawalParty)(nil),             // 1: tearline.admin.v1.WithdrawalParty
+	(*WithdrawStatusResponse)(nil),      // 2: tearline.admin.v1.WithdrawStatusResponse
+	(*WithdrawResponse)(nil),            // 3: tearline.admin.v1.WithdrawResponse
+	(*WithdrawStatusRequest)(nil),       // 4: tearline.admin.v1.WithdrawStatusRequest
+	(*Suspension)(nil),                  // 5: tearline.admin.v1.Suspension
+	(*SuspendPartnerRequest)(nil),       // 6: tearline.admin.v1.SuspendPartnerRequest
+	(*SuspendPartnerResponse)(nil),      // 7: tearline.admin.v1.SuspendPartnerResponse
+	(*ReinstatePartnerRequest)(nil),     // 8: tearline.admin.v1.ReinstatePartnerRequest
+	(*ReinstatePartnerResponse)(nil),    // 9: tearline.admin.v1.ReinstatePartnerResponse
+	(*ListPartnersRequest)(nil),         // 10: tearline.admin.v1.ListPartnersRequest
+	(*Partner)(nil),                     // 11: tearline.admin.v1.Partner
+	(*ListPartnersResponse)(nil),        // 12: tearline.admin.v1.ListPartnersResponse
+	(*SuspendSubscriberRequest)(nil),    // 13: tearline.admin.v1.SuspendSubscriberRequest
+	(*SuspendSubscriberResponse)(nil),   // 14: tearline.admin.v1.SuspendSubscriberResponse
+	(*ReinstateSubscriberRequest)(nil),  // 15: tearline.admin.v1.ReinstateSubscriberRequest
+	(*ReinstateSubscriberResponse)(nil), // 16: tearline.admin.v1.ReinstateSubscriberResponse
+	(*ListSubscribersRequest)(nil),      // 17: tearline.admin.v1.ListSubscribersRequest
+	(*Subscriber)(nil),                  // 18: tearline.admin.v1.Subscriber
+	(*ListSubscribersResponse)(nil),     // 19: tearline.admin.v1.ListSubscribersResponse
+	(*ListAgreementsRequest)(nil),       // 20: tearline.admin.v1.ListAgreementsRequest
+	(*Agreement)(nil),                   // 21: tearline.admin.v1.Agreement
+	(*ListAgreementsResponse)(nil),      // 22: tearline.admin.v1.ListAgreementsResponse
+	(*ListSecurityEventsRequest)(nil),   // 23: tearline.admin.v1.ListSecurityEventsRequest
+	(*SecurityEvent)(nil),               // 24: tearline.admin.v1.SecurityEvent
+	(*ListSecurityEventsResponse)(nil),  // 25: tearline.admin.v1.ListSecurityEventsResponse
+	(*DeclareCrisisRequest)(nil),        // 26: tearline.admin.v1.DeclareCrisisRequest
+	(*Crisis)(nil),                      // 27: tearline.admin.v1.Crisis
+	(*DeclareCrisisResponse)(nil),       // 28: tearline.admin.v1.DeclareCrisisResponse
+	(*EndCrisisRequest)(nil),            // 29: tearline.admin.v1.EndCrisisRequest
+	(*EndCrisisResponse)(nil),           // 30: tearline.admin.v1.EndCrisisResponse
+	(*ListCrisesRequest)(nil),           // 31: tearline.admin.v1.ListCrisesRequest
+	(*ListCrisesResponse)(nil),          // 32: tearline.admin.v1.ListCrisesResponse
+	(*ReviewCrisisRequest)(nil),         // 33: tearline.admin.v1.ReviewCrisisRequest
+	(*CrisisRelease)(nil),               // 34: tearline.admin.v1.CrisisRelease
+	(*ReviewCrisisResponse)(nil),        // 35: tearline.admin.v1.ReviewCrisisResponse
+	(*timestamppb.Timestamp)(nil),       // 36: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 37: google.protobuf.Duration
+	(*v1.Decision)(nil),                 // 38: tearline.report.v1.Decision
 }
 var file_tearline_admin_v1_admin_proto_depIdxs = []int32{
-	31, // 0: tearline.admin.v1.Suspension.since:type_name -> google.protobuf.Timestamp
-	0,  // 1: tearline.admin.v1.SuspendPartnerResponse.suspension:type_name -> tearline.admin.v1.Suspension
-	0,  // 2: tearline.admin.v1.Partner.suspension:type_name -> tearline.admin.v1.Suspension
-	6,  // 3: tearline.admin.v1.ListPartnersResponse.partners:type_name -> tearline.admin.v1.Partner
-	0,  // 4: tearline.admin.v1.SuspendSubscriberResponse.suspension:type_name -> tearline.admin.v1.Suspension
-	0,  // 5: tearline.admin.v1.Subscriber.suspension:type_name -> tearline.admin.v1.Suspension
-	13, // 6: tearline.admin.v1.ListSubscribersResponse.subscribers:type_name -> tearline.admin.v1.Subscriber
-	31, // 7: tearline.admin.v1.Agreement.valid_from:type_name -> google.protobuf.Timestamp
-	31, // 8: tearline.admin.v1.Agreement.valid_until:type_name -> google.protobuf.Timestamp
-	31, // 9: tearline.admin.v1.Agreement.review:type_name -> google.protobuf.Timestamp
-	16, // 10: tearline.admin.v1.ListAgreementsResponse.agreements:type_name -> tearline.admin.v1.Agreement
-	31, // 11: tearline.admin.v1.SecurityEvent.time:type_name -> google.protobuf.Timestamp
-	19, // 12: tearline.admin.v1.ListSecurityEventsResponse.events:type_name -> tearline.admin.v1.SecurityEvent
-	32, // 13: tearline.admin.v1.DeclareCrisisRequest.duration:type_name -> google.protobuf.Duration
-	31, // 14: tearline.admin.v1.Crisis.issued:type_name -> google.protobuf.Timestamp
-	31, // 15: tearline.admin.v1.Crisis.expires:type_name -> google.protobuf.Timestamp
-	31, // 16: tearline.admin.v1.Crisis.ended:type_name -> google.protobuf.Timestamp
-	22, // 17: tearline.admin.v1.DeclareCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
-	22, // 18: tearline.admin.v1.EndCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
-	22, // 19: tearline.admin.v1.ListCrisesResponse.crises:type_name -> tearline.admin.v1.Crisis
-	31, // 20: tearline.admin.v1.CrisisRelease.time:type_name -> google.protobuf.Timestamp
-	33, // 21: tearline.admin.v1.CrisisRelease.normal:type_name -> tearline.report.v1.Decision
-	22, // 22: tearline.admin.v1.ReviewCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
-	29, // 23: tearline.admin.v1.ReviewCrisisResponse.releases:type_name -> tearline.admin.v1.CrisisRelease
-	15, // 24: tearline.admin.v1.AdminService.ListAgreements:input_type -> tearline.admin.v1.ListAgreementsRequest
-	18, // 25: tearline.admin.v1.AdminService.ListSecurityEvents:input_type -> tearline.admin.v1.ListSecurityEventsRequest
-	21, // 26: tearline.admin.v1.AdminService.DeclareCrisis:input_type -> tearline.admin.v1.DeclareCrisisRequest
-	24, // 27: tearline.admin.v1.AdminService.EndCrisis:input_type -> tearline.admin.v1.EndCrisisRequest
-	26, // 28: tearline.admin.v1.AdminService.ListCrises:input_type -> tearline.admin.v1.ListCrisesRequest
-	28, // 29: tearline.admin.v1.AdminService.ReviewCrisis:input_type -> tearline.admin.v1.ReviewCrisisRequest
-	1,  // 30: tearline.admin.v1.AdminService.SuspendPartner:input_type -> tearline.admin.v1.SuspendPartnerRequest
-	3,  // 31: tearline.admin.v1.AdminService.ReinstatePartner:input_type -> tearline.admin.v1.ReinstatePartnerRequest
-	5,  // 32: tearline.admin.v1.AdminService.ListPartners:input_type -> tearline.admin.v1.ListPartnersRequest
-	8,  // 33: tearline.admin.v1.AdminService.SuspendSubscriber:input_type -> tearline.admin.v1.SuspendSubscriberRequest
-	10, // 34: tearline.admin.v1.AdminService.ReinstateSubscriber:input_type -> tearline.admin.v1.ReinstateSubscriberRequest
-	12, // 35: tearline.admin.v1.AdminService.ListSubscribers:input_type -> tearline.admin.v1.ListSubscribersRequest
-	17, // 36: tearline.admin.v1.AdminService.ListAgreements:output_type -> tearline.admin.v1.ListAgreementsResponse
-	20, // 37: tearline.admin.v1.AdminService.ListSecurityEvents:output_type -> tearline.admin.v1.ListSecurityEventsResponse
-	23, // 38: tearline.admin.v1.AdminService.DeclareCrisis:output_type -> tearline.admin.v1.DeclareCrisisResponse
-	25, // 39: tearline.admin.v1.AdminService.EndCrisis:output_type -> tearline.admin.v1.EndCrisisResponse
-	27, // 40: tearline.admin.v1.AdminService.ListCrises:output_type -> tearline.admin.v1.ListCrisesResponse
-	30, // 41: tearline.admin.v1.AdminService.ReviewCrisis:output_type -> tearline.admin.v1.ReviewCrisisResponse
-	2,  // 42: tearline.admin.v1.AdminService.SuspendPartner:output_type -> tearline.admin.v1.SuspendPartnerResponse
-	4,  // 43: tearline.admin.v1.AdminService.ReinstatePartner:output_type -> tearline.admin.v1.ReinstatePartnerResponse
-	7,  // 44: tearline.admin.v1.AdminService.ListPartners:output_type -> tearline.admin.v1.ListPartnersResponse
-	9,  // 45: tearline.admin.v1.AdminService.SuspendSubscriber:output_type -> tearline.admin.v1.SuspendSubscriberResponse
-	11, // 46: tearline.admin.v1.AdminService.ReinstateSubscriber:output_type -> tearline.admin.v1.ReinstateSubscriberResponse
-	14, // 47: tearline.admin.v1.AdminService.ListSubscribers:output_type -> tearline.admin.v1.ListSubscribersResponse
-	36, // [36:48] is the sub-list for method output_type
-	24, // [24:36] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	36, // 0: tearline.admin.v1.WithdrawalParty.time:type_name -> google.protobuf.Timestamp
+	36, // 1: tearline.admin.v1.WithdrawStatusResponse.issued:type_name -> google.protobuf.Timestamp
+	1,  // 2: tearline.admin.v1.WithdrawStatusResponse.parties:type_name -> tearline.admin.v1.WithdrawalParty
+	2,  // 3: tearline.admin.v1.WithdrawResponse.status:type_name -> tearline.admin.v1.WithdrawStatusResponse
+	36, // 4: tearline.admin.v1.Suspension.since:type_name -> google.protobuf.Timestamp
+	5,  // 5: tearline.admin.v1.SuspendPartnerResponse.suspension:type_name -> tearline.admin.v1.Suspension
+	5,  // 6: tearline.admin.v1.Partner.suspension:type_name -> tearline.admin.v1.Suspension
+	11, // 7: tearline.admin.v1.ListPartnersResponse.partners:type_name -> tearline.admin.v1.Partner
+	5,  // 8: tearline.admin.v1.SuspendSubscriberResponse.suspension:type_name -> tearline.admin.v1.Suspension
+	5,  // 9: tearline.admin.v1.Subscriber.suspension:type_name -> tearline.admin.v1.Suspension
+	18, // 10: tearline.admin.v1.ListSubscribersResponse.subscribers:type_name -> tearline.admin.v1.Subscriber
+	36, // 11: tearline.admin.v1.Agreement.valid_from:type_name -> google.protobuf.Timestamp
+	36, // 12: tearline.admin.v1.Agreement.valid_until:type_name -> google.protobuf.Timestamp
+	36, // 13: tearline.admin.v1.Agreement.review:type_name -> google.protobuf.Timestamp
+	21, // 14: tearline.admin.v1.ListAgreementsResponse.agreements:type_name -> tearline.admin.v1.Agreement
+	36, // 15: tearline.admin.v1.SecurityEvent.time:type_name -> google.protobuf.Timestamp
+	24, // 16: tearline.admin.v1.ListSecurityEventsResponse.events:type_name -> tearline.admin.v1.SecurityEvent
+	37, // 17: tearline.admin.v1.DeclareCrisisRequest.duration:type_name -> google.protobuf.Duration
+	36, // 18: tearline.admin.v1.Crisis.issued:type_name -> google.protobuf.Timestamp
+	36, // 19: tearline.admin.v1.Crisis.expires:type_name -> google.protobuf.Timestamp
+	36, // 20: tearline.admin.v1.Crisis.ended:type_name -> google.protobuf.Timestamp
+	27, // 21: tearline.admin.v1.DeclareCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
+	27, // 22: tearline.admin.v1.EndCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
+	27, // 23: tearline.admin.v1.ListCrisesResponse.crises:type_name -> tearline.admin.v1.Crisis
+	36, // 24: tearline.admin.v1.CrisisRelease.time:type_name -> google.protobuf.Timestamp
+	38, // 25: tearline.admin.v1.CrisisRelease.normal:type_name -> tearline.report.v1.Decision
+	27, // 26: tearline.admin.v1.ReviewCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
+	34, // 27: tearline.admin.v1.ReviewCrisisResponse.releases:type_name -> tearline.admin.v1.CrisisRelease
+	20, // 28: tearline.admin.v1.AdminService.ListAgreements:input_type -> tearline.admin.v1.ListAgreementsRequest
+	23, // 29: tearline.admin.v1.AdminService.ListSecurityEvents:input_type -> tearline.admin.v1.ListSecurityEventsRequest
+	26, // 30: tearline.admin.v1.AdminService.DeclareCrisis:input_type -> tearline.admin.v1.DeclareCrisisRequest
+	29, // 31: tearline.admin.v1.AdminService.EndCrisis:input_type -> tearline.admin.v1.EndCrisisRequest
+	31, // 32: tearline.admin.v1.AdminService.ListCrises:input_type -> tearline.admin.v1.ListCrisesRequest
+	33, // 33: tearline.admin.v1.AdminService.ReviewCrisis:input_type -> tearline.admin.v1.ReviewCrisisRequest
+	6,  // 34: tearline.admin.v1.AdminService.SuspendPartner:input_type -> tearline.admin.v1.SuspendPartnerRequest
+	8,  // 35: tearline.admin.v1.AdminService.ReinstatePartner:input_type -> tearline.admin.v1.ReinstatePartnerRequest
+	10, // 36: tearline.admin.v1.AdminService.ListPartners:input_type -> tearline.admin.v1.ListPartnersRequest
+	13, // 37: tearline.admin.v1.AdminService.SuspendSubscriber:input_type -> tearline.admin.v1.SuspendSubscriberRequest
+	15, // 38: tearline.admin.v1.AdminService.ReinstateSubscriber:input_type -> tearline.admin.v1.ReinstateSubscriberRequest
+	17, // 39: tearline.admin.v1.AdminService.ListSubscribers:input_type -> tearline.admin.v1.ListSubscribersRequest
+	0,  // 40: tearline.admin.v1.AdminService.Withdraw:input_type -> tearline.admin.v1.WithdrawRequest
+	4,  // 41: tearline.admin.v1.AdminService.WithdrawStatus:input_type -> tearline.admin.v1.WithdrawStatusRequest
+	22, // 42: tearline.admin.v1.AdminService.ListAgreements:output_type -> tearline.admin.v1.ListAgreementsResponse
+	25, // 43: tearline.admin.v1.AdminService.ListSecurityEvents:output_type -> tearline.admin.v1.ListSecurityEventsResponse
+	28, // 44: tearline.admin.v1.AdminService.DeclareCrisis:output_type -> tearline.admin.v1.DeclareCrisisResponse
+	30, // 45: tearline.admin.v1.AdminService.EndCrisis:output_type -> tearline.admin.v1.EndCrisisResponse
+	32, // 46: tearline.admin.v1.AdminService.ListCrises:output_type -> tearline.admin.v1.ListCrisesResponse
+	35, // 47: tearline.admin.v1.AdminService.ReviewCrisis:output_type -> tearline.admin.v1.ReviewCrisisResponse
+	7,  // 48: tearline.admin.v1.AdminService.SuspendPartner:output_type -> tearline.admin.v1.SuspendPartnerResponse
+	9,  // 49: tearline.admin.v1.AdminService.ReinstatePartner:output_type -> tearline.admin.v1.ReinstatePartnerResponse
+	12, // 50: tearline.admin.v1.AdminService.ListPartners:output_type -> tearline.admin.v1.ListPartnersResponse
+	14, // 51: tearline.admin.v1.AdminService.SuspendSubscriber:output_type -> tearline.admin.v1.SuspendSubscriberResponse
+	16, // 52: tearline.admin.v1.AdminService.ReinstateSubscriber:output_type -> tearline.admin.v1.ReinstateSubscriberResponse
+	19, // 53: tearline.admin.v1.AdminService.ListSubscribers:output_type -> tearline.admin.v1.ListSubscribersResponse
+	3,  // 54: tearline.admin.v1.AdminService.Withdraw:output_type -> tearline.admin.v1.WithdrawResponse
+	2,  // 55: tearline.admin.v1.AdminService.WithdrawStatus:output_type -> tearline.admin.v1.WithdrawStatusResponse
+	42, // [42:56] is the sub-list for method output_type
+	28, // [28:42] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_tearline_admin_v1_admin_proto_init() }
@@ -1980,7 +2334,7 @@ func file_tearline_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_admin_v1_admin_proto_rawDesc), len(file_tearline_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,8 @@ const (
 	AdminService_SuspendSubscriber_FullMethodName   = "/tearline.admin.v1.AdminService/SuspendSubscriber"
 	AdminService_ReinstateSubscriber_FullMethodName = "/tearline.admin.v1.AdminService/ReinstateSubscriber"
 	AdminService_ListSubscribers_FullMethodName     = "/tearline.admin.v1.AdminService/ListSubscribers"
+	AdminService_Withdraw_FullMethodName            = "/tearline.admin.v1.AdminService/Withdraw"
+	AdminService_WithdrawStatus_FullMethodName      = "/tearline.admin.v1.AdminService/WithdrawStatus"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -95,6 +97,16 @@ type AdminServiceClient interface {
 	//
 	// Authorisation: officers of this node's party.
 	ListSubscribers(ctx context.Context, in *ListSubscribersRequest, opts ...grpc.CallOption) (*ListSubscribersResponse, error)
+	// Withdraw signs a withdrawal of one of this party's reports and sends it
+	// to every party the report was released to; each holder applies it,
+	// passes it on and acknowledges it. Delivery is retried until all have.
+	//
+	// Authorisation: officers of this node's party.
+	Withdraw(ctx context.Context, in *WithdrawRequest, opts ...grpc.CallOption) (*WithdrawResponse, error)
+	// WithdrawStatus shows who has acknowledged a withdrawal and who has not.
+	//
+	// Authorisation: officers of this node's party.
+	WithdrawStatus(ctx context.Context, in *WithdrawStatusRequest, opts ...grpc.CallOption) (*WithdrawStatusResponse, error)
 }
 
 type adminServiceClient struct {
@@ -225,6 +237,26 @@ func (c *adminServiceClient) ListSubscribers(ctx context.Context, in *ListSubscr
 	return out, nil
 }
 
+func (c *adminServiceClient) Withdraw(ctx context.Context, in *WithdrawRequest, opts ...grpc.CallOption) (*WithdrawResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WithdrawResponse)
+	err := c.cc.Invoke(ctx, AdminService_Withdraw_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) WithdrawStatus(ctx context.Context, in *WithdrawStatusRequest, opts ...grpc.CallOption) (*WithdrawStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WithdrawStatusResponse)
+	err := c.cc.Invoke(ctx, AdminService_WithdrawStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -287,6 +319,16 @@ type AdminServiceServer interface {
 	//
 	// Authorisation: officers of this node's party.
 	ListSubscribers(context.Context, *ListSubscribersRequest) (*ListSubscribersResponse, error)
+	// Withdraw signs a withdrawal of one of this party's reports and sends it
+	// to every party the report was released to; each holder applies it,
+	// passes it on and acknowledges it. Delivery is retried until all have.
+	//
+	// Authorisation: officers of this node's party.
+	Withdraw(context.Context, *WithdrawRequest) (*WithdrawResponse, error)
+	// WithdrawStatus shows who has acknowledged a withdrawal and who has not.
+	//
+	// Authorisation: officers of this node's party.
+	WithdrawStatus(context.Context, *WithdrawStatusRequest) (*WithdrawStatusResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -332,6 +374,12 @@ func (UnimplementedAdminServiceServer) ReinstateSubscriber(context.Context, *Rei
 }
 func (UnimplementedAdminServiceServer) ListSubscribers(context.Context, *ListSubscribersRequest) (*ListSubscribersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSubscribers not implemented")
+}
+func (UnimplementedAdminServiceServer) Withdraw(context.Context, *WithdrawRequest) (*WithdrawResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Withdraw not implemented")
+}
+func (UnimplementedAdminServiceServer) WithdrawStatus(context.Context, *WithdrawStatusRequest) (*WithdrawStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WithdrawStatus not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -570,6 +618,42 @@ func _AdminService_ListSubscribers_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_Withdraw_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WithdrawRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).Withdraw(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_Withdraw_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).Withdraw(ctx, req.(*WithdrawRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_WithdrawStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WithdrawStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).WithdrawStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_WithdrawStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).WithdrawStatus(ctx, req.(*WithdrawStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -624,6 +708,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListSubscribers",
 			Handler:    _AdminService_ListSubscribers_Handler,
+		},
+		{
+			MethodName: "Withdraw",
+			Handler:    _AdminService_Withdraw_Handler,
+		},
+		{
+			MethodName: "WithdrawStatus",
+			Handler:    _AdminService_WithdrawStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

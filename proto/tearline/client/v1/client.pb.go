@@ -705,9 +705,11 @@ type ReportView struct {
 	// the originator's CA as this node knows it.
 	SignatureVerified bool `protobuf:"varint,6,opt,name=signature_verified,json=signatureVerified,proto3" json:"signature_verified,omitempty"`
 	// Subject (URI SAN) of the header's signer.
-	Signer        string         `protobuf:"bytes,7,opt,name=signer,proto3" json:"signer,omitempty"`
-	Portions      []*PortionView `protobuf:"bytes,8,rep,name=portions,proto3" json:"portions,omitempty"`
-	Hops          []*HopView     `protobuf:"bytes,9,rep,name=hops,proto3" json:"hops,omitempty"`
+	Signer   string         `protobuf:"bytes,7,opt,name=signer,proto3" json:"signer,omitempty"`
+	Portions []*PortionView `protobuf:"bytes,8,rep,name=portions,proto3" json:"portions,omitempty"`
+	Hops     []*HopView     `protobuf:"bytes,9,rep,name=hops,proto3" json:"hops,omitempty"`
+	// Set when the originator has withdrawn the report: no content is shown.
+	Withdrawal    *WithdrawalView `protobuf:"bytes,10,opt,name=withdrawal,proto3" json:"withdrawal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -805,6 +807,82 @@ func (x *ReportView) GetHops() []*HopView {
 	return nil
 }
 
+func (x *ReportView) GetWithdrawal() *WithdrawalView {
+	if x != nil {
+		return x.Withdrawal
+	}
+	return nil
+}
+
+type WithdrawalView struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// purge or quarantine.
+	Action        string                 `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Applied       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=applied,proto3" json:"applied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawalView) Reset() {
+	*x = WithdrawalView{}
+	mi := &file_tearline_client_v1_client_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawalView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawalView) ProtoMessage() {}
+
+func (x *WithdrawalView) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_client_v1_client_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawalView.ProtoReflect.Descriptor instead.
+func (*WithdrawalView) Descriptor() ([]byte, []int) {
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WithdrawalView) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WithdrawalView) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *WithdrawalView) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *WithdrawalView) GetApplied() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Applied
+	}
+	return nil
+}
+
 type GetReportResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Report        *ReportView            `protobuf:"bytes,1,opt,name=report,proto3" json:"report,omitempty"`
@@ -814,7 +892,7 @@ type GetReportResponse struct {
 
 func (x *GetReportResponse) Reset() {
 	*x = GetReportResponse{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[11]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +904,7 @@ func (x *GetReportResponse) String() string {
 func (*GetReportResponse) ProtoMessage() {}
 
 func (x *GetReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[11]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +917,7 @@ func (x *GetReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReportResponse.ProtoReflect.Descriptor instead.
 func (*GetReportResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{11}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetReportResponse) GetReport() *ReportView {
@@ -858,7 +936,7 @@ type GetProvenanceRequest struct {
 
 func (x *GetProvenanceRequest) Reset() {
 	*x = GetProvenanceRequest{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[12]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +948,7 @@ func (x *GetProvenanceRequest) String() string {
 func (*GetProvenanceRequest) ProtoMessage() {}
 
 func (x *GetProvenanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[12]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +961,7 @@ func (x *GetProvenanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProvenanceRequest.ProtoReflect.Descriptor instead.
 func (*GetProvenanceRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{12}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetProvenanceRequest) GetId() string {
@@ -912,7 +990,7 @@ type ProvenanceEvent struct {
 
 func (x *ProvenanceEvent) Reset() {
 	*x = ProvenanceEvent{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[13]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1002,7 @@ func (x *ProvenanceEvent) String() string {
 func (*ProvenanceEvent) ProtoMessage() {}
 
 func (x *ProvenanceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[13]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1015,7 @@ func (x *ProvenanceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvenanceEvent.ProtoReflect.Descriptor instead.
 func (*ProvenanceEvent) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{13}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ProvenanceEvent) GetSeq() uint64 {
@@ -999,7 +1077,7 @@ type GetProvenanceResponse struct {
 
 func (x *GetProvenanceResponse) Reset() {
 	*x = GetProvenanceResponse{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[14]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +1089,7 @@ func (x *GetProvenanceResponse) String() string {
 func (*GetProvenanceResponse) ProtoMessage() {}
 
 func (x *GetProvenanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[14]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +1102,7 @@ func (x *GetProvenanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProvenanceResponse.ProtoReflect.Descriptor instead.
 func (*GetProvenanceResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{14}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetProvenanceResponse) GetReport() *ReportView {
@@ -1055,7 +1133,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[15]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1145,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[15]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1158,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{15}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SubscribeRequest) GetAfter() uint64 {
@@ -1115,7 +1193,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[16]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1205,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[16]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1218,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{16}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SubscribeResponse) GetCursor() uint64 {
@@ -1170,7 +1248,7 @@ type ShareRequest struct {
 
 func (x *ShareRequest) Reset() {
 	*x = ShareRequest{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[17]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1260,7 @@ func (x *ShareRequest) String() string {
 func (*ShareRequest) ProtoMessage() {}
 
 func (x *ShareRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[17]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1273,7 @@ func (x *ShareRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareRequest.ProtoReflect.Descriptor instead.
 func (*ShareRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{17}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ShareRequest) GetId() string {
@@ -1228,7 +1306,7 @@ type ShareResponse struct {
 
 func (x *ShareResponse) Reset() {
 	*x = ShareResponse{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[18]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1318,7 @@ func (x *ShareResponse) String() string {
 func (*ShareResponse) ProtoMessage() {}
 
 func (x *ShareResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[18]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1331,7 @@ func (x *ShareResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareResponse.ProtoReflect.Descriptor instead.
 func (*ShareResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{18}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ShareResponse) GetDecisions() []*v1.Decision {
@@ -1277,7 +1355,7 @@ type RequestConsentRequest struct {
 
 func (x *RequestConsentRequest) Reset() {
 	*x = RequestConsentRequest{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[19]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1367,7 @@ func (x *RequestConsentRequest) String() string {
 func (*RequestConsentRequest) ProtoMessage() {}
 
 func (x *RequestConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[19]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1380,7 @@ func (x *RequestConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestConsentRequest.ProtoReflect.Descriptor instead.
 func (*RequestConsentRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{19}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RequestConsentRequest) GetId() string {
@@ -1361,7 +1439,7 @@ type Consent struct {
 
 func (x *Consent) Reset() {
 	*x = Consent{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[20]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1451,7 @@ func (x *Consent) String() string {
 func (*Consent) ProtoMessage() {}
 
 func (x *Consent) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[20]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1464,7 @@ func (x *Consent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Consent.ProtoReflect.Descriptor instead.
 func (*Consent) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{20}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Consent) GetId() string {
@@ -1489,7 +1567,7 @@ type RequestConsentResponse struct {
 
 func (x *RequestConsentResponse) Reset() {
 	*x = RequestConsentResponse{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[21]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1579,7 @@ func (x *RequestConsentResponse) String() string {
 func (*RequestConsentResponse) ProtoMessage() {}
 
 func (x *RequestConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[21]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1592,7 @@ func (x *RequestConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestConsentResponse.ProtoReflect.Descriptor instead.
 func (*RequestConsentResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{21}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RequestConsentResponse) GetConsent() *Consent {
@@ -1532,7 +1610,7 @@ type ListConsentsRequest struct {
 
 func (x *ListConsentsRequest) Reset() {
 	*x = ListConsentsRequest{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[22]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +1622,7 @@ func (x *ListConsentsRequest) String() string {
 func (*ListConsentsRequest) ProtoMessage() {}
 
 func (x *ListConsentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[22]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +1635,7 @@ func (x *ListConsentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsentsRequest.ProtoReflect.Descriptor instead.
 func (*ListConsentsRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{22}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{23}
 }
 
 type ListConsentsResponse struct {
@@ -1569,7 +1647,7 @@ type ListConsentsResponse struct {
 
 func (x *ListConsentsResponse) Reset() {
 	*x = ListConsentsResponse{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[23]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1659,7 @@ func (x *ListConsentsResponse) String() string {
 func (*ListConsentsResponse) ProtoMessage() {}
 
 func (x *ListConsentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[23]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1672,7 @@ func (x *ListConsentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsentsResponse.ProtoReflect.Descriptor instead.
 func (*ListConsentsResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{23}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListConsentsResponse) GetConsents() []*Consent {
@@ -1618,7 +1696,7 @@ type DecideConsentRequest struct {
 
 func (x *DecideConsentRequest) Reset() {
 	*x = DecideConsentRequest{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[24]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1630,7 +1708,7 @@ func (x *DecideConsentRequest) String() string {
 func (*DecideConsentRequest) ProtoMessage() {}
 
 func (x *DecideConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[24]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1643,7 +1721,7 @@ func (x *DecideConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideConsentRequest.ProtoReflect.Descriptor instead.
 func (*DecideConsentRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{24}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DecideConsentRequest) GetId() string {
@@ -1683,7 +1761,7 @@ type DecideConsentResponse struct {
 
 func (x *DecideConsentResponse) Reset() {
 	*x = DecideConsentResponse{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[25]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1773,7 @@ func (x *DecideConsentResponse) String() string {
 func (*DecideConsentResponse) ProtoMessage() {}
 
 func (x *DecideConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[25]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1786,7 @@ func (x *DecideConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideConsentResponse.ProtoReflect.Descriptor instead.
 func (*DecideConsentResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{25}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DecideConsentResponse) GetConsent() *Consent {
@@ -1772,7 +1850,7 @@ const file_tearline_client_v1_client_proto_rawDesc = "" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12.\n" +
 	"\x04sent\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04sent\x12>\n" +
 	"\bportions\x18\x04 \x03(\v2\".tearline.report.v1.PortionReleaseR\bportions\x12\x16\n" +
-	"\x06signer\x18\x05 \x01(\tR\x06signer\"\xf5\x02\n" +
+	"\x06signer\x18\x05 \x01(\tR\x06signer\"\xb9\x03\n" +
 	"\n" +
 	"ReportView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
@@ -1785,7 +1863,16 @@ const file_tearline_client_v1_client_proto_rawDesc = "" +
 	"\x12signature_verified\x18\x06 \x01(\bR\x11signatureVerified\x12\x16\n" +
 	"\x06signer\x18\a \x01(\tR\x06signer\x12;\n" +
 	"\bportions\x18\b \x03(\v2\x1f.tearline.client.v1.PortionViewR\bportions\x12/\n" +
-	"\x04hops\x18\t \x03(\v2\x1b.tearline.client.v1.HopViewR\x04hops\"K\n" +
+	"\x04hops\x18\t \x03(\v2\x1b.tearline.client.v1.HopViewR\x04hops\x12B\n" +
+	"\n" +
+	"withdrawal\x18\n" +
+	" \x01(\v2\".tearline.client.v1.WithdrawalViewR\n" +
+	"withdrawal\"\x86\x01\n" +
+	"\x0eWithdrawalView\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x124\n" +
+	"\aapplied\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aapplied\"K\n" +
 	"\x11GetReportResponse\x126\n" +
 	"\x06report\x18\x01 \x01(\v2\x1e.tearline.client.v1.ReportViewR\x06report\"&\n" +
 	"\x14GetProvenanceRequest\x12\x0e\n" +
@@ -1871,7 +1958,7 @@ func file_tearline_client_v1_client_proto_rawDescGZIP() []byte {
 	return file_tearline_client_v1_client_proto_rawDescData
 }
 
-var file_tearline_client_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_tearline_client_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_tearline_client_v1_client_proto_goTypes = []any{
 	(*NewPortion)(nil),             // 0: tearline.client.v1.NewPortion
 	(*PublishRequest)(nil),         // 1: tearline.client.v1.PublishRequest
@@ -1884,77 +1971,80 @@ var file_tearline_client_v1_client_proto_goTypes = []any{
 	(*PortionView)(nil),            // 8: tearline.client.v1.PortionView
 	(*HopView)(nil),                // 9: tearline.client.v1.HopView
 	(*ReportView)(nil),             // 10: tearline.client.v1.ReportView
-	(*GetReportResponse)(nil),      // 11: tearline.client.v1.GetReportResponse
-	(*GetProvenanceRequest)(nil),   // 12: tearline.client.v1.GetProvenanceRequest
-	(*ProvenanceEvent)(nil),        // 13: tearline.client.v1.ProvenanceEvent
-	(*GetProvenanceResponse)(nil),  // 14: tearline.client.v1.GetProvenanceResponse
-	(*SubscribeRequest)(nil),       // 15: tearline.client.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),      // 16: tearline.client.v1.SubscribeResponse
-	(*ShareRequest)(nil),           // 17: tearline.client.v1.ShareRequest
-	(*ShareResponse)(nil),          // 18: tearline.client.v1.ShareResponse
-	(*RequestConsentRequest)(nil),  // 19: tearline.client.v1.RequestConsentRequest
-	(*Consent)(nil),                // 20: tearline.client.v1.Consent
-	(*RequestConsentResponse)(nil), // 21: tearline.client.v1.RequestConsentResponse
-	(*ListConsentsRequest)(nil),    // 22: tearline.client.v1.ListConsentsRequest
-	(*ListConsentsResponse)(nil),   // 23: tearline.client.v1.ListConsentsResponse
-	(*DecideConsentRequest)(nil),   // 24: tearline.client.v1.DecideConsentRequest
-	(*DecideConsentResponse)(nil),  // 25: tearline.client.v1.DecideConsentResponse
-	(*v1.RouteEntry)(nil),          // 26: tearline.report.v1.RouteEntry
-	(*v1.Decision)(nil),            // 27: tearline.report.v1.Decision
-	(*timestamppb.Timestamp)(nil),  // 28: google.protobuf.Timestamp
-	(*v1.PortionRelease)(nil),      // 29: tearline.report.v1.PortionRelease
-	(*durationpb.Duration)(nil),    // 30: google.protobuf.Duration
+	(*WithdrawalView)(nil),         // 11: tearline.client.v1.WithdrawalView
+	(*GetReportResponse)(nil),      // 12: tearline.client.v1.GetReportResponse
+	(*GetProvenanceRequest)(nil),   // 13: tearline.client.v1.GetProvenanceRequest
+	(*ProvenanceEvent)(nil),        // 14: tearline.client.v1.ProvenanceEvent
+	(*GetProvenanceResponse)(nil),  // 15: tearline.client.v1.GetProvenanceResponse
+	(*SubscribeRequest)(nil),       // 16: tearline.client.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),      // 17: tearline.client.v1.SubscribeResponse
+	(*ShareRequest)(nil),           // 18: tearline.client.v1.ShareRequest
+	(*ShareResponse)(nil),          // 19: tearline.client.v1.ShareResponse
+	(*RequestConsentRequest)(nil),  // 20: tearline.client.v1.RequestConsentRequest
+	(*Consent)(nil),                // 21: tearline.client.v1.Consent
+	(*RequestConsentResponse)(nil), // 22: tearline.client.v1.RequestConsentResponse
+	(*ListConsentsRequest)(nil),    // 23: tearline.client.v1.ListConsentsRequest
+	(*ListConsentsResponse)(nil),   // 24: tearline.client.v1.ListConsentsResponse
+	(*DecideConsentRequest)(nil),   // 25: tearline.client.v1.DecideConsentRequest
+	(*DecideConsentResponse)(nil),  // 26: tearline.client.v1.DecideConsentResponse
+	(*v1.RouteEntry)(nil),          // 27: tearline.report.v1.RouteEntry
+	(*v1.Decision)(nil),            // 28: tearline.report.v1.Decision
+	(*timestamppb.Timestamp)(nil),  // 29: google.protobuf.Timestamp
+	(*v1.PortionRelease)(nil),      // 30: tearline.report.v1.PortionRelease
+	(*durationpb.Duration)(nil),    // 31: google.protobuf.Duration
 }
 var file_tearline_client_v1_client_proto_depIdxs = []int32{
 	0,  // 0: tearline.client.v1.PublishRequest.portions:type_name -> tearline.client.v1.NewPortion
-	26, // 1: tearline.client.v1.PublishRequest.route:type_name -> tearline.report.v1.RouteEntry
-	27, // 2: tearline.client.v1.Release.decisions:type_name -> tearline.report.v1.Decision
+	27, // 1: tearline.client.v1.PublishRequest.route:type_name -> tearline.report.v1.RouteEntry
+	28, // 2: tearline.client.v1.Release.decisions:type_name -> tearline.report.v1.Decision
 	2,  // 3: tearline.client.v1.PublishResponse.releases:type_name -> tearline.client.v1.Release
-	28, // 4: tearline.client.v1.ReportSummary.created:type_name -> google.protobuf.Timestamp
+	29, // 4: tearline.client.v1.ReportSummary.created:type_name -> google.protobuf.Timestamp
 	5,  // 5: tearline.client.v1.ListReportsResponse.reports:type_name -> tearline.client.v1.ReportSummary
-	28, // 6: tearline.client.v1.HopView.sent:type_name -> google.protobuf.Timestamp
-	29, // 7: tearline.client.v1.HopView.portions:type_name -> tearline.report.v1.PortionRelease
-	28, // 8: tearline.client.v1.ReportView.created:type_name -> google.protobuf.Timestamp
-	26, // 9: tearline.client.v1.ReportView.route:type_name -> tearline.report.v1.RouteEntry
+	29, // 6: tearline.client.v1.HopView.sent:type_name -> google.protobuf.Timestamp
+	30, // 7: tearline.client.v1.HopView.portions:type_name -> tearline.report.v1.PortionRelease
+	29, // 8: tearline.client.v1.ReportView.created:type_name -> google.protobuf.Timestamp
+	27, // 9: tearline.client.v1.ReportView.route:type_name -> tearline.report.v1.RouteEntry
 	8,  // 10: tearline.client.v1.ReportView.portions:type_name -> tearline.client.v1.PortionView
 	9,  // 11: tearline.client.v1.ReportView.hops:type_name -> tearline.client.v1.HopView
-	10, // 12: tearline.client.v1.GetReportResponse.report:type_name -> tearline.client.v1.ReportView
-	28, // 13: tearline.client.v1.ProvenanceEvent.time:type_name -> google.protobuf.Timestamp
-	27, // 14: tearline.client.v1.ProvenanceEvent.decisions:type_name -> tearline.report.v1.Decision
-	10, // 15: tearline.client.v1.GetProvenanceResponse.report:type_name -> tearline.client.v1.ReportView
-	13, // 16: tearline.client.v1.GetProvenanceResponse.events:type_name -> tearline.client.v1.ProvenanceEvent
-	10, // 17: tearline.client.v1.SubscribeResponse.report:type_name -> tearline.client.v1.ReportView
-	27, // 18: tearline.client.v1.ShareResponse.decisions:type_name -> tearline.report.v1.Decision
-	28, // 19: tearline.client.v1.Consent.requested:type_name -> google.protobuf.Timestamp
-	28, // 20: tearline.client.v1.Consent.decided:type_name -> google.protobuf.Timestamp
-	28, // 21: tearline.client.v1.Consent.expires:type_name -> google.protobuf.Timestamp
-	20, // 22: tearline.client.v1.RequestConsentResponse.consent:type_name -> tearline.client.v1.Consent
-	20, // 23: tearline.client.v1.ListConsentsResponse.consents:type_name -> tearline.client.v1.Consent
-	30, // 24: tearline.client.v1.DecideConsentRequest.ttl:type_name -> google.protobuf.Duration
-	20, // 25: tearline.client.v1.DecideConsentResponse.consent:type_name -> tearline.client.v1.Consent
-	1,  // 26: tearline.client.v1.ClientService.Publish:input_type -> tearline.client.v1.PublishRequest
-	4,  // 27: tearline.client.v1.ClientService.ListReports:input_type -> tearline.client.v1.ListReportsRequest
-	7,  // 28: tearline.client.v1.ClientService.GetReport:input_type -> tearline.client.v1.GetReportRequest
-	12, // 29: tearline.client.v1.ClientService.GetProvenance:input_type -> tearline.client.v1.GetProvenanceRequest
-	15, // 30: tearline.client.v1.ClientService.Subscribe:input_type -> tearline.client.v1.SubscribeRequest
-	17, // 31: tearline.client.v1.ClientService.Share:input_type -> tearline.client.v1.ShareRequest
-	19, // 32: tearline.client.v1.ClientService.RequestConsent:input_type -> tearline.client.v1.RequestConsentRequest
-	22, // 33: tearline.client.v1.ClientService.ListConsents:input_type -> tearline.client.v1.ListConsentsRequest
-	24, // 34: tearline.client.v1.ClientService.DecideConsent:input_type -> tearline.client.v1.DecideConsentRequest
-	3,  // 35: tearline.client.v1.ClientService.Publish:output_type -> tearline.client.v1.PublishResponse
-	6,  // 36: tearline.client.v1.ClientService.ListReports:output_type -> tearline.client.v1.ListReportsResponse
-	11, // 37: tearline.client.v1.ClientService.GetReport:output_type -> tearline.client.v1.GetReportResponse
-	14, // 38: tearline.client.v1.ClientService.GetProvenance:output_type -> tearline.client.v1.GetProvenanceResponse
-	16, // 39: tearline.client.v1.ClientService.Subscribe:output_type -> tearline.client.v1.SubscribeResponse
-	18, // 40: tearline.client.v1.ClientService.Share:output_type -> tearline.client.v1.ShareResponse
-	21, // 41: tearline.client.v1.ClientService.RequestConsent:output_type -> tearline.client.v1.RequestConsentResponse
-	23, // 42: tearline.client.v1.ClientService.ListConsents:output_type -> tearline.client.v1.ListConsentsResponse
-	25, // 43: tearline.client.v1.ClientService.DecideConsent:output_type -> tearline.client.v1.DecideConsentResponse
-	35, // [35:44] is the sub-list for method output_type
-	26, // [26:35] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	11, // 12: tearline.client.v1.ReportView.withdrawal:type_name -> tearline.client.v1.WithdrawalView
+	29, // 13: tearline.client.v1.WithdrawalView.applied:type_name -> google.protobuf.Timestamp
+	10, // 14: tearline.client.v1.GetReportResponse.report:type_name -> tearline.client.v1.ReportView
+	29, // 15: tearline.client.v1.ProvenanceEvent.time:type_name -> google.protobuf.Timestamp
+	28, // 16: tearline.client.v1.ProvenanceEvent.decisions:type_name -> tearline.report.v1.Decision
+	10, // 17: tearline.client.v1.GetProvenanceResponse.report:type_name -> tearline.client.v1.ReportView
+	14, // 18: tearline.client.v1.GetProvenanceResponse.events:type_name -> tearline.client.v1.ProvenanceEvent
+	10, // 19: tearline.client.v1.SubscribeResponse.report:type_name -> tearline.client.v1.ReportView
+	28, // 20: tearline.client.v1.ShareResponse.decisions:type_name -> tearline.report.v1.Decision
+	29, // 21: tearline.client.v1.Consent.requested:type_name -> google.protobuf.Timestamp
+	29, // 22: tearline.client.v1.Consent.decided:type_name -> google.protobuf.Timestamp
+	29, // 23: tearline.client.v1.Consent.expires:type_name -> google.protobuf.Timestamp
+	21, // 24: tearline.client.v1.RequestConsentResponse.consent:type_name -> tearline.client.v1.Consent
+	21, // 25: tearline.client.v1.ListConsentsResponse.consents:type_name -> tearline.client.v1.Consent
+	31, // 26: tearline.client.v1.DecideConsentRequest.ttl:type_name -> google.protobuf.Duration
+	21, // 27: tearline.client.v1.DecideConsentResponse.consent:type_name -> tearline.client.v1.Consent
+	1,  // 28: tearline.client.v1.ClientService.Publish:input_type -> tearline.client.v1.PublishRequest
+	4,  // 29: tearline.client.v1.ClientService.ListReports:input_type -> tearline.client.v1.ListReportsRequest
+	7,  // 30: tearline.client.v1.ClientService.GetReport:input_type -> tearline.client.v1.GetReportRequest
+	13, // 31: tearline.client.v1.ClientService.GetProvenance:input_type -> tearline.client.v1.GetProvenanceRequest
+	16, // 32: tearline.client.v1.ClientService.Subscribe:input_type -> tearline.client.v1.SubscribeRequest
+	18, // 33: tearline.client.v1.ClientService.Share:input_type -> tearline.client.v1.ShareRequest
+	20, // 34: tearline.client.v1.ClientService.RequestConsent:input_type -> tearline.client.v1.RequestConsentRequest
+	23, // 35: tearline.client.v1.ClientService.ListConsents:input_type -> tearline.client.v1.ListConsentsRequest
+	25, // 36: tearline.client.v1.ClientService.DecideConsent:input_type -> tearline.client.v1.DecideConsentRequest
+	3,  // 37: tearline.client.v1.ClientService.Publish:output_type -> tearline.client.v1.PublishResponse
+	6,  // 38: tearline.client.v1.ClientService.ListReports:output_type -> tearline.client.v1.ListReportsResponse
+	12, // 39: tearline.client.v1.ClientService.GetReport:output_type -> tearline.client.v1.GetReportResponse
+	15, // 40: tearline.client.v1.ClientService.GetProvenance:output_type -> tearline.client.v1.GetProvenanceResponse
+	17, // 41: tearline.client.v1.ClientService.Subscribe:output_type -> tearline.client.v1.SubscribeResponse
+	19, // 42: tearline.client.v1.ClientService.Share:output_type -> tearline.client.v1.ShareResponse
+	22, // 43: tearline.client.v1.ClientService.RequestConsent:output_type -> tearline.client.v1.RequestConsentResponse
+	24, // 44: tearline.client.v1.ClientService.ListConsents:output_type -> tearline.client.v1.ListConsentsResponse
+	26, // 45: tearline.client.v1.ClientService.DecideConsent:output_type -> tearline.client.v1.DecideConsentResponse
+	37, // [37:46] is the sub-list for method output_type
+	28, // [28:37] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_tearline_client_v1_client_proto_init() }
@@ -1968,7 +2058,7 @@ func file_tearline_client_v1_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_client_v1_client_proto_rawDesc), len(file_tearline_client_v1_client_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

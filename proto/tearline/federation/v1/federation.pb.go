@@ -89,6 +89,8 @@ type DeliverRequest struct {
 	//	*DeliverRequest_ConsentDecision
 	//	*DeliverRequest_Crisis
 	//	*DeliverRequest_HopNotice
+	//	*DeliverRequest_Withdrawal
+	//	*DeliverRequest_WithdrawalAck
 	Item          isDeliverRequest_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -183,6 +185,24 @@ func (x *DeliverRequest) GetHopNotice() *HopNotice {
 	return nil
 }
 
+func (x *DeliverRequest) GetWithdrawal() *v1.Signed {
+	if x != nil {
+		if x, ok := x.Item.(*DeliverRequest_Withdrawal); ok {
+			return x.Withdrawal
+		}
+	}
+	return nil
+}
+
+func (x *DeliverRequest) GetWithdrawalAck() *v1.Signed {
+	if x != nil {
+		if x, ok := x.Item.(*DeliverRequest_WithdrawalAck); ok {
+			return x.WithdrawalAck
+		}
+	}
+	return nil
+}
+
 type isDeliverRequest_Item interface {
 	isDeliverRequest_Item()
 }
@@ -212,6 +232,16 @@ type DeliverRequest_HopNotice struct {
 	HopNotice *HopNotice `protobuf:"bytes,6,opt,name=hop_notice,json=hopNotice,proto3,oneof"`
 }
 
+type DeliverRequest_Withdrawal struct {
+	// A signed Withdrawal, from the originator or passed on by a holder.
+	Withdrawal *v1.Signed `protobuf:"bytes,7,opt,name=withdrawal,proto3,oneof"`
+}
+
+type DeliverRequest_WithdrawalAck struct {
+	// A signed WithdrawalAck, to the originator (or passed towards it).
+	WithdrawalAck *v1.Signed `protobuf:"bytes,8,opt,name=withdrawal_ack,json=withdrawalAck,proto3,oneof"`
+}
+
 func (*DeliverRequest_Envelope) isDeliverRequest_Item() {}
 
 func (*DeliverRequest_ConsentRequest) isDeliverRequest_Item() {}
@@ -221,6 +251,10 @@ func (*DeliverRequest_ConsentDecision) isDeliverRequest_Item() {}
 func (*DeliverRequest_Crisis) isDeliverRequest_Item() {}
 
 func (*DeliverRequest_HopNotice) isDeliverRequest_Item() {}
+
+func (*DeliverRequest_Withdrawal) isDeliverRequest_Item() {}
+
+func (*DeliverRequest_WithdrawalAck) isDeliverRequest_Item() {}
 
 // ConsentRequest asks the originator's node for consent. The holder is the
 // sending node's party, from its certificate.
@@ -497,7 +531,7 @@ var File_tearline_federation_v1_federation_proto protoreflect.FileDescriptor
 
 const file_tearline_federation_v1_federation_proto_rawDesc = "" +
 	"\n" +
-	"'tearline/federation/v1/federation.proto\x12\x16tearline.federation.v1\x1a\x1ftearline/report/v1/report.proto\"\x89\x03\n" +
+	"'tearline/federation/v1/federation.proto\x12\x16tearline.federation.v1\x1a\x1ftearline/report/v1/report.proto\"\x8c\x04\n" +
 	"\x0eDeliverRequest\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12:\n" +
 	"\benvelope\x18\x02 \x01(\v2\x1c.tearline.report.v1.EnvelopeH\x00R\benvelope\x12Q\n" +
@@ -505,7 +539,11 @@ const file_tearline_federation_v1_federation_proto_rawDesc = "" +
 	"\x10consent_decision\x18\x04 \x01(\v2'.tearline.federation.v1.ConsentDecisionH\x00R\x0fconsentDecision\x124\n" +
 	"\x06crisis\x18\x05 \x01(\v2\x1a.tearline.report.v1.SignedH\x00R\x06crisis\x12B\n" +
 	"\n" +
-	"hop_notice\x18\x06 \x01(\v2!.tearline.federation.v1.HopNoticeH\x00R\thopNoticeB\x06\n" +
+	"hop_notice\x18\x06 \x01(\v2!.tearline.federation.v1.HopNoticeH\x00R\thopNotice\x12<\n" +
+	"\n" +
+	"withdrawal\x18\a \x01(\v2\x1a.tearline.report.v1.SignedH\x00R\n" +
+	"withdrawal\x12C\n" +
+	"\x0ewithdrawal_ack\x18\b \x01(\v2\x1a.tearline.report.v1.SignedH\x00R\rwithdrawalAckB\x06\n" +
 	"\x04item\"\x83\x01\n" +
 	"\x0eConsentRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
@@ -560,21 +598,23 @@ var file_tearline_federation_v1_federation_proto_goTypes = []any{
 	(*v1.Signed)(nil),       // 7: tearline.report.v1.Signed
 }
 var file_tearline_federation_v1_federation_proto_depIdxs = []int32{
-	6, // 0: tearline.federation.v1.DeliverRequest.envelope:type_name -> tearline.report.v1.Envelope
-	2, // 1: tearline.federation.v1.DeliverRequest.consent_request:type_name -> tearline.federation.v1.ConsentRequest
-	3, // 2: tearline.federation.v1.DeliverRequest.consent_decision:type_name -> tearline.federation.v1.ConsentDecision
-	7, // 3: tearline.federation.v1.DeliverRequest.crisis:type_name -> tearline.report.v1.Signed
-	4, // 4: tearline.federation.v1.DeliverRequest.hop_notice:type_name -> tearline.federation.v1.HopNotice
-	7, // 5: tearline.federation.v1.ConsentDecision.grant:type_name -> tearline.report.v1.Signed
-	7, // 6: tearline.federation.v1.HopNotice.hop:type_name -> tearline.report.v1.Signed
-	0, // 7: tearline.federation.v1.DeliverResponse.outcome:type_name -> tearline.federation.v1.Outcome
-	1, // 8: tearline.federation.v1.FederationService.Deliver:input_type -> tearline.federation.v1.DeliverRequest
-	5, // 9: tearline.federation.v1.FederationService.Deliver:output_type -> tearline.federation.v1.DeliverResponse
-	9, // [9:10] is the sub-list for method output_type
-	8, // [8:9] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	6,  // 0: tearline.federation.v1.DeliverRequest.envelope:type_name -> tearline.report.v1.Envelope
+	2,  // 1: tearline.federation.v1.DeliverRequest.consent_request:type_name -> tearline.federation.v1.ConsentRequest
+	3,  // 2: tearline.federation.v1.DeliverRequest.consent_decision:type_name -> tearline.federation.v1.ConsentDecision
+	7,  // 3: tearline.federation.v1.DeliverRequest.crisis:type_name -> tearline.report.v1.Signed
+	4,  // 4: tearline.federation.v1.DeliverRequest.hop_notice:type_name -> tearline.federation.v1.HopNotice
+	7,  // 5: tearline.federation.v1.DeliverRequest.withdrawal:type_name -> tearline.report.v1.Signed
+	7,  // 6: tearline.federation.v1.DeliverRequest.withdrawal_ack:type_name -> tearline.report.v1.Signed
+	7,  // 7: tearline.federation.v1.ConsentDecision.grant:type_name -> tearline.report.v1.Signed
+	7,  // 8: tearline.federation.v1.HopNotice.hop:type_name -> tearline.report.v1.Signed
+	0,  // 9: tearline.federation.v1.DeliverResponse.outcome:type_name -> tearline.federation.v1.Outcome
+	1,  // 10: tearline.federation.v1.FederationService.Deliver:input_type -> tearline.federation.v1.DeliverRequest
+	5,  // 11: tearline.federation.v1.FederationService.Deliver:output_type -> tearline.federation.v1.DeliverResponse
+	11, // [11:12] is the sub-list for method output_type
+	10, // [10:11] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_tearline_federation_v1_federation_proto_init() }
@@ -588,6 +628,8 @@ func file_tearline_federation_v1_federation_proto_init() {
 		(*DeliverRequest_ConsentDecision)(nil),
 		(*DeliverRequest_Crisis)(nil),
 		(*DeliverRequest_HopNotice)(nil),
+		(*DeliverRequest_Withdrawal)(nil),
+		(*DeliverRequest_WithdrawalAck)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

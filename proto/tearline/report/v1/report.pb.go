@@ -1080,6 +1080,173 @@ func (x *CrisisDeclaration) GetEnded() bool {
 	return false
 }
 
+// Withdrawal is the originator's notice that a report must be purged (its
+// content deleted) or quarantined (kept but never shown or passed on) by
+// every holder. Signed by the originator's node.
+type Withdrawal struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ReportId   string                 `protobuf:"bytes,2,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	Originator string                 `protobuf:"bytes,3,opt,name=originator,proto3" json:"originator,omitempty"`
+	// purge or quarantine.
+	Action        string                 `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	Issued        *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=issued,proto3" json:"issued,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Withdrawal) Reset() {
+	*x = Withdrawal{}
+	mi := &file_tearline_report_v1_report_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Withdrawal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Withdrawal) ProtoMessage() {}
+
+func (x *Withdrawal) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_report_v1_report_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Withdrawal.ProtoReflect.Descriptor instead.
+func (*Withdrawal) Descriptor() ([]byte, []int) {
+	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Withdrawal) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Withdrawal) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *Withdrawal) GetOriginator() string {
+	if x != nil {
+		return x.Originator
+	}
+	return ""
+}
+
+func (x *Withdrawal) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *Withdrawal) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Withdrawal) GetIssued() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Issued
+	}
+	return nil
+}
+
+// WithdrawalAck is a holder's signed acknowledgement that it applied a
+// withdrawal (and passed it on to every party it had forwarded the report to).
+type WithdrawalAck struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	WithdrawalId string                 `protobuf:"bytes,1,opt,name=withdrawal_id,json=withdrawalId,proto3" json:"withdrawal_id,omitempty"`
+	ReportId     string                 `protobuf:"bytes,2,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	Holder       string                 `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
+	// True when the holder held the report; false when it never did.
+	Held          bool                   `protobuf:"varint,4,opt,name=held,proto3" json:"held,omitempty"`
+	Applied       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=applied,proto3" json:"applied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawalAck) Reset() {
+	*x = WithdrawalAck{}
+	mi := &file_tearline_report_v1_report_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawalAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawalAck) ProtoMessage() {}
+
+func (x *WithdrawalAck) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_report_v1_report_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawalAck.ProtoReflect.Descriptor instead.
+func (*WithdrawalAck) Descriptor() ([]byte, []int) {
+	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WithdrawalAck) GetWithdrawalId() string {
+	if x != nil {
+		return x.WithdrawalId
+	}
+	return ""
+}
+
+func (x *WithdrawalAck) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *WithdrawalAck) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *WithdrawalAck) GetHeld() bool {
+	if x != nil {
+		return x.Held
+	}
+	return false
+}
+
+func (x *WithdrawalAck) GetApplied() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Applied
+	}
+	return nil
+}
+
 var File_tearline_report_v1_report_proto protoreflect.FileDescriptor
 
 const file_tearline_report_v1_report_proto_rawDesc = "" +
@@ -1167,7 +1334,23 @@ const file_tearline_report_v1_report_proto_rawDesc = "" +
 	"\x06issued\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06issued\x124\n" +
 	"\aexpires\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12\x16\n" +
 	"\x06reason\x18\b \x01(\tR\x06reason\x12\x14\n" +
-	"\x05ended\x18\t \x01(\bR\x05ended*x\n" +
+	"\x05ended\x18\t \x01(\bR\x05ended\"\xbd\x01\n" +
+	"\n" +
+	"Withdrawal\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\treport_id\x18\x02 \x01(\tR\breportId\x12\x1e\n" +
+	"\n" +
+	"originator\x18\x03 \x01(\tR\n" +
+	"originator\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x122\n" +
+	"\x06issued\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06issued\"\xb3\x01\n" +
+	"\rWithdrawalAck\x12#\n" +
+	"\rwithdrawal_id\x18\x01 \x01(\tR\fwithdrawalId\x12\x1b\n" +
+	"\treport_id\x18\x02 \x01(\tR\breportId\x12\x16\n" +
+	"\x06holder\x18\x03 \x01(\tR\x06holder\x12\x12\n" +
+	"\x04held\x18\x04 \x01(\bR\x04held\x124\n" +
+	"\aapplied\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aapplied*x\n" +
 	"\x05Basis\x12\x15\n" +
 	"\x11BASIS_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fBASIS_ORIGIN\x10\x01\x12\x0f\n" +
@@ -1189,7 +1372,7 @@ func file_tearline_report_v1_report_proto_rawDescGZIP() []byte {
 }
 
 var file_tearline_report_v1_report_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tearline_report_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_tearline_report_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_tearline_report_v1_report_proto_goTypes = []any{
 	(Basis)(0),                    // 0: tearline.report.v1.Basis
 	(*Marking)(nil),               // 1: tearline.report.v1.Marking
@@ -1204,29 +1387,33 @@ var file_tearline_report_v1_report_proto_goTypes = []any{
 	(*Decision)(nil),              // 10: tearline.report.v1.Decision
 	(*ConsentGrant)(nil),          // 11: tearline.report.v1.ConsentGrant
 	(*CrisisDeclaration)(nil),     // 12: tearline.report.v1.CrisisDeclaration
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*Withdrawal)(nil),            // 13: tearline.report.v1.Withdrawal
+	(*WithdrawalAck)(nil),         // 14: tearline.report.v1.WithdrawalAck
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_tearline_report_v1_report_proto_depIdxs = []int32{
 	1,  // 0: tearline.report.v1.Portion.marking:type_name -> tearline.report.v1.Marking
-	13, // 1: tearline.report.v1.Header.created:type_name -> google.protobuf.Timestamp
+	15, // 1: tearline.report.v1.Header.created:type_name -> google.protobuf.Timestamp
 	4,  // 2: tearline.report.v1.Header.route:type_name -> tearline.report.v1.RouteEntry
 	3,  // 3: tearline.report.v1.Header.portions:type_name -> tearline.report.v1.PortionDigest
 	0,  // 4: tearline.report.v1.PortionRelease.basis:type_name -> tearline.report.v1.Basis
 	7,  // 5: tearline.report.v1.Hop.portions:type_name -> tearline.report.v1.PortionRelease
-	13, // 6: tearline.report.v1.Hop.sent:type_name -> google.protobuf.Timestamp
+	15, // 6: tearline.report.v1.Hop.sent:type_name -> google.protobuf.Timestamp
 	6,  // 7: tearline.report.v1.Envelope.header:type_name -> tearline.report.v1.Signed
 	2,  // 8: tearline.report.v1.Envelope.portions:type_name -> tearline.report.v1.Portion
 	6,  // 9: tearline.report.v1.Envelope.hops:type_name -> tearline.report.v1.Signed
 	6,  // 10: tearline.report.v1.Envelope.authorities:type_name -> tearline.report.v1.Signed
-	13, // 11: tearline.report.v1.ConsentGrant.issued:type_name -> google.protobuf.Timestamp
-	13, // 12: tearline.report.v1.ConsentGrant.expires:type_name -> google.protobuf.Timestamp
-	13, // 13: tearline.report.v1.CrisisDeclaration.issued:type_name -> google.protobuf.Timestamp
-	13, // 14: tearline.report.v1.CrisisDeclaration.expires:type_name -> google.protobuf.Timestamp
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	15, // 11: tearline.report.v1.ConsentGrant.issued:type_name -> google.protobuf.Timestamp
+	15, // 12: tearline.report.v1.ConsentGrant.expires:type_name -> google.protobuf.Timestamp
+	15, // 13: tearline.report.v1.CrisisDeclaration.issued:type_name -> google.protobuf.Timestamp
+	15, // 14: tearline.report.v1.CrisisDeclaration.expires:type_name -> google.protobuf.Timestamp
+	15, // 15: tearline.report.v1.Withdrawal.issued:type_name -> google.protobuf.Timestamp
+	15, // 16: tearline.report.v1.WithdrawalAck.applied:type_name -> google.protobuf.Timestamp
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_tearline_report_v1_report_proto_init() }
@@ -1240,7 +1427,7 @@ func file_tearline_report_v1_report_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_report_v1_report_proto_rawDesc), len(file_tearline_report_v1_report_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

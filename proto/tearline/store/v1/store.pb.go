@@ -32,8 +32,10 @@ type StoredReport struct {
 	// Party the first copy came from; empty when originated here.
 	ReceivedFrom string `protobuf:"bytes,2,opt,name=received_from,json=receivedFrom,proto3" json:"received_from,omitempty"`
 	// Position in this node's feed.
-	FeedSeq       uint64                 `protobuf:"varint,3,opt,name=feed_seq,json=feedSeq,proto3" json:"feed_seq,omitempty"`
-	Stored        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=stored,proto3" json:"stored,omitempty"`
+	FeedSeq uint64                 `protobuf:"varint,3,opt,name=feed_seq,json=feedSeq,proto3" json:"feed_seq,omitempty"`
+	Stored  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=stored,proto3" json:"stored,omitempty"`
+	// Set once the originator's withdrawal is applied here.
+	Withdrawn     *AppliedWithdrawal `protobuf:"bytes,5,opt,name=withdrawn,proto3" json:"withdrawn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -96,6 +98,214 @@ func (x *StoredReport) GetStored() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *StoredReport) GetWithdrawn() *AppliedWithdrawal {
+	if x != nil {
+		return x.Withdrawn
+	}
+	return nil
+}
+
+// AppliedWithdrawal is a withdrawal applied to a held report: a tombstone.
+type AppliedWithdrawal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Withdrawal    *v1.Signed             `protobuf:"bytes,1,opt,name=withdrawal,proto3" json:"withdrawal,omitempty"`
+	Action        string                 `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Applied       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=applied,proto3" json:"applied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppliedWithdrawal) Reset() {
+	*x = AppliedWithdrawal{}
+	mi := &file_tearline_store_v1_store_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppliedWithdrawal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppliedWithdrawal) ProtoMessage() {}
+
+func (x *AppliedWithdrawal) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_store_v1_store_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppliedWithdrawal.ProtoReflect.Descriptor instead.
+func (*AppliedWithdrawal) Descriptor() ([]byte, []int) {
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AppliedWithdrawal) GetWithdrawal() *v1.Signed {
+	if x != nil {
+		return x.Withdrawal
+	}
+	return nil
+}
+
+func (x *AppliedWithdrawal) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AppliedWithdrawal) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AppliedWithdrawal) GetApplied() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Applied
+	}
+	return nil
+}
+
+// WithdrawalRecord is, at the originator, a withdrawal and who has
+// acknowledged it.
+type WithdrawalRecord struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Withdrawal *v1.Signed             `protobuf:"bytes,1,opt,name=withdrawal,proto3" json:"withdrawal,omitempty"`
+	ReportId   string                 `protobuf:"bytes,2,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	// Party → acknowledgement state.
+	Parties       map[string]*WithdrawalParty `protobuf:"bytes,3,rep,name=parties,proto3" json:"parties,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	By            string                      `protobuf:"bytes,4,opt,name=by,proto3" json:"by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawalRecord) Reset() {
+	*x = WithdrawalRecord{}
+	mi := &file_tearline_store_v1_store_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawalRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawalRecord) ProtoMessage() {}
+
+func (x *WithdrawalRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_store_v1_store_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawalRecord.ProtoReflect.Descriptor instead.
+func (*WithdrawalRecord) Descriptor() ([]byte, []int) {
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WithdrawalRecord) GetWithdrawal() *v1.Signed {
+	if x != nil {
+		return x.Withdrawal
+	}
+	return nil
+}
+
+func (x *WithdrawalRecord) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *WithdrawalRecord) GetParties() map[string]*WithdrawalParty {
+	if x != nil {
+		return x.Parties
+	}
+	return nil
+}
+
+func (x *WithdrawalRecord) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+type WithdrawalParty struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Acknowledged bool                   `protobuf:"varint,1,opt,name=acknowledged,proto3" json:"acknowledged,omitempty"`
+	Time         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// Whether the party held the report when it applied the withdrawal.
+	Held          bool `protobuf:"varint,3,opt,name=held,proto3" json:"held,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawalParty) Reset() {
+	*x = WithdrawalParty{}
+	mi := &file_tearline_store_v1_store_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawalParty) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawalParty) ProtoMessage() {}
+
+func (x *WithdrawalParty) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_store_v1_store_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawalParty.ProtoReflect.Descriptor instead.
+func (*WithdrawalParty) Descriptor() ([]byte, []int) {
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *WithdrawalParty) GetAcknowledged() bool {
+	if x != nil {
+		return x.Acknowledged
+	}
+	return false
+}
+
+func (x *WithdrawalParty) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *WithdrawalParty) GetHeld() bool {
+	if x != nil {
+		return x.Held
+	}
+	return false
+}
+
 // OutboxItem is one envelope waiting for a partner's acknowledgement.
 type OutboxItem struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -112,7 +322,7 @@ type OutboxItem struct {
 
 func (x *OutboxItem) Reset() {
 	*x = OutboxItem{}
-	mi := &file_tearline_store_v1_store_proto_msgTypes[1]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -124,7 +334,7 @@ func (x *OutboxItem) String() string {
 func (*OutboxItem) ProtoMessage() {}
 
 func (x *OutboxItem) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_store_v1_store_proto_msgTypes[1]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -137,7 +347,7 @@ func (x *OutboxItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxItem.ProtoReflect.Descriptor instead.
 func (*OutboxItem) Descriptor() ([]byte, []int) {
-	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{1}
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OutboxItem) GetReportId() string {
@@ -186,7 +396,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_tearline_store_v1_store_proto_msgTypes[2]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -198,7 +408,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_store_v1_store_proto_msgTypes[2]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -211,7 +421,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{2}
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -286,7 +496,7 @@ type QuarantineItem struct {
 
 func (x *QuarantineItem) Reset() {
 	*x = QuarantineItem{}
-	mi := &file_tearline_store_v1_store_proto_msgTypes[3]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -298,7 +508,7 @@ func (x *QuarantineItem) String() string {
 func (*QuarantineItem) ProtoMessage() {}
 
 func (x *QuarantineItem) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_store_v1_store_proto_msgTypes[3]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -311,7 +521,7 @@ func (x *QuarantineItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuarantineItem.ProtoReflect.Descriptor instead.
 func (*QuarantineItem) Descriptor() ([]byte, []int) {
-	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{3}
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *QuarantineItem) GetSeq() uint64 {
@@ -383,7 +593,7 @@ type ConsentRecord struct {
 
 func (x *ConsentRecord) Reset() {
 	*x = ConsentRecord{}
-	mi := &file_tearline_store_v1_store_proto_msgTypes[4]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +605,7 @@ func (x *ConsentRecord) String() string {
 func (*ConsentRecord) ProtoMessage() {}
 
 func (x *ConsentRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_store_v1_store_proto_msgTypes[4]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +618,7 @@ func (x *ConsentRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentRecord.ProtoReflect.Descriptor instead.
 func (*ConsentRecord) Descriptor() ([]byte, []int) {
-	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{4}
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ConsentRecord) GetId() string {
@@ -520,7 +730,7 @@ type CrisisRecord struct {
 
 func (x *CrisisRecord) Reset() {
 	*x = CrisisRecord{}
-	mi := &file_tearline_store_v1_store_proto_msgTypes[5]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +742,7 @@ func (x *CrisisRecord) String() string {
 func (*CrisisRecord) ProtoMessage() {}
 
 func (x *CrisisRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_store_v1_store_proto_msgTypes[5]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +755,7 @@ func (x *CrisisRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CrisisRecord.ProtoReflect.Descriptor instead.
 func (*CrisisRecord) Descriptor() ([]byte, []int) {
-	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{5}
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CrisisRecord) GetDeclaration() *v1.Signed {
@@ -579,7 +789,7 @@ type SecurityEvent struct {
 
 func (x *SecurityEvent) Reset() {
 	*x = SecurityEvent{}
-	mi := &file_tearline_store_v1_store_proto_msgTypes[6]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -591,7 +801,7 @@ func (x *SecurityEvent) String() string {
 func (*SecurityEvent) ProtoMessage() {}
 
 func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_store_v1_store_proto_msgTypes[6]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -604,7 +814,7 @@ func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityEvent.ProtoReflect.Descriptor instead.
 func (*SecurityEvent) Descriptor() ([]byte, []int) {
-	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{6}
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SecurityEvent) GetSeq() uint64 {
@@ -678,7 +888,7 @@ type CrisisRelease struct {
 
 func (x *CrisisRelease) Reset() {
 	*x = CrisisRelease{}
-	mi := &file_tearline_store_v1_store_proto_msgTypes[7]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +900,7 @@ func (x *CrisisRelease) String() string {
 func (*CrisisRelease) ProtoMessage() {}
 
 func (x *CrisisRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_store_v1_store_proto_msgTypes[7]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +913,7 @@ func (x *CrisisRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CrisisRelease.ProtoReflect.Descriptor instead.
 func (*CrisisRelease) Descriptor() ([]byte, []int) {
-	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{7}
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CrisisRelease) GetCrisisId() string {
@@ -765,7 +975,7 @@ type Suspension struct {
 
 func (x *Suspension) Reset() {
 	*x = Suspension{}
-	mi := &file_tearline_store_v1_store_proto_msgTypes[8]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +987,7 @@ func (x *Suspension) String() string {
 func (*Suspension) ProtoMessage() {}
 
 func (x *Suspension) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_store_v1_store_proto_msgTypes[8]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +1000,7 @@ func (x *Suspension) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Suspension.ProtoReflect.Descriptor instead.
 func (*Suspension) Descriptor() ([]byte, []int) {
-	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{8}
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Suspension) GetKind() string {
@@ -832,12 +1042,34 @@ var File_tearline_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_tearline_store_v1_store_proto_rawDesc = "" +
 	"\n" +
-	"\x1dtearline/store/v1/store.proto\x12\x11tearline.store.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a'tearline/federation/v1/federation.proto\x1a\x1ftearline/report/v1/report.proto\"\xbc\x01\n" +
+	"\x1dtearline/store/v1/store.proto\x12\x11tearline.store.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a'tearline/federation/v1/federation.proto\x1a\x1ftearline/report/v1/report.proto\"\x80\x02\n" +
 	"\fStoredReport\x128\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1c.tearline.report.v1.EnvelopeR\benvelope\x12#\n" +
 	"\rreceived_from\x18\x02 \x01(\tR\freceivedFrom\x12\x19\n" +
 	"\bfeed_seq\x18\x03 \x01(\x04R\afeedSeq\x122\n" +
-	"\x06stored\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06stored\"\xd9\x01\n" +
+	"\x06stored\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06stored\x12B\n" +
+	"\twithdrawn\x18\x05 \x01(\v2$.tearline.store.v1.AppliedWithdrawalR\twithdrawn\"\xb5\x01\n" +
+	"\x11AppliedWithdrawal\x12:\n" +
+	"\n" +
+	"withdrawal\x18\x01 \x01(\v2\x1a.tearline.report.v1.SignedR\n" +
+	"withdrawal\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x124\n" +
+	"\aapplied\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aapplied\"\xa7\x02\n" +
+	"\x10WithdrawalRecord\x12:\n" +
+	"\n" +
+	"withdrawal\x18\x01 \x01(\v2\x1a.tearline.report.v1.SignedR\n" +
+	"withdrawal\x12\x1b\n" +
+	"\treport_id\x18\x02 \x01(\tR\breportId\x12J\n" +
+	"\aparties\x18\x03 \x03(\v20.tearline.store.v1.WithdrawalRecord.PartiesEntryR\aparties\x12\x0e\n" +
+	"\x02by\x18\x04 \x01(\tR\x02by\x1a^\n" +
+	"\fPartiesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x128\n" +
+	"\x05value\x18\x02 \x01(\v2\".tearline.store.v1.WithdrawalPartyR\x05value:\x028\x01\"y\n" +
+	"\x0fWithdrawalParty\x12\"\n" +
+	"\facknowledged\x18\x01 \x01(\bR\facknowledged\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04held\x18\x03 \x01(\bR\x04held\"\xd9\x01\n" +
 	"\n" +
 	"OutboxItem\x12\x1b\n" +
 	"\treport_id\x18\x01 \x01(\tR\breportId\x128\n" +
@@ -917,47 +1149,58 @@ func file_tearline_store_v1_store_proto_rawDescGZIP() []byte {
 	return file_tearline_store_v1_store_proto_rawDescData
 }
 
-var file_tearline_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_tearline_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_tearline_store_v1_store_proto_goTypes = []any{
 	(*StoredReport)(nil),          // 0: tearline.store.v1.StoredReport
-	(*OutboxItem)(nil),            // 1: tearline.store.v1.OutboxItem
-	(*Event)(nil),                 // 2: tearline.store.v1.Event
-	(*QuarantineItem)(nil),        // 3: tearline.store.v1.QuarantineItem
-	(*ConsentRecord)(nil),         // 4: tearline.store.v1.ConsentRecord
-	(*CrisisRecord)(nil),          // 5: tearline.store.v1.CrisisRecord
-	(*SecurityEvent)(nil),         // 6: tearline.store.v1.SecurityEvent
-	(*CrisisRelease)(nil),         // 7: tearline.store.v1.CrisisRelease
-	(*Suspension)(nil),            // 8: tearline.store.v1.Suspension
-	(*v1.Envelope)(nil),           // 9: tearline.report.v1.Envelope
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*v11.DeliverRequest)(nil),    // 11: tearline.federation.v1.DeliverRequest
-	(*v1.Decision)(nil),           // 12: tearline.report.v1.Decision
-	(*v1.Signed)(nil),             // 13: tearline.report.v1.Signed
+	(*AppliedWithdrawal)(nil),     // 1: tearline.store.v1.AppliedWithdrawal
+	(*WithdrawalRecord)(nil),      // 2: tearline.store.v1.WithdrawalRecord
+	(*WithdrawalParty)(nil),       // 3: tearline.store.v1.WithdrawalParty
+	(*OutboxItem)(nil),            // 4: tearline.store.v1.OutboxItem
+	(*Event)(nil),                 // 5: tearline.store.v1.Event
+	(*QuarantineItem)(nil),        // 6: tearline.store.v1.QuarantineItem
+	(*ConsentRecord)(nil),         // 7: tearline.store.v1.ConsentRecord
+	(*CrisisRecord)(nil),          // 8: tearline.store.v1.CrisisRecord
+	(*SecurityEvent)(nil),         // 9: tearline.store.v1.SecurityEvent
+	(*CrisisRelease)(nil),         // 10: tearline.store.v1.CrisisRelease
+	(*Suspension)(nil),            // 11: tearline.store.v1.Suspension
+	nil,                           // 12: tearline.store.v1.WithdrawalRecord.PartiesEntry
+	(*v1.Envelope)(nil),           // 13: tearline.report.v1.Envelope
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*v1.Signed)(nil),             // 15: tearline.report.v1.Signed
+	(*v11.DeliverRequest)(nil),    // 16: tearline.federation.v1.DeliverRequest
+	(*v1.Decision)(nil),           // 17: tearline.report.v1.Decision
 }
 var file_tearline_store_v1_store_proto_depIdxs = []int32{
-	9,  // 0: tearline.store.v1.StoredReport.envelope:type_name -> tearline.report.v1.Envelope
-	10, // 1: tearline.store.v1.StoredReport.stored:type_name -> google.protobuf.Timestamp
-	9,  // 2: tearline.store.v1.OutboxItem.envelope:type_name -> tearline.report.v1.Envelope
-	10, // 3: tearline.store.v1.OutboxItem.queued:type_name -> google.protobuf.Timestamp
-	11, // 4: tearline.store.v1.OutboxItem.request:type_name -> tearline.federation.v1.DeliverRequest
-	10, // 5: tearline.store.v1.Event.time:type_name -> google.protobuf.Timestamp
-	12, // 6: tearline.store.v1.Event.decisions:type_name -> tearline.report.v1.Decision
-	10, // 7: tearline.store.v1.QuarantineItem.time:type_name -> google.protobuf.Timestamp
-	9,  // 8: tearline.store.v1.QuarantineItem.envelope:type_name -> tearline.report.v1.Envelope
-	10, // 9: tearline.store.v1.ConsentRecord.requested:type_name -> google.protobuf.Timestamp
-	10, // 10: tearline.store.v1.ConsentRecord.decided:type_name -> google.protobuf.Timestamp
-	13, // 11: tearline.store.v1.ConsentRecord.grant:type_name -> tearline.report.v1.Signed
-	10, // 12: tearline.store.v1.ConsentRecord.expires:type_name -> google.protobuf.Timestamp
-	13, // 13: tearline.store.v1.CrisisRecord.declaration:type_name -> tearline.report.v1.Signed
-	13, // 14: tearline.store.v1.CrisisRecord.end:type_name -> tearline.report.v1.Signed
-	10, // 15: tearline.store.v1.SecurityEvent.time:type_name -> google.protobuf.Timestamp
-	10, // 16: tearline.store.v1.CrisisRelease.time:type_name -> google.protobuf.Timestamp
-	10, // 17: tearline.store.v1.Suspension.since:type_name -> google.protobuf.Timestamp
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	13, // 0: tearline.store.v1.StoredReport.envelope:type_name -> tearline.report.v1.Envelope
+	14, // 1: tearline.store.v1.StoredReport.stored:type_name -> google.protobuf.Timestamp
+	1,  // 2: tearline.store.v1.StoredReport.withdrawn:type_name -> tearline.store.v1.AppliedWithdrawal
+	15, // 3: tearline.store.v1.AppliedWithdrawal.withdrawal:type_name -> tearline.report.v1.Signed
+	14, // 4: tearline.store.v1.AppliedWithdrawal.applied:type_name -> google.protobuf.Timestamp
+	15, // 5: tearline.store.v1.WithdrawalRecord.withdrawal:type_name -> tearline.report.v1.Signed
+	12, // 6: tearline.store.v1.WithdrawalRecord.parties:type_name -> tearline.store.v1.WithdrawalRecord.PartiesEntry
+	14, // 7: tearline.store.v1.WithdrawalParty.time:type_name -> google.protobuf.Timestamp
+	13, // 8: tearline.store.v1.OutboxItem.envelope:type_name -> tearline.report.v1.Envelope
+	14, // 9: tearline.store.v1.OutboxItem.queued:type_name -> google.protobuf.Timestamp
+	16, // 10: tearline.store.v1.OutboxItem.request:type_name -> tearline.federation.v1.DeliverRequest
+	14, // 11: tearline.store.v1.Event.time:type_name -> google.protobuf.Timestamp
+	17, // 12: tearline.store.v1.Event.decisions:type_name -> tearline.report.v1.Decision
+	14, // 13: tearline.store.v1.QuarantineItem.time:type_name -> google.protobuf.Timestamp
+	13, // 14: tearline.store.v1.QuarantineItem.envelope:type_name -> tearline.report.v1.Envelope
+	14, // 15: tearline.store.v1.ConsentRecord.requested:type_name -> google.protobuf.Timestamp
+	14, // 16: tearline.store.v1.ConsentRecord.decided:type_name -> google.protobuf.Timestamp
+	15, // 17: tearline.store.v1.ConsentRecord.grant:type_name -> tearline.report.v1.Signed
+	14, // 18: tearline.store.v1.ConsentRecord.expires:type_name -> google.protobuf.Timestamp
+	15, // 19: tearline.store.v1.CrisisRecord.declaration:type_name -> tearline.report.v1.Signed
+	15, // 20: tearline.store.v1.CrisisRecord.end:type_name -> tearline.report.v1.Signed
+	14, // 21: tearline.store.v1.SecurityEvent.time:type_name -> google.protobuf.Timestamp
+	14, // 22: tearline.store.v1.CrisisRelease.time:type_name -> google.protobuf.Timestamp
+	14, // 23: tearline.store.v1.Suspension.since:type_name -> google.protobuf.Timestamp
+	3,  // 24: tearline.store.v1.WithdrawalRecord.PartiesEntry.value:type_name -> tearline.store.v1.WithdrawalParty
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_tearline_store_v1_store_proto_init() }
@@ -971,7 +1214,7 @@ func file_tearline_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_store_v1_store_proto_rawDesc), len(file_tearline_store_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
