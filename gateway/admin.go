@@ -2,9 +2,9 @@ package gateway
 
 import (
 	"context"
+	"log/slog"
 	"maps"
 	"slices"
-	"log/slog"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
