@@ -131,16 +131,9 @@ func (n *Node) RequestConsent(ctx context.Context, by pki.Identity, reportID, to
 	if _, ok := n.partners[to]; !ok {
 		return nil, fmt.Errorf("%w: %q is not a partner of %s (partners: %s)", ErrInvalid, to, n.party, strings.Join(n.partnerList(), ", "))
 	}
-	held, err := n.st.Report(reportID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: report %s is not held here", ErrNotFound, reportID)
-	}
+	held, v, err := n.heldReport(reportID)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
-	}
-	v, err := report.OpenHeader(held.GetEnvelope().GetHeader(), n.trust)
-	if err != nil {
-		return nil, fmt.Errorf("%w: held header does not verify: %w", ErrInternal, err)
+		return nil, err
 	}
 	o := v.Header.GetOriginator()
 	if o == n.party {

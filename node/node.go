@@ -464,16 +464,9 @@ func (n *Node) Share(ctx context.Context, by pki.Identity, id, to string, only [
 	var reasons []policy.Reason
 	var queued bool
 	var notified string
-	held, err := n.st.Report(id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: report %s is not held here", ErrNotFound, id)
-	}
+	_, hv, err := n.heldReport(id)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
-	}
-	hv, err := report.OpenHeader(held.GetEnvelope().GetHeader(), n.trust)
-	if err != nil {
-		return nil, fmt.Errorf("%w: held header no longer verifies: %w", ErrInternal, err)
+		return nil, err
 	}
 	auth, err := n.loadAuthorities(id, hv.Header.GetOriginator())
 	if err != nil {
@@ -495,11 +488,8 @@ func (n *Node) Share(ctx context.Context, by pki.Identity, id, to string, only [
 				return fmt.Errorf("%w: portion %d of %s is not held here", ErrInvalid, ix, id)
 			}
 		}
-		v, err := report.OpenHeader(held.GetEnvelope().GetHeader(), n.trust)
-		if err != nil {
-			return fmt.Errorf("%w: held header no longer verifies: %w", ErrInternal, err)
-		}
-		rel, q, err := n.releaseTo(t, now, v, held, to, only, by.String(), auth, false)
+		// The header is immutable: the one verified above is this one.
+		rel, q, err := n.releaseTo(t, now, hv, held, to, only, by.String(), auth, false)
 		reasons, queued, notified = rel.Reasons, q, rel.notified
 		return err
 	})

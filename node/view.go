@@ -244,3 +244,19 @@ func matchTopics(v *clientv1.ReportView, topics []string) bool {
 	}
 	return false
 }
+
+// heldReport reads a held report and re-verifies its header.
+func (n *Node) heldReport(id string) (*storev1.StoredReport, *report.Verified, error) {
+	held, err := n.st.Report(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, fmt.Errorf("%w: report %s is not held here", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInternal, err)
+	}
+	v, err := report.OpenHeader(held.GetEnvelope().GetHeader(), n.trust)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: held header of %s no longer verifies: %w", ErrInternal, id, err)
+	}
+	return held, v, nil
+}

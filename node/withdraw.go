@@ -62,16 +62,9 @@ func (n *Node) Withdraw(ctx context.Context, by pki.Identity, reportID, reason, 
 	if strings.TrimSpace(reason) == "" || len(reason) > maxPurpose {
 		return nil, fmt.Errorf("%w: say why (--reason, at most %d bytes)", ErrInvalid, maxPurpose)
 	}
-	held, err := n.st.Report(reportID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: report %s is not held here", ErrNotFound, reportID)
-	}
+	held, v, err := n.heldReport(reportID)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
-	}
-	v, err := report.OpenHeader(held.GetEnvelope().GetHeader(), n.trust)
-	if err != nil {
-		return nil, fmt.Errorf("%w: held header does not verify: %w", ErrInternal, err)
+		return nil, err
 	}
 	if o := v.Header.GetOriginator(); o != n.party {
 		return nil, fmt.Errorf("%w: report %s is %s's; only %s can withdraw it", ErrInvalid, reportID, o, o)

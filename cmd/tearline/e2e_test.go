@@ -251,15 +251,15 @@ func TestE2EDevRestartKeepsData(t *testing.T) {
 	bin := binary(t)
 	dir := t.TempDir()
 	base := freeBasePort(t, 3)
-	run := func() (*exec.Cmd, *bytes.Buffer) {
+	run := func() (*exec.Cmd, *lockedWriter) {
 		cmd := exec.Command(bin, "dev", "--dir", dir, "--base-port", fmt.Sprint(base))
-		var out bytes.Buffer
-		cmd.Stdout = &lockedWriter{mu: &sync.Mutex{}, w: &out}
+		out := &lockedWriter{mu: &sync.Mutex{}, w: &bytes.Buffer{}}
+		cmd.Stdout = out
 		cmd.Stderr = io.Discard
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		return cmd, &out
+		return cmd, out
 	}
 	cli := func(args ...string) (string, error) {
 		out, err := exec.Command(bin, append([]string{"--dev", dir}, args...)...).Output()
