@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -258,11 +259,9 @@ func (n *Node) DecideConsent(ctx context.Context, by pki.Identity, id string, ap
 }
 
 // securityEvent records evidence against a partner.
-func (n *Node) securityEvent(now time.Time, e *storev1.SecurityEvent) {
+func (n *Node) securityEvent(now time.Time, e *storev1.SecurityEvent) error {
 	n.log.Warn("security event", "kind", e.GetKind(), "partner", e.GetPartner(), "rule", e.GetRule(), "reason", e.GetMessage())
-	if err := n.st.Batch(now, func(t *store.Tx) error { return t.AddSecurityEvent(proto.CloneOf(e)) }); err != nil {
-		n.log.Error("record security event", "error", err)
-	}
+	return n.st.Batch(now, func(t *store.Tx) error { return t.AddSecurityEvent(proto.CloneOf(e)) })
 }
 
 // ReceiveItem handles a federation item other than an envelope from the
@@ -272,7 +271,11 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 	now := n.clock()
 	reject := func(kind, format string, args ...any) (Outcome, policy.Reason, error) {
 		r := policy.Reason{Rule: policy.RuleBadChain, Party: from.Party, Message: fmt.Sprintf(format, args...)}
-		n.securityEvent(now, &storev1.SecurityEvent{Kind: kind, Partner: from.Party, Rule: string(r.Rule), Message: r.Message})
+		// Without the evidence on disk the item is not acknowledged: the
+		// sender keeps it and sends it again.
+		if err := n.securityEvent(now, &storev1.SecurityEvent{Kind: kind, Partner: from.Party, Rule: string(r.Rule), Message: r.Message}); err != nil {
+			return 0, policy.Reason{}, fmt.Errorf("%w: record security event: %w", ErrInternal, err)
+		}
 		return Rejected, r, nil
 	}
 	ok := policy.Reason{Allowed: true}
@@ -366,7 +369,19 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 		if err != nil || h.Hop.GetFrom() != from.Party {
 			return reject("bad-hop-notice", "%s sent a hop notice that does not verify", from.Party)
 		}
+		hopSum := sha256.Sum256(hn.GetHop().GetPayload())
+		outcome := Accepted
 		err = n.st.Batch(now, func(t *store.Tx) error {
+			outcome = Accepted
+			// Idempotent: the same hop notice again (a resend after a lost
+			// acknowledgement) is acknowledged and not recorded twice.
+			if t.SeenReceipt(hn.GetReportId(), hopSum[:]) {
+				outcome = Duplicate
+				return nil
+			}
+			if err := t.MarkReceipt(hn.GetReportId(), hopSum[:]); err != nil {
+				return err
+			}
 			for _, pr := range h.Hop.GetPortions() {
 				if pr.GetBasis() == reportv1.Basis_BASIS_CRISIS {
 					if err := t.AddCrisisRelease(&storev1.CrisisRelease{CrisisId: pr.GetAuthorityId(), ReportId: hn.GetReportId(), Portion: pr.GetIndex(), From: h.Hop.GetFrom(), To: h.Hop.GetTo(), Time: h.Hop.GetSent()}); err != nil {
@@ -376,7 +391,7 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 			}
 			return t.AddEvent(&storev1.Event{ReportId: hn.GetReportId(), Kind: "onward-release", Party: h.Hop.GetTo(), Detail: fmt.Sprintf("%s released it to %s: %s", h.Hop.GetFrom(), h.Hop.GetTo(), basesText(h.Hop))})
 		})
-		return Accepted, ok, err
+		return outcome, ok, err
 	case *federationv1.DeliverRequest_Withdrawal:
 		outcome, err := n.receiveWithdrawal(now, from.Party, it.Withdrawal)
 		if outcome == Rejected {

@@ -394,11 +394,12 @@ func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *s
 	if err != nil {
 		return rel, false, err
 	}
+	hops := hopsCarrying(held.GetEnvelope().GetHops(), allowed)
 	env := &reportv1.Envelope{
 		Header:      held.GetEnvelope().GetHeader(),
 		Portions:    allowed,
-		Hops:        append(hopsCarrying(held.GetEnvelope().GetHops(), allowed), sh),
-		Authorities: slices.Clone(held.GetEnvelope().GetAuthorities()),
+		Hops:        append(hops, sh),
+		Authorities: authoritiesNamed(held.GetEnvelope().GetAuthorities(), hops),
 	}
 	notify := false
 	for _, pr := range hop.GetPortions() {
@@ -599,9 +600,18 @@ func (n *Node) Receive(ctx context.Context, from pki.Identity, env *reportv1.Env
 		held, err := t.Report(id)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
+			if _, werr := t.Withdrawal(id); werr == nil {
+				// Withdrawn by its originator before it arrived here: not stored.
+				outcome = Duplicate
+				return t.MarkReceipt(id, last[:])
+			}
 			held = &storev1.StoredReport{Envelope: &reportv1.Envelope{Header: env.GetHeader()}, ReceivedFrom: from.Party}
 		case err != nil:
 			return err
+		case held.GetWithdrawn() != nil:
+			// A tombstone takes no new content and is never relayed.
+			outcome = Duplicate
+			return t.MarkReceipt(id, last[:])
 		default:
 			held = proto.CloneOf(held)
 		}
@@ -793,4 +803,42 @@ func routedVia(route []*reportv1.RouteEntry, to string) string {
 		}
 	}
 	return ""
+}
+
+// authoritiesNamed keeps the held grants and declarations that the given
+// hops rest on, and no others (a grant for another party, with its purpose,
+// is not passed on).
+func authoritiesNamed(held []*reportv1.Signed, hops []*reportv1.Signed) []*reportv1.Signed {
+	named := map[string]bool{}
+	for _, sh := range hops {
+		h := &reportv1.Hop{}
+		if proto.Unmarshal(sh.GetPayload(), h) != nil {
+			continue
+		}
+		for _, pr := range h.GetPortions() {
+			if pr.GetAuthorityId() != "" {
+				named[pr.GetAuthorityId()] = true
+			}
+		}
+	}
+	var out []*reportv1.Signed
+	for _, sd := range held {
+		var id string
+		switch sd.GetKind() {
+		case report.KindGrant:
+			g := &reportv1.ConsentGrant{}
+			if proto.Unmarshal(sd.GetPayload(), g) == nil {
+				id = g.GetId()
+			}
+		case report.KindCrisis:
+			c := &reportv1.CrisisDeclaration{}
+			if proto.Unmarshal(sd.GetPayload(), c) == nil {
+				id = c.GetId()
+			}
+		}
+		if id != "" && named[id] {
+			out = append(out, sd)
+		}
+	}
+	return out
 }

@@ -89,7 +89,7 @@ func (n *Node) Summary(e store.FeedEntry) *clientv1.ReportSummary {
 		if top.Classification == "" || n.scheme.Compare(m.Classification, top.Classification) > 0 {
 			top = marking.Marking{Classification: m.Classification}
 		}
-		if s.Title == "" {
+		if s.Title == "" && e.Report.GetWithdrawn() == nil {
 			s.Title = p.GetTitle()
 		}
 	}

@@ -25,14 +25,10 @@ import (
 // withdrew the report.
 const RuleWithdrawn policy.Rule = "withdrawn"
 
-// releasedTo returns the partners this node sent the report to (released,
+// recipients returns, from a report's events, the partners this node sent the report to (released,
 // or queued and held for a suspended partner) and, at the originator, the
 // parties holders reported onward releases to.
-func (n *Node) releasedTo(reportID string) (direct, onward []string, err error) {
-	evs, err := n.st.Events(reportID)
-	if err != nil {
-		return nil, nil, err
-	}
+func recipients(evs []*storev1.Event) (direct, onward []string) {
 	for _, e := range evs {
 		switch e.GetKind() {
 		case "released", "held":
@@ -45,7 +41,7 @@ func (n *Node) releasedTo(reportID string) (direct, onward []string, err error) 
 			}
 		}
 	}
-	return direct, onward, nil
+	return direct, onward
 }
 
 // Withdraw signs a withdrawal of one of this party's reports, applies it
@@ -72,10 +68,6 @@ func (n *Node) Withdraw(ctx context.Context, by pki.Identity, reportID, reason, 
 	if held.GetWithdrawn() != nil {
 		return nil, fmt.Errorf("%w: report %s is already withdrawn", ErrInvalid, reportID)
 	}
-	direct, onward, err := n.releasedTo(reportID)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
-	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
@@ -85,11 +77,28 @@ func (n *Node) Withdraw(ctx context.Context, by pki.Identity, reportID, reason, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
 	}
-	rec := &storev1.WithdrawalRecord{Withdrawal: sd, ReportId: reportID, By: by.String(), Parties: map[string]*storev1.WithdrawalParty{}}
-	for _, p := range append(slices.Clone(direct), onward...) {
-		rec.Parties[p] = &storev1.WithdrawalParty{}
-	}
+	var rec *storev1.WithdrawalRecord
+	var direct []string
+	// Who gets it is read in the same write transaction that applies it, so
+	// a share committed just before is seen and one just after is refused.
 	err = n.st.Update(now, func(t *store.Tx) error {
+		cur, err := t.Report(reportID)
+		if err != nil {
+			return err
+		}
+		if cur.GetWithdrawn() != nil {
+			return fmt.Errorf("%w: report %s is already withdrawn", ErrInvalid, reportID)
+		}
+		evs, err := t.Events(reportID)
+		if err != nil {
+			return err
+		}
+		var onward []string
+		direct, onward = recipients(evs)
+		rec = &storev1.WithdrawalRecord{Withdrawal: sd, ReportId: reportID, By: by.String(), Parties: map[string]*storev1.WithdrawalParty{}}
+		for _, p := range append(slices.Clone(direct), onward...) {
+			rec.Parties[p] = &storev1.WithdrawalParty{}
+		}
 		if err := n.applyWithdrawal(t, now, reportID, sd, w); err != nil {
 			return err
 		}
@@ -104,6 +113,9 @@ func (n *Node) Withdraw(ctx context.Context, by pki.Identity, reportID, reason, 
 		return t.AddEvent(&storev1.Event{ReportId: reportID, Kind: "withdrawal-issued", Subject: by.String(),
 			Detail: fmt.Sprintf("%s (%s): sent to %s", action, reason, strings.Join(direct, ", "))})
 	})
+	if errors.Is(err, ErrInvalid) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
 	}
@@ -131,6 +143,10 @@ func (n *Node) applyWithdrawal(t *store.Tx, now time.Time, reportID string, sd *
 	if err := t.PutReport(reportID, held); err != nil {
 		return err
 	}
+	// Content still queued for partners must not overtake the withdrawal.
+	if _, err := t.DropQueuedEnvelopes(reportID); err != nil {
+		return err
+	}
 	if err := t.AppendFeed(reportID); err != nil {
 		return err
 	}
@@ -146,11 +162,6 @@ func (n *Node) receiveWithdrawal(now time.Time, from string, sd *reportv1.Signed
 	if err != nil {
 		return Rejected, err
 	}
-	direct, _, err := n.releasedTo(w.GetReportId())
-	if err != nil {
-		return 0, err
-	}
-	onward := slices.DeleteFunc(direct, func(p string) bool { return p == from || p == w.GetOriginator() })
 	outcome := Accepted
 	var woken []string
 	err = n.st.Batch(now, func(t *store.Tx) error {
@@ -159,6 +170,15 @@ func (n *Node) receiveWithdrawal(now time.Time, from string, sd *reportv1.Signed
 		isHeld := err == nil
 		switch {
 		case errors.Is(err, store.ErrNotFound):
+			// Not held (yet): remember the withdrawal, so that the report
+			// is refused if it arrives later.
+			if _, err := t.Withdrawal(w.GetReportId()); err == nil {
+				outcome = Duplicate
+				return nil
+			}
+			if err := t.PutWithdrawal(&storev1.WithdrawalRecord{Withdrawal: sd, ReportId: w.GetReportId()}); err != nil {
+				return err
+			}
 		case err != nil:
 			return err
 		case held.GetWithdrawn() != nil:
@@ -173,6 +193,12 @@ func (n *Node) receiveWithdrawal(now time.Time, from string, sd *reportv1.Signed
 				return err
 			}
 		}
+		evs, err := t.Events(w.GetReportId())
+		if err != nil {
+			return err
+		}
+		direct, _ := recipients(evs)
+		onward := slices.DeleteFunc(direct, func(p string) bool { return p == from || p == w.GetOriginator() })
 		for _, p := range onward {
 			if err := n.enqueueRequest(t, p, w.GetReportId(), &federationv1.DeliverRequest{Item: &federationv1.DeliverRequest_Withdrawal{Withdrawal: sd}}); err != nil {
 				return err
@@ -216,6 +242,10 @@ func (n *Node) receiveWithdrawalAck(now time.Time, from string, sd *reportv1.Sig
 	err = n.st.Batch(now, func(t *store.Tx) error {
 		outcome, relayTo = Accepted, ""
 		rec, err := t.Withdrawal(a.GetReportId())
+		if err == nil && rec.GetBy() == "" {
+			// A holder's record of a withdrawal it could not apply: not ours.
+			err = store.ErrNotFound
+		}
 		if errors.Is(err, store.ErrNotFound) {
 			// Not ours: pass it towards the originator.
 			held, err := t.Report(a.GetReportId())
@@ -269,6 +299,9 @@ func (n *Node) WithdrawStatus(ctx context.Context, reportID string) (*storev1.Wi
 	err := n.st.View(func(t *store.Tx) error {
 		var err error
 		rec, err = t.Withdrawal(reportID)
+		if err == nil && rec.GetBy() == "" {
+			return store.ErrNotFound // a holder's record, not a withdrawal of ours
+		}
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {

@@ -146,3 +146,53 @@ func (t *Tx) AppendFeed(id string) error {
 	t.fedGrown = true
 	return feed.Put(u64(seq), []byte(id))
 }
+
+// Events reads a report's provenance events inside the transaction.
+func (t *Tx) Events(reportID string) ([]*storev1.Event, error) {
+	var out []*storev1.Event
+	prefix := append([]byte(reportID), 0)
+	c := t.tx.Bucket(bucketProvenance).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		e := &storev1.Event{}
+		if err := proto.Unmarshal(v, e); err != nil {
+			return nil, fmt.Errorf("%w: event %x: %v", ErrCorrupt, k, err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// DropQueuedEnvelopes removes from every partner's outbox the envelopes of
+// a report not yet acknowledged (a withdrawal must not be overtaken by the
+// content it withdraws). It returns the parties whose outbox it changed.
+func (t *Tx) DropQueuedEnvelopes(reportID string) ([]string, error) {
+	var parties []string
+	ob := t.tx.Bucket(bucketOutbox)
+	err := ob.ForEachBucket(func(party []byte) error {
+		b := ob.Bucket(party)
+		var drop [][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			it := &storev1.OutboxItem{}
+			if err := proto.Unmarshal(v, it); err != nil {
+				return fmt.Errorf("%w: outbox %s %x: %v", ErrCorrupt, party, k, err)
+			}
+			if it.GetReportId() == reportID && it.GetEnvelope() != nil {
+				drop = append(drop, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range drop {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		if len(drop) > 0 {
+			parties = append(parties, string(party))
+		}
+		return nil
+	})
+	return parties, err
+}
