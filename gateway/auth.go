@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"google.golang.org/grpc"
@@ -147,7 +146,8 @@ func (a *authn) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 func mustCaller(ctx context.Context) (pki.Identity, error) {
 	id, ok := Caller(ctx)
 	if !ok {
-		return pki.Identity{}, status.Error(codes.Internal, fmt.Sprintf("internal error: %s", "no caller"))
+		// The interceptor always sets the caller; reaching here is a bug.
+		return pki.Identity{}, status.Error(codes.Internal, "internal error: no authenticated caller")
 	}
 	return id, nil
 }
