@@ -17,7 +17,7 @@ FUZZ_TARGETS := \
 	./node/report:FuzzMutateEnvelope \
 	./node/policy:FuzzReleaseChain
 
-.PHONY: all build test tools generate check-generated lint vet fmt-check fuzz-short fuzz run clean
+.PHONY: all build test tools generate check-generated lint vet fmt-check fuzz-short fuzz run clean vaultdev test-vault
 
 all: build
 
@@ -25,9 +25,18 @@ build:
 	$(GO) build ./...
 
 ## test: everything CI checks: tools, lint, generated code, vet, race tests, a short fuzz pass.
-test: tools lint check-generated vet
-	$(GO) test -race -count=1 -timeout 15m ./...
+test: tools lint check-generated vet vaultdev
+	TEARLINE_VAULTDEV=$$(GO=$(GO) internal/testvault/build.sh) $(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz-short
+
+## vaultdev: build the Vault test server (internal/testvault/vaultdev, its own
+## module) into ~/.cache/tearline/ ($XDG_CACHE_HOME/tearline/ if set), once per change of its sources.
+vaultdev:
+	@GO=$(GO) internal/testvault/build.sh
+
+## test-vault: the integration tests against a real Vault, verbosely.
+test-vault: vaultdev
+	TEARLINE_VAULTDEV=$$(GO=$(GO) internal/testvault/build.sh) $(GO) test -race -count=1 -v -run 'Vault' ./pki ./gateway ./cmd/tearline/cli
 
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 

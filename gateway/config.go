@@ -49,11 +49,13 @@ type Config struct {
 
 // PKIConfig selects the certificate source.
 type PKIConfig struct {
-	// Mode is "dev" (the embedded development CA). "vault" comes with the
-	// Vault issue; there is no silent fallback between them.
+	// Mode is "dev" (the embedded development CA) or "vault" (the party's
+	// PKI mount in Vault); there is no silent fallback between them.
 	Mode string `yaml:"mode"`
 	// DevCADir holds the development CA of this party (ca.pem, ca-key.pem).
-	DevCADir string `yaml:"dev_ca_dir"`
+	DevCADir string `yaml:"dev_ca_dir,omitempty"`
+	// Vault configures mode vault (see vault.go).
+	Vault *VaultConfig `yaml:"vault,omitempty"`
 	// CertTTL is the lifetime of the node's certificate (default 24h); it is
 	// renewed at two thirds of it, without a restart.
 	CertTTL time.Duration `yaml:"cert_ttl"`
@@ -67,6 +69,10 @@ type PartnerConfig struct {
 	// CAFile is the partner's CA bundle (PEM). It is trusted only for that
 	// partner's identities.
 	CAFile string `yaml:"ca_file"`
+	// CRLURL is where the partner publishes its CRL (http or https), for
+	// example its Vault's /v1/<mount>/crl; with pki.mode vault it is fetched
+	// every pki.vault.crl_interval and a certificate it revokes is refused.
+	CRLURL string `yaml:"crl_url,omitempty"`
 	// Agreement is the bilateral sharing agreement; without an active one
 	// nothing is released to the partner.
 	Agreement *AgreementConfig `yaml:"agreement"`
@@ -161,10 +167,17 @@ func (c *Config) Validate() error {
 		if c.PKI.DevCADir == "" {
 			return bad("pki.dev_ca_dir is required with pki.mode dev")
 		}
+		if c.PKI.Vault != nil {
+			return bad("pki.vault is set but pki.mode is dev: remove one of them")
+		}
+	case "vault":
+		if err := c.PKI.validateVault(); err != nil {
+			return bad("%v", err)
+		}
 	case "":
-		return bad("pki.mode is required: dev (the embedded development CA)")
+		return bad("pki.mode is required: dev (the embedded development CA) or vault")
 	default:
-		return bad("pki.mode %q is not supported by this build (want dev)", c.PKI.Mode)
+		return bad("pki.mode %q is not supported (want dev or vault)", c.PKI.Mode)
 	}
 	if c.PKI.CertTTL == 0 {
 		c.PKI.CertTTL = 24 * time.Hour
@@ -197,6 +210,9 @@ func (c *Config) Validate() error {
 		}
 		if p.CAFile == "" {
 			return bad("partners[%d] (%s) ca_file is required", i, p.Party)
+		}
+		if err := validCRLURL(p.CRLURL, c.PKI.Mode); err != nil {
+			return bad("partners[%d] (%s) crl_url: %v", i, p.Party, err)
 		}
 		if a := p.Agreement; a != nil {
 			if _, ok := marking.Default.Rank(a.MaxClassification); !ok {

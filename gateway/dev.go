@@ -36,6 +36,11 @@ type DevOptions struct {
 	BasePort int
 	Host     string
 	Clock    func() time.Time
+	// PKI is "dev" (default: a development CA per party) or "vault": a PKI
+	// mount per party in the Vault at VaultAddr, set up with VaultToken.
+	PKI        string
+	VaultAddr  string
+	VaultToken string
 }
 
 func (o *DevOptions) validate() error {
@@ -53,6 +58,9 @@ func (o *DevOptions) validate() error {
 	}
 	if o.Clock == nil {
 		o.Clock = time.Now
+	}
+	if err := o.validatePKI(); err != nil {
+		return err
 	}
 	if len(o.Parties) < 2 {
 		return fmt.Errorf("%w: a dev federation needs at least two parties", ErrConfig)
@@ -85,14 +93,17 @@ func DevInit(o DevOptions) ([]string, error) {
 		return nil, err
 	}
 	now := o.Clock()
-	cas := map[string]*pki.DevCA{}
+	cas := map[string]pki.Issuer{}
 	for _, p := range o.Parties {
-		ca, err := pki.OpenDevCA(filepath.Join(o.Dir, p, "ca"), p)
+		ca, err := o.devIssuer(p)
 		if err != nil {
 			return nil, err
 		}
 		cas[p] = ca
-		bundle, _ := ca.Bundle(context.Background())
+		bundle, err := ca.Bundle(context.Background())
+		if err != nil {
+			return nil, err
+		}
 		if err := pki.WriteCertificatesFile(filepath.Join(o.Dir, p, "ca", "bundle.pem"), bundle); err != nil {
 			return nil, err
 		}
@@ -101,7 +112,7 @@ func DevInit(o DevOptions) ([]string, error) {
 	for i, p := range o.Parties {
 		c := &Config{
 			Party: p, NodeName: strings.ToLower(p), Listen: o.Host + ":" + strconv.Itoa(o.BasePort+i),
-			DataDir: "data", PKI: PKIConfig{Mode: "dev", DevCADir: "ca", CertTTL: 24 * time.Hour},
+			DataDir: "data", PKI: o.devPKIConfig(p),
 			Subscribers: []SubscriberConfig{{Name: DevSubscriber, Clearance: "SECRET", NeedToKnow: []string{"CBRN", "CT", "CYBER"}}},
 		}
 		for j, q := range o.Parties {
@@ -111,6 +122,7 @@ func DevInit(o DevOptions) ([]string, error) {
 			c.Partners = append(c.Partners, PartnerConfig{
 				Party: q, Address: o.Host + ":" + strconv.Itoa(o.BasePort+j),
 				CAFile: filepath.Join("..", q, "ca", "bundle.pem"),
+				CRLURL: o.devCRLURL(q),
 				Agreement: &AgreementConfig{
 					MaxClassification: "TOP SECRET", Purpose: "development federation",
 					ValidFrom: now.Add(-time.Hour).UTC().Truncate(time.Second), ValidUntil: now.AddDate(1, 0, 0).UTC().Truncate(time.Second),
@@ -175,7 +187,7 @@ func RunDev(ctx context.Context, o DevOptions, log *slog.Logger, out io.Writer) 
 		servers = append(servers, s)
 	}
 	abs, _ := filepath.Abs(o.Dir)
-	fmt.Fprintf(out, "Tearline development federation (embedded development CA) in %s\n\n", abs)
+	fmt.Fprintf(out, "Tearline development federation (%s) in %s\n\n", o.pkiName(), abs)
 	for _, s := range servers {
 		fmt.Fprintf(out, "  %-5s node listening on %s   config %s\n", s.cfg.Party, s.Addr(), DevConfigPath(o.Dir, s.cfg.Party))
 	}

@@ -50,6 +50,7 @@ type Server struct {
 	grpc   *grpc.Server
 	health *health.Server
 	links  []*federation.Link
+	vault  *vaultPKI // pki.mode vault only
 }
 
 // Option changes how a Server is built (tests).
@@ -86,6 +87,11 @@ func (s *Server) build() error {
 			return fmt.Errorf("development CA: %w", err)
 		}
 		iss = ca
+	case "vault":
+		if s.vault, err = newVaultPKI(cfg, s.log); err != nil {
+			return fmt.Errorf("vault PKI: %w", err)
+		}
+		iss = s.vault.iss
 	default:
 		return fmt.Errorf("%w: pki.mode %q", ErrConfig, cfg.PKI.Mode)
 	}
@@ -140,8 +146,9 @@ func (s *Server) build() error {
 	cut := newCutoff(s.node, s.trust, s.clock)
 	tlsCfg := pki.ServerTLS(s.certs, s.trust, s.clock)
 	tlsCfg.VerifyConnection = cut.verifyConnection(tlsCfg.VerifyConnection)
+	s.vault.tls(tlsCfg)
 	s.grpc = grpc.NewServer(
-		grpc.Creds(cut.creds(credentials.NewTLS(tlsCfg))),
+		grpc.Creds(s.vault.creds(cut.creds(credentials.NewTLS(tlsCfg)))),
 		grpc.ChainUnaryInterceptor(a.unary),
 		grpc.ChainStreamInterceptor(a.stream),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
@@ -200,6 +207,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.close()
 	tasks := []func(context.Context) error{
 		s.certs.Run,
+		s.vault.run,
 		func(ctx context.Context) error {
 			errc := make(chan error, 1)
 			go func() { errc <- s.grpc.Serve(s.lis) }()

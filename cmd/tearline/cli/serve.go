@@ -52,6 +52,9 @@ trying Tearline out, never for real traffic.`,
 	c.Flags().StringVar(&parties, "parties", "USA,GBR,CAN", "comma-separated party codes")
 	c.Flags().IntVar(&o.BasePort, "base-port", 7401, "port of the first party's node; the others follow")
 	c.Flags().BoolVar(&initOnly, "init-only", false, "write the folder (CAs, configs, profiles) and exit")
+	c.Flags().StringVar(&o.PKI, "pki", "dev", "dev (a development CA per party) or vault (a PKI mount pki-<party> per party in --vault-addr, set up if missing)")
+	c.Flags().StringVar(&o.VaultAddr, "vault-addr", "", "with --pki vault: Vault's address, e.g. http://127.0.0.1:8200")
+	c.Flags().StringVar(&o.VaultToken, "vault-token", "", "with --pki vault: a token that may mount and configure PKI engines (kept in DIR/vault-token, 0600)")
 	return c
 }
 
