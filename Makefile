@@ -17,7 +17,7 @@ FUZZ_TARGETS := \
 	./node/report:FuzzMutateEnvelope \
 	./node/policy:FuzzReleaseChain
 
-.PHONY: all build test tools generate check-generated lint vet fmt-check fuzz-short fuzz run clean vaultdev test-vault
+.PHONY: all build test sysdeps tools generate check-generated lint vet fmt-check fuzz-short fuzz run clean vaultdev test-vault
 
 all: build
 
@@ -25,7 +25,7 @@ build:
 	$(GO) build ./...
 
 ## test: everything CI checks: tools, lint, generated code, vet, race tests, a short fuzz pass.
-test: tools lint check-generated vet vaultdev
+test: sysdeps tools lint check-generated vet vaultdev
 	TEARLINE_VAULTDEV=$$(GO=$(GO) internal/testvault/build.sh) $(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz-short
 
@@ -37,6 +37,15 @@ vaultdev:
 ## test-vault: the integration tests against a real Vault, verbosely.
 test-vault: vaultdev
 	TEARLINE_VAULTDEV=$$(GO=$(GO) internal/testvault/build.sh) $(GO) test -race -count=1 -v -run 'Vault' ./pki ./gateway ./cmd/tearline/cli
+
+## sysdeps: the Debian packages the tests call (deploy/vault/bootstrap.sh
+## uses curl and jq; the build script uses flock); installed when missing.
+sysdeps:
+	@missing=""; for c in curl jq flock; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing from Debian's packages"; \
+		apt-get update -qq && apt-get install -y -qq curl jq util-linux >/dev/null; \
+	fi
 
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 
