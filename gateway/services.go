@@ -283,14 +283,19 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 		if bt.err != nil {
 			return toStatus(s.log, "Subscribe", bt.err)
 		}
-		for _, d := range bt.ds {
-			if context.Cause(ctx) == errSubscriberSuspended {
-				return suspendedStatus(who.Name, cursor)
-			}
-			if err := stream.Send(&clientv1.SubscribeResponse{Cursor: d.Cursor, Report: d.View}); err != nil {
-				return err
-			}
-			cursor = d.Cursor
+		sent, err := s.send(ctx, stream, bt.ds, &cursor)
+		// Provenance records what was sent, not what was prepared.
+		if rerr := s.node.RecordDelivered(who, sent); rerr != nil {
+			return toStatus(s.log, "Subscribe", rerr)
+		}
+		if context.Cause(ctx) == errSubscriberSuspended {
+			return suspendedStatus(who.Name, cursor)
+		}
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil || len(sent) < len(bt.ds) {
+			return nil // the caller went away: the cursor stays at the last report sent
 		}
 		cursor = max(cursor, bt.last)
 		if err := save(); err != nil {
@@ -358,4 +363,19 @@ func (s *clientService) DecideConsent(ctx context.Context, req *clientv1.DecideC
 
 func suspendedStatus(name string, cursor uint64) error {
 	return status.Errorf(codes.PermissionDenied, "subscriber %s is suspended; its cursor %d is kept: after reinstatement, subscribe --resume continues after it", name, cursor)
+}
+
+// send sends deliveries in order until one fails or the subscription is
+// cancelled; it returns those sent and moves *cursor past them.
+func (s *clientService) send(ctx context.Context, stream grpc.ServerStreamingServer[clientv1.SubscribeResponse], ds []node.Delivery, cursor *uint64) ([]node.Delivery, error) {
+	for i, d := range ds {
+		if ctx.Err() != nil {
+			return ds[:i], nil
+		}
+		if err := stream.Send(&clientv1.SubscribeResponse{Cursor: d.Cursor, Report: d.View}); err != nil {
+			return ds[:i], err
+		}
+		*cursor = d.Cursor
+	}
+	return ds, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/tearline/tearline/node/marking"
 	"github.com/tearline/tearline/node/policy"
@@ -162,11 +163,14 @@ func (n *Node) Subscriber(id pki.Identity) (policy.Subscriber, bool, error) {
 type Delivery struct {
 	Cursor uint64
 	View   *clientv1.ReportView
+	// Withheld are the portions of the report that sub may not see.
+	Withheld []policy.Reason
 }
 
-// Deliveries returns the feed after cursor as sub may see it, recording
-// each delivery and each withheld portion in provenance. Reports that match
-// no topic of the filter, or of which sub may see nothing, are skipped.
+// Deliveries returns the feed after cursor as sub may see it. Reports that
+// match no topic of the filter, or of which sub may see nothing, are
+// skipped (their withheld portions are recorded in provenance now); the
+// caller records what it actually sent with RecordDelivered.
 func (n *Node) Deliveries(ctx context.Context, who pki.Identity, sub policy.Subscriber, officer bool, after uint64, topics []string, limit int) ([]Delivery, uint64, error) {
 	es, err := n.st.Feed(after, limit)
 	if err != nil {
@@ -207,30 +211,53 @@ func (n *Node) Deliveries(ctx context.Context, who pki.Identity, sub policy.Subs
 				}
 			}
 		}
-		if len(withheld) > 0 {
-			events = append(events, &storev1.Event{ReportId: view.GetId(), Kind: "withheld", Subject: who.String(), Decisions: decisionsProto(withheld)})
-		}
 		if !held {
+			if len(withheld) > 0 {
+				events = append(events, &storev1.Event{ReportId: view.GetId(), Kind: "withheld", Subject: who.String(), Decisions: decisionsProto(withheld)})
+			}
 			continue
 		}
-		events = append(events, &storev1.Event{ReportId: view.GetId(), Kind: "delivered", Subject: who.String()})
-		out = append(out, Delivery{Cursor: e.Seq, View: view})
+		out = append(out, Delivery{Cursor: e.Seq, View: view, Withheld: withheld})
 	}
-	if len(events) > 0 {
-		err := n.st.Batch(now, func(t *store.Tx) error {
-			for _, ev := range events {
-				ev.Seq, ev.Time = 0, nil
-				if err := t.AddEvent(ev); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, after, fmt.Errorf("%w: record deliveries: %w", ErrInternal, err)
-		}
+	if err := n.recordEvents(now, events); err != nil {
+		return nil, after, fmt.Errorf("%w: record withheld portions: %w", ErrInternal, err)
 	}
 	return out, last, nil
+}
+
+// RecordDelivered records, once they are sent, the deliveries to a
+// subscriber and the portions withheld from them.
+func (n *Node) RecordDelivered(who pki.Identity, ds []Delivery) error {
+	var events []*storev1.Event
+	for _, d := range ds {
+		if len(d.Withheld) > 0 {
+			events = append(events, &storev1.Event{ReportId: d.View.GetId(), Kind: "withheld", Subject: who.String(), Decisions: decisionsProto(d.Withheld)})
+		}
+		kind := "delivered"
+		if d.View.GetWithdrawal() != nil {
+			kind = "withdrawal-delivered"
+		}
+		events = append(events, &storev1.Event{ReportId: d.View.GetId(), Kind: kind, Subject: who.String()})
+	}
+	if err := n.recordEvents(n.clock(), events); err != nil {
+		return fmt.Errorf("%w: record deliveries: %w", ErrInternal, err)
+	}
+	return nil
+}
+
+func (n *Node) recordEvents(now time.Time, events []*storev1.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	return n.st.Batch(now, func(t *store.Tx) error {
+		for _, ev := range events {
+			ev.Seq, ev.Time = 0, nil
+			if err := t.AddEvent(ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func matchTopics(v *clientv1.ReportView, topics []string) bool {

@@ -481,6 +481,19 @@ func TestE2ESubscriberAndExpiredAgreement(t *testing.T) {
 			t.Fatalf("analyst received %s", s)
 		}
 	}
+	var dprov struct {
+		Events []struct{ Kind, Subject string } `json:"events"`
+	}
+	f.jsonCLI(&dprov, "GBR", "provenance", ok)
+	delivered := 0
+	for _, e := range dprov.Events {
+		if e.Kind == "delivered" && strings.HasSuffix(e.Subject, "/svc/analyst") {
+			delivered++
+		}
+	}
+	if delivered != 1 {
+		t.Fatalf("GBR's provenance records %d deliveries of %s to the analyst, want 1: %+v", delivered, ok, dprov.Events)
+	}
 	for id, rule := range map[string]string{top: "clearance", fin: "need-to-know"} {
 		f.jsonCLI(&prov, "GBR", "provenance", id)
 		found := false
