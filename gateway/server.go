@@ -50,6 +50,7 @@ type Server struct {
 	grpc   *grpc.Server
 	health *health.Server
 	links  []*federation.Link
+	client *clientService
 	vault  *vaultPKI // pki.mode vault only
 }
 
@@ -156,7 +157,8 @@ func (s *Server) build() error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
 	federationv1.RegisterFederationServiceServer(s.grpc, &federationService{node: s.node, log: s.log})
-	clientv1.RegisterClientServiceServer(s.grpc, &clientService{node: s.node, log: s.log, poll: time.Second, cut: cut})
+	s.client = &clientService{node: s.node, log: s.log, poll: time.Second, cut: cut}
+	clientv1.RegisterClientServiceServer(s.grpc, s.client)
 	adminv1.RegisterAdminServiceServer(s.grpc, &adminService{node: s.node, log: s.log})
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -235,6 +237,7 @@ func (s *Server) Run(ctx context.Context) error {
 		tasks = append(tasks, l.Run)
 	}
 	err := runAll(ctx, tasks...)
+	s.client.recorders.Wait() // delivery events are on disk before the store closes
 	s.log.Info("node stopped", "party", s.cfg.Party)
 	return err
 }

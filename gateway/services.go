@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -83,6 +84,9 @@ type clientService struct {
 	// poll bounds how long a subscription waits before re-reading the feed.
 	poll time.Duration
 	cut  *cutoff
+	// recorders are the goroutines writing subscriptions' delivery events;
+	// the server waits for them before it closes the store.
+	recorders sync.WaitGroup
 }
 
 // CursorKey is the key of a subscriber's saved cursor: kind/name.
@@ -231,6 +235,17 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	// On every exit the cursor saved is the last report sent (or skipped as
 	// not for this subscriber), so --resume continues exactly there.
 	defer func() { _ = save() }()
+	record := make(chan []node.Delivery, 64)
+	s.recorders.Add(1)
+	go func() {
+		defer s.recorders.Done()
+		for ds := range record {
+			if err := s.node.RecordDelivered(who, ds); err != nil {
+				s.log.Error("record deliveries", "subscriber", who.String(), "error", err)
+			}
+		}
+	}()
+	defer close(record)
 	// A producer reads the feed and prepares deliveries; this loop sends
 	// them. The split lets a suspension end the stream at once even while
 	// the producer is busy (it then stops on its own).
@@ -284,9 +299,10 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			return toStatus(s.log, "Subscribe", bt.err)
 		}
 		sent, err := s.send(ctx, stream, bt.ds, &cursor)
-		// Provenance records what was sent, not what was prepared.
-		if rerr := s.node.RecordDelivered(who, sent); rerr != nil {
-			return toStatus(s.log, "Subscribe", rerr)
+		// Provenance records what was sent, not what was prepared; the
+		// recorder writes it so that a suspension never waits for a commit.
+		if len(sent) > 0 {
+			record <- sent
 		}
 		if context.Cause(ctx) == errSubscriberSuspended {
 			return suspendedStatus(who.Name, cursor)

@@ -484,14 +484,21 @@ func TestE2ESubscriberAndExpiredAgreement(t *testing.T) {
 	var dprov struct {
 		Events []struct{ Kind, Subject string } `json:"events"`
 	}
-	f.jsonCLI(&dprov, "GBR", "provenance", ok)
 	delivered := 0
-	for _, e := range dprov.Events {
-		if e.Kind == "delivered" && strings.HasSuffix(e.Subject, "/svc/analyst") {
-			delivered++
+	countDelivered := func() int {
+		f.jsonCLI(&dprov, "GBR", "provenance", ok)
+		n := 0
+		for _, e := range dprov.Events {
+			if e.Kind == "delivered" && strings.HasSuffix(e.Subject, "/svc/analyst") {
+				n++
+			}
 		}
+		return n
 	}
-	if delivered != 1 {
+	// Delivery events are written just after the send.
+	eventually(t, 10*time.Second, "the delivery to be recorded", func() bool { delivered = countDelivered(); return delivered > 0 })
+	time.Sleep(300 * time.Millisecond)
+	if delivered = countDelivered(); delivered != 1 {
 		t.Fatalf("GBR's provenance records %d deliveries of %s to the analyst, want 1: %+v", delivered, ok, dprov.Events)
 	}
 	for id, rule := range map[string]string{top: "clearance", fin: "need-to-know"} {
