@@ -1,6 +1,6 @@
 // Package pki holds Tearline's certificates and the trust decisions made on
 // them: SPIFFE-style identities carried as URI SANs, certificate issuers (the
-// embedded development CA now, Vault's PKI engine later) behind the narrow
+// embedded development CA and Vault's PKI engine) behind the narrow
 // [Issuer] interface, per-party trust anchors ([Trust]) under which a partner's
 // CA vouches only for that partner's identities, certificate rotation served
 // through TLS callbacks ([CertSource]), TLS 1.3 mutual-TLS configurations that

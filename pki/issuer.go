@@ -13,8 +13,8 @@ import (
 
 // Issuer issues certificates for one party. It is shaped after Vault's PKI
 // "issue" endpoint: the issuer generates the key and returns it with the
-// certificate and its chain. The development CA ([DevCA]) implements it now,
-// a Vault-backed source later.
+// certificate and its chain. The development CA ([DevCA]) and Vault's PKI
+// engine ([VaultIssuer]) implement it.
 type Issuer interface {
 	// Party returns the code of the party the issuer issues for.
 	Party() string
