@@ -57,9 +57,17 @@ func crisisPolicy(c *reportv1.CrisisDeclaration, ended bool) policy.Crisis {
 // crisis declarations of originator that it knows, re-verifying each.
 func (n *Node) loadAuthorities(reportID, originator string) (authorities, error) {
 	a := authorities{signed: map[string]*reportv1.Signed{}}
+	if err := n.addGrants(&a, reportID, originator); err != nil {
+		return a, err
+	}
+	return a, n.addCrises(&a, originator)
+}
+
+// addGrants adds the approved grants this node holds for reportID.
+func (n *Node) addGrants(a *authorities, reportID, originator string) error {
 	cs, err := n.st.Consents()
 	if err != nil {
-		return a, err
+		return err
 	}
 	for _, c := range cs {
 		if c.GetReportId() != reportID || c.GetState() != "approved" || c.GetHolder() != n.party || c.GetGrant() == nil {
@@ -72,9 +80,14 @@ func (n *Node) loadAuthorities(reportID, originator string) (authorities, error)
 		a.consents = append(a.consents, grantPolicy(g))
 		a.signed[g.GetId()] = c.GetGrant()
 	}
+	return nil
+}
+
+// addCrises adds the crisis declarations of originator this node knows.
+func (n *Node) addCrises(a *authorities, originator string) error {
 	crs, err := n.st.Crises()
 	if err != nil {
-		return a, err
+		return err
 	}
 	for _, cr := range crs {
 		d, _, err := report.OpenCrisis(cr.GetDeclaration(), n.trust)
@@ -84,7 +97,7 @@ func (n *Node) loadAuthorities(reportID, originator string) (authorities, error)
 		a.crises = append(a.crises, crisisPolicy(d, cr.GetEnd() != nil))
 		a.signed[d.GetId()] = cr.GetDeclaration()
 	}
-	return a, nil
+	return nil
 }
 
 // envelopeAuthorities opens the grants and declarations carried in an
@@ -106,7 +119,8 @@ func (n *Node) envelopeAuthorities(env *reportv1.Envelope, originator string) ([
 		}
 	}
 	// Declarations this node knows (and their ends) count too.
-	if known, err := n.loadAuthorities("", originator); err == nil {
+	known := authorities{signed: map[string]*reportv1.Signed{}}
+	if err := n.addCrises(&known, originator); err == nil {
 		for _, c := range known.crises {
 			crs = slices.DeleteFunc(crs, func(x policy.Crisis) bool { return x.ID == c.ID && c.Ended })
 			crs = append(crs, c)

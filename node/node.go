@@ -269,8 +269,9 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 		return "", nil, fmt.Errorf("%w: own header does not verify: %w", ErrInternal, err)
 	}
 	held := &storev1.StoredReport{Envelope: &reportv1.Envelope{Header: hdr, Portions: portions}}
-	auth, err := n.loadAuthorities(v.Header.GetId(), n.party)
-	if err != nil {
+	// A new report has no grants yet; only this party's crises can apply.
+	auth := authorities{signed: map[string]*reportv1.Signed{}}
+	if err := n.addCrises(&auth, n.party); err != nil {
 		return "", nil, fmt.Errorf("%w: %w", ErrInternal, err)
 	}
 	var releases []Release
@@ -394,12 +395,12 @@ func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *s
 	if err != nil {
 		return rel, false, err
 	}
-	hops := hopsCarrying(held.GetEnvelope().GetHops(), allowed)
+	hops, named := hopsCarrying(held.GetEnvelope().GetHops(), allowed)
 	env := &reportv1.Envelope{
 		Header:      held.GetEnvelope().GetHeader(),
 		Portions:    allowed,
 		Hops:        append(hops, sh),
-		Authorities: authoritiesNamed(held.GetEnvelope().GetAuthorities(), hops),
+		Authorities: authoritiesNamed(held.GetEnvelope().GetAuthorities(), named),
 	}
 	notify := false
 	for _, pr := range hop.GetPortions() {
@@ -778,21 +779,29 @@ func chainFor(facts []hopFact, ix uint32, originator string) []policy.HopFact {
 
 // hopsCarrying keeps the held hop statements that carried at least one of
 // the portions being released: the recipient needs them to check each
-// portion's chain, and learns nothing of hops that concern only others.
-func hopsCarrying(hops []*reportv1.Signed, ps []*reportv1.Portion) []*reportv1.Signed {
+// portion's chain, and learns nothing of hops that concern only others. It
+// also returns the grant and declaration ids those hops rest on.
+func hopsCarrying(hops []*reportv1.Signed, ps []*reportv1.Portion) ([]*reportv1.Signed, map[string]bool) {
 	var out []*reportv1.Signed
+	named := map[string]bool{}
 	for _, sh := range hops {
 		h := &reportv1.Hop{}
 		if proto.Unmarshal(sh.GetPayload(), h) != nil {
 			continue
 		}
-		if slices.ContainsFunc(h.GetPortions(), func(pr *reportv1.PortionRelease) bool {
+		if !slices.ContainsFunc(h.GetPortions(), func(pr *reportv1.PortionRelease) bool {
 			return slices.ContainsFunc(ps, func(p *reportv1.Portion) bool { return p.GetIndex() == pr.GetIndex() })
 		}) {
-			out = append(out, sh)
+			continue
+		}
+		out = append(out, sh)
+		for _, pr := range h.GetPortions() {
+			if pr.GetAuthorityId() != "" {
+				named[pr.GetAuthorityId()] = true
+			}
 		}
 	}
-	return out
+	return out, named
 }
 
 // routedVia returns the relay the route names for party to, or "".
@@ -805,22 +814,10 @@ func routedVia(route []*reportv1.RouteEntry, to string) string {
 	return ""
 }
 
-// authoritiesNamed keeps the held grants and declarations that the given
-// hops rest on, and no others (a grant for another party, with its purpose,
-// is not passed on).
-func authoritiesNamed(held []*reportv1.Signed, hops []*reportv1.Signed) []*reportv1.Signed {
-	named := map[string]bool{}
-	for _, sh := range hops {
-		h := &reportv1.Hop{}
-		if proto.Unmarshal(sh.GetPayload(), h) != nil {
-			continue
-		}
-		for _, pr := range h.GetPortions() {
-			if pr.GetAuthorityId() != "" {
-				named[pr.GetAuthorityId()] = true
-			}
-		}
-	}
+// authoritiesNamed keeps the held grants and declarations whose ids are
+// named (by the hops passed on), and no others: a grant for another party,
+// with its purpose, is not passed on.
+func authoritiesNamed(held []*reportv1.Signed, named map[string]bool) []*reportv1.Signed {
 	var out []*reportv1.Signed
 	for _, sd := range held {
 		var id string

@@ -9,7 +9,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -335,17 +334,10 @@ func (s *Store) Count() (int, error) {
 // Events returns a report's provenance events in order.
 func (s *Store) Events(reportID string) ([]*storev1.Event, error) {
 	var out []*storev1.Event
-	prefix := append([]byte(reportID), 0)
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketProvenance).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			e := &storev1.Event{}
-			if err := proto.Unmarshal(v, e); err != nil {
-				return fmt.Errorf("%w: event %x: %v", ErrCorrupt, k, err)
-			}
-			out = append(out, e)
-		}
-		return nil
+		var err error
+		out, err = (&Tx{tx: tx}).Events(reportID)
+		return err
 	})
 	return out, err
 }

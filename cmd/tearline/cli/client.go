@@ -84,8 +84,9 @@ func (g *globals) dialConn() (*grpc.ClientConn, error) {
 	)
 }
 
-// callAdmin is call for the admin service.
-func (g *globals) callAdmin(ctx context.Context, fn func(context.Context, adminv1.AdminServiceClient) error) error {
+// withClient dials the node, makes a client of one service and runs fn
+// with the call timeout.
+func withClient[C any](ctx context.Context, g *globals, newClient func(grpc.ClientConnInterface) C, fn func(context.Context, C) error) error {
 	conn, err := g.dialConn()
 	if err != nil {
 		return err
@@ -93,18 +94,17 @@ func (g *globals) callAdmin(ctx context.Context, fn func(context.Context, adminv
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
-	return fn(ctx, adminv1.NewAdminServiceClient(conn))
+	return fn(ctx, newClient(conn))
 }
 
+// callAdmin runs fn against the node's admin service.
+func (g *globals) callAdmin(ctx context.Context, fn func(context.Context, adminv1.AdminServiceClient) error) error {
+	return withClient(ctx, g, adminv1.NewAdminServiceClient, fn)
+}
+
+// call runs fn against the node's client service.
 func (g *globals) call(ctx context.Context, fn func(context.Context, clientv1.ClientServiceClient) error) error {
-	c, closeFn, err := g.dial()
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
-	return fn(ctx, c)
+	return withClient(ctx, g, clientv1.NewClientServiceClient, fn)
 }
 
 func (g *globals) printJSON(v any) error {
