@@ -68,7 +68,7 @@ func deliver(t *testing.T, src *Node, to string, dst *Node, ack bool) {
 			t.Fatal(err)
 		}
 		if ack {
-			if err := src.Store().Ack(time.Now(), to, it.Seq, nil); err != nil {
+			if err := src.Store().Ack(time.Now(), to, store.Acked{Seq: it.Seq}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -96,7 +96,7 @@ func TestWithdrawnReportIsNotRelayedAgain(t *testing.T) {
 	}
 	deliver(t, usa, "GBR", gbr, true)
 	for _, it := range mustOutbox(t, gbr, "CAN") { // drop what GBR queued before
-		gbr.Store().Ack(time.Now(), "CAN", it.Seq, nil)
+		gbr.Store().Ack(time.Now(), "CAN", store.Acked{Seq: it.Seq})
 	}
 	// AUS has not heard of the withdrawal yet and shares the report to GBR.
 	if _, err := aus.Share(ctx, pki.Identity{Party: "AUS", Kind: pki.KindOfficer, Name: "a"}, id, "GBR", nil); err != nil {

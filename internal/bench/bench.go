@@ -56,6 +56,9 @@ type Options struct {
 	FanoutReports int
 	// CatchUp is how many reports A accepts while B is offline.
 	CatchUp int
+	// Profiles, when set, is a folder where each node process writes a CPU
+	// profile (PARTY-N.pprof, N counting its starts).
+	Profiles string
 	// Progress receives one line per phase; nil: none.
 	Progress io.Writer
 }
@@ -135,6 +138,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: lay out the federation: %w", err)
 	}
+	f.profiles = o.Profiles
 	defer f.close()
 	for _, p := range []string{partyA, partyB} {
 		if err := f.start(ctx, p); err != nil {

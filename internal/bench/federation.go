@@ -39,6 +39,9 @@ type federation struct {
 	dir   string
 	exe   string
 	nodes map[string]*nodeProc
+	// profiles, when set, is where each node process writes a CPU profile.
+	profiles string
+	started  map[string]int
 
 	mu    sync.Mutex
 	conns []*grpc.ClientConn
@@ -64,7 +67,7 @@ func newFederation(dir, exe string, subscribers int) (*federation, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &federation{dir: dir, exe: exe, nodes: map[string]*nodeProc{}}
+	f := &federation{dir: dir, exe: exe, nodes: map[string]*nodeProc{}, started: map[string]int{}}
 	for _, p := range paths {
 		cfg, err := gateway.LoadConfig(p)
 		if err != nil {
@@ -113,7 +116,12 @@ func (f *federation) start(ctx context.Context, party string) error {
 	if err != nil {
 		return err
 	}
-	n.cmd = exec.Command(f.exe, "node", "--config", n.config)
+	args := []string{"node", "--config", n.config}
+	if f.profiles != "" {
+		f.started[party]++
+		args = append(args, "--cpuprofile", filepath.Join(f.profiles, fmt.Sprintf("%s-%d.pprof", party, f.started[party])))
+	}
+	n.cmd = exec.Command(f.exe, args...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	if err := n.cmd.Start(); err != nil {
 		logf.Close()

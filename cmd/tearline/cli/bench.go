@@ -58,6 +58,7 @@ with --json, one object. It takes a few minutes and both cores.`,
 	f.IntVar(&o.Subscribers, "subscribers", 1000, "subscriber streams in the fan-out phase")
 	f.IntVar(&o.FanoutReports, "fanout-reports", 500, "reports each fan-out stream receives")
 	f.IntVar(&o.CatchUp, "catchup", 100_000, "reports accepted while the receiver is offline")
+	f.StringVar(&o.Profiles, "cpuprofile-dir", "", "write each node process's CPU profile (pprof) into this folder")
 	f.StringVar(&o.Dir, "dir", "", "lay the federation out here and keep it (default: a temporary folder, removed)")
 	return c
 }
