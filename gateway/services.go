@@ -158,6 +158,8 @@ type clientService struct {
 	// poll bounds how long a subscription waits before re-reading the feed.
 	poll time.Duration
 	cut  *cutoff
+	// prepared holds deliveries encoded once for every stream they go to.
+	prepared preparedMemo
 	// recorders are the goroutines writing subscriptions' delivery events;
 	// the server waits for them before it closes the store.
 	recorders sync.WaitGroup
@@ -462,10 +464,53 @@ func (s *clientService) send(ctx context.Context, stream grpc.ServerStreamingSer
 		if ctx.Err() != nil {
 			return ds[:i], nil
 		}
-		if err := stream.Send(&clientv1.SubscribeResponse{Cursor: d.Cursor, Report: d.View}); err != nil {
+		msg, err := s.prepared.get(stream, d)
+		if err != nil {
+			return ds[:i], err
+		}
+		if err := stream.SendMsg(msg); err != nil {
 			return ds[:i], err
 		}
 		*cursor = d.Cursor
 	}
 	return ds, nil
+}
+
+// preparedMemo encodes a delivery once for all the streams it goes to:
+// the node shares one view between the subscribers allowed the same
+// portions, and the response (cursor and view) is then the same bytes on
+// every stream. The server registers no compressor, so an encoding made on
+// one stream is valid on any other.
+type preparedMemo struct {
+	mu sync.Mutex
+	m  map[preparedKey]*grpc.PreparedMsg
+}
+
+type preparedKey struct {
+	view   *clientv1.ReportView
+	cursor uint64
+}
+
+// maxPrepared bounds the memo; it is emptied when full.
+const maxPrepared = 4096
+
+func (pm *preparedMemo) get(stream grpc.ServerStream, d node.Delivery) (*grpc.PreparedMsg, error) {
+	k := preparedKey{d.View, d.Cursor}
+	pm.mu.Lock()
+	msg, ok := pm.m[k]
+	pm.mu.Unlock()
+	if ok {
+		return msg, nil
+	}
+	msg = &grpc.PreparedMsg{}
+	if err := msg.Encode(stream, &clientv1.SubscribeResponse{Cursor: d.Cursor, Report: d.View}); err != nil {
+		return nil, err
+	}
+	pm.mu.Lock()
+	if pm.m == nil || len(pm.m) >= maxPrepared {
+		pm.m = make(map[preparedKey]*grpc.PreparedMsg)
+	}
+	pm.m[k] = msg
+	pm.mu.Unlock()
+	return msg, nil
 }
