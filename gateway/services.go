@@ -90,7 +90,7 @@ func (s *federationService) Deliver(stream grpc.BidiStreamingServer[federationv1
 }
 
 // deliverGroup is the most items of one stream committed together.
-const deliverGroup = 128
+const deliverGroup = 256
 
 // receive handles items in order: runs of envelopes as one batch, other
 // items one by one. It returns the acks, in order. An error ends the

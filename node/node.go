@@ -277,9 +277,21 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 	if err := n.addCrises(&auth, n.party); err != nil {
 		return "", nil, fmt.Errorf("%w: %w", ErrInternal, err)
 	}
+	// Decide and sign each partner's release before the commit, so that
+	// the commit (shared with concurrent publishes) only writes.
+	var plans []*releasePlan
+	for _, p := range n.Partners() {
+		if routedVia(draft.Route, p.Party) != "" {
+			continue
+		}
+		plan, err := n.planRelease(now, v, held, p.Party, nil, by.String(), auth, true)
+		if err != nil {
+			return "", nil, fmt.Errorf("%w: %w", ErrInternal, err)
+		}
+		plans = append(plans, plan)
+	}
 	var releases []Release
 	var woken []string
-	// Grouped with concurrent publishes and receipts into one commit.
 	err = n.st.Batch(now, func(t *store.Tx) error {
 		releases, woken = nil, nil
 		if err := t.PutReport(v.Header.GetId(), held); err != nil {
@@ -294,15 +306,16 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 				if err := t.AddEvent(&storev1.Event{ReportId: v.Header.GetId(), Kind: "routed", Party: p.Party, Subject: by.String(), Detail: "addressed to " + p.Party + " via " + via}); err != nil {
 					return err
 				}
-				continue
 			}
-			rel, queued, err := n.releaseTo(t, now, v, held, p.Party, nil, by.String(), auth, true)
+		}
+		for _, plan := range plans {
+			rel, queued, err := n.applyRelease(t, v, plan)
 			if err != nil {
 				return err
 			}
 			releases = append(releases, rel)
 			if queued {
-				woken = append(woken, p.Party)
+				woken = append(woken, plan.rel.Party)
 			}
 		}
 		return nil
@@ -353,7 +366,28 @@ var ruleOf = map[reportv1.Basis]policy.Rule{
 // the hops that brought them here and a new signed hop. It records the
 // decision as a provenance event. It runs inside t.
 func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *storev1.StoredReport, to string, only []uint32, subject string, auth authorities, hold bool) (Release, bool, error) {
-	rel := Release{Party: to}
+	p, err := n.planRelease(now, v, held, to, only, subject, auth, hold)
+	if err != nil {
+		return Release{Party: to}, false, err
+	}
+	return n.applyRelease(t, v, p)
+}
+
+// releasePlan is a release decided and signed, not yet stored.
+type releasePlan struct {
+	rel    Release
+	env    *reportv1.Envelope // nil when no portion is allowed
+	hop    *reportv1.Hop
+	signed *reportv1.Signed
+	ev     *storev1.Event
+	notify bool // the hop rests on an authority of the originator
+}
+
+// planRelease decides the portions of held for party `to` and signs the hop
+// of those allowed. It touches no store, so that the signing can happen
+// outside the commit (Publish plans before its transaction).
+func (n *Node) planRelease(now time.Time, v *report.Verified, held *storev1.StoredReport, to string, only []uint32, subject string, auth authorities, hold bool) (*releasePlan, error) {
+	p := &releasePlan{rel: Release{Party: to}}
 	// A suspended partner is denied (rule 1), except that what the
 	// originator publishes meanwhile is queued and held: the link delivers
 	// it, in order, after reinstatement (DESIGN §2, suspension).
@@ -361,7 +395,7 @@ func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *s
 	if hold && suspended {
 		suspended = false
 	}
-	p := n.partners[to]
+	partner := n.partners[to]
 	var allowed []*reportv1.Portion
 	hop := &reportv1.Hop{
 		ReportId: v.Header.GetId(), HeaderDigest: v.Digest, From: n.party, To: to, Sent: timestamppb.New(now),
@@ -372,63 +406,80 @@ func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *s
 		}
 		m, err := report.MarkingFromProto(pt.GetMarking())
 		if err != nil {
-			return rel, false, fmt.Errorf("held portion %d: %w", pt.GetIndex(), err)
+			return nil, fmt.Errorf("held portion %d: %w", pt.GetIndex(), err)
 		}
 		r := policy.Release(policy.ReleaseInput{
 			Scheme: n.scheme, Now: now,
 			ReportID: v.Header.GetId(), Originator: v.Header.GetOriginator(), Holder: n.party, To: to,
 			Portion:   policy.Portion{Index: pt.GetIndex(), Marking: m},
 			Suspended: suspended,
-			Agreement: p.Agreement,
+			Agreement: partner.Agreement,
 			Route:     policyRoute(v.Header),
 			Consents:  auth.consents,
 			Crises:    auth.crises,
 		})
-		rel.Reasons = append(rel.Reasons, r)
+		p.rel.Reasons = append(p.rel.Reasons, r)
 		if r.Allowed {
 			allowed = append(allowed, pt)
 			hop.Portions = append(hop.Portions, &reportv1.PortionRelease{Index: pt.GetIndex(), Basis: basisOf[r.Rule], AuthorityId: r.Authority})
 		}
 	}
-	ev := &storev1.Event{ReportId: v.Header.GetId(), Party: to, Subject: subject, Decisions: decisionsProto(rel.Reasons)}
+	p.ev = &storev1.Event{ReportId: v.Header.GetId(), Party: to, Subject: subject, Decisions: decisionsProto(p.rel.Reasons)}
 	if len(allowed) == 0 {
-		ev.Kind = "refused"
-		return rel, false, t.AddEvent(ev)
+		p.ev.Kind = "refused"
+		return p, nil
 	}
 	sh, err := report.SignHop(hop, n.signer)
 	if err != nil {
-		return rel, false, err
+		return nil, err
 	}
 	hops, named := hopsCarrying(held.GetEnvelope().GetHops(), allowed)
-	env := &reportv1.Envelope{
+	p.hop, p.signed = hop, sh
+	p.env = &reportv1.Envelope{
 		Header:      held.GetEnvelope().GetHeader(),
 		Portions:    allowed,
 		Hops:        append(hops, sh),
 		Authorities: authoritiesNamed(held.GetEnvelope().GetAuthorities(), named),
 	}
-	notify := false
 	for _, pr := range hop.GetPortions() {
 		if pr.GetAuthorityId() == "" {
 			continue
 		}
-		notify = true
+		p.notify = true
 		if sd, ok := auth.signed[pr.GetAuthorityId()]; ok {
-			env.Authorities = mergeSigned(env.Authorities, []*reportv1.Signed{sd})
+			p.env.Authorities = mergeSigned(p.env.Authorities, []*reportv1.Signed{sd})
 		}
+	}
+	return p, nil
+}
+
+// applyRelease stores a planned release inside t: the provenance event
+// and, if any portion is allowed, the queued envelope, a crisis release
+// record and a hop notice to the originator. It may run more than once
+// (a group commit retried).
+func (n *Node) applyRelease(t *store.Tx, v *report.Verified, p *releasePlan) (Release, bool, error) {
+	rel := p.rel
+	rel.notified = ""
+	ev := proto.CloneOf(p.ev)
+	if p.env == nil {
+		return rel, false, t.AddEvent(ev)
+	}
+	to := p.rel.Party
+	for _, pr := range p.hop.GetPortions() {
 		if pr.GetBasis() == reportv1.Basis_BASIS_CRISIS && n.party == v.Header.GetOriginator() {
-			if err := t.AddCrisisRelease(&storev1.CrisisRelease{CrisisId: pr.GetAuthorityId(), ReportId: v.Header.GetId(), Portion: pr.GetIndex(), From: n.party, To: to, Time: hop.GetSent()}); err != nil {
+			if err := t.AddCrisisRelease(&storev1.CrisisRelease{CrisisId: pr.GetAuthorityId(), ReportId: v.Header.GetId(), Portion: pr.GetIndex(), From: n.party, To: to, Time: p.hop.GetSent()}); err != nil {
 				return rel, false, err
 			}
 		}
 	}
-	if err := t.Enqueue(to, &storev1.OutboxItem{ReportId: v.Header.GetId(), Envelope: env}); err != nil {
+	if err := t.Enqueue(to, &storev1.OutboxItem{ReportId: v.Header.GetId(), Envelope: p.env}); err != nil {
 		return rel, false, err
 	}
 	// A release on the originator's consent or crisis declaration is
 	// reported back to the originator, for its provenance and crisis review.
-	if o := v.Header.GetOriginator(); notify && o != n.party {
+	if o := v.Header.GetOriginator(); p.notify && o != n.party {
 		if _, ok := n.partners[o]; ok {
-			if err := n.enqueueRequest(t, o, v.Header.GetId(), &federationv1.DeliverRequest{Item: &federationv1.DeliverRequest_HopNotice{HopNotice: &federationv1.HopNotice{ReportId: v.Header.GetId(), Hop: sh}}}); err != nil {
+			if err := n.enqueueRequest(t, o, v.Header.GetId(), &federationv1.DeliverRequest{Item: &federationv1.DeliverRequest_HopNotice{HopNotice: &federationv1.HopNotice{ReportId: v.Header.GetId(), Hop: p.signed}}}); err != nil {
 				return rel, false, err
 			}
 			rel.notified = o

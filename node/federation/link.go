@@ -52,7 +52,7 @@ type Link struct {
 
 func (l *Link) defaults() {
 	if l.Window <= 0 {
-		l.Window = 128
+		l.Window = 1024
 	}
 	if l.MinBackoff <= 0 {
 		l.MinBackoff = 100 * time.Millisecond
