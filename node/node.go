@@ -103,9 +103,11 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("%w: store, signer and trust are required", ErrInvalid)
 	}
 	n := &Node{
-		party:       cfg.Party,
-		st:          cfg.Store,
-		signer:      cfg.Signer,
+		party: cfg.Party,
+		st:    cfg.Store,
+		// Statements signed at once (concurrent publishes) share one
+		// signature over their batch's Merkle root.
+		signer:      report.NewBatchSigner(cfg.Signer),
 		trust:       cfg.Trust,
 		partners:    make(map[string]Partner),
 		subscribers: make(map[string]policy.Subscriber),

@@ -97,6 +97,9 @@ func SignStatement(kind string, m proto.Message, s Signer) (*reportv1.Signed, er
 	if len(payload) > MaxStatementSize {
 		return nil, fmt.Errorf("%w: %s is %d bytes; the limit is %d", ErrTooLarge, kind, len(payload), MaxStatementSize)
 	}
+	if b, ok := s.(*BatchSigner); ok {
+		return b.signBatched(kind, payload), nil
+	}
 	sig, chain := s.Sign(signingInput(kind, payload))
 	return &reportv1.Signed{Payload: payload, Signature: sig, CertChain: chain, Kind: kind}, nil
 }
@@ -115,7 +118,11 @@ func verifyStatement(kind string, sd *reportv1.Signed, v Verifier, at time.Time)
 	if !ok {
 		return pki.Identity{}, fmt.Errorf("%w: %s signer key is not ed25519", ErrSignature, kind)
 	}
-	if !ed25519.Verify(pub, signingInput(kind, sd.GetPayload()), sd.GetSignature()) {
+	msg, err := signedInput(kind, sd)
+	if err != nil {
+		return pki.Identity{}, fmt.Errorf("%s: %w", kind, err)
+	}
+	if !verifySignature(pub, msg, sd.GetSignature(), sd.GetBatch() != nil) {
 		return pki.Identity{}, fmt.Errorf("%w: %s signature does not verify", ErrSignature, kind)
 	}
 	return id, nil
