@@ -101,21 +101,35 @@ func (n *Node) addCrises(a *authorities, originator string) error {
 }
 
 // envelopeAuthorities opens the grants and declarations carried in an
-// envelope; the ones that do not verify are left out (a hop resting on one
-// then has no basis and is refused).
-func (n *Node) envelopeAuthorities(env *reportv1.Envelope, originator string) ([]policy.Consent, []policy.Crisis) {
+// envelope. One that does not verify, is not the originator's, or is
+// neither a grant nor a declaration refuses the envelope: an honest holder
+// passes on only the originator's statements that its hops name, so such
+// an authority is a forgery or junk, and the error says which.
+func (n *Node) envelopeAuthorities(env *reportv1.Envelope, originator string) ([]policy.Consent, []policy.Crisis, error) {
 	var cs []policy.Consent
 	var crs []policy.Crisis
-	for _, sd := range env.GetAuthorities() {
+	for i, sd := range env.GetAuthorities() {
 		switch sd.GetKind() {
 		case report.KindGrant:
-			if g, _, err := report.OpenGrant(sd, n.trust); err == nil && g.GetOriginator() == originator {
-				cs = append(cs, grantPolicy(g))
+			g, _, err := report.OpenGrant(sd, n.trust)
+			if err != nil {
+				return nil, nil, fmt.Errorf("consent grant %d of the envelope does not verify: %w", i+1, err)
 			}
+			if g.GetOriginator() != originator {
+				return nil, nil, fmt.Errorf("%w: consent grant %d of the envelope is a grant of %s, not of the originator %s", report.ErrSignature, i+1, g.GetOriginator(), originator)
+			}
+			cs = append(cs, grantPolicy(g))
 		case report.KindCrisis:
-			if c, _, err := report.OpenCrisis(sd, n.trust); err == nil && c.GetOriginator() == originator {
-				crs = append(crs, crisisPolicy(c, false))
+			c, _, err := report.OpenCrisis(sd, n.trust)
+			if err != nil {
+				return nil, nil, fmt.Errorf("crisis declaration %d of the envelope does not verify: %w", i+1, err)
 			}
+			if c.GetOriginator() != originator {
+				return nil, nil, fmt.Errorf("%w: crisis declaration %d of the envelope is a declaration of %s, not of the originator %s", report.ErrSignature, i+1, c.GetOriginator(), originator)
+			}
+			crs = append(crs, crisisPolicy(c, false))
+		default:
+			return nil, nil, fmt.Errorf("%w: authority %d of the envelope is neither a consent grant nor a crisis declaration", report.ErrInvalid, i+1)
 		}
 	}
 	// Declarations this node knows (and their ends) count too.
@@ -126,7 +140,7 @@ func (n *Node) envelopeAuthorities(env *reportv1.Envelope, originator string) ([
 			crs = append(crs, c)
 		}
 	}
-	return cs, crs
+	return cs, crs, nil
 }
 
 func (n *Node) enqueueRequest(t *store.Tx, party, reportID string, req *federationv1.DeliverRequest) error {
@@ -276,6 +290,17 @@ func (n *Node) DecideConsent(ctx context.Context, by pki.Identity, id string, ap
 func (n *Node) securityEvent(now time.Time, e *storev1.SecurityEvent) error {
 	n.log.Warn("security event", "kind", e.GetKind(), "partner", e.GetPartner(), "rule", e.GetRule(), "reason", e.GetMessage())
 	return n.st.Batch(now, func(t *store.Tx) error { return t.AddSecurityEvent(proto.CloneOf(e)) })
+}
+
+// Unreadable records a security event naming the partner whose node sent
+// a federation message that could not be read at all: it does not decode,
+// or it is over the size limit. There is no item to quarantine; what says
+// why the message could not be read.
+func (n *Node) Unreadable(from pki.Identity, what string) error {
+	return n.securityEvent(n.clock(), &storev1.SecurityEvent{
+		Kind: "malformed-message", Partner: from.Party, Rule: string(policy.RuleBadInput),
+		Message: from.Party + " sent a message that could not be read: " + what,
+	})
 }
 
 // ReceiveItem handles a federation item other than an envelope from the
