@@ -383,6 +383,9 @@ func (p *hostilePeer) refused(t *testing.T, req *federationv1.DeliverRequest, re
 	if resp.GetReason() != want.rule || !strings.Contains(resp.GetMessage(), want.says) {
 		t.Fatalf("refused with %s: %q\nwant %s saying %q", resp.GetReason(), resp.GetMessage(), want.rule, want.says)
 	}
+	if len(resp.GetMessage()) > 2048 {
+		t.Errorf("the refusal is %d bytes long: a reason names what is wrong, it does not echo it", len(resp.GetMessage()))
+	}
 	after := p.evidence(t)
 	p.onlyEvidence(t, before, after, want, reportID, len(heldBefore))
 	p.stillHonest(t)
@@ -605,6 +608,11 @@ func TestHostilePeer(t *testing.T) {
 			env, r := signed(t, gbrPortion("", []byte("x"), m))
 			p.refused(t, envelopeItem(env), r.id(), refusal{"bad-input", "REL TO names 20002 parties; the limit is"})
 		})
+		t.Run("party code of 100 KB in REL TO", func(t *testing.T) {
+			m := &reportv1.Marking{Classification: "SECRET", RelTo: []string{"GBR", "USA", strings.Repeat("X", 100<<10)}}
+			env, r := signed(t, gbrPortion("", []byte("x"), m))
+			p.refused(t, envelopeItem(env), r.id(), refusal{"bad-input", `REL TO entry "XXXX`})
+		})
 		t.Run("header over 64 KiB", func(t *testing.T) {
 			pt := gbrPortion("", []byte("x"), nil)
 			pt.Salt = bytes.Repeat([]byte{7}, report.SaltSize)
@@ -727,7 +735,7 @@ func TestHostilePeer(t *testing.T) {
 			pt := &reportv1.Portion{Index: 1, Marking: &reportv1.Marking{Classification: "SECRET", RelTo: []string{"GBR", "USA"}}, ContentType: "text/plain", Body: []byte("x")}
 			r := p.signHeader(t, attacker, &reportv1.Header{Originator: attacker, Route: []*reportv1.RouteEntry{{Via: "USA", To: "../etc"}}}, []*reportv1.Portion{pt})
 			env := &reportv1.Envelope{Header: r.header, Portions: r.portions}
-			p.refused(t, envelopeItem(env), "", refusal{"bad-input", "route entry USA -> ../etc names an invalid party"})
+			p.refused(t, envelopeItem(env), "", refusal{"bad-input", `route entry "USA" -> "../etc" names an invalid party`})
 		})
 		t.Run("hop to a party code that is not valid", func(t *testing.T) {
 			env, r := p.honest(t)

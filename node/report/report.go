@@ -281,10 +281,10 @@ func CheckPortions(ps []*reportv1.Portion) error {
 
 func checkHeader(h *reportv1.Header, maxPortions int) error {
 	if _, err := uuid.Parse(h.GetId()); err != nil || len(h.GetId()) != 36 {
-		return fmt.Errorf("%w: report id %q is not a UUID", ErrInvalid, h.GetId())
+		return fmt.Errorf("%w: report id %s is not a UUID", ErrInvalid, marking.Quote(h.GetId()))
 	}
 	if !marking.ValidParty(h.GetOriginator()) {
-		return fmt.Errorf("%w: originator %q is not a party code", ErrInvalid, h.GetOriginator())
+		return fmt.Errorf("%w: originator %s is not a party code", ErrInvalid, marking.Quote(h.GetOriginator()))
 	}
 	if h.GetCreated() == nil || h.GetCreated().CheckValid() != nil {
 		return fmt.Errorf("%w: report has no valid creation time", ErrInvalid)
@@ -294,7 +294,7 @@ func checkHeader(h *reportv1.Header, maxPortions int) error {
 	}
 	for _, t := range h.GetTopics() {
 		if !marking.ValidTopic(t) {
-			return fmt.Errorf("%w: topic %q is not valid", ErrInvalid, t)
+			return fmt.Errorf("%w: topic %s is not valid", ErrInvalid, marking.Quote(t))
 		}
 	}
 	if len(h.GetRoute()) > MaxHops {
@@ -302,7 +302,7 @@ func checkHeader(h *reportv1.Header, maxPortions int) error {
 	}
 	for _, r := range h.GetRoute() {
 		if !marking.ValidParty(r.GetVia()) || !marking.ValidParty(r.GetTo()) {
-			return fmt.Errorf("%w: route entry %s -> %s names an invalid party", ErrInvalid, r.GetVia(), r.GetTo())
+			return fmt.Errorf("%w: route entry %s -> %s names an invalid party", ErrInvalid, marking.Quote(r.GetVia()), marking.Quote(r.GetTo()))
 		}
 	}
 	if maxPortions >= 0 && len(h.GetPortions()) > MaxPortions {
