@@ -430,6 +430,43 @@ func (p *hostilePeer) onlyEvidence(t *testing.T, before, after evidence, want re
 	}
 }
 
+// itemRefused sends an item other than an envelope and checks the
+// refusal: one security event of kind naming GBR with the rule, nothing
+// else stored (an item is not quarantined: the event records it), and the
+// link still carries an honest report.
+func (p *hostilePeer) itemRefused(t *testing.T, req *federationv1.DeliverRequest, kind string, want refusal) {
+	t.Helper()
+	before := p.evidence(t)
+	resp := p.send(t, req)
+	if resp.GetOutcome() != federationv1.Outcome_OUTCOME_REJECTED || resp.GetReason() != want.rule || !strings.Contains(resp.GetMessage(), want.says) {
+		t.Fatalf("answer %v %s: %q\nwant rejected, %s saying %q", resp.GetOutcome(), resp.GetReason(), resp.GetMessage(), want.rule, want.says)
+	}
+	after := p.evidence(t)
+	if after.reports != before.reports || after.feed != before.feed || after.outbox != before.outbox || len(after.quarantine) != len(before.quarantine) {
+		t.Errorf("a refused item changed the store: %+v → %+v", before, after)
+	}
+	if len(after.security) != len(before.security)+1 {
+		t.Fatalf("security events %d→%d, want one more", len(before.security), len(after.security))
+	}
+	if se := after.security[len(after.security)-1]; se.GetKind() != kind || se.GetPartner() != attacker || se.GetRule() != want.rule || !strings.Contains(se.GetMessage(), want.says) {
+		t.Errorf("security event: kind %s partner %s rule %s message %q", se.GetKind(), se.GetPartner(), se.GetRule(), se.GetMessage())
+	}
+	p.stillHonest(t)
+}
+
+// drained waits until USA's outboxes are empty (its links delivered to the
+// real GBR and CAN nodes).
+func (p *hostilePeer) drained(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for p.evidence(t).outbox != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("USA's outbox did not drain")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // stillHonest sends an honest report of GBR on the same stream and checks
 // that it is accepted and held.
 func (p *hostilePeer) stillHonest(t *testing.T) {
@@ -553,6 +590,77 @@ func TestHostilePeer(t *testing.T) {
 			env := p.consentEnvelope(t, r, id, g)
 			p.refused(t, envelopeItem(env), r.id(), refusal{"bad-signature", "is a grant of GBR, not of the originator CAN"})
 		})
+	})
+
+	t.Run("consent grant signed by the wrong party in a consent decision", func(t *testing.T) {
+		// USA holds a report of GBR and asks GBR for consent to pass it to
+		// CAN; the answer carries a grant that GBR did not sign as itself.
+		env, r := p.honest(t)
+		if resp := p.send(t, envelopeItem(env)); resp.GetOutcome() != federationv1.Outcome_OUTCOME_ACCEPTED {
+			t.Fatalf("honest report: %v", resp.GetOutcome())
+		}
+		officer := pki.Identity{Domain: pki.DefaultDomain(victim), Party: victim, Kind: pki.KindOfficer, Name: "liaison"}
+		rec, err := p.f.servers[victim].Node().RequestConsent(context.Background(), officer, r.id(), third, "joint analysis", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.drained(t) // the request reached GBR's node
+		for _, c := range []struct {
+			name, signer, originator, says string
+		}{
+			{"GBR's grant signed by CAN", third, attacker, "grant of GBR is signed by spiffe://can.tearline.test/party/CAN/node/hostile-can"},
+			{"CAN's grant", third, third, "sent a consent grant of CAN for request " + rec.GetId() + ": only the originator GBR grants it"},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				g := &reportv1.ConsentGrant{Id: rec.GetId(), ReportId: r.id(), Originator: c.originator, Holder: victim, To: third,
+					Issued: timestamppb.New(time.Now().Add(-5 * time.Second)), Expires: timestamppb.New(time.Now().Add(time.Hour))}
+				sg, err := report.SignStatement(report.KindGrant, g, p.signers[c.signer])
+				if err != nil {
+					t.Fatal(err)
+				}
+				p.itemRefused(t, &federationv1.DeliverRequest{Item: &federationv1.DeliverRequest_ConsentDecision{ConsentDecision: &federationv1.ConsentDecision{
+					RequestId: rec.GetId(), Approved: true, Grant: sg,
+				}}}, "bad-consent", refusal{"bad-signature", c.says})
+				cs, err := p.node().Consents()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, x := range cs {
+					if x.GetId() == rec.GetId() && (x.GetState() != "pending" || x.GetGrant() != nil) {
+						t.Fatalf("the request is now %s", x.GetState())
+					}
+				}
+			})
+		}
+	})
+
+	t.Run("crisis declaration signed by the wrong party", func(t *testing.T) {
+		decl := func(signer, originator string) *reportv1.Signed {
+			c := &reportv1.CrisisDeclaration{Id: uuid.Must(uuid.NewV7()).String(), Originator: originator, Topics: []string{"cyber"}, Parties: []string{victim},
+				MaxClassification: "SECRET", Issued: timestamppb.New(time.Now().Add(-5 * time.Second)), Expires: timestamppb.New(time.Now().Add(time.Hour))}
+			sd, err := report.SignStatement(report.KindCrisis, c, p.signers[signer])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return sd
+		}
+		for _, c := range []struct {
+			name, signer, originator, says string
+		}{
+			{"CAN's declaration signed by GBR", attacker, third, "declaration of CAN is signed by spiffe://gbr.tearline.test/party/GBR/node/hostile-gbr"},
+			{"CAN's declaration sent by GBR", third, third, "sent a crisis declaration of CAN: only CAN's node declares it"},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				before, err := p.node().Crises()
+				if err != nil {
+					t.Fatal(err)
+				}
+				p.itemRefused(t, &federationv1.DeliverRequest{Item: &federationv1.DeliverRequest_Crisis{Crisis: decl(c.signer, c.originator)}}, "bad-crisis", refusal{"bad-signature", c.says})
+				if after, _ := p.node().Crises(); len(after) != len(before) {
+					t.Fatalf("a refused declaration was stored")
+				}
+			})
+		}
 	})
 
 	t.Run("expired grant", func(t *testing.T) {

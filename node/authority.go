@@ -308,14 +308,17 @@ func (n *Node) Unreadable(from pki.Identity, what string) error {
 // raises a security event; the error is non-nil only when the store failed.
 func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federationv1.DeliverRequest) (Outcome, policy.Reason, error) {
 	now := n.clock()
-	reject := func(kind, format string, args ...any) (Outcome, policy.Reason, error) {
-		r := policy.Reason{Rule: policy.RuleBadChain, Party: from.Party, Message: fmt.Sprintf(format, args...)}
+	refuse := func(kind string, rule policy.Rule, format string, args ...any) (Outcome, policy.Reason, error) {
+		r := policy.Reason{Rule: rule, Party: from.Party, Message: fmt.Sprintf(format, args...)}
 		// Without the evidence on disk the item is not acknowledged: the
 		// sender keeps it and sends it again.
 		if err := n.securityEvent(now, &storev1.SecurityEvent{Kind: kind, Partner: from.Party, Rule: string(r.Rule), Message: r.Message}); err != nil {
 			return 0, policy.Reason{}, fmt.Errorf("%w: record security event: %w", ErrInternal, err)
 		}
 		return Rejected, r, nil
+	}
+	reject := func(kind, format string, args ...any) (Outcome, policy.Reason, error) {
+		return refuse(kind, policy.RuleBadChain, format, args...)
 	}
 	ok := policy.Reason{Allowed: true}
 	switch it := req.GetItem().(type) {
@@ -326,7 +329,7 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 		}
 		held, err := n.st.Report(cr.GetReportId())
 		if err != nil {
-			return reject("bad-consent-request", "%s asked for consent on report %q, which %s did not originate", from.Party, cr.GetReportId(), n.party)
+			return reject("bad-consent-request", "%s asked for consent on report %s, which %s did not originate", from.Party, marking.Quote(cr.GetReportId()), n.party)
 		}
 		if v, err := report.OpenHeader(held.GetEnvelope().GetHeader(), n.trust); err != nil || v.Header.GetOriginator() != n.party {
 			return reject("bad-consent-request", "%s asked for consent on report %s, which %s did not originate", from.Party, cr.GetReportId(), n.party)
@@ -350,13 +353,17 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 		return outcome, ok, err
 	case *federationv1.DeliverRequest_ConsentDecision:
 		d := it.ConsentDecision
+		if len(d.GetReason()) > maxPurpose {
+			return refuse("bad-consent", policy.RuleBadInput, "%s answered consent request %s with a reason of %d bytes; the limit is %d", from.Party, marking.Quote(d.GetRequestId()), len(d.GetReason()), maxPurpose)
+		}
 		outcome := Accepted
 		var bad string
+		var badRule policy.Rule
 		err := n.st.Batch(now, func(t *store.Tx) error {
-			outcome, bad = Accepted, ""
+			outcome, bad, badRule = Accepted, "", policy.RuleBadChain
 			r, err := t.Consent(d.GetRequestId())
 			if err != nil || r.GetDirection() != "outgoing" || r.GetOriginator() != from.Party {
-				bad = fmt.Sprintf("%s answered consent request %q, which this node did not send to it", from.Party, d.GetRequestId())
+				bad = fmt.Sprintf("%s answered consent request %s, which this node did not send to it", from.Party, marking.Quote(d.GetRequestId()))
 				return nil
 			}
 			withdrawn := r.GetState() == "approved" && !d.GetApproved()
@@ -370,9 +377,15 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 				r.State, r.Reason = "withdrawn", d.GetReason()
 			} else if d.GetApproved() {
 				g, _, err := report.OpenGrant(d.GetGrant(), n.trust)
-				if err != nil || g.GetId() != r.GetId() || g.GetOriginator() != from.Party || g.GetHolder() != n.party ||
-					g.GetTo() != r.GetTo() || g.GetReportId() != r.GetReportId() {
-					bad = fmt.Sprintf("%s sent a consent grant that does not verify or does not match request %s", from.Party, r.GetId())
+				switch {
+				case err != nil:
+					bad, badRule = fmt.Sprintf("%s sent a consent grant for request %s that does not verify: %v", from.Party, r.GetId(), err), policy.RuleBadSignature
+				case g.GetOriginator() != from.Party:
+					bad, badRule = fmt.Sprintf("%s sent a consent grant of %s for request %s: only the originator %s grants it", from.Party, g.GetOriginator(), r.GetId(), from.Party), policy.RuleBadSignature
+				case g.GetId() != r.GetId() || g.GetHolder() != n.party || g.GetTo() != r.GetTo() || g.GetReportId() != r.GetReportId():
+					bad = fmt.Sprintf("%s sent a consent grant that does not match request %s (its request, report, holder or recipient differs)", from.Party, r.GetId())
+				}
+				if bad != "" {
 					return nil
 				}
 				r.State, r.Grant, r.Expires = "approved", d.GetGrant(), g.GetExpires()
@@ -385,20 +398,23 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 			return t.AddEvent(&storev1.Event{ReportId: r.GetReportId(), Kind: "consent-" + r.GetState(), Party: from.Party, Detail: fmt.Sprintf("%s %s passing it to %s (request %s)", from.Party, r.GetState(), r.GetTo(), r.GetId())})
 		})
 		if err == nil && bad != "" {
-			return reject("bad-consent", "%s", bad)
+			return refuse("bad-consent", badRule, "%s", bad)
 		}
 		return outcome, ok, err
 	case *federationv1.DeliverRequest_Crisis:
 		d, _, err := report.OpenCrisis(it.Crisis, n.trust)
-		if err != nil || d.GetOriginator() != from.Party {
-			return reject("bad-crisis", "%s sent a crisis declaration that does not verify or is not its own", from.Party)
+		if err != nil {
+			return refuse("bad-crisis", policy.RuleBadSignature, "%s sent a crisis declaration that does not verify: %v", from.Party, err)
+		}
+		if d.GetOriginator() != from.Party {
+			return refuse("bad-crisis", policy.RuleBadSignature, "%s sent a crisis declaration of %s: only %s's node declares it", from.Party, d.GetOriginator(), d.GetOriginator())
 		}
 		return n.storeCrisis(now, it.Crisis, d)
 	case *federationv1.DeliverRequest_HopNotice:
 		hn := it.HopNotice
 		held, err := n.st.Report(hn.GetReportId())
 		if err != nil {
-			return reject("bad-hop-notice", "%s sent a hop notice for report %q, which is not held here", from.Party, hn.GetReportId())
+			return reject("bad-hop-notice", "%s sent a hop notice for report %s, which is not held here", from.Party, marking.Quote(hn.GetReportId()))
 		}
 		v, err := report.OpenHeader(held.GetEnvelope().GetHeader(), n.trust)
 		if err != nil || v.Header.GetOriginator() != n.party {
