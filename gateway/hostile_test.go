@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -901,6 +902,80 @@ func TestHostilePeer(t *testing.T) {
 		})
 	})
 
+	t.Run("batched signatures", func(t *testing.T) {
+		// GBR signs its hops in a batch: one signature over a Merkle root,
+		// an inclusion proof per hop (DESIGN §4). A proof moved to another
+		// hop, altered or malformed is refused, and poisons nothing: the
+		// honest hop is accepted after.
+		type signedHop struct {
+			r  sealed
+			sh *reportv1.Signed
+		}
+		var batched []signedHop
+		for try := 0; try < 5 && len(batched) < 2; try++ {
+			batched = nil
+			gate := &gatedSigner{Signer: p.signers[attacker], gate: make(chan struct{})}
+			bs := report.NewBatchSigner(gate)
+			rs := make([]sealed, 6)
+			shs := make([]*reportv1.Signed, len(rs))
+			for i := range rs {
+				_, rs[i] = p.honest(t)
+			}
+			var wg sync.WaitGroup
+			for i := range rs {
+				wg.Go(func() {
+					h := &reportv1.Hop{ReportId: rs[i].id(), HeaderDigest: rs[i].digest, From: attacker, To: victim, Sent: timestamppb.New(time.Now().Add(-time.Second)),
+						Portions: []*reportv1.PortionRelease{{Index: 1, Basis: reportv1.Basis_BASIS_ORIGIN}}}
+					sd, err := report.SignHop(h, bs)
+					if err != nil {
+						t.Error(err)
+					}
+					shs[i] = sd
+				})
+			}
+			time.Sleep(200 * time.Millisecond) // the first signs alone; the rest queue into one batch
+			close(gate.gate)
+			wg.Wait()
+			for i, sd := range shs {
+				if sd.GetBatch() != nil {
+					batched = append(batched, signedHop{rs[i], sd})
+				}
+			}
+		}
+		if len(batched) < 2 {
+			t.Fatal("no batch formed")
+		}
+		a, b := batched[0], batched[1]
+		env := func(x signedHop, sh *reportv1.Signed) *reportv1.Envelope {
+			return &reportv1.Envelope{Header: x.r.header, Portions: x.r.portions, Hops: []*reportv1.Signed{sh}}
+		}
+		t.Run("proof of another hop", func(t *testing.T) {
+			sh := proto.CloneOf(b.sh)
+			sh.Batch = proto.CloneOf(a.sh.GetBatch())
+			p.refused(t, envelopeItem(env(b, sh)), b.r.id(), refusal{"bad-chain", "hop signature does not verify"})
+		})
+		t.Run("altered proof", func(t *testing.T) {
+			sh := proto.CloneOf(b.sh)
+			sh.Batch.Path[0][3] ^= 1
+			p.refused(t, envelopeItem(env(b, sh)), b.r.id(), refusal{"bad-chain", "hop signature does not verify"})
+		})
+		t.Run("malformed proof", func(t *testing.T) {
+			sh := proto.CloneOf(b.sh)
+			sh.Batch.Size = 5000
+			p.refused(t, envelopeItem(env(b, sh)), b.r.id(), refusal{"bad-chain", "batch proof for leaf"})
+		})
+		t.Run("batch signature on a statement signed alone", func(t *testing.T) {
+			sh := proto.CloneOf(b.sh)
+			sh.Batch = nil
+			p.refused(t, envelopeItem(env(b, sh)), b.r.id(), refusal{"bad-chain", "hop signature does not verify"})
+		})
+		for _, x := range []signedHop{a, b} {
+			if resp := p.send(t, envelopeItem(env(x, x.sh))); resp.GetOutcome() != federationv1.Outcome_OUTCOME_ACCEPTED {
+				t.Fatalf("an honest batched hop: %v %s %s", resp.GetOutcome(), resp.GetReason(), resp.GetMessage())
+			}
+		}
+	})
+
 	t.Run("message over the size limit", func(t *testing.T) {
 		p.oversizedMessage(t)
 	})
@@ -915,6 +990,18 @@ func TestHostilePeer(t *testing.T) {
 			t.Errorf("security event %s names %s", e.GetKind(), e.GetPartner())
 		}
 	}
+}
+
+// gatedSigner holds each signature until gate is closed, so that a
+// batch forms behind the first.
+type gatedSigner struct {
+	report.Signer
+	gate chan struct{}
+}
+
+func (g *gatedSigner) Sign(msg []byte) ([]byte, [][]byte) {
+	<-g.gate
+	return g.Signer.Sign(msg)
 }
 
 // consentEnvelope is CAN's report r passed by GBR to USA on basis
