@@ -192,6 +192,9 @@ type clientService struct {
 	cut  *cutoff
 	// prepared holds deliveries encoded once for every stream they go to.
 	prepared preparedMemo
+	// recording lets a resuming stream wait for the recorders of ended
+	// streams of the same subscriber.
+	recording recordings
 	// recorders are the goroutines writing subscriptions' delivery events;
 	// the server waits for them before it closes the store.
 	recorders sync.WaitGroup
@@ -317,9 +320,13 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "topics: %v", err)
 	}
+	key := CursorKey(who)
 	cursor := req.GetAfter()
 	if req.GetResumeSaved() {
-		if cursor, err = s.node.Store().Cursor(CursorKey(who)); err != nil {
+		// A stream of this subscriber that ended may still be writing its
+		// last cursor: resume from that one.
+		s.recording.wait(key)
+		if cursor, err = s.node.Store().Cursor(key); err != nil {
 			return toStatus(s.log, "Subscribe", err)
 		}
 	}
@@ -332,28 +339,48 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			return suspendedStatus(who.Name, cursor)
 		}
 	}
-	saved := cursor
-	save := func() error {
-		if cursor == saved {
-			return nil
-		}
-		saved = cursor
-		return s.node.Store().SaveCursor(time.Now(), CursorKey(who), cursor)
+	// A recorder writes what was sent (provenance records what was sent,
+	// not what was prepared) and the cursor, in order, coalescing what
+	// waits into one commit, so that neither sending nor a suspension
+	// waits for a commit. On every exit the cursor it saves last is the
+	// last report sent (or skipped as not for this subscriber), so
+	// --resume continues exactly there.
+	type sentUpTo struct {
+		ds     []node.Delivery
+		cursor uint64
 	}
-	// On every exit the cursor saved is the last report sent (or skipped as
-	// not for this subscriber), so --resume continues exactly there.
-	defer func() { _ = save() }()
-	record := make(chan []node.Delivery, 64)
+	record := make(chan sentUpTo, 64)
 	s.recorders.Add(1)
 	go func() {
 		defer s.recorders.Done()
-		for ds := range record {
-			if err := s.node.RecordDelivered(who, ds); err != nil {
+		for r := range record {
+			ds, upTo := r.ds, r.cursor
+		more:
+			for {
+				select {
+				case r, ok := <-record:
+					if !ok {
+						break more
+					}
+					ds, upTo = append(ds, r.ds...), max(upTo, r.cursor)
+				default:
+					break more
+				}
+			}
+			if err := s.node.RecordDelivered(who, ds, key, upTo); err != nil {
 				s.log.Error("record deliveries", "subscriber", who.String(), "error", err)
 			}
 		}
+		s.recording.done(key)
 	}()
-	defer close(record)
+	given := cursor
+	defer func() {
+		s.recording.start(key)
+		if cursor != given {
+			record <- sentUpTo{cursor: cursor}
+		}
+		close(record)
+	}()
 	// A producer reads the feed and prepares deliveries; this loop sends
 	// them. The split lets a suspension end the stream at once even while
 	// the producer is busy (it then stops on its own).
@@ -407,10 +434,9 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			return toStatus(s.log, "Subscribe", bt.err)
 		}
 		sent, err := s.send(ctx, stream, bt.ds, &cursor)
-		// Provenance records what was sent, not what was prepared; the
-		// recorder writes it so that a suspension never waits for a commit.
 		if len(sent) > 0 {
-			record <- sent
+			record <- sentUpTo{sent, cursor}
+			given = cursor
 		}
 		if context.Cause(ctx) == errSubscriberSuspended {
 			return suspendedStatus(who.Name, cursor)
@@ -422,9 +448,56 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			return nil // the caller went away: the cursor stays at the last report sent
 		}
 		cursor = max(cursor, bt.last)
-		if err := save(); err != nil {
-			return toStatus(s.log, "Subscribe", err)
+	}
+}
+
+// recordings counts, per cursor key, the recorders of ended streams that
+// are still writing, so that a stream resuming from the saved cursor reads
+// the last one.
+type recordings struct {
+	mu   sync.Mutex
+	keys map[string]*recordingKey
+}
+
+type recordingKey struct {
+	n    int
+	idle chan struct{} // closed when n drops to 0
+}
+
+// start notes that a stream of key ended and its recorder is finishing.
+func (r *recordings) start(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.keys == nil {
+		r.keys = map[string]*recordingKey{}
+	}
+	k := r.keys[key]
+	if k == nil || k.n == 0 {
+		k = &recordingKey{idle: make(chan struct{})}
+		r.keys[key] = k
+	}
+	k.n++
+}
+
+// done notes that a recorder of key has finished.
+func (r *recordings) done(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if k := r.keys[key]; k != nil && k.n > 0 {
+		if k.n--; k.n == 0 {
+			close(k.idle)
+			delete(r.keys, key)
 		}
+	}
+}
+
+// wait waits until no recorder of an ended stream of key is writing.
+func (r *recordings) wait(key string) {
+	r.mu.Lock()
+	k := r.keys[key]
+	r.mu.Unlock()
+	if k != nil {
+		<-k.idle
 	}
 }
 

@@ -17,11 +17,39 @@ import (
 // is verified in full, and what verified is remembered for showing.
 type verifyCache struct {
 	mu      sync.Mutex
-	headers map[[32]byte]*report.Verified
-	hops    map[[32]byte]*report.VerifiedHop
+	headers generations[*report.Verified]
+	hops    generations[*report.VerifiedHop]
 }
 
-const verifyCacheSize = 4096
+// verifyCacheSize is how many statements of each kind a generation holds:
+// the cache remembers between one and two generations, enough for
+// subscribers reading well behind the reports arriving.
+const verifyCacheSize = 32768
+
+// generations is a map that forgets gradually: when the current map is
+// full it becomes the previous one (the one before is dropped), and a hit
+// in the previous map is carried into the current one.
+type generations[T any] struct {
+	cur, prev map[[32]byte]T
+}
+
+func (g *generations[T]) get(k [32]byte) (T, bool) {
+	if v, ok := g.cur[k]; ok {
+		return v, true
+	}
+	v, ok := g.prev[k]
+	if ok {
+		g.put(k, v)
+	}
+	return v, ok
+}
+
+func (g *generations[T]) put(k [32]byte, v T) {
+	if g.cur == nil || len(g.cur) >= verifyCacheSize {
+		g.prev, g.cur = g.cur, make(map[[32]byte]T)
+	}
+	g.cur[k] = v
+}
 
 func statementKey(sd *reportv1.Signed, extra []byte) [32]byte {
 	h := sha256.New()
@@ -44,7 +72,7 @@ func statementKey(sd *reportv1.Signed, extra []byte) [32]byte {
 func (c *verifyCache) header(sd *reportv1.Signed, v report.Verifier) (*report.Verified, error) {
 	k := statementKey(sd, nil)
 	c.mu.Lock()
-	got, ok := c.headers[k]
+	got, ok := c.headers.get(k)
 	c.mu.Unlock()
 	if ok {
 		return got, nil
@@ -60,7 +88,7 @@ func (c *verifyCache) header(sd *reportv1.Signed, v report.Verifier) (*report.Ve
 // putHeader remembers a header that verified.
 func (c *verifyCache) putHeader(sd *reportv1.Signed, got *report.Verified) {
 	c.mu.Lock()
-	remember(&c.headers, statementKey(sd, nil), got)
+	c.headers.put(statementKey(sd, nil), got)
 	c.mu.Unlock()
 }
 
@@ -70,7 +98,7 @@ func hopKey(sd *reportv1.Signed, headerDigest []byte, reportID string) [32]byte 
 
 func (c *verifyCache) hop(sd *reportv1.Signed, headerDigest []byte, reportID string, v report.Verifier) (*report.VerifiedHop, error) {
 	c.mu.Lock()
-	got, ok := c.hops[hopKey(sd, headerDigest, reportID)]
+	got, ok := c.hops.get(hopKey(sd, headerDigest, reportID))
 	c.mu.Unlock()
 	if ok {
 		return got, nil
@@ -86,15 +114,6 @@ func (c *verifyCache) hop(sd *reportv1.Signed, headerDigest []byte, reportID str
 // putHop remembers a hop that verified.
 func (c *verifyCache) putHop(sd *reportv1.Signed, headerDigest []byte, reportID string, got *report.VerifiedHop) {
 	c.mu.Lock()
-	remember(&c.hops, hopKey(sd, headerDigest, reportID), got)
+	c.hops.put(hopKey(sd, headerDigest, reportID), got)
 	c.mu.Unlock()
-}
-
-// remember adds v to the map, emptying it first when it is full. The
-// caller holds the cache's lock.
-func remember[T any](m *map[[32]byte]T, k [32]byte, v T) {
-	if *m == nil || len(*m) >= verifyCacheSize {
-		*m = make(map[[32]byte]T)
-	}
-	(*m)[k] = v
 }

@@ -281,8 +281,9 @@ func (n *Node) Deliveries(ctx context.Context, who pki.Identity, sub policy.Subs
 }
 
 // RecordDelivered records, once they are sent, the deliveries to a
-// subscriber and the portions withheld from them.
-func (n *Node) RecordDelivered(who pki.Identity, ds []Delivery) error {
+// subscriber and the portions withheld from them, and saves the
+// subscriber's cursor (under cursorKey, if not empty), in one commit.
+func (n *Node) RecordDelivered(who pki.Identity, ds []Delivery, cursorKey string, cursor uint64) error {
 	var events []*storev1.Event
 	for _, d := range ds {
 		if len(d.Withheld) > 0 {
@@ -294,7 +295,19 @@ func (n *Node) RecordDelivered(who pki.Identity, ds []Delivery) error {
 		}
 		events = append(events, &storev1.Event{ReportId: d.View.GetId(), Kind: kind, Subject: who.String()})
 	}
-	if err := n.recordEvents(n.clock(), events); err != nil {
+	err := n.st.Batch(n.clock(), func(t *store.Tx) error {
+		for _, ev := range events {
+			ev.Seq, ev.Time = 0, nil
+			if err := t.AddEvent(ev); err != nil {
+				return err
+			}
+		}
+		if cursorKey == "" {
+			return nil
+		}
+		return t.PutCursor(cursorKey, cursor)
+	})
+	if err != nil {
 		return fmt.Errorf("%w: record deliveries: %w", ErrInternal, err)
 	}
 	return nil

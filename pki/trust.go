@@ -42,6 +42,7 @@ type Trust struct {
 // window in which every certificate of the chain used is valid.
 type verdict struct {
 	id                  Identity
+	certs               []*x509.Certificate // the chain as presented, parsed
 	gen                 uint64
 	notBefore, notAfter time.Time
 }
@@ -129,8 +130,8 @@ func (t *Trust) Verify(chain []*x509.Certificate, at time.Time) (Identity, error
 		at = time.Now()
 	}
 	key := chainKey(chain)
-	if id, ok := t.cached(key, gen, at); ok {
-		return id, nil
+	if v, ok := t.cached(key, gen, at); ok {
+		return v.id, nil
 	}
 	inter := x509.NewCertPool()
 	for i, c := range chain[1:] {
@@ -148,40 +149,48 @@ func (t *Trust) Verify(chain []*x509.Certificate, at time.Time) (Identity, error
 	if err != nil {
 		return Identity{}, t.explain(err, id, chain, at)
 	}
-	t.remember(key, id, gen, chains[0])
+	t.remember(key, id, gen, chain, chains[0])
 	return id, nil
 }
 
 // chainKey identifies a presented chain by its certificates' bytes.
 func chainKey(chain []*x509.Certificate) [sha256.Size]byte {
+	der := make([][]byte, len(chain))
+	for i, c := range chain {
+		der[i] = c.Raw
+	}
+	return derKey(der)
+}
+
+func derKey(der [][]byte) [sha256.Size]byte {
 	h := sha256.New()
 	var n [8]byte
-	for _, c := range chain {
-		binary.BigEndian.PutUint64(n[:], uint64(len(c.Raw)))
+	for _, c := range der {
+		binary.BigEndian.PutUint64(n[:], uint64(len(c)))
 		h.Write(n[:])
-		h.Write(c.Raw)
+		h.Write(c)
 	}
 	var k [sha256.Size]byte
 	h.Sum(k[:0])
 	return k
 }
 
-// cached returns the identity of a chain that verified before under the
+// cached returns the verdict on a chain that verified before under the
 // same anchors, if every certificate it was verified with is valid at at.
 // A verification costs two signature checks and more; certificates are
 // immutable, so an earlier verdict stands while the anchors do.
-func (t *Trust) cached(key [sha256.Size]byte, gen uint64, at time.Time) (Identity, bool) {
+func (t *Trust) cached(key [sha256.Size]byte, gen uint64, at time.Time) (verdict, bool) {
 	t.cacheMu.Lock()
 	v, ok := t.cache[key]
 	t.cacheMu.Unlock()
 	if !ok || v.gen != gen || at.Before(v.notBefore) || at.After(v.notAfter) {
-		return Identity{}, false
+		return verdict{}, false
 	}
-	return v.id, true
+	return v, true
 }
 
-func (t *Trust) remember(key [sha256.Size]byte, id Identity, gen uint64, verified []*x509.Certificate) {
-	v := verdict{id: id, gen: gen}
+func (t *Trust) remember(key [sha256.Size]byte, id Identity, gen uint64, presented, verified []*x509.Certificate) {
+	v := verdict{id: id, certs: presented, gen: gen}
 	for i, c := range verified {
 		if i == 0 || c.NotBefore.After(v.notBefore) {
 			v.notBefore = c.NotBefore
@@ -264,6 +273,16 @@ func (t *Trust) VerifyDER(chain [][]byte, at time.Time) (Identity, []*x509.Certi
 	}
 	if len(chain) > MaxChainLen {
 		return Identity{}, nil, fmt.Errorf("%w: chain of %d certificates, at most %d allowed", ErrUntrusted, len(chain), MaxChainLen)
+	}
+	// A chain verified before is neither parsed nor verified again.
+	t.mu.RLock()
+	gen := t.gen
+	t.mu.RUnlock()
+	if at.IsZero() {
+		at = time.Now()
+	}
+	if v, ok := t.cached(derKey(chain), gen, at); ok {
+		return v.id, v.certs, nil
 	}
 	certs := make([]*x509.Certificate, len(chain))
 	for i, der := range chain {

@@ -14,6 +14,7 @@
 package report
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -22,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -350,16 +352,38 @@ func OpenOwnHeader(sd *reportv1.Signed) (*Verified, error) {
 	if len(sd.GetCertChain()) == 0 {
 		return nil, fmt.Errorf("%w: header carries no certificate chain", ErrSignature)
 	}
-	leaf, err := x509.ParseCertificate(sd.GetCertChain()[0])
+	id, err := ownSigner(sd.GetCertChain()[0])
 	if err != nil {
-		return nil, fmt.Errorf("%w: header signer: %v", ErrSignature, err)
-	}
-	id, err := pki.IdentityFromCert(leaf)
-	if err != nil {
-		return nil, fmt.Errorf("%w: header signer: %w", ErrSignature, err)
+		return nil, err
 	}
 	sum := sha256.Sum256(sd.GetPayload())
 	return &Verified{Header: h, Signer: id, Digest: sum[:]}, nil
+}
+
+// lastOwn remembers the identity in the node's current certificate, which
+// signs every header it seals until the next rotation.
+var lastOwn struct {
+	sync.Mutex
+	der []byte
+	id  pki.Identity
+}
+
+func ownSigner(der []byte) (pki.Identity, error) {
+	lastOwn.Lock()
+	defer lastOwn.Unlock()
+	if bytes.Equal(der, lastOwn.der) {
+		return lastOwn.id, nil
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return pki.Identity{}, fmt.Errorf("%w: header signer: %v", ErrSignature, err)
+	}
+	id, err := pki.IdentityFromCert(leaf)
+	if err != nil {
+		return pki.Identity{}, fmt.Errorf("%w: header signer: %w", ErrSignature, err)
+	}
+	lastOwn.der, lastOwn.id = bytes.Clone(der), id
+	return id, nil
 }
 
 // parseHeader parses a signed header's payload and checks it is well formed

@@ -68,7 +68,17 @@ func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: 2 * time.Second,
+		// The freelist is not written at each commit (bbolt rebuilds it
+		// by scanning the file when it opens): in a file with many free
+		// pages, writing it dominated every commit.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+		// Map a large region from the start, so that growing the file
+		// rarely remaps it (a remap waits for every reader).
+		InitialMmapSize: 1 << 30,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -599,9 +609,12 @@ func (s *Store) Cursor(subscriber string) (uint64, error) {
 
 // SaveCursor saves a subscriber's cursor.
 func (s *Store) SaveCursor(now time.Time, subscriber string, seq uint64) error {
-	return s.Batch(now, func(t *Tx) error {
-		return t.tx.Bucket(bucketCursors).Put([]byte(subscriber), u64(seq))
-	})
+	return s.Batch(now, func(t *Tx) error { return t.PutCursor(subscriber, seq) })
+}
+
+// PutCursor saves a subscriber's cursor inside t.
+func (t *Tx) PutCursor(subscriber string, seq uint64) error {
+	return t.tx.Bucket(bucketCursors).Put([]byte(subscriber), u64(seq))
 }
 
 // Quarantined returns the quarantined items, oldest first.
