@@ -58,6 +58,9 @@ func (s *federationService) Deliver(stream grpc.BidiStreamingServer[federationv1
 			// Not committed: end the stream without an ack so the sender
 			// keeps the item and retries.
 			s.log.Error("receipt failed", "partner", from.Party, "error", err)
+			if st := storeStatus(err, partnerStoreText); st != nil {
+				return st
+			}
 			return status.Error(codes.Unavailable, "the node could not store the envelope; retry later")
 		}
 		switch outcome {
