@@ -98,11 +98,12 @@ func faultPartition(t *testing.T, r *faultResult) {
 	}
 
 	var (
-		mu       sync.Mutex
-		modes    = map[faultproxy.Mode]int{}
-		silent   int
-		slowest  time.Duration
-		failures []string
+		mu         sync.Mutex
+		modes      = map[faultproxy.Mode]int{}
+		silent     int
+		longStalls int
+		slowest    time.Duration
+		failures   []string
 	)
 	var wg sync.WaitGroup
 	for _, from := range senders {
@@ -117,10 +118,6 @@ func faultPartition(t *testing.T, r *faultResult) {
 				leftSilent := cut.mode == faultproxy.Drop && cut.silent
 				if cut.mode == faultproxy.Drop && !cut.silent {
 					p.ResetDropped()
-				}
-				mode := cut.mode
-				if cut.period > longCut {
-					mode = 100 // counted as a long stall
 				}
 				healed := time.Now()
 				// Wait for a report published after the heal to arrive.
@@ -142,7 +139,10 @@ func faultPartition(t *testing.T, r *faultResult) {
 				took := time.Since(healed)
 				mu.Lock()
 				r.cycles++
-				modes[mode]++
+				modes[cut.mode]++
+				if cut.period > longCut {
+					longStalls++
+				}
 				if leftSilent {
 					silent++
 				}
@@ -219,7 +219,7 @@ func faultPartition(t *testing.T, r *faultResult) {
 			from, len(published[from]), duplicates(acks), s.Accepted, s.Resets, s.Dropped, s.Discarded>>10)
 	}
 	r.note("cuts: %d stall (%d over %s, longer than keepalive), %d drop (%d left silent), %d reset; slowest recovery after a heal %s",
-		modes[faultproxy.Stall]+modes[100], modes[100], longCut, modes[faultproxy.Drop], silent, modes[faultproxy.Reset], slowest.Round(100*time.Millisecond))
+		modes[faultproxy.Stall], longStalls, longCut, modes[faultproxy.Drop], silent, modes[faultproxy.Reset], slowest.Round(100*time.Millisecond))
 	if len(problems) > 0 {
 		t.Error(strings.Join(problems, "\n"))
 	}
