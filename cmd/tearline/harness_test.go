@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/tearline/tearline/gateway"
 	"github.com/tearline/tearline/pki"
@@ -255,24 +254,11 @@ func (f *federation) officerConn(party string) *grpc.ClientConn {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	is, err := prof.Issued()
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	src, err := pki.StaticCertSource(is)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	trust := pki.NewTrust()
-	trust.Set(party, prof.Bundle)
 	addr, err := gateway.DevAddress(f.dir, party)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(src, trust, pki.WantNode(party), nil))),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)),
-	)
+	conn, err := gateway.Dial(addr, prof)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -2,9 +2,10 @@
 // its partner over mutual TLS, delivers the partner's outbox in order on one
 // Deliver stream, removes each item once the partner has acknowledged it
 // (after the partner's commit to disk), and reconnects with backoff while
-// the partner is away or silent (keepalive). Nothing is lost: an item leaves the outbox only on
-// acknowledgement; nothing is stored twice: the partner's receipt is
-// idempotent, so an item resent after a broken stream is a duplicate.
+// the partner is away or silent (keepalive). Nothing is lost: an item
+// leaves the outbox only on acknowledgement; nothing is stored twice: the
+// partner's receipt is idempotent, so an item resent after a broken stream
+// is a duplicate.
 package federation
 
 import (
@@ -64,7 +65,7 @@ var DefaultKeepalive = keepalive.ClientParameters{Time: 10 * time.Second, Timeou
 
 func (l *Link) defaults() {
 	if l.Window <= 0 {
-		l.Window = 128
+		l.Window = 1024
 	}
 	if l.MinBackoff <= 0 {
 		l.MinBackoff = 100 * time.Millisecond
@@ -209,18 +210,33 @@ func (l *Link) session(ctx context.Context) (int, error) {
 		case err := <-recvErr:
 			return delivered, fmt.Errorf("receive: %w", err)
 		case resp := <-acks:
-			if len(inflight) == 0 || inflight[0].seq != resp.GetSeq() {
-				return delivered, fmt.Errorf("%w: ack for %d out of order", errProtocol, resp.GetSeq())
+			// Take every ack that has arrived and record them in one commit.
+			resps := []*federationv1.DeliverResponse{resp}
+		drain:
+			for len(resps) < len(inflight) {
+				select {
+				case r := <-acks:
+					resps = append(resps, r)
+				default:
+					break drain
+				}
 			}
-			p := inflight[0]
-			inflight = inflight[1:]
-			if err := st.Ack(l.Clock(), l.Party, p.seq, ackEvent(l.Party, p.reportID, resp)); err != nil {
+			done := make([]store.Acked, 0, len(resps))
+			for i, r := range resps {
+				if i >= len(inflight) || inflight[i].seq != r.GetSeq() {
+					return delivered, fmt.Errorf("%w: ack for %d out of order", errProtocol, r.GetSeq())
+				}
+				p := inflight[i]
+				done = append(done, store.Acked{Seq: p.seq, Event: ackEvent(l.Party, p.reportID, r)})
+				if r.GetOutcome() == federationv1.Outcome_OUTCOME_REJECTED {
+					l.Log.Warn("partner refused envelope", "partner", l.Party, "report", p.reportID, "rule", r.GetReason())
+				}
+			}
+			if err := st.Ack(l.Clock(), l.Party, done...); err != nil {
 				return delivered, fmt.Errorf("record ack: %w", err)
 			}
-			delivered++
-			if resp.GetOutcome() == federationv1.Outcome_OUTCOME_REJECTED {
-				l.Log.Warn("partner refused envelope", "partner", l.Party, "report", p.reportID, "rule", resp.GetReason())
-			}
+			inflight = inflight[len(done):]
+			delivered += len(done)
 		case <-wake:
 		case <-suspendedCh:
 			suspendedCh = l.Node.SuspensionChanged()
