@@ -50,6 +50,8 @@ func (s *federationService) Deliver(stream grpc.BidiStreamingServer[federationv1
 			select {
 			case reqs <- req:
 			case <-ctx.Done():
+				// Say why, or the loop below waits for this forever.
+				recvErr <- ctx.Err()
 				return
 			}
 		}
