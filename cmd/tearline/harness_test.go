@@ -169,9 +169,16 @@ func (f *federation) stop(party string) {
 			f.t.Errorf("%s node did not exit cleanly on SIGTERM: %v", party, err)
 		}
 	case <-time.After(15 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-		f.t.Errorf("%s node did not stop within 15s of SIGTERM", party)
+		// SIGQUIT makes the Go runtime write every goroutine's stack to
+		// the node's log (printed when the test fails): where it hangs.
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		f.t.Errorf("%s node did not stop within 15s of SIGTERM (its log ends with its goroutines)", party)
 	}
 }
 
