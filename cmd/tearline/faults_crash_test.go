@@ -122,8 +122,8 @@ func faultCrash(t *testing.T, r *faultResult) {
 		began := time.Now()
 		check(cycle)
 		checkTime += time.Since(began)
-		burst(10 + rand.IntN(50))
-		time.Sleep(randDuration(0, 600*time.Millisecond))
+		burst(50 + rand.IntN(200))
+		time.Sleep(randDuration(0, 400*time.Millisecond))
 		if n, err := usa.queued("GBR"); err == nil && n > 0 {
 			killsWhileBehind++ // USA still had reports for GBR in flight or queued
 		}
