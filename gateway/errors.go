@@ -12,6 +12,7 @@ import (
 
 	"github.com/tearline/tearline/node"
 	"github.com/tearline/tearline/node/policy"
+	"github.com/tearline/tearline/node/store"
 )
 
 // ErrorDomain is the google.rpc.ErrorInfo domain of Tearline's errors.
@@ -34,6 +35,10 @@ func toStatus(log *slog.Logger, method string, err error) error {
 		return status.Error(codes.NotFound, userText(err, node.ErrNotFound))
 	case errors.Is(err, node.ErrDenied):
 		return status.Error(codes.PermissionDenied, userText(err, node.ErrDenied))
+	}
+	if st := storeStatus(err, clientStoreText); st != nil {
+		log.Warn("request refused: the store cannot be written", "method", method, "error", err)
+		return st
 	}
 	if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {
 		return err
@@ -88,4 +93,52 @@ func deniedStatus(rs []policy.Reason, reportID string) error {
 // "node: invalid request: portion 1: ..." becomes "portion 1: ...".
 func userText(err, sentinel error) string {
 	return strings.TrimPrefix(err.Error(), sentinel.Error()+": ")
+}
+
+// Reasons (ErrorInfo) of the refusals a node gives when its store cannot be
+// written.
+const (
+	ReasonStoreFull     = "store-full"
+	ReasonStoreReadOnly = "store-read-only"
+)
+
+// storeText is what a refusal for a store that cannot be written says, and
+// the step that ends it.
+type storeText struct{ full, readOnly, nextFull, nextReadOnly string }
+
+// clientStoreText is for the node's own officers and subscribers.
+var clientStoreText = storeText{
+	full:         "the node's store is full: the disk that holds it has no space left, so the node takes no new work (publish, share, receipts from partners); reads still work and nothing it already stored is lost",
+	readOnly:     "the node's store is read-only: its file system does not take writes, so the node takes no new work (publish, share, receipts from partners); reads still work and nothing it already stored is lost",
+	nextFull:     "free space on the disk that holds the node's data_dir (or move data_dir to a larger disk); the node takes work again as soon as there is space, without a restart",
+	nextReadOnly: "make the file system that holds the node's data_dir writable again (the system log says why it is read-only), then restart the node",
+}
+
+// partnerStoreText is for a partner node whose envelope was not stored.
+var partnerStoreText = storeText{
+	full:         "the receiving node's store is full: the envelope was not stored and is not acknowledged",
+	readOnly:     "the receiving node's store is read-only: the envelope was not stored and is not acknowledged",
+	nextFull:     "keep it queued and send it again later; the receiving node's operators must free disk space",
+	nextReadOnly: "keep it queued and send it again later; the receiving node's operators must make its store writable",
+}
+
+// storeStatus is the status of a write refused because the disk is full
+// (ResourceExhausted) or the store read-only (Unavailable), with fixed text,
+// the next step and ErrorInfo; nil for any other error.
+func storeStatus(err error, text storeText) error {
+	var code codes.Code
+	var reason, msg, next string
+	switch {
+	case errors.Is(err, store.ErrFull):
+		code, reason, msg, next = codes.ResourceExhausted, ReasonStoreFull, text.full, text.nextFull
+	case errors.Is(err, store.ErrReadOnly):
+		code, reason, msg, next = codes.Unavailable, ReasonStoreReadOnly, text.readOnly, text.nextReadOnly
+	default:
+		return nil
+	}
+	st := status.New(code, msg+". Next: "+next)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: map[string]string{"next": next}}); err == nil {
+		st = d
+	}
+	return st.Err()
 }

@@ -136,6 +136,9 @@ func (s *Server) build() error {
 	if err != nil {
 		return err
 	}
+	if s.st.ReadOnly() {
+		s.log.Warn("store is read-only: serving reads only; publish, share and receipts are refused until its file system is writable and the node restarts", "path", s.st.Path())
+	}
 	s.node, err = node.New(node.Config{
 		Party: cfg.Party, Store: s.st, Signer: s.certs, Trust: s.trust,
 		Partners: partners, Subscribers: subs, Clock: s.clock, Logger: s.log,

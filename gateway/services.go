@@ -138,6 +138,11 @@ func (s *federationService) receive(ctx context.Context, from pki.Identity, item
 
 func (s *federationService) receiptFailed(from pki.Identity, err error) error {
 	s.log.Error("receipt failed", "partner", from.Party, "error", err)
+	// Not committed: the stream ends without an ack, so the sender keeps
+	// the item and retries; a full or read-only store says so.
+	if st := storeStatus(err, partnerStoreText); st != nil {
+		return st
+	}
 	return status.Error(codes.Unavailable, "the node could not store the envelope; retry later")
 }
 

@@ -19,6 +19,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/tearline/tearline/gateway"
+	"github.com/tearline/tearline/pki"
 )
 
 var (
@@ -164,9 +169,16 @@ func (f *federation) stop(party string) {
 			f.t.Errorf("%s node did not exit cleanly on SIGTERM: %v", party, err)
 		}
 	case <-time.After(15 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-		f.t.Errorf("%s node did not stop within 15s of SIGTERM", party)
+		// SIGQUIT makes the Go runtime write every goroutine's stack to
+		// the node's log (printed when the test fails): where it hangs.
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		f.t.Errorf("%s node did not stop within 15s of SIGTERM (its log ends with its goroutines)", party)
 	}
 }
 
@@ -238,6 +250,54 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// officerConn is a gRPC connection to party's node as its liaison officer
+// (the dev profile the CLI uses), for tests that call the node more often
+// than a CLI process per call allows. It is closed when the test ends.
+func (f *federation) officerConn(party string) *grpc.ClientConn {
+	f.t.Helper()
+	prof, err := pki.LoadProfile(filepath.Join(f.dir, party))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	addr, err := gateway.DevAddress(f.dir, party)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	conn, err := gateway.Dial(addr, prof)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// editConfig changes party's node config (before the node starts).
+func (f *federation) editConfig(party string, edit func(*gateway.Config)) {
+	f.t.Helper()
+	path := gateway.DevConfigPath(f.dir, party)
+	c, err := gateway.LoadConfig(path)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	edit(c)
+	if err := gateway.WriteConfig(path, c); err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := gateway.LoadConfig(path); err != nil {
+		f.t.Fatalf("edited config of %s: %v", party, err)
+	}
+}
+
+// log returns what party's node has written so far.
+func (f *federation) log(party string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if b, ok := f.logs[party]; ok {
+		return b.String()
+	}
+	return ""
 }
 
 type lockedWriter struct {

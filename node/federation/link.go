@@ -2,9 +2,10 @@
 // its partner over mutual TLS, delivers the partner's outbox in order on one
 // Deliver stream, removes each item once the partner has acknowledged it
 // (after the partner's commit to disk), and reconnects with backoff while
-// the partner is away. Nothing is lost: an item leaves the outbox only on
-// acknowledgement; nothing is stored twice: the partner's receipt is
-// idempotent, so an item resent after a broken stream is a duplicate.
+// the partner is away or silent (keepalive). Nothing is lost: an item
+// leaves the outbox only on acknowledgement; nothing is stored twice: the
+// partner's receipt is idempotent, so an item resent after a broken stream
+// is a duplicate.
 package federation
 
 import (
@@ -17,6 +18,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/tearline/tearline/node/store"
 	federationv1 "github.com/tearline/tearline/proto/tearline/federation/v1"
@@ -46,9 +48,20 @@ type Link struct {
 	Window int
 	// MinBackoff and MaxBackoff bound the wait between reconnects.
 	MinBackoff, MaxBackoff time.Duration
+	// Keepalive pings a partner that has sent nothing for a while and drops
+	// the connection when it does not answer, so that a partner that
+	// vanished without closing the connection (a host gone, a firewall
+	// that lost the flow) is noticed and the link reconnects. Zero means
+	// DefaultKeepalive.
+	Keepalive keepalive.ClientParameters
 	// DialOptions are extra options (tests).
 	DialOptions []grpc.DialOption
 }
+
+// DefaultKeepalive pings after 10 s without a byte from the partner (the
+// shortest interval gRPC allows; a partner's server accepts pings every 5 s)
+// and gives the partner 5 s to answer.
+var DefaultKeepalive = keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}
 
 func (l *Link) defaults() {
 	if l.Window <= 0 {
@@ -65,6 +78,9 @@ func (l *Link) defaults() {
 	}
 	if l.Log == nil {
 		l.Log = slog.New(slog.DiscardHandler)
+	}
+	if l.Keepalive == (keepalive.ClientParameters{}) {
+		l.Keepalive = DefaultKeepalive
 	}
 }
 
@@ -130,7 +146,7 @@ type pending struct {
 func (l *Link) session(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(l.Creds)}, l.DialOptions...)
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(l.Creds), grpc.WithKeepaliveParams(l.Keepalive)}, l.DialOptions...)
 	conn, err := grpc.NewClient(l.Address, opts...)
 	if err != nil {
 		return 0, fmt.Errorf("dial: %w", err)

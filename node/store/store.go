@@ -14,10 +14,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -33,6 +36,14 @@ var (
 	ErrCorrupt  = errors.New("store: corrupt value")
 	ErrSchema   = errors.New("store: unknown schema version")
 	ErrClosed   = errors.New("store: closed")
+	// ErrFull: a write failed because the disk that holds the store has no
+	// space left (ENOSPC, or EDQUOT past a quota). Nothing of the write was
+	// committed; what was committed before is intact, and writes succeed
+	// again once space returns.
+	ErrFull = errors.New("store: no space left on the disk")
+	// ErrReadOnly: a write failed because the store's file system is
+	// read-only (EROFS), or the store was opened read-only because it was.
+	ErrReadOnly = errors.New("store: read-only")
 )
 
 // maxGroup bounds how many writers share one commit.
@@ -40,7 +51,8 @@ const maxGroup = 512
 
 // Store is a node's bbolt file.
 type Store struct {
-	db *bolt.DB
+	db       *bolt.DB
+	readOnly bool
 
 	mu     sync.Mutex
 	notify chan struct{} // closed and replaced when the feed grows
@@ -63,12 +75,14 @@ type groupCall struct {
 	done chan error
 }
 
-// Open opens (creating if needed) the store at path.
+// Open opens (creating if needed) the store at path. When the file system
+// that holds it is read-only, the store opens read-only (see ReadOnly):
+// reads work, every write fails with ErrReadOnly.
 func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, fmt.Errorf("store: %w", classify(err))
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
+	opts := &bolt.Options{
 		Timeout: 2 * time.Second,
 		// The freelist is not written at each commit (bbolt rebuilds it
 		// by scanning the file when it opens): in a file with many free
@@ -78,9 +92,61 @@ func Open(path string) (*Store, error) {
 		// Map a large region from the start, so that growing the file
 		// rarely remaps it (a remap waits for every reader).
 		InitialMmapSize: 1 << 30,
-	})
+	}
+	readOnly := false
+	db, err := bolt.Open(path, 0o600, opts)
+	if errors.Is(err, syscall.EROFS) {
+		ro := *opts
+		ro.ReadOnly = true
+		var roErr error
+		if db, roErr = bolt.Open(path, 0o600, &ro); roErr == nil {
+			readOnly, err = true, nil
+		} else if !errors.Is(roErr, fs.ErrNotExist) {
+			err = roErr
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, fmt.Errorf("store: open %s: %w", path, classify(err))
+	}
+	if err := initSchema(db, readOnly); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: init %s: %w", path, err)
+	}
+	s := &Store{db: db, readOnly: readOnly, notify: make(chan struct{}), calls: make(chan *groupCall, maxGroup), committed: make(chan struct{})}
+	go s.commitLoop()
+	return s, nil
+}
+
+// initSchema checks the schema version and creates missing buckets. A
+// store that needs no change is not written, so that a node whose disk is
+// full (or read-only) still opens its store and serves reads.
+func initSchema(db *bolt.DB, readOnly bool) error {
+	check := func(tx *bolt.Tx) (complete bool, err error) {
+		complete = true
+		for _, b := range allBuckets {
+			complete = complete && tx.Bucket(b) != nil
+		}
+		if meta := tx.Bucket(bucketMeta); meta != nil {
+			switch v := meta.Get([]byte("schema")); {
+			case v == nil:
+				complete = false
+			case string(v) != schemaVersion:
+				return false, fmt.Errorf("%w %q (this build reads %q)", ErrSchema, v, schemaVersion)
+			}
+		}
+		return complete, nil
+	}
+	var complete bool
+	err := db.View(func(tx *bolt.Tx) error {
+		var err error
+		complete, err = check(tx)
+		return err
+	})
+	if err != nil || complete {
+		return err
+	}
+	if readOnly {
+		return fmt.Errorf("%w: the store lacks buckets of schema %s and cannot be written to add them", ErrReadOnly, schemaVersion)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
@@ -88,22 +154,44 @@ func Open(path string) (*Store, error) {
 				return err
 			}
 		}
+		if _, err := check(tx); err != nil {
+			return err
+		}
 		meta := tx.Bucket(bucketMeta)
-		switch v := meta.Get([]byte("schema")); {
-		case v == nil:
+		if meta.Get([]byte("schema")) == nil {
 			return meta.Put([]byte("schema"), []byte(schemaVersion))
-		case string(v) != schemaVersion:
-			return fmt.Errorf("%w %q (this build reads %q)", ErrSchema, v, schemaVersion)
 		}
 		return nil
 	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: init %s: %w", path, err)
+	return classify(err)
+}
+
+// ReadOnly reports whether the store was opened read-only (its file system
+// was read-only at Open). Every write then fails with ErrReadOnly.
+func (s *Store) ReadOnly() bool { return s.readOnly }
+
+// classify marks a failed write that the disk caused: ErrFull for ENOSPC
+// and EDQUOT, ErrReadOnly for EROFS and bbolt's read-only mode. Other
+// errors are returned as they are.
+func classify(err error) error {
+	switch {
+	case err == nil, errors.Is(err, ErrFull), errors.Is(err, ErrReadOnly):
+		return err
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), lostErrno(err, syscall.ENOSPC), lostErrno(err, syscall.EDQUOT):
+		return fmt.Errorf("%w: %w", ErrFull, err)
+	case errors.Is(err, syscall.EROFS), errors.Is(err, bolt.ErrDatabaseReadOnly), lostErrno(err, syscall.EROFS):
+		return fmt.Errorf("%w: %w", ErrReadOnly, err)
 	}
-	s := &Store{db: db, notify: make(chan struct{}), calls: make(chan *groupCall, maxGroup), committed: make(chan struct{})}
-	go s.commitLoop()
-	return s, nil
+	return err
+}
+
+// lostErrno recognises the errors bbolt formats with %s instead of
+// wrapping ("file resize error: ...", "file sync error: ..." when it grows
+// the file), where errors.Is cannot see the errno.
+func lostErrno(err error, errno syscall.Errno) bool {
+	msg := err.Error()
+	return (strings.HasPrefix(msg, "file resize error: ") || strings.HasPrefix(msg, "file sync error: ")) &&
+		strings.HasSuffix(msg, errno.Error())
 }
 
 // Close commits the writes already handed to Batch, then closes the file.
@@ -284,7 +372,7 @@ func (s *Store) Update(now time.Time, fn func(*Tx) error) error {
 	if err == nil {
 		s.committed1(t.fedGrown, t.changed)
 	}
-	return err
+	return classify(err)
 }
 
 // committed1 runs after a commit: it drops the rewritten reports from the
@@ -309,7 +397,7 @@ func (s *Store) Batch(now time.Time, fn func(*Tx) error) error {
 	}
 	s.calls <- c
 	s.closing.RUnlock()
-	return <-c.done
+	return classify(<-c.done)
 }
 
 // commitLoop commits the writers waiting in calls: the first one at once,

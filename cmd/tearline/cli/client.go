@@ -118,15 +118,19 @@ func describe(err error) cliError {
 		return cliError{Code: "Unknown", Reason: reason, Message: err.Error()}
 	}
 	e := cliError{Code: st.Code().String(), Message: st.Message(), Reason: kebab(st.Code().String())}
+	fromNode := false // the node answered with a reason of its own
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok {
 			e.Reason = info.GetReason()
 			e.Next = info.GetMetadata()["next"]
+			fromNode = true
 		}
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		e.Message = "the node is unreachable: " + st.Message()
+		if !fromNode { // a node that answers is not unreachable (e.g. store-read-only)
+			e.Message = "the node is unreachable: " + st.Message()
+		}
 	case codes.Unauthenticated:
 		e.Message = "the node did not accept this profile's certificate: " + st.Message()
 	case codes.DeadlineExceeded:

@@ -1,0 +1,68 @@
+package gateway
+
+import (
+	"testing"
+	"time"
+
+	"github.com/tearline/tearline/internal/faultproxy"
+	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
+)
+
+// Regression (issue 8, partition suite): a link whose connection went
+// silent (every byte dropped, no reset: a partner host gone, a firewall
+// that lost the flow) hung for good, waiting for acknowledgements that
+// could not come, after the network healed. With keepalive the link
+// notices the dead connection and reconnects. Takes about 15 s: gRPC does
+// not ping more often than every 10 s.
+func TestLinkRecoversFromSilentConnection(t *testing.T) {
+	var proxy *faultproxy.Proxy
+	f := startFedWith(t, func(c *Config) {
+		if c.Party != "USA" {
+			return
+		}
+		for i := range c.Partners {
+			if c.Partners[i].Party == "GBR" {
+				p, err := faultproxy.New("127.0.0.1:0", c.Partners[i].Address)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { p.Close() })
+				proxy = p
+				c.Partners[i].Address = p.Addr()
+			}
+		}
+	}, "USA", "GBR")
+	usa, gbr := f.officer("USA"), f.officer("GBR")
+	publish := func() string {
+		resp, err := usa.Publish(ctxT(t), &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA, GBR", Body: []byte("x")}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetId()
+	}
+	arrives := func(id string, within time.Duration) bool {
+		deadline := time.Now().Add(within)
+		for time.Now().Before(deadline) {
+			if _, err := gbr.GetReport(ctxT(t), &clientv1.GetReportRequest{Id: id}); err == nil {
+				return true
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return false
+	}
+	if !arrives(publish(), 10*time.Second) {
+		t.Fatal("the link never delivered through the proxy")
+	}
+	proxy.Set(faultproxy.Drop)
+	lost := publish() // sent into the void on the open connection
+	time.Sleep(300 * time.Millisecond)
+	proxy.Set(faultproxy.Pass) // healed, but the dropped connection stays silent
+	began := time.Now()
+	if !arrives(lost, 40*time.Second) {
+		t.Fatalf("the link did not recover from a silent connection within 40s (proxy %+v)", proxy.Stats())
+	}
+	t.Logf("recovered %s after the heal", time.Since(began).Round(100*time.Millisecond))
+	if n, _ := f.servers["USA"].Node().Store().OutboxLen("GBR"); n != 0 {
+		t.Fatalf("USA's outbox for GBR holds %d after recovery", n)
+	}
+}

@@ -1,0 +1,195 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tearline/tearline/internal/faultfs"
+	"github.com/tearline/tearline/node"
+	"github.com/tearline/tearline/node/store"
+	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
+)
+
+func errorInfo(st *status.Status) *errdetails.ErrorInfo {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info
+		}
+	}
+	return nil
+}
+
+// A store that cannot be written gives a status that says so, with the
+// next step and a reason, never Internal; the path stays in the log.
+func TestStoreErrorStatus(t *testing.T) {
+	const secretPath = "/srv/tearline/data/tearline.db"
+	disk := func(errno syscall.Errno, class error) error {
+		cause := &fs.PathError{Op: "write", Path: secretPath, Err: errno}
+		// As the node wraps a failed commit.
+		return fmt.Errorf("%w: store: %w", node.ErrInternal, fmt.Errorf("%w: %w", class, cause))
+	}
+	cases := []struct {
+		name   string
+		err    error
+		code   codes.Code
+		reason string
+		says   string
+	}{
+		{"full", disk(syscall.ENOSPC, store.ErrFull), codes.ResourceExhausted, ReasonStoreFull, "full"},
+		{"read-only", disk(syscall.EROFS, store.ErrReadOnly), codes.Unavailable, ReasonStoreReadOnly, "read-only"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := status.Convert(toStatus(slog.New(slog.DiscardHandler), "Publish", tc.err))
+			if st.Code() != tc.code {
+				t.Fatalf("code %v, want %v (%s)", st.Code(), tc.code, st.Message())
+			}
+			msg := st.Message()
+			if !strings.Contains(msg, tc.says) || !strings.Contains(msg, "reads still work") || !strings.Contains(msg, "Next: ") {
+				t.Fatalf("message %q does not say what happened, that reads work, and what to do", msg)
+			}
+			if strings.Contains(msg, secretPath) || strings.Contains(msg, "internal") {
+				t.Fatalf("message %q leaks internals", msg)
+			}
+			info := errorInfo(st)
+			if info == nil || info.GetReason() != tc.reason || info.GetDomain() != ErrorDomain || info.GetMetadata()["next"] == "" {
+				t.Fatalf("ErrorInfo = %v", info)
+			}
+			// A partner's envelope gets the partner's text.
+			pst := status.Convert(storeStatus(tc.err, partnerStoreText))
+			if pst.Code() != tc.code || !strings.Contains(pst.Message(), "not acknowledged") || strings.Contains(pst.Message(), secretPath) {
+				t.Fatalf("partner status %v: %s", pst.Code(), pst.Message())
+			}
+		})
+	}
+	// Any other failure stays an internal error with fixed text.
+	st := status.Convert(toStatus(slog.New(slog.DiscardHandler), "Publish", fmt.Errorf("%w: %w", node.ErrInternal, errors.New("disk on fire"))))
+	if st.Code() != codes.Internal || strings.Contains(st.Message(), "fire") {
+		t.Fatalf("internal error: %v %q", st.Code(), st.Message())
+	}
+}
+
+// A real node whose store fills up: publishing is refused with
+// ResourceExhausted and reason store-full, reads work, a partner's
+// envelopes stay queued at the partner; once space returns the node takes
+// work again and the partner's queue drains. Needs root (skips otherwise).
+func TestNodeWithFullDisk(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "gbr-data")
+	faultfs.MountT(t, data, 8<<20, nil) // cleaned up after the servers stop
+	f := startFedWith(t, func(c *Config) {
+		if c.Party == "GBR" {
+			c.DataDir = data
+		}
+	}, "USA", "GBR")
+	usa, gbr := f.officer("USA"), f.officer("GBR")
+	publish := func(c clientv1.ClientServiceClient, banner string, size int) (string, error) {
+		resp, err := c.Publish(ctxT(t), &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: banner, Title: "t", Body: make([]byte, size)}}})
+		return resp.GetId(), err
+	}
+	first, err := publish(gbr, "SECRET//REL TO GBR", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := faultfs.Fill(data); err != nil {
+		t.Fatal(err)
+	}
+	// Free pages in the file may take a few writes; large ones need new space.
+	var refused error
+	var kept []string
+	for i := 0; i < 100 && refused == nil; i++ {
+		id, err := publish(gbr, "SECRET//REL TO GBR", 256<<10)
+		if err != nil {
+			refused = err
+		} else {
+			kept = append(kept, id)
+		}
+	}
+	st := status.Convert(refused)
+	if st.Code() != codes.ResourceExhausted || errorInfo(st).GetReason() != ReasonStoreFull || !strings.Contains(st.Message(), "full") {
+		t.Fatalf("publish on a full disk: %v", refused)
+	}
+	// Reads still work, and what was stored is there.
+	for _, id := range append(kept, first) {
+		if _, err := gbr.GetReport(ctxT(t), &clientv1.GetReportRequest{Id: id}); err != nil {
+			t.Fatalf("read %s on a full disk: %v", id, err)
+		}
+		if _, err := gbr.GetProvenance(ctxT(t), &clientv1.GetProvenanceRequest{Id: id}); err != nil {
+			t.Fatalf("provenance %s on a full disk: %v", id, err)
+		}
+	}
+	if n := count(t, gbr); n != len(kept)+1 {
+		t.Fatalf("GBR lists %d reports, want %d", n, len(kept)+1)
+	}
+	// USA's report for GBR waits in USA's outbox.
+	sent, err := publish(usa, "SECRET//REL TO USA, GBR", 256<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if _, err := gbr.GetReport(ctxT(t), &clientv1.GetReportRequest{Id: sent}); status.Code(err) != codes.NotFound {
+		t.Fatalf("GBR stored a receipt on a full disk: %v", err)
+	}
+	if n, _ := f.servers["USA"].Node().Store().OutboxLen("GBR"); n != 1 {
+		t.Fatalf("USA's outbox for GBR holds %d, want 1", n)
+	}
+	// Space returns: work is taken again, without a restart.
+	if err := faultfs.Free(data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := publish(gbr, "SECRET//REL TO GBR", 100); err != nil {
+		t.Fatalf("publish after space returned: %v", err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := gbr.GetReport(ctxT(t), &clientv1.GetReportRequest{Id: sent}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("USA's report never reached GBR after space returned")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A node whose store's file system is read-only starts, serves reads and
+// refuses work with Unavailable and reason store-read-only. Needs root.
+func TestNodeWithReadOnlyStore(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "gbr-data")
+	faultfs.MountT(t, data, 8<<20, nil)
+	st, err := store.Open(filepath.Join(data, "tearline.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if err := faultfs.SetReadOnly(data, true); err != nil {
+		t.Fatal(err)
+	}
+	f := startFedWith(t, func(c *Config) {
+		if c.Party == "GBR" {
+			c.DataDir = data
+		}
+	}, "USA", "GBR")
+	gbr := f.officer("GBR")
+	if !f.servers["GBR"].Node().Store().ReadOnly() {
+		t.Fatal("GBR's store did not open read-only")
+	}
+	if n := count(t, gbr); n != 0 {
+		t.Fatalf("reads on a read-only store: %d reports", n)
+	}
+	_, err = gbr.Publish(ctxT(t), &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO GBR", Body: []byte("x")}}})
+	s := status.Convert(err)
+	if s.Code() != codes.Unavailable || errorInfo(s).GetReason() != ReasonStoreReadOnly || !strings.Contains(s.Message(), "read-only") {
+		t.Fatalf("publish on a read-only store: %v", err)
+	}
+}
