@@ -441,7 +441,7 @@ func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *s
 func DecisionProto(r policy.Reason) *reportv1.Decision {
 	return &reportv1.Decision{
 		Index: r.Index, Allowed: r.Allowed, Rule: string(r.Rule), Banner: r.Banner,
-		Party: r.Party, Message: r.Message, Next: r.Next,
+		Party: r.Party, Message: r.Message, Next: r.Next, Authority: r.Authority,
 	}
 }
 

@@ -237,7 +237,13 @@ func (n *Node) RecordDelivered(who pki.Identity, ds []Delivery) error {
 		if d.View.GetWithdrawal() != nil {
 			kind = "withdrawal-delivered"
 		}
-		events = append(events, &storev1.Event{ReportId: d.View.GetId(), Kind: kind, Subject: who.String()})
+		var shown []uint32
+		for _, p := range d.View.GetPortions() {
+			if !p.GetWithheld() {
+				shown = append(shown, p.GetIndex())
+			}
+		}
+		events = append(events, &storev1.Event{ReportId: d.View.GetId(), Kind: kind, Subject: who.String(), Portions: shown})
 	}
 	if err := n.recordEvents(n.clock(), events); err != nil {
 		return fmt.Errorf("%w: record deliveries: %w", ErrInternal, err)

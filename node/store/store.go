@@ -1,6 +1,11 @@
 // Package store keeps a node's state in one bbolt file: reports, the feed
 // that subscribers read, provenance events, the durable outbox per partner,
-// subscriber cursors and quarantined evidence (DESIGN §5).
+// subscriber cursors, quarantined evidence and the audit log (DESIGN §5).
+//
+// The audit log (node/audit) is written here, in the same transaction as
+// what it records: every provenance event, security event, suspension,
+// reinstatement and crisis record appends its entry as it is written, so
+// nothing is recorded without being audited.
 //
 // Every write is a bbolt transaction that is on disk when the call returns,
 // so a caller may acknowledge after it. Concurrent receipts are grouped into
@@ -38,6 +43,9 @@ type Store struct {
 
 	mu     sync.Mutex
 	notify chan struct{} // closed and replaced when the feed grows
+
+	onAudit func([]*storev1.AuditEntry) // set once, before use
+	noAudit bool                        // benchmarks only (DisableAuditForBenchmark)
 }
 
 // Open opens (creating if needed) the store at path.
@@ -52,6 +60,7 @@ func Open(path string) (*Store, error) {
 	// Batch: group concurrent receipts; each caller still returns only
 	// after the commit that holds its write is on disk.
 	db.MaxBatchDelay = 2 * time.Millisecond
+	s := &Store{db: db, notify: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -62,6 +71,18 @@ func Open(path string) (*Store, error) {
 		switch v := meta.Get([]byte("schema")); {
 		case v == nil:
 			return meta.Put([]byte("schema"), []byte(schemaVersion))
+		case string(v) == "1":
+			// Migration 1 → 2: the audit buckets were created above; the
+			// log starts with an entry saying that what came before it is
+			// not in it.
+			if err := meta.Put([]byte("schema"), []byte(schemaVersion)); err != nil {
+				return err
+			}
+			t := &Tx{tx: tx, now: time.Now(), st: s}
+			if err := t.Audit(&storev1.AuditEntry{Kind: "audit-started", Detail: "the store was written by a build without the audit log (schema 1); what it recorded before this entry is not in the log"}); err != nil {
+				return err
+			}
+			return t.finish()
 		case string(v) != schemaVersion:
 			return fmt.Errorf("%w %q (this build reads %q)", ErrSchema, v, schemaVersion)
 		}
@@ -71,7 +92,7 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
-	return &Store{db: db, notify: make(chan struct{})}, nil
+	return s, nil
 }
 
 // Close closes the file.
@@ -133,6 +154,8 @@ type Tx struct {
 	tx       *bolt.Tx
 	now      time.Time
 	fedGrown bool
+	st       *Store
+	audit    txAudit
 }
 
 // Report reads a held report.
@@ -196,7 +219,10 @@ func (t *Tx) AddEvent(e *storev1.Event) error {
 	if e.Time == nil {
 		e.Time = timestamppb.New(t.now)
 	}
-	return put(b, provKey(e.GetReportId(), seq), e)
+	if err := put(b, provKey(e.GetReportId(), seq), e); err != nil {
+		return err
+	}
+	return t.auditEvent(e)
 }
 
 // Enqueue appends an item to party's outbox.
@@ -233,16 +259,20 @@ func (t *Tx) Quarantine(q *storev1.QuarantineItem) error {
 // returns. Use it for operator actions (publish, share).
 func (s *Store) Update(now time.Time, fn func(*Tx) error) error {
 	var grown bool
+	var audited []*storev1.AuditEntry
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		t := &Tx{tx: tx, now: now}
+		t := &Tx{tx: tx, now: now, st: s}
 		if err := fn(t); err != nil {
 			return err
 		}
-		grown = t.fedGrown
+		if err := t.finish(); err != nil {
+			return err
+		}
+		grown, audited = t.fedGrown, t.audit.appended
 		return nil
 	})
-	if err == nil && grown {
-		s.wake()
+	if err == nil {
+		s.committed(grown, audited)
 	}
 	return err
 }
@@ -251,18 +281,32 @@ func (s *Store) Update(now time.Time, fn func(*Tx) error) error {
 // Batch). fn may run more than once and must only touch the store.
 func (s *Store) Batch(now time.Time, fn func(*Tx) error) error {
 	var grown bool
+	var audited []*storev1.AuditEntry
 	err := s.db.Batch(func(tx *bolt.Tx) error {
-		t := &Tx{tx: tx, now: now}
+		t := &Tx{tx: tx, now: now, st: s}
 		if err := fn(t); err != nil {
 			return err
 		}
-		grown = t.fedGrown
+		if err := t.finish(); err != nil {
+			return err
+		}
+		grown, audited = t.fedGrown, t.audit.appended
 		return nil
 	})
-	if err == nil && grown {
-		s.wake()
+	if err == nil {
+		s.committed(grown, audited)
 	}
 	return err
+}
+
+// committed runs after a write transaction is on disk.
+func (s *Store) committed(grown bool, audited []*storev1.AuditEntry) {
+	if grown {
+		s.wake()
+	}
+	if len(audited) > 0 && s.onAudit != nil {
+		s.onAudit(audited)
+	}
 }
 
 // Report returns a held report.
