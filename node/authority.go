@@ -417,6 +417,12 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 			return reject("bad-withdrawal", "%s sent a withdrawal that was refused: %v", from.Party, err)
 		}
 		return outcome, ok, err
+	case *federationv1.DeliverRequest_AuditCheckpoint:
+		outcome, err := n.receiveCheckpoint(now, from.Party, it.AuditCheckpoint)
+		if outcome == Rejected {
+			return reject("bad-audit-checkpoint", "%s sent an audit checkpoint that was refused: %v", from.Party, err)
+		}
+		return outcome, ok, err
 	case *federationv1.DeliverRequest_WithdrawalAck:
 		outcome, err := n.receiveWithdrawalAck(now, from.Party, it.WithdrawalAck)
 		if outcome == Rejected {

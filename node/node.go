@@ -70,6 +70,7 @@ type Config struct {
 	Scheme      *marking.Scheme
 	Clock       func() time.Time
 	Logger      *slog.Logger
+	Audit       AuditConfig
 }
 
 // Node is one party's node.
@@ -89,6 +90,7 @@ type Node struct {
 
 	susp   suspensions
 	vcache verifyCache
+	aud    *auditState
 }
 
 // New makes a node from cfg.
@@ -136,6 +138,7 @@ func New(cfg Config) (*Node, error) {
 	if err := n.susp.load(n.st); err != nil {
 		return nil, fmt.Errorf("%w: load suspensions: %w", ErrInternal, err)
 	}
+	n.initAudit(cfg.Audit)
 	return n, nil
 }
 

@@ -311,3 +311,21 @@ func EntryFromEvent(e *storev1.Event) *storev1.AuditEntry {
 		Decisions: e.GetDecisions(), Detail: e.GetDetail(), EventSeq: e.GetSeq(), Portions: e.GetPortions(),
 	}
 }
+
+// EntryLine is the export line of an entry.
+func EntryLine(canonical []byte) ([]byte, error) {
+	r, err := RenderEntry(canonical)
+	if err != nil {
+		return nil, err
+	}
+	return Line(r)
+}
+
+// CheckpointLine is the export line of a signed checkpoint.
+func CheckpointLine(sd *reportv1.Signed) ([]byte, error) {
+	r, err := RenderCheckpoint(sd)
+	if err != nil {
+		return nil, err
+	}
+	return Line(r)
+}

@@ -233,3 +233,8 @@ func (t *Tx) DropQueuedEnvelopes(reportID string) ([]string, error) {
 	})
 	return parties, err
 }
+
+// Withdrawals returns every withdrawal record, by report id.
+func (s *Store) Withdrawals() ([]*storev1.WithdrawalRecord, error) {
+	return list(s, bucketWithdrawals, nil, func() *storev1.WithdrawalRecord { return &storev1.WithdrawalRecord{} })
+}
