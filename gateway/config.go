@@ -48,7 +48,7 @@ type Config struct {
 	// scraper elsewhere needs it).
 	MetricsListen string `yaml:"metrics_listen,omitempty"`
 	// Audit configures the audit log's checkpoints and anomaly alerts.
-	Audit AuditConfig `yaml:"audit"`
+	Audit AuditConfig `yaml:"audit,omitempty"`
 
 	dir string // the config file's folder; relative paths are relative to it
 }
@@ -100,11 +100,11 @@ type AuditConfig struct {
 	// partner) is made when the log has grown and CheckpointInterval has
 	// passed, or CheckpointEntries entries were appended, and on shutdown.
 	// Defaults 30s and 1000.
-	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
-	CheckpointEntries  uint64        `yaml:"checkpoint_entries"`
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval,omitempty"`
+	CheckpointEntries  uint64        `yaml:"checkpoint_entries,omitempty"`
 	// Anomalies raise security events (tearline events) and count in the
 	// metric tearline_audit_anomalies_total.
-	Anomalies AnomalyConfig `yaml:"anomalies"`
+	Anomalies AnomalyConfig `yaml:"anomalies,omitempty"`
 }
 
 // AnomalyConfig are the anomaly thresholds.
@@ -112,13 +112,13 @@ type AnomalyConfig struct {
 	// A subscriber's deliveries within DeliveryWindow that are at least
 	// DeliveryMin and more than DeliveryFactor times its own baseline (a
 	// moving average of its earlier windows). Defaults 1m, 10, 200.
-	DeliveryWindow time.Duration `yaml:"delivery_window"`
-	DeliveryFactor float64       `yaml:"delivery_factor"`
-	DeliveryMin    int           `yaml:"delivery_min"`
+	DeliveryWindow time.Duration `yaml:"delivery_window,omitempty"`
+	DeliveryFactor float64       `yaml:"delivery_factor,omitempty"`
+	DeliveryMin    int           `yaml:"delivery_min,omitempty"`
 	// DenialsPerPartner denials concerning one partner (releases refused,
 	// security events naming it) within DenialWindow. Defaults 20, 10m.
-	DenialsPerPartner int           `yaml:"denials_per_partner"`
-	DenialWindow      time.Duration `yaml:"denial_window"`
+	DenialsPerPartner int           `yaml:"denials_per_partner,omitempty"`
+	DenialWindow      time.Duration `yaml:"denial_window,omitempty"`
 }
 
 // SubscriberConfig is one local subscriber service.

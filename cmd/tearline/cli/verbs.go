@@ -381,6 +381,11 @@ func timeline(v *clientv1.ReportView, evs []*clientv1.ProvenanceEvent) []step {
 		st := step{Time: ts(e.GetTime()), What: e.GetKind(), Party: e.GetParty(), Subject: e.GetSubject(), Portions: e.GetPortions(),
 			Detail: e.GetDetail(), Event: e.GetSeq(), sortTime: e.GetTime().AsTime(), sortOrder: 2}
 		for _, d := range e.GetDecisions() {
+			if d.GetIndex() == 0 {
+				// A decision about the whole envelope (a receipt).
+				st.Detail = strings.TrimPrefix(st.Detail+"; "+d.GetRule()+": "+d.GetMessage(), "; ")
+				continue
+			}
 			if d.GetAllowed() {
 				b := d.GetRule()
 				if d.GetAuthority() != "" {
