@@ -218,3 +218,11 @@ func (s *adminService) AuditSummary(ctx context.Context, req *adminv1.AuditSumma
 	}
 	return out, nil
 }
+
+// MetricsAddr is the address of the metrics endpoint ("" when none).
+func (s *Server) MetricsAddr() string {
+	if s.metrics == nil {
+		return ""
+	}
+	return s.metrics.Addr().String()
+}
