@@ -25,6 +25,7 @@ var deliveryKinds = map[string]bool{"delivered": true, "withdrawal-delivered": t
 type txAudit struct {
 	loaded   bool
 	dirty    bool
+	bucket   *bolt.Bucket
 	seq      uint64
 	head     []byte
 	appended []*storev1.AuditEntry
@@ -37,6 +38,7 @@ func (t *Tx) loadHead() {
 		return
 	}
 	t.audit.loaded = true
+	t.audit.bucket = t.tx.Bucket(bucketAudit)
 	t.audit.seq, t.audit.head = 0, audit.Zero
 	if v := t.tx.Bucket(bucketMeta).Get(metaAuditHead); len(v) == 8+audit.HashSize {
 		t.audit.seq = binary.BigEndian.Uint64(v[:8])
@@ -47,7 +49,7 @@ func (t *Tx) loadHead() {
 // Audit appends an entry to the audit log in this transaction; its seq,
 // prev and (when unset) time are set here.
 func (t *Tx) Audit(e *storev1.AuditEntry) error {
-	if t.st != nil && t.st.noAudit {
+	if t.st != nil && t.st.noAudit.Load() {
 		return nil
 	}
 	t.loadHead()
@@ -60,7 +62,7 @@ func (t *Tx) Audit(e *storev1.AuditEntry) error {
 	if err != nil {
 		return fmt.Errorf("audit entry: %w", err)
 	}
-	if err := t.tx.Bucket(bucketAudit).Put(u64(e.Seq), audit.Value(canonical)); err != nil {
+	if err := t.audit.bucket.Put(u64(e.Seq), audit.Value(canonical)); err != nil {
 		return err
 	}
 	t.audit.seq, t.audit.head, t.audit.dirty = e.Seq, audit.Hash(canonical), true
@@ -127,7 +129,7 @@ func (s *Store) DisableAuditForBenchmark() {
 	if !testing.Testing() {
 		panic("store: the audit log can be turned off only in a benchmark")
 	}
-	s.noAudit = true
+	s.noAudit.Store(true)
 }
 
 // AuditView is a read transaction's view of the audit log; it implements

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -45,7 +46,7 @@ type Store struct {
 	notify chan struct{} // closed and replaced when the feed grows
 
 	onAudit func([]*storev1.AuditEntry) // set once, before use
-	noAudit bool                        // benchmarks only (DisableAuditForBenchmark)
+	noAudit atomic.Bool                 // benchmarks only (DisableAuditForBenchmark)
 }
 
 // Open opens (creating if needed) the store at path.
