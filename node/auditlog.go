@@ -145,7 +145,14 @@ func (n *Node) Checkpoint(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: sign checkpoint: %w", ErrInternal, err)
 	}
-	partners := n.partnerList()
+	// A suspended partner gets nothing, checkpoints included; the first
+	// one after its reinstatement covers everything before it.
+	var partners []string
+	for _, p := range n.partnerList() {
+		if !n.PartnerSuspended(p) {
+			partners = append(partners, p)
+		}
+	}
 	err = n.st.Update(now, func(t *store.Tx) error {
 		if err := t.PutAuditCheckpoint(seq, sd); err != nil {
 			return err
@@ -546,8 +553,8 @@ func (n *Node) WhoSaw(ctx context.Context, id string) (map[uint32][]Recipient, [
 			}
 			queued[e.GetParty()] = append(queued[e.GetParty()], release{at, allowed})
 		case "acknowledged", "refused-by-partner":
-			if d := e.GetDetail(); d != "" && d != "duplicate" && e.GetKind() == "acknowledged" {
-				continue // an item other than an envelope
+			if d := e.GetDetail(); d != "" && d != "duplicate" {
+				continue // an item other than an envelope (its kind leads the detail)
 			}
 			q := queued[e.GetParty()]
 			if len(q) == 0 {
