@@ -17,7 +17,7 @@ FUZZ_TARGETS := \
 	./node/report:FuzzMutateEnvelope \
 	./node/policy:FuzzReleaseChain
 
-.PHONY: all build test sysdeps tools generate check-generated lint vet fmt-check fuzz-short fuzz run clean vaultdev test-vault
+.PHONY: all build test sysdeps tools generate check-generated lint vet fmt-check fuzz-short fuzz bench run clean vaultdev test-vault
 
 all: build
 
@@ -105,6 +105,12 @@ fuzz-short:
 ## fuzz: a longer fuzz pass (FUZZTIME=60s by default here).
 fuzz:
 	$(MAKE) --no-print-directory fuzz-short FUZZTIME=$${FUZZTIME:-60s}
+
+## bench: measure two node processes on loopback against this machine's
+## limits (issue 7); prints the table. BENCHFLAGS passes flags, e.g.
+## BENCHFLAGS='--json' or BENCHFLAGS='--duration 20s'.
+bench:
+	$(GO) run ./cmd/tearline bench $(BENCHFLAGS)
 
 ## run: the local development federation.
 run:

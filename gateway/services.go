@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -33,47 +34,120 @@ func (s *federationService) Deliver(stream grpc.BidiStreamingServer[federationv1
 	if err != nil {
 		return err
 	}
+	// A reader keeps receiving while the items before are checked and
+	// committed; the loop below takes what has arrived (up to a sender's
+	// window) and commits the envelopes among it together.
+	reqs := make(chan *federationv1.DeliverRequest, deliverGroup)
+	recvErr := make(chan error, 1)
+	go func() {
+		defer close(reqs)
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	group := make([]*federationv1.DeliverRequest, 0, deliverGroup)
 	for {
-		req, err := stream.Recv()
-		if err != nil {
-			if ctx.Err() != nil || status.Code(err) == codes.Canceled {
+		req, ok := <-reqs
+		if !ok {
+			err := <-recvErr
+			if ctx.Err() != nil || errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
 				return nil
 			}
 			return err
 		}
-		resp := &federationv1.DeliverResponse{Seq: req.GetSeq()}
-		var (
-			outcome node.Outcome
-			reason  policy.Reason
-		)
-		switch {
-		case req.GetItem() == nil:
-			return status.Error(codes.InvalidArgument, "deliver: the request carries no item")
-		case req.GetEnvelope() != nil:
-			outcome, reason, err = s.node.Receive(ctx, from, req.GetEnvelope())
-		default:
-			outcome, reason, err = s.node.ReceiveItem(ctx, from, req)
+		group = append(group[:0], req)
+	more:
+		for len(group) < deliverGroup {
+			select {
+			case req, ok := <-reqs:
+				if !ok {
+					break more
+				}
+				group = append(group, req)
+			default:
+				break more
+			}
 		}
+		resps, err := s.receive(ctx, from, group)
 		if err != nil {
-			// Not committed: end the stream without an ack so the sender
-			// keeps the item and retries.
-			s.log.Error("receipt failed", "partner", from.Party, "error", err)
-			return status.Error(codes.Unavailable, "the node could not store the envelope; retry later")
-		}
-		switch outcome {
-		case node.Accepted:
-			resp.Outcome = federationv1.Outcome_OUTCOME_ACCEPTED
-		case node.Duplicate:
-			resp.Outcome = federationv1.Outcome_OUTCOME_DUPLICATE
-		default:
-			resp.Outcome = federationv1.Outcome_OUTCOME_REJECTED
-			resp.Reason = string(reason.Rule)
-			resp.Message = reason.Message
-		}
-		if err := stream.Send(resp); err != nil {
 			return err
 		}
+		for _, resp := range resps {
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+		}
 	}
+}
+
+// deliverGroup is the most items of one stream committed together.
+const deliverGroup = 256
+
+// receive handles items in order: runs of envelopes as one batch, other
+// items one by one. It returns the acks, in order. An error ends the
+// stream without acks for the items not committed, so the sender keeps
+// them and retries.
+func (s *federationService) receive(ctx context.Context, from pki.Identity, items []*federationv1.DeliverRequest) ([]*federationv1.DeliverResponse, error) {
+	resps := make([]*federationv1.DeliverResponse, 0, len(items))
+	for len(items) > 0 {
+		if items[0].GetItem() == nil {
+			return resps, status.Error(codes.InvalidArgument, "deliver: the request carries no item")
+		}
+		if items[0].GetEnvelope() == nil {
+			outcome, reason, err := s.node.ReceiveItem(ctx, from, items[0])
+			if err != nil {
+				return resps, s.receiptFailed(from, err)
+			}
+			resps = append(resps, deliverResponse(items[0].GetSeq(), outcome, reason))
+			items = items[1:]
+			continue
+		}
+		run := 1
+		for run < len(items) && items[run].GetEnvelope() != nil {
+			run++
+		}
+		rs := make([]node.Receipt, run)
+		for i := range rs {
+			rs[i].Envelope = items[i].GetEnvelope()
+		}
+		if err := s.node.ReceiveBatch(ctx, from, rs); err != nil {
+			return resps, s.receiptFailed(from, err)
+		}
+		for i, r := range rs {
+			resps = append(resps, deliverResponse(items[i].GetSeq(), r.Outcome, r.Reason))
+		}
+		items = items[run:]
+	}
+	return resps, nil
+}
+
+func (s *federationService) receiptFailed(from pki.Identity, err error) error {
+	s.log.Error("receipt failed", "partner", from.Party, "error", err)
+	return status.Error(codes.Unavailable, "the node could not store the envelope; retry later")
+}
+
+func deliverResponse(seq uint64, outcome node.Outcome, reason policy.Reason) *federationv1.DeliverResponse {
+	resp := &federationv1.DeliverResponse{Seq: seq}
+	switch outcome {
+	case node.Accepted:
+		resp.Outcome = federationv1.Outcome_OUTCOME_ACCEPTED
+	case node.Duplicate:
+		resp.Outcome = federationv1.Outcome_OUTCOME_DUPLICATE
+	default:
+		resp.Outcome = federationv1.Outcome_OUTCOME_REJECTED
+		resp.Reason = string(reason.Rule)
+		resp.Message = reason.Message
+	}
+	return resp
 }
 
 // clientService serves officers and subscribers of the node's party.
@@ -84,6 +158,8 @@ type clientService struct {
 	// poll bounds how long a subscription waits before re-reading the feed.
 	poll time.Duration
 	cut  *cutoff
+	// prepared holds deliveries encoded once for every stream they go to.
+	prepared preparedMemo
 	// recorders are the goroutines writing subscriptions' delivery events;
 	// the server waits for them before it closes the store.
 	recorders sync.WaitGroup
@@ -388,10 +464,53 @@ func (s *clientService) send(ctx context.Context, stream grpc.ServerStreamingSer
 		if ctx.Err() != nil {
 			return ds[:i], nil
 		}
-		if err := stream.Send(&clientv1.SubscribeResponse{Cursor: d.Cursor, Report: d.View}); err != nil {
+		msg, err := s.prepared.get(stream, d)
+		if err != nil {
+			return ds[:i], err
+		}
+		if err := stream.SendMsg(msg); err != nil {
 			return ds[:i], err
 		}
 		*cursor = d.Cursor
 	}
 	return ds, nil
+}
+
+// preparedMemo encodes a delivery once for all the streams it goes to:
+// the node shares one view between the subscribers allowed the same
+// portions, and the response (cursor and view) is then the same bytes on
+// every stream. The server registers no compressor, so an encoding made on
+// one stream is valid on any other.
+type preparedMemo struct {
+	mu sync.Mutex
+	m  map[preparedKey]*grpc.PreparedMsg
+}
+
+type preparedKey struct {
+	view   *clientv1.ReportView
+	cursor uint64
+}
+
+// maxPrepared bounds the memo; it is emptied when full.
+const maxPrepared = 4096
+
+func (pm *preparedMemo) get(stream grpc.ServerStream, d node.Delivery) (*grpc.PreparedMsg, error) {
+	k := preparedKey{d.View, d.Cursor}
+	pm.mu.Lock()
+	msg, ok := pm.m[k]
+	pm.mu.Unlock()
+	if ok {
+		return msg, nil
+	}
+	msg = &grpc.PreparedMsg{}
+	if err := msg.Encode(stream, &clientv1.SubscribeResponse{Cursor: d.Cursor, Report: d.View}); err != nil {
+		return nil, err
+	}
+	pm.mu.Lock()
+	if pm.m == nil || len(pm.m) >= maxPrepared {
+		pm.m = make(map[preparedKey]*grpc.PreparedMsg)
+	}
+	pm.m[k] = msg
+	pm.mu.Unlock()
+	return msg, nil
 }

@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -90,6 +92,7 @@ type Node struct {
 
 	susp   suspensions
 	vcache verifyCache
+	views  viewMemo
 	aud    *auditState
 }
 
@@ -102,9 +105,11 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("%w: store, signer and trust are required", ErrInvalid)
 	}
 	n := &Node{
-		party:       cfg.Party,
-		st:          cfg.Store,
-		signer:      cfg.Signer,
+		party: cfg.Party,
+		st:    cfg.Store,
+		// Statements signed at once (concurrent publishes) share one
+		// signature over their batch's Merkle root.
+		signer:      report.NewBatchSigner(cfg.Signer),
 		trust:       cfg.Trust,
 		partners:    make(map[string]Partner),
 		subscribers: make(map[string]policy.Subscriber),
@@ -267,9 +272,9 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 		}
 		return "", nil, fmt.Errorf("%w: seal: %w", ErrInternal, err)
 	}
-	v, err := report.OpenHeader(hdr, n.trust)
+	v, err := report.OpenOwnHeader(hdr)
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: own header does not verify: %w", ErrInternal, err)
+		return "", nil, fmt.Errorf("%w: own header: %w", ErrInternal, err)
 	}
 	held := &storev1.StoredReport{Envelope: &reportv1.Envelope{Header: hdr, Portions: portions}}
 	// A new report has no grants yet; only this party's crises can apply.
@@ -277,9 +282,22 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 	if err := n.addCrises(&auth, n.party); err != nil {
 		return "", nil, fmt.Errorf("%w: %w", ErrInternal, err)
 	}
+	// Decide and sign each partner's release before the commit, so that
+	// the commit (shared with concurrent publishes) only writes.
+	var plans []*releasePlan
+	for _, p := range n.Partners() {
+		if routedVia(draft.Route, p.Party) != "" {
+			continue
+		}
+		plan, err := n.planRelease(now, v, held, p.Party, nil, by.String(), auth, true)
+		if err != nil {
+			return "", nil, fmt.Errorf("%w: %w", ErrInternal, err)
+		}
+		plans = append(plans, plan)
+	}
 	var releases []Release
 	var woken []string
-	err = n.st.Update(now, func(t *store.Tx) error {
+	err = n.st.Batch(now, func(t *store.Tx) error {
 		releases, woken = nil, nil
 		if err := t.PutReport(v.Header.GetId(), held); err != nil {
 			return err
@@ -293,15 +311,16 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 				if err := t.AddEvent(&storev1.Event{ReportId: v.Header.GetId(), Kind: "routed", Party: p.Party, Subject: by.String(), Detail: "addressed to " + p.Party + " via " + via}); err != nil {
 					return err
 				}
-				continue
 			}
-			rel, queued, err := n.releaseTo(t, now, v, held, p.Party, nil, by.String(), auth, true)
+		}
+		for _, plan := range plans {
+			rel, queued, err := n.applyRelease(t, v, plan)
 			if err != nil {
 				return err
 			}
 			releases = append(releases, rel)
 			if queued {
-				woken = append(woken, p.Party)
+				woken = append(woken, plan.rel.Party)
 			}
 		}
 		return nil
@@ -352,7 +371,28 @@ var ruleOf = map[reportv1.Basis]policy.Rule{
 // the hops that brought them here and a new signed hop. It records the
 // decision as a provenance event. It runs inside t.
 func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *storev1.StoredReport, to string, only []uint32, subject string, auth authorities, hold bool) (Release, bool, error) {
-	rel := Release{Party: to}
+	p, err := n.planRelease(now, v, held, to, only, subject, auth, hold)
+	if err != nil {
+		return Release{Party: to}, false, err
+	}
+	return n.applyRelease(t, v, p)
+}
+
+// releasePlan is a release decided and signed, not yet stored.
+type releasePlan struct {
+	rel    Release
+	env    *reportv1.Envelope // nil when no portion is allowed
+	hop    *reportv1.Hop
+	signed *reportv1.Signed
+	ev     *storev1.Event
+	notify bool // the hop rests on an authority of the originator
+}
+
+// planRelease decides the portions of held for party `to` and signs the hop
+// of those allowed. It touches no store, so that the signing can happen
+// outside the commit (Publish plans before its transaction).
+func (n *Node) planRelease(now time.Time, v *report.Verified, held *storev1.StoredReport, to string, only []uint32, subject string, auth authorities, hold bool) (*releasePlan, error) {
+	p := &releasePlan{rel: Release{Party: to}}
 	// A suspended partner is denied (rule 1), except that what the
 	// originator publishes meanwhile is queued and held: the link delivers
 	// it, in order, after reinstatement (DESIGN §2, suspension).
@@ -360,7 +400,7 @@ func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *s
 	if hold && suspended {
 		suspended = false
 	}
-	p := n.partners[to]
+	partner := n.partners[to]
 	var allowed []*reportv1.Portion
 	hop := &reportv1.Hop{
 		ReportId: v.Header.GetId(), HeaderDigest: v.Digest, From: n.party, To: to, Sent: timestamppb.New(now),
@@ -371,63 +411,80 @@ func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *s
 		}
 		m, err := report.MarkingFromProto(pt.GetMarking())
 		if err != nil {
-			return rel, false, fmt.Errorf("held portion %d: %w", pt.GetIndex(), err)
+			return nil, fmt.Errorf("held portion %d: %w", pt.GetIndex(), err)
 		}
 		r := policy.Release(policy.ReleaseInput{
 			Scheme: n.scheme, Now: now,
 			ReportID: v.Header.GetId(), Originator: v.Header.GetOriginator(), Holder: n.party, To: to,
 			Portion:   policy.Portion{Index: pt.GetIndex(), Marking: m},
 			Suspended: suspended,
-			Agreement: p.Agreement,
+			Agreement: partner.Agreement,
 			Route:     policyRoute(v.Header),
 			Consents:  auth.consents,
 			Crises:    auth.crises,
 		})
-		rel.Reasons = append(rel.Reasons, r)
+		p.rel.Reasons = append(p.rel.Reasons, r)
 		if r.Allowed {
 			allowed = append(allowed, pt)
 			hop.Portions = append(hop.Portions, &reportv1.PortionRelease{Index: pt.GetIndex(), Basis: basisOf[r.Rule], AuthorityId: r.Authority})
 		}
 	}
-	ev := &storev1.Event{ReportId: v.Header.GetId(), Party: to, Subject: subject, Decisions: decisionsProto(rel.Reasons)}
+	p.ev = &storev1.Event{ReportId: v.Header.GetId(), Party: to, Subject: subject, Decisions: decisionsProto(p.rel.Reasons)}
 	if len(allowed) == 0 {
-		ev.Kind = "refused"
-		return rel, false, t.AddEvent(ev)
+		p.ev.Kind = "refused"
+		return p, nil
 	}
 	sh, err := report.SignHop(hop, n.signer)
 	if err != nil {
-		return rel, false, err
+		return nil, err
 	}
 	hops, named := hopsCarrying(held.GetEnvelope().GetHops(), allowed)
-	env := &reportv1.Envelope{
+	p.hop, p.signed = hop, sh
+	p.env = &reportv1.Envelope{
 		Header:      held.GetEnvelope().GetHeader(),
 		Portions:    allowed,
 		Hops:        append(hops, sh),
 		Authorities: authoritiesNamed(held.GetEnvelope().GetAuthorities(), named),
 	}
-	notify := false
 	for _, pr := range hop.GetPortions() {
 		if pr.GetAuthorityId() == "" {
 			continue
 		}
-		notify = true
+		p.notify = true
 		if sd, ok := auth.signed[pr.GetAuthorityId()]; ok {
-			env.Authorities = mergeSigned(env.Authorities, []*reportv1.Signed{sd})
+			p.env.Authorities = mergeSigned(p.env.Authorities, []*reportv1.Signed{sd})
 		}
+	}
+	return p, nil
+}
+
+// applyRelease stores a planned release inside t: the provenance event
+// and, if any portion is allowed, the queued envelope, a crisis release
+// record and a hop notice to the originator. It may run more than once
+// (a group commit retried).
+func (n *Node) applyRelease(t *store.Tx, v *report.Verified, p *releasePlan) (Release, bool, error) {
+	rel := p.rel
+	rel.notified = ""
+	ev := proto.CloneOf(p.ev)
+	if p.env == nil {
+		return rel, false, t.AddEvent(ev)
+	}
+	to := p.rel.Party
+	for _, pr := range p.hop.GetPortions() {
 		if pr.GetBasis() == reportv1.Basis_BASIS_CRISIS && n.party == v.Header.GetOriginator() {
-			if err := t.AddCrisisRelease(&storev1.CrisisRelease{CrisisId: pr.GetAuthorityId(), ReportId: v.Header.GetId(), Portion: pr.GetIndex(), From: n.party, To: to, Time: hop.GetSent()}); err != nil {
+			if err := t.AddCrisisRelease(&storev1.CrisisRelease{CrisisId: pr.GetAuthorityId(), ReportId: v.Header.GetId(), Portion: pr.GetIndex(), From: n.party, To: to, Time: p.hop.GetSent()}); err != nil {
 				return rel, false, err
 			}
 		}
 	}
-	if err := t.Enqueue(to, &storev1.OutboxItem{ReportId: v.Header.GetId(), Envelope: env}); err != nil {
+	if err := t.Enqueue(to, &storev1.OutboxItem{ReportId: v.Header.GetId(), Envelope: p.env}); err != nil {
 		return rel, false, err
 	}
 	// A release on the originator's consent or crisis declaration is
 	// reported back to the originator, for its provenance and crisis review.
-	if o := v.Header.GetOriginator(); notify && o != n.party {
+	if o := v.Header.GetOriginator(); p.notify && o != n.party {
 		if _, ok := n.partners[o]; ok {
-			if err := n.enqueueRequest(t, o, v.Header.GetId(), &federationv1.DeliverRequest{Item: &federationv1.DeliverRequest_HopNotice{HopNotice: &federationv1.HopNotice{ReportId: v.Header.GetId(), Hop: sh}}}); err != nil {
+			if err := n.enqueueRequest(t, o, v.Header.GetId(), &federationv1.DeliverRequest{Item: &federationv1.DeliverRequest_HopNotice{HopNotice: &federationv1.HopNotice{ReportId: v.Header.GetId(), Hop: p.signed}}}); err != nil {
 				return rel, false, err
 			}
 			rel.notified = o
@@ -540,111 +597,184 @@ const (
 	Rejected
 )
 
+// Receipt is one envelope for ReceiveBatch and, after it, the outcome.
+type Receipt struct {
+	Envelope *reportv1.Envelope
+	Outcome  Outcome
+	Reason   policy.Reason
+}
+
 // Receive checks an envelope that the node of party `from` sent here
 // (DESIGN §3, "Receipt") and, if every portion passes, stores it. The
 // returned error is non-nil only when the store failed: the sender must not
 // take the envelope as acknowledged then.
 func (n *Node) Receive(ctx context.Context, from pki.Identity, env *reportv1.Envelope) (Outcome, policy.Reason, error) {
-	now := n.clock()
-	reason, v, err := n.check(now, from.Party, env)
-	if err != nil {
+	rs := []Receipt{{Envelope: env}}
+	if err := n.ReceiveBatch(ctx, from, rs); err != nil {
 		return 0, policy.Reason{}, err
 	}
-	if !reason.Allowed {
-		n.log.Warn("envelope rejected", "sender", from.Party, "rule", string(reason.Rule), "reason", reason.Message)
-		q := &storev1.QuarantineItem{Sender: from.Party, Rule: string(reason.Rule), Message: reason.Message, Envelope: env}
-		var reportID string
-		if v != nil {
-			reportID = v.Header.GetId()
-		}
-		err := n.st.Batch(now, func(t *store.Tx) error {
-			if err := t.Quarantine(proto.CloneOf(q)); err != nil {
-				return err
-			}
-			if err := t.AddSecurityEvent(&storev1.SecurityEvent{
-				Kind: "rejected-envelope", Partner: from.Party, Rule: string(reason.Rule), Message: reason.Message,
-				ReportId: reportID, QuarantineSeq: t.QuarantineSeq(),
-			}); err != nil {
-				return err
-			}
-			if v == nil {
-				return nil
-			}
-			return t.AddEvent(&storev1.Event{ReportId: reportID, Kind: "rejected", Party: from.Party, Decisions: []*reportv1.Decision{DecisionProto(reason)}})
-		})
-		if err != nil {
-			return 0, policy.Reason{}, fmt.Errorf("%w: quarantine: %w", ErrInternal, err)
-		}
-		return Rejected, reason, nil
+	return rs[0].Outcome, rs[0].Reason, nil
+}
+
+// receiptPlan is what ReceiveBatch works out for one envelope before its
+// transaction.
+type receiptPlan struct {
+	v       *report.Verified
+	relayTo []string
+	auth    authorities
+}
+
+// ReceiveBatch receives envelopes sent here by `from`, in order, as Receive
+// does each: it checks them (on every core) and stores them all, accepted
+// and quarantined, in one commit. On error nothing is stored and none may
+// be acknowledged.
+func (n *Node) ReceiveBatch(ctx context.Context, from pki.Identity, rs []Receipt) error {
+	now := n.clock()
+	plans := make([]receiptPlan, len(rs))
+	errs := make([]error, len(rs))
+	parallel(len(rs), func(i int) {
+		rs[i].Reason, plans[i].v, errs[i] = n.check(now, from.Party, rs[i].Envelope)
+	})
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
-	hops := env.GetHops()
-	last := sha256.Sum256(hops[len(hops)-1].GetPayload())
-	id := v.Header.GetId()
-	outcome := Accepted
-	// A relay named by the originator's route forwards at once.
-	var relayTo []string
-	for _, r := range v.Header.GetRoute() {
-		if _, ok := n.partners[r.GetTo()]; ok && r.GetVia() == n.party && r.GetTo() != from.Party && !slices.Contains(relayTo, r.GetTo()) {
-			relayTo = append(relayTo, r.GetTo())
+	for i := range rs {
+		r, p := &rs[i], &plans[i]
+		if !r.Reason.Allowed {
+			n.log.Warn("envelope rejected", "sender", from.Party, "rule", string(r.Reason.Rule), "reason", r.Reason.Message)
+			continue
 		}
-	}
-	var auth authorities
-	if len(relayTo) > 0 {
-		if auth, err = n.loadAuthorities(id, v.Header.GetOriginator()); err != nil {
-			return 0, policy.Reason{}, fmt.Errorf("%w: %w", ErrInternal, err)
+		// A relay named by the originator's route forwards at once.
+		for _, rt := range p.v.Header.GetRoute() {
+			if _, ok := n.partners[rt.GetTo()]; ok && rt.GetVia() == n.party && rt.GetTo() != from.Party && !slices.Contains(p.relayTo, rt.GetTo()) {
+				p.relayTo = append(p.relayTo, rt.GetTo())
+			}
+		}
+		if len(p.relayTo) > 0 {
+			var err error
+			if p.auth, err = n.loadAuthorities(p.v.Header.GetId(), p.v.Header.GetOriginator()); err != nil {
+				return fmt.Errorf("%w: %w", ErrInternal, err)
+			}
 		}
 	}
 	var woken []string
-	err = n.st.Batch(now, func(t *store.Tx) error {
-		outcome, woken = Accepted, nil
-		if t.SeenReceipt(id, last[:]) {
-			outcome = Duplicate
-			return nil
-		}
-		held, err := t.Report(id)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			if _, werr := t.Withdrawal(id); werr == nil {
-				// Withdrawn by its originator before it arrived here: not stored.
-				outcome = Duplicate
-				return t.MarkReceipt(id, last[:])
+	err := n.st.Batch(now, func(t *store.Tx) error {
+		woken = woken[:0]
+		for i := range rs {
+			r, p := &rs[i], &plans[i]
+			if !r.Reason.Allowed {
+				r.Outcome = Rejected
+				if err := n.quarantine(t, from.Party, r.Envelope, r.Reason, p.v); err != nil {
+					return err
+				}
+				continue
 			}
-			held = &storev1.StoredReport{Envelope: &reportv1.Envelope{Header: env.GetHeader()}, ReceivedFrom: from.Party}
-		case err != nil:
-			return err
-		case held.GetWithdrawn() != nil:
-			// A tombstone takes no new content and is never relayed.
-			outcome = Duplicate
-			return t.MarkReceipt(id, last[:])
-		default:
-			held = proto.CloneOf(held)
-		}
-		merge(held.Envelope, env)
-		if err := t.PutReport(id, held); err != nil {
-			return err
-		}
-		if err := t.MarkReceipt(id, last[:]); err != nil {
-			return err
-		}
-		if err := t.AddEvent(&storev1.Event{ReportId: id, Kind: "received", Party: from.Party, Decisions: []*reportv1.Decision{DecisionProto(reason)}}); err != nil {
-			return err
-		}
-		for _, to := range relayTo {
-			rel, queued, err := n.releaseTo(t, now, v, held, to, nil, "relay named by "+v.Header.GetOriginator()+"'s route", auth, true)
+			outcome, w, err := n.storeReceipt(t, now, from.Party, r.Envelope, r.Reason, *p)
 			if err != nil {
 				return err
 			}
-			if queued {
-				woken = append(woken, to, rel.notified)
-			}
+			r.Outcome = outcome
+			woken = append(woken, w...)
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, policy.Reason{}, fmt.Errorf("%w: store receipt: %w", ErrInternal, err)
+		return fmt.Errorf("%w: store receipt: %w", ErrInternal, err)
 	}
 	n.wake(woken)
-	return outcome, reason, nil
+	return nil
+}
+
+// parallel runs fn(0..n-1) on up to GOMAXPROCS goroutines.
+func parallel(n int, fn func(i int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// quarantine keeps a refused envelope as evidence, with a security event
+// naming the sender and, when the header verified, a provenance event.
+func (n *Node) quarantine(t *store.Tx, from string, env *reportv1.Envelope, reason policy.Reason, v *report.Verified) error {
+	var reportID string
+	if v != nil {
+		reportID = v.Header.GetId()
+	}
+	if err := t.Quarantine(&storev1.QuarantineItem{Sender: from, Rule: string(reason.Rule), Message: reason.Message, Envelope: env}); err != nil {
+		return err
+	}
+	if err := t.AddSecurityEvent(&storev1.SecurityEvent{
+		Kind: "rejected-envelope", Partner: from, Rule: string(reason.Rule), Message: reason.Message,
+		ReportId: reportID, QuarantineSeq: t.QuarantineSeq(),
+	}); err != nil {
+		return err
+	}
+	if v == nil {
+		return nil
+	}
+	return t.AddEvent(&storev1.Event{ReportId: reportID, Kind: "rejected", Party: from, Decisions: []*reportv1.Decision{DecisionProto(reason)}})
+}
+
+// storeReceipt stores an envelope that passed the receipt checks, unless it
+// was received before, and relays it where the originator's route says.
+// It returns the outcome and the partners whose outboxes grew.
+func (n *Node) storeReceipt(t *store.Tx, now time.Time, from string, env *reportv1.Envelope, reason policy.Reason, p receiptPlan) (Outcome, []string, error) {
+	hops := env.GetHops()
+	last := sha256.Sum256(hops[len(hops)-1].GetPayload())
+	id := p.v.Header.GetId()
+	if t.SeenReceipt(id, last[:]) {
+		return Duplicate, nil, nil
+	}
+	held, err := t.Report(id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if _, werr := t.Withdrawal(id); werr == nil {
+			// Withdrawn by its originator before it arrived here: not stored.
+			return Duplicate, nil, t.MarkReceipt(id, last[:])
+		}
+		held = &storev1.StoredReport{Envelope: &reportv1.Envelope{Header: env.GetHeader()}, ReceivedFrom: from}
+	case err != nil:
+		return 0, nil, err
+	case held.GetWithdrawn() != nil:
+		// A tombstone takes no new content and is never relayed.
+		return Duplicate, nil, t.MarkReceipt(id, last[:])
+	default:
+		held = proto.CloneOf(held)
+	}
+	merge(held.Envelope, env)
+	if err := t.PutReport(id, held); err != nil {
+		return 0, nil, err
+	}
+	if err := t.MarkReceipt(id, last[:]); err != nil {
+		return 0, nil, err
+	}
+	if err := t.AddEvent(&storev1.Event{ReportId: id, Kind: "received", Party: from, Decisions: []*reportv1.Decision{DecisionProto(reason)}}); err != nil {
+		return 0, nil, err
+	}
+	var woken []string
+	for _, to := range p.relayTo {
+		rel, queued, err := n.releaseTo(t, now, p.v, held, to, nil, "relay named by "+p.v.Header.GetOriginator()+"'s route", p.auth, true)
+		if err != nil {
+			return 0, nil, err
+		}
+		if queued {
+			woken = append(woken, to, rel.notified)
+		}
+	}
+	return Accepted, woken, nil
 }
 
 // merge adds to held what env brings that held lacks: portions, hops and
@@ -683,6 +813,7 @@ func (n *Node) check(now time.Time, from string, env *reportv1.Envelope) (policy
 	if err != nil {
 		return deny(policy.RuleBadSignature, "the originator's signature does not verify: %v", err), nil, nil
 	}
+	n.vcache.putHeader(env.GetHeader(), v)
 	if v.Header.GetOriginator() == n.party {
 		// A report of our own coming back: we hold it already as originator.
 		return deny(policy.RuleBadChain, "%s sent back a report that %s originated", from, n.party), v, nil
@@ -703,6 +834,7 @@ func (n *Node) check(now time.Time, from string, env *reportv1.Envelope) (policy
 		if err != nil {
 			return deny(policy.RuleBadChain, "a hop does not verify: %v", err), v, nil
 		}
+		n.vcache.putHop(sh, v.Digest, v.Header.GetId(), h)
 		facts = append(facts, hopFact{h.Hop})
 	}
 	lastHop := facts[len(facts)-1].hop

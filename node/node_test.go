@@ -68,7 +68,7 @@ func deliver(t *testing.T, src *Node, to string, dst *Node, ack bool) {
 			t.Fatal(err)
 		}
 		if ack {
-			if err := src.Store().Ack(time.Now(), to, it.Seq, nil); err != nil {
+			if err := src.Store().Ack(time.Now(), to, store.Acked{Seq: it.Seq}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -96,7 +96,7 @@ func TestWithdrawnReportIsNotRelayedAgain(t *testing.T) {
 	}
 	deliver(t, usa, "GBR", gbr, true)
 	for _, it := range mustOutbox(t, gbr, "CAN") { // drop what GBR queued before
-		gbr.Store().Ack(time.Now(), "CAN", it.Seq, nil)
+		gbr.Store().Ack(time.Now(), "CAN", store.Acked{Seq: it.Seq})
 	}
 	// AUS has not heard of the withdrawal yet and shares the report to GBR.
 	if _, err := aus.Share(ctx, pki.Identity{Party: "AUS", Kind: pki.KindOfficer, Name: "a"}, id, "GBR", nil); err != nil {
@@ -213,4 +213,57 @@ func mustOutbox(t *testing.T, n *Node, party string) []store.OutboxEntry {
 		t.Fatal(err)
 	}
 	return items
+}
+
+// Subscribers allowed the same portions share one view of a report;
+// subscribers allowed different portions each get their own, right, view.
+func TestDeliveriesShareViewsOnlyBetweenEqualRights(t *testing.T) {
+	dir, trust := t.TempDir(), pki.NewTrust()
+	usa := testNode(t, dir, trust, "USA", []string{"USA"})
+	ctx := context.Background()
+	off := pki.Identity{Party: "USA", Kind: pki.KindOfficer, Name: "o"}
+	_, _, err := usa.Publish(ctx, off, PublishInput{Topics: []string{"CT"}, Portions: []NewPortion{
+		{Banner: "SECRET", Title: "secret part", Body: []byte("s")},
+		{Banner: "CONFIDENTIAL", Title: "confidential part", Body: []byte("c")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := []policy.Subscriber{
+		{Name: "a", Clearance: "SECRET", NeedToKnow: []string{"CT"}},
+		{Name: "b", Clearance: "SECRET", NeedToKnow: []string{"CT"}},
+		{Name: "c", Clearance: "CONFIDENTIAL", NeedToKnow: []string{"CT"}},
+	}
+	views := map[string]*Delivery{}
+	for _, s := range subs {
+		who := pki.Identity{Party: "USA", Kind: pki.KindService, Name: s.Name}
+		ds, _, err := usa.Deliveries(ctx, who, s, false, 0, nil, 10)
+		if err != nil || len(ds) != 1 {
+			t.Fatalf("%s: %d deliveries, %v", s.Name, len(ds), err)
+		}
+		views[s.Name] = &ds[0]
+	}
+	if views["a"].View != views["b"].View {
+		t.Error("two subscribers with equal rights got separately built views")
+	}
+	if views["a"].View == views["c"].View {
+		t.Fatal("subscribers with different rights share a view")
+	}
+	shown := func(d *Delivery) (titles []string) {
+		for _, p := range d.View.GetPortions() {
+			if !p.GetWithheld() {
+				titles = append(titles, p.GetTitle())
+			}
+		}
+		return titles
+	}
+	if got := shown(views["a"]); len(got) != 2 {
+		t.Errorf("SECRET subscriber sees %v, want both portions", got)
+	}
+	if got := shown(views["c"]); len(got) != 1 || got[0] != "confidential part" {
+		t.Errorf("CONFIDENTIAL subscriber sees %v, want only the confidential part", got)
+	}
+	if len(views["c"].Withheld) != 1 || views["c"].Withheld[0].Rule != policy.RuleClearance {
+		t.Errorf("CONFIDENTIAL subscriber's withheld reasons = %v, want one clearance denial", views["c"].Withheld)
+	}
 }

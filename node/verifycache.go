@@ -13,8 +13,8 @@ import (
 // a thousand subscribers does not verify its signatures a thousand times
 // (DESIGN §4: a verifier that has checked a statement need not check it
 // again). The key covers the whole statement: payload, signature and
-// chain. Receipt never uses the cache: every envelope that arrives is
-// verified in full.
+// chain. Receipt never answers from the cache: every envelope that arrives
+// is verified in full, and what verified is remembered for showing.
 type verifyCache struct {
 	mu      sync.Mutex
 	headers map[[32]byte]*report.Verified
@@ -44,41 +44,57 @@ func statementKey(sd *reportv1.Signed, extra []byte) [32]byte {
 func (c *verifyCache) header(sd *reportv1.Signed, v report.Verifier) (*report.Verified, error) {
 	k := statementKey(sd, nil)
 	c.mu.Lock()
-	if got, ok := c.headers[k]; ok {
-		c.mu.Unlock()
+	got, ok := c.headers[k]
+	c.mu.Unlock()
+	if ok {
 		return got, nil
 	}
-	c.mu.Unlock()
 	got, err := report.OpenHeader(sd, v)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	if c.headers == nil || len(c.headers) >= verifyCacheSize {
-		c.headers = make(map[[32]byte]*report.Verified)
-	}
-	c.headers[k] = got
-	c.mu.Unlock()
+	c.putHeader(sd, got)
 	return got, nil
 }
 
-func (c *verifyCache) hop(sd *reportv1.Signed, headerDigest []byte, reportID string, v report.Verifier) (*report.VerifiedHop, error) {
-	k := statementKey(sd, append(append([]byte{}, headerDigest...), reportID...))
+// putHeader remembers a header that verified.
+func (c *verifyCache) putHeader(sd *reportv1.Signed, got *report.Verified) {
 	c.mu.Lock()
-	if got, ok := c.hops[k]; ok {
-		c.mu.Unlock()
+	remember(&c.headers, statementKey(sd, nil), got)
+	c.mu.Unlock()
+}
+
+func hopKey(sd *reportv1.Signed, headerDigest []byte, reportID string) [32]byte {
+	return statementKey(sd, append(append([]byte{}, headerDigest...), reportID...))
+}
+
+func (c *verifyCache) hop(sd *reportv1.Signed, headerDigest []byte, reportID string, v report.Verifier) (*report.VerifiedHop, error) {
+	c.mu.Lock()
+	got, ok := c.hops[hopKey(sd, headerDigest, reportID)]
+	c.mu.Unlock()
+	if ok {
 		return got, nil
 	}
-	c.mu.Unlock()
 	got, err := report.OpenHop(sd, headerDigest, reportID, v)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	if c.hops == nil || len(c.hops) >= verifyCacheSize {
-		c.hops = make(map[[32]byte]*report.VerifiedHop)
-	}
-	c.hops[k] = got
-	c.mu.Unlock()
+	c.putHop(sd, headerDigest, reportID, got)
 	return got, nil
+}
+
+// putHop remembers a hop that verified.
+func (c *verifyCache) putHop(sd *reportv1.Signed, headerDigest []byte, reportID string, got *report.VerifiedHop) {
+	c.mu.Lock()
+	remember(&c.hops, hopKey(sd, headerDigest, reportID), got)
+	c.mu.Unlock()
+}
+
+// remember adds v to the map, emptying it first when it is full. The
+// caller holds the cache's lock.
+func remember[T any](m *map[[32]byte]T, k [32]byte, v T) {
+	if *m == nil || len(*m) >= verifyCacheSize {
+		*m = make(map[[32]byte]T)
+	}
+	(*m)[k] = v
 }

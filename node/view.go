@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/tearline/tearline/node/marking"
@@ -159,6 +160,56 @@ func (n *Node) Subscriber(id pki.Identity) (policy.Subscriber, bool, error) {
 	return policy.Subscriber{}, false, fmt.Errorf("%w: %s may not subscribe", ErrDenied, id)
 }
 
+// portionSet is a set of portion indexes (1..report.MaxPortions).
+type portionSet uint64
+
+func (s portionSet) with(ix uint32) portionSet {
+	if ix == 0 || ix > 64 {
+		return s
+	}
+	return s | 1<<(ix-1)
+}
+
+func (s portionSet) has(ix uint32) bool { return ix >= 1 && ix <= 64 && s&(1<<(ix-1)) != 0 }
+
+// viewMemo shares the view of a report showing a given set of portions
+// between every subscriber allowed exactly that set, so that fanning a
+// report out builds (and the gateway encodes) it once per distinct view,
+// not once per subscriber. It is keyed by the decoded report the store
+// shares between readers; a rewritten report is a new key.
+type viewMemo struct {
+	mu sync.Mutex
+	m  map[viewKey]*clientv1.ReportView
+}
+
+type viewKey struct {
+	r    *storev1.StoredReport
+	kept portionSet
+}
+
+// maxViews bounds the memo; it is emptied when full.
+const maxViews = 4096
+
+// view returns the shared view of r showing the portions in kept. The
+// view must not be modified.
+func (vm *viewMemo) view(n *Node, r *storev1.StoredReport, kept portionSet) *clientv1.ReportView {
+	k := viewKey{r, kept}
+	vm.mu.Lock()
+	v, ok := vm.m[k]
+	vm.mu.Unlock()
+	if ok {
+		return v
+	}
+	v = n.View(r, func(ix uint32, _ marking.Marking) bool { return kept.has(ix) })
+	vm.mu.Lock()
+	if vm.m == nil || len(vm.m) >= maxViews {
+		vm.m = make(map[viewKey]*clientv1.ReportView)
+	}
+	vm.m[k] = v
+	vm.mu.Unlock()
+	return v
+}
+
 // Delivery is one report for a subscriber, with only what it may see.
 type Delivery struct {
 	Cursor uint64
@@ -183,17 +234,21 @@ func (n *Node) Deliveries(ctx context.Context, who pki.Identity, sub policy.Subs
 	for _, e := range es {
 		last = e.Seq
 		var withheld []policy.Reason
-		keep := func(ix uint32, m marking.Marking) bool {
-			if officer {
-				return true
+		var kept portionSet
+		for _, p := range e.Report.GetEnvelope().GetPortions() {
+			m, err := report.MarkingFromProto(p.GetMarking())
+			if err != nil {
+				continue // View shows it withheld
 			}
-			r := policy.Deliver(n.scheme, sub, policy.Portion{Index: ix, Marking: m})
-			if !r.Allowed {
-				withheld = append(withheld, r)
+			if !officer {
+				if r := policy.Deliver(n.scheme, sub, policy.Portion{Index: p.GetIndex(), Marking: m}); !r.Allowed {
+					withheld = append(withheld, r)
+					continue
+				}
 			}
-			return r.Allowed
+			kept = kept.with(p.GetIndex())
 		}
-		view := n.View(e.Report, keep)
+		view := n.views.view(n, e.Report, kept)
 		if !matchTopics(view, topics) {
 			continue
 		}

@@ -2,7 +2,9 @@ package pki
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -30,7 +32,22 @@ const (
 type Trust struct {
 	mu      sync.RWMutex
 	parties map[string]trustAnchors
+	gen     uint64 // counts Set calls: a verdict cached under another gen is stale
+
+	cacheMu sync.Mutex
+	cache   map[[sha256.Size]byte]verdict
 }
+
+// verdict is a chain that verified under anchors of generation gen, and the
+// window in which every certificate of the chain used is valid.
+type verdict struct {
+	id                  Identity
+	gen                 uint64
+	notBefore, notAfter time.Time
+}
+
+// maxVerdicts bounds the verdict cache; it is emptied when full.
+const maxVerdicts = 4096
 
 type trustAnchors struct {
 	pool  *x509.CertPool
@@ -59,6 +76,7 @@ func (t *Trust) Set(party string, cas []*x509.Certificate) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.gen++
 	if anchors.pool == nil {
 		delete(t.parties, party)
 		return
@@ -102,9 +120,17 @@ func (t *Trust) Verify(chain []*x509.Certificate, at time.Time) (Identity, error
 	}
 	t.mu.RLock()
 	anchors, ok := t.parties[id.Party]
+	gen := t.gen
 	t.mu.RUnlock()
 	if !ok {
 		return Identity{}, fmt.Errorf("%w: %s: no CA is trusted for party %s", ErrUntrusted, id, id.Party)
+	}
+	if at.IsZero() {
+		at = time.Now()
+	}
+	key := chainKey(chain)
+	if id, ok := t.cached(key, gen, at); ok {
+		return id, nil
 	}
 	inter := x509.NewCertPool()
 	for i, c := range chain[1:] {
@@ -113,7 +139,7 @@ func (t *Trust) Verify(chain []*x509.Certificate, at time.Time) (Identity, error
 		}
 		inter.AddCert(c)
 	}
-	_, err = leaf.Verify(x509.VerifyOptions{
+	chains, err := leaf.Verify(x509.VerifyOptions{
 		Roots:         anchors.pool,
 		Intermediates: inter,
 		CurrentTime:   at,
@@ -122,7 +148,54 @@ func (t *Trust) Verify(chain []*x509.Certificate, at time.Time) (Identity, error
 	if err != nil {
 		return Identity{}, t.explain(err, id, chain, at)
 	}
+	t.remember(key, id, gen, chains[0])
 	return id, nil
+}
+
+// chainKey identifies a presented chain by its certificates' bytes.
+func chainKey(chain []*x509.Certificate) [sha256.Size]byte {
+	h := sha256.New()
+	var n [8]byte
+	for _, c := range chain {
+		binary.BigEndian.PutUint64(n[:], uint64(len(c.Raw)))
+		h.Write(n[:])
+		h.Write(c.Raw)
+	}
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
+}
+
+// cached returns the identity of a chain that verified before under the
+// same anchors, if every certificate it was verified with is valid at at.
+// A verification costs two signature checks and more; certificates are
+// immutable, so an earlier verdict stands while the anchors do.
+func (t *Trust) cached(key [sha256.Size]byte, gen uint64, at time.Time) (Identity, bool) {
+	t.cacheMu.Lock()
+	v, ok := t.cache[key]
+	t.cacheMu.Unlock()
+	if !ok || v.gen != gen || at.Before(v.notBefore) || at.After(v.notAfter) {
+		return Identity{}, false
+	}
+	return v.id, true
+}
+
+func (t *Trust) remember(key [sha256.Size]byte, id Identity, gen uint64, verified []*x509.Certificate) {
+	v := verdict{id: id, gen: gen}
+	for i, c := range verified {
+		if i == 0 || c.NotBefore.After(v.notBefore) {
+			v.notBefore = c.NotBefore
+		}
+		if i == 0 || c.NotAfter.Before(v.notAfter) {
+			v.notAfter = c.NotAfter
+		}
+	}
+	t.cacheMu.Lock()
+	defer t.cacheMu.Unlock()
+	if t.cache == nil || len(t.cache) >= maxVerdicts {
+		t.cache = make(map[[sha256.Size]byte]verdict)
+	}
+	t.cache[key] = v
 }
 
 // explain turns an x509 verification error into an ErrUntrusted error that

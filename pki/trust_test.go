@@ -239,3 +239,40 @@ func TestSignVerifyDER(t *testing.T) {
 		t.Fatalf("VerifyDER before NotBefore: %v", err)
 	}
 }
+
+// TestTrustVerdictCache: a chain verified once is not verified again while
+// the anchors stand, but the cached verdict never outlives them or the
+// certificates' validity.
+func TestTrustVerdictCache(t *testing.T) {
+	gbr := newCA(t, "GBR")
+	other := newCA(t, "GBR")
+	tr := trustOf(gbr)
+	now := time.Now()
+	id := mustID(t, "GBR", KindNode, "london")
+	chain := issue(t, gbr, id, time.Hour).Chain
+	if got, err := tr.Verify(chain, now); err != nil || got != id {
+		t.Fatalf("first Verify = %v, %v", got, err)
+	}
+	if _, ok := tr.cached(chainKey(chain), tr.gen, now); !ok {
+		t.Fatal("a verified chain was not remembered")
+	}
+	if got, err := tr.Verify(chain, now.Add(time.Minute)); err != nil || got != id {
+		t.Errorf("cached Verify = %v, %v", got, err)
+	}
+	// Outside the leaf's validity the cache does not answer: full check.
+	if _, err := tr.Verify(chain, now.Add(2*time.Hour)); err == nil || !strings.Contains(err.Error(), "is expired") {
+		t.Errorf("Verify after expiry = %v, want expired", err)
+	}
+	if _, err := tr.Verify(chain, now.Add(-time.Hour)); err == nil || !strings.Contains(err.Error(), "not yet valid") {
+		t.Errorf("Verify before validity = %v, want not yet valid", err)
+	}
+	// New anchors: the verdict made under the old ones is void.
+	tr.Set("GBR", []*x509.Certificate{other.Certificate()})
+	if _, err := tr.Verify(chain, now); err == nil || !strings.Contains(err.Error(), "unknown CA") {
+		t.Errorf("Verify after the anchors changed = %v, want refused", err)
+	}
+	tr.Set("GBR", nil)
+	if _, err := tr.Verify(chain, now); err == nil {
+		t.Error("Verify after the party's anchors were removed succeeded")
+	}
+}

@@ -53,7 +53,7 @@ type Link struct {
 
 func (l *Link) defaults() {
 	if l.Window <= 0 {
-		l.Window = 128
+		l.Window = 1024
 	}
 	if l.MinBackoff <= 0 {
 		l.MinBackoff = 100 * time.Millisecond
@@ -198,25 +198,40 @@ func (l *Link) session(ctx context.Context) (int, error) {
 		case err := <-recvErr:
 			return delivered, fmt.Errorf("receive: %w", err)
 		case resp := <-acks:
-			if len(inflight) == 0 || inflight[0].seq != resp.GetSeq() {
-				return delivered, fmt.Errorf("%w: ack for %d out of order", errProtocol, resp.GetSeq())
+			// Take every ack that has arrived and record them in one commit.
+			resps := []*federationv1.DeliverResponse{resp}
+		drain:
+			for len(resps) < len(inflight) {
+				select {
+				case r := <-acks:
+					resps = append(resps, r)
+				default:
+					break drain
+				}
 			}
-			p := inflight[0]
-			inflight = inflight[1:]
-			ev := ackEvent(l.Party, p.reportID, p.item, resp)
-			if p.item == "audit-checkpoint" {
-				// Not a provenance event: recording it would grow the log
-				// that the checkpoint covers, and call for another one (a
-				// refusal is logged below).
-				ev = nil
+			done := make([]store.Acked, 0, len(resps))
+			for i, r := range resps {
+				if i >= len(inflight) || inflight[i].seq != r.GetSeq() {
+					return delivered, fmt.Errorf("%w: ack for %d out of order", errProtocol, r.GetSeq())
+				}
+				p := inflight[i]
+				ev := ackEvent(l.Party, p.reportID, p.item, r)
+				if p.item == "audit-checkpoint" {
+					// Not a provenance event: recording it would grow the
+					// log that the checkpoint covers, and call for another
+					// one (a refusal is logged below).
+					ev = nil
+				}
+				done = append(done, store.Acked{Seq: p.seq, Event: ev})
+				if r.GetOutcome() == federationv1.Outcome_OUTCOME_REJECTED {
+					l.Log.Warn("partner refused envelope", "partner", l.Party, "report", p.reportID, "rule", r.GetReason())
+				}
 			}
-			if err := st.Ack(l.Clock(), l.Party, p.seq, ev); err != nil {
+			if err := st.Ack(l.Clock(), l.Party, done...); err != nil {
 				return delivered, fmt.Errorf("record ack: %w", err)
 			}
-			delivered++
-			if resp.GetOutcome() == federationv1.Outcome_OUTCOME_REJECTED {
-				l.Log.Warn("partner refused envelope", "partner", l.Party, "report", p.reportID, "rule", resp.GetReason())
-			}
+			inflight = inflight[len(done):]
+			delivered += len(done)
 		case <-wake:
 		case <-suspendedCh:
 			suspendedCh = l.Node.SuspensionChanged()

@@ -98,6 +98,9 @@ func SignStatement(kind string, m proto.Message, s Signer) (*reportv1.Signed, er
 	if len(payload) > MaxStatementSize {
 		return nil, fmt.Errorf("%w: %s is %d bytes; the limit is %d", ErrTooLarge, kind, len(payload), MaxStatementSize)
 	}
+	if b, ok := s.(*BatchSigner); ok {
+		return b.signBatched(kind, payload), nil
+	}
 	sig, chain := s.Sign(signingInput(kind, payload))
 	return &reportv1.Signed{Payload: payload, Signature: sig, CertChain: chain, Kind: kind}, nil
 }
@@ -116,7 +119,11 @@ func verifyStatement(kind string, sd *reportv1.Signed, v Verifier, at time.Time)
 	if !ok {
 		return pki.Identity{}, fmt.Errorf("%w: %s signer key is not ed25519", ErrSignature, kind)
 	}
-	if !ed25519.Verify(pub, signingInput(kind, sd.GetPayload()), sd.GetSignature()) {
+	msg, err := signedInput(kind, sd)
+	if err != nil {
+		return pki.Identity{}, fmt.Errorf("%s: %w", kind, err)
+	}
+	if !verifySignature(pub, msg, sd.GetSignature(), sd.GetBatch() != nil) {
 		return pki.Identity{}, fmt.Errorf("%w: %s signature does not verify", ErrSignature, kind)
 	}
 	return id, nil
@@ -314,6 +321,47 @@ type Verified struct {
 // verifies against that party's CA at the creation time, and the signature
 // verifies.
 func OpenHeader(sd *reportv1.Signed, v Verifier) (*Verified, error) {
+	h, err := parseHeader(sd)
+	if err != nil {
+		return nil, err
+	}
+	id, err := verifyStatement(KindHeader, sd, v, h.GetCreated().AsTime())
+	if err != nil {
+		return nil, err
+	}
+	if id.Party != h.GetOriginator() || id.Kind != pki.KindNode {
+		return nil, fmt.Errorf("%w: header names originator %s but is signed by %s", ErrSignature, h.GetOriginator(), id)
+	}
+	sum := sha256.Sum256(sd.GetPayload())
+	return &Verified{Header: h, Signer: id, Digest: sum[:]}, nil
+}
+
+// OpenOwnHeader reads a header that this node has just sealed with its own
+// signer, without checking the signature it has just made: every receiver
+// checks it (OpenHeader). Use OpenHeader for a header from anywhere else.
+func OpenOwnHeader(sd *reportv1.Signed) (*Verified, error) {
+	h, err := parseHeader(sd)
+	if err != nil {
+		return nil, err
+	}
+	if len(sd.GetCertChain()) == 0 {
+		return nil, fmt.Errorf("%w: header carries no certificate chain", ErrSignature)
+	}
+	leaf, err := x509.ParseCertificate(sd.GetCertChain()[0])
+	if err != nil {
+		return nil, fmt.Errorf("%w: header signer: %v", ErrSignature, err)
+	}
+	id, err := pki.IdentityFromCert(leaf)
+	if err != nil {
+		return nil, fmt.Errorf("%w: header signer: %w", ErrSignature, err)
+	}
+	sum := sha256.Sum256(sd.GetPayload())
+	return &Verified{Header: h, Signer: id, Digest: sum[:]}, nil
+}
+
+// parseHeader parses a signed header's payload and checks it is well formed
+// and within limits.
+func parseHeader(sd *reportv1.Signed) (*reportv1.Header, error) {
 	if sd == nil {
 		return nil, fmt.Errorf("%w: no header", ErrInvalid)
 	}
@@ -337,15 +385,7 @@ func OpenHeader(sd *reportv1.Signed, v Verifier) (*Verified, error) {
 	if len(h.GetPortions()) == 0 {
 		return nil, fmt.Errorf("%w: header lists no portions", ErrInvalid)
 	}
-	id, err := verifyStatement(KindHeader, sd, v, h.GetCreated().AsTime())
-	if err != nil {
-		return nil, err
-	}
-	if id.Party != h.GetOriginator() || id.Kind != pki.KindNode {
-		return nil, fmt.Errorf("%w: header names originator %s but is signed by %s", ErrSignature, h.GetOriginator(), id)
-	}
-	sum := sha256.Sum256(sd.GetPayload())
-	return &Verified{Header: h, Signer: id, Digest: sum[:]}, nil
+	return h, nil
 }
 
 // DigestOf returns the header digest entry for index, or nil.

@@ -287,8 +287,29 @@ func TestOpenHeaderRefusesMalformedSignedHeaders(t *testing.T) {
 			}
 			_, err = report.OpenHeader(sd, f.trust)
 			wantErr(t, "OpenHeader", err, c.want)
+			_, err = report.OpenOwnHeader(sd)
+			wantErr(t, "OpenOwnHeader", err, c.want)
 		})
 	}
+}
+
+// TestOpenOwnHeader: a header just sealed reads as OpenHeader reads it,
+// without its signature being checked again.
+func TestOpenOwnHeader(t *testing.T) {
+	f := newFederation(t, "USA")
+	usa := f.node(t, "USA")
+	r := seal(t, draft("USA", time.Now()), usa, f.trust)
+	got, err := report.OpenOwnHeader(r.header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(got.Header, r.v.Header) || got.Signer != r.v.Signer || !bytes.Equal(got.Digest, r.v.Digest) {
+		t.Errorf("OpenOwnHeader = %v, %s, %x; OpenHeader gave %v, %s, %x", got.Header, got.Signer, got.Digest, r.v.Header, r.v.Signer, r.v.Digest)
+	}
+	noChain := proto.CloneOf(r.header)
+	noChain.CertChain = nil
+	_, err = report.OpenOwnHeader(noChain)
+	wantErr(t, "OpenOwnHeader without a chain", err, report.ErrSignature)
 }
 
 func TestCheckAgainstHeaderRefusesChangedPortions(t *testing.T) {

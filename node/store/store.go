@@ -8,9 +8,11 @@
 // nothing is recorded without being audited.
 //
 // Every write is a bbolt transaction that is on disk when the call returns,
-// so a caller may acknowledge after it. Concurrent receipts are grouped into
-// one commit with bbolt's Batch. Values are copied out of transactions
-// before they end (protobuf decoding copies).
+// so a caller may acknowledge after it. Batch groups concurrent writers
+// into one commit (group commit): a writer that finds the store idle
+// commits at once; writers that arrive during a commit share the next one.
+// Values are copied out of transactions before they end (protobuf decoding
+// copies).
 package store
 
 import (
@@ -36,7 +38,11 @@ var (
 	ErrNotFound = errors.New("store: not found")
 	ErrCorrupt  = errors.New("store: corrupt value")
 	ErrSchema   = errors.New("store: unknown schema version")
+	ErrClosed   = errors.New("store: closed")
 )
+
+// maxGroup bounds how many writers share one commit.
+const maxGroup = 512
 
 // Store is a node's bbolt file.
 type Store struct {
@@ -47,6 +53,24 @@ type Store struct {
 
 	onAudit func([]*storev1.AuditEntry) // set once, before use
 	noAudit atomic.Bool                 // benchmarks only (DisableAuditForBenchmark)
+
+	// decoded holds reports as Feed decoded them, shared by every reader.
+	decoded reportCache
+
+	// The group committer: Batch sends its write to calls; commitLoop
+	// commits what has arrived together. closing guards calls.
+	closing   sync.RWMutex
+	closed    bool
+	calls     chan *groupCall
+	committed chan struct{} // closed when commitLoop has ended
+}
+
+// groupCall is one writer waiting for a group commit.
+type groupCall struct {
+	now     time.Time
+	fn      func(*Tx) error
+	done    chan error
+	audited []*storev1.AuditEntry // set before done
 }
 
 // Open opens (creating if needed) the store at path.
@@ -58,10 +82,7 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	// Batch: group concurrent receipts; each caller still returns only
-	// after the commit that holds its write is on disk.
-	db.MaxBatchDelay = 2 * time.Millisecond
-	s := &Store{db: db, notify: make(chan struct{})}
+	s := &Store{db: db, notify: make(chan struct{}), calls: make(chan *groupCall, maxGroup), committed: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -93,11 +114,22 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
+	go s.commitLoop()
 	return s, nil
 }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close commits the writes already handed to Batch, then closes the file.
+// Later writes fail with ErrClosed.
+func (s *Store) Close() error {
+	s.closing.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.calls)
+	}
+	s.closing.Unlock()
+	<-s.committed
+	return s.db.Close()
+}
 
 // Path is the file's path.
 func (s *Store) Path() string { return s.db.Path() }
@@ -155,6 +187,7 @@ type Tx struct {
 	tx       *bolt.Tx
 	now      time.Time
 	fedGrown bool
+	changed  []string // existing reports this transaction rewrote
 	st       *Store
 	audit    txAudit
 }
@@ -176,6 +209,7 @@ func (t *Tx) PutReport(id string, r *storev1.StoredReport) error {
 			return fmt.Errorf("%w: report %s: %v", ErrCorrupt, id, err)
 		}
 		r.FeedSeq, r.Stored = old.GetFeedSeq(), old.GetStored()
+		t.changed = append(t.changed, id)
 	} else {
 		feed := t.tx.Bucket(bucketFeed)
 		seq, err := feed.NextSequence()
@@ -259,54 +293,191 @@ func (t *Tx) Quarantine(q *storev1.QuarantineItem) error {
 // Update runs fn in one read-write transaction committed to disk before it
 // returns. Use it for operator actions (publish, share).
 func (s *Store) Update(now time.Time, fn func(*Tx) error) error {
-	var grown bool
-	var audited []*storev1.AuditEntry
+	audited, err := s.update(now, fn)
+	if err == nil {
+		s.audited(audited)
+	}
+	return err
+}
+
+// update is Update without the audit hook (which the caller runs).
+func (s *Store) update(now time.Time, fn func(*Tx) error) ([]*storev1.AuditEntry, error) {
+	var t *Tx
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		t := &Tx{tx: tx, now: now, st: s}
+		t = &Tx{tx: tx, now: now, st: s}
 		if err := fn(t); err != nil {
 			return err
 		}
-		if err := t.finish(); err != nil {
-			return err
-		}
-		grown, audited = t.fedGrown, t.audit.appended
-		return nil
+		return t.finish()
 	})
-	if err == nil {
-		s.committed(grown, audited)
+	if err != nil {
+		return nil, err
 	}
-	return err
+	s.committed1(t.fedGrown, t.changed)
+	return t.audit.appended, nil
 }
 
-// Batch is Update grouped with concurrent callers into one commit (bbolt
-// Batch). fn may run more than once and must only touch the store.
-func (s *Store) Batch(now time.Time, fn func(*Tx) error) error {
-	var grown bool
-	var audited []*storev1.AuditEntry
-	err := s.db.Batch(func(tx *bolt.Tx) error {
-		t := &Tx{tx: tx, now: now, st: s}
-		if err := fn(t); err != nil {
-			return err
-		}
-		if err := t.finish(); err != nil {
-			return err
-		}
-		grown, audited = t.fedGrown, t.audit.appended
-		return nil
-	})
-	if err == nil {
-		s.committed(grown, audited)
-	}
-	return err
-}
-
-// committed runs after a write transaction is on disk.
-func (s *Store) committed(grown bool, audited []*storev1.AuditEntry) {
+// committed1 runs after a commit: it drops the rewritten reports from the
+// decoded cache and wakes the feed's readers if the feed grew.
+func (s *Store) committed1(grown bool, changed []string) {
+	s.decoded.invalidate(changed)
 	if grown {
 		s.wake()
 	}
-	if len(audited) > 0 && s.onAudit != nil {
-		s.onAudit(audited)
+}
+
+// audited runs the audit hook with a commit's entries, in the writer's own
+// goroutine (never the commit loop's: the hook may write).
+func (s *Store) audited(entries []*storev1.AuditEntry) {
+	if len(entries) > 0 && s.onAudit != nil {
+		s.onAudit(entries)
+	}
+}
+
+// Batch is Update grouped with concurrent callers into one commit. It
+// returns once the commit that holds fn's writes is on disk. fn may run
+// more than once (alone, if another writer of its group failed) and must
+// only touch the store.
+func (s *Store) Batch(now time.Time, fn func(*Tx) error) error {
+	c := &groupCall{now: now, fn: fn, done: make(chan error, 1)}
+	s.closing.RLock()
+	if s.closed {
+		s.closing.RUnlock()
+		return ErrClosed
+	}
+	s.calls <- c
+	s.closing.RUnlock()
+	err := <-c.done
+	if err == nil {
+		s.audited(c.audited)
+	}
+	return err
+}
+
+// commitLoop commits the writers waiting in calls: the first one at once,
+// with every other that has arrived by then, up to maxGroup.
+func (s *Store) commitLoop() {
+	defer close(s.committed)
+	group := make([]*groupCall, 0, maxGroup)
+	for c := range s.calls {
+		group = append(group[:0], c)
+	more:
+		for len(group) < maxGroup {
+			select {
+			case c, ok := <-s.calls:
+				if !ok {
+					break more
+				}
+				group = append(group, c)
+			default:
+				break more
+			}
+		}
+		s.commitGroup(group)
+	}
+}
+
+// commitGroup commits group in one transaction. If one writer fails, it
+// gets its error and the others are committed one by one, so that no
+// writer's failure undoes another's write.
+func (s *Store) commitGroup(group []*groupCall) {
+	var failed *groupCall
+	var grown bool
+	var changed []string
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, c := range group {
+			t := &Tx{tx: tx, now: c.now, st: s}
+			if err := c.fn(t); err != nil {
+				failed = c
+				return err
+			}
+			if err := t.finish(); err != nil {
+				failed = c
+				return err
+			}
+			grown = grown || t.fedGrown
+			changed = append(changed, t.changed...)
+			c.audited = t.audit.appended
+		}
+		return nil
+	})
+	if err == nil {
+		s.committed1(grown, changed)
+		for _, c := range group {
+			c.done <- nil
+		}
+		return
+	}
+	if failed == nil || len(group) == 1 {
+		// The commit itself failed (or the only writer did).
+		for _, c := range group {
+			c.done <- err
+		}
+		return
+	}
+	failed.done <- err
+	for _, c := range group {
+		if c != failed {
+			var err error
+			c.audited, err = s.update(c.now, c.fn)
+			c.done <- err
+		}
+	}
+}
+
+// reportCache holds decoded reports by id, so that the many subscriptions
+// reading the same feed entries decode each report once. A report is
+// dropped when a commit rewrites it; epoch guards against a reader that
+// decoded the old version adding it back after that.
+type reportCache struct {
+	mu    sync.Mutex
+	epoch uint64
+	m     map[string]*storev1.StoredReport
+}
+
+// maxDecoded bounds the cache; it is emptied when full.
+const maxDecoded = 4096
+
+func (c *reportCache) epochNow() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch
+}
+
+func (c *reportCache) get(id string) *storev1.StoredReport {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[id]
+}
+
+// add caches reports decoded by a reader that started at epoch, unless a
+// rewrite was committed since.
+func (c *reportCache) add(epoch uint64, rs map[string]*storev1.StoredReport) {
+	if len(rs) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if epoch != c.epoch {
+		return
+	}
+	for id, r := range rs {
+		if c.m == nil || len(c.m) >= maxDecoded {
+			c.m = make(map[string]*storev1.StoredReport)
+		}
+		c.m[id] = r
+	}
+}
+
+func (c *reportCache) invalidate(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	for _, id := range ids {
+		delete(c.m, id)
 	}
 }
 
@@ -328,23 +499,33 @@ type FeedEntry struct {
 }
 
 // Feed returns up to limit reports after feed seq `after`, in feed order.
+// The reports are shared with other readers: do not modify them.
 func (s *Store) Feed(after uint64, limit int) ([]FeedEntry, error) {
 	var out []FeedEntry
 	if after == math.MaxUint64 {
 		return nil, nil // after+1 would wrap to the start
 	}
+	epoch := s.decoded.epochNow()
+	fresh := map[string]*storev1.StoredReport{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketFeed).Cursor()
 		reports := tx.Bucket(bucketReports)
 		for k, v := c.Seek(u64(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
-			r, err := get(reports, v, &storev1.StoredReport{})
-			if err != nil {
-				return err
+			r := s.decoded.get(string(v))
+			if r == nil {
+				var err error
+				if r, err = get(reports, v, &storev1.StoredReport{}); err != nil {
+					return err
+				}
+				fresh[string(v)] = r
 			}
 			out = append(out, FeedEntry{Seq: binary.BigEndian.Uint64(k), Report: r})
 		}
 		return nil
 	})
+	if err == nil {
+		s.decoded.add(epoch, fresh)
+	}
 	return out, err
 }
 
@@ -435,17 +616,29 @@ func (s *Store) OutboxLen(party string) (int, error) {
 	return n, err
 }
 
-// Ack removes an acknowledged item from party's outbox and records ev (if
-// not nil) in the same commit.
-func (s *Store) Ack(now time.Time, party string, seq uint64, ev *storev1.Event) error {
+// Acked is an outbox item the partner acknowledged, and the provenance
+// event recording it (nil: none).
+type Acked struct {
+	Seq   uint64
+	Event *storev1.Event
+}
+
+// Ack removes acknowledged items from party's outbox and records their
+// events, all in one commit.
+func (s *Store) Ack(now time.Time, party string, acks ...Acked) error {
 	return s.Batch(now, func(t *Tx) error {
-		if ob := t.tx.Bucket(bucketOutbox).Bucket([]byte(party)); ob != nil {
-			if err := ob.Delete(u64(seq)); err != nil {
-				return err
+		ob := t.tx.Bucket(bucketOutbox).Bucket([]byte(party))
+		for _, a := range acks {
+			if ob != nil {
+				if err := ob.Delete(u64(a.Seq)); err != nil {
+					return err
+				}
 			}
-		}
-		if ev != nil {
-			return t.AddEvent(proto.CloneOf(ev))
+			if a.Event != nil {
+				if err := t.AddEvent(proto.CloneOf(a.Event)); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})

@@ -309,7 +309,7 @@ func TestOutbox(t *testing.T) {
 	}
 
 	// Ack removes exactly that item, and records the event.
-	if err := s.Ack(t0, "GBR", 3, &storev1.Event{ReportId: "g3", Kind: "delivered", Party: "GBR"}); err != nil {
+	if err := s.Ack(t0, "GBR", Acked{3, &storev1.Event{ReportId: "g3", Kind: "delivered", Party: "GBR"}}); err != nil {
 		t.Fatal(err)
 	}
 	want(items("GBR", 0, 100), "1:g1", "2:g2", "4:g4", "5:g5")
@@ -326,7 +326,7 @@ func TestOutbox(t *testing.T) {
 		party string
 		seq   uint64
 	}{{"CAN", 5}, {"GBR", 3}, {"GBR", 99}, {"AUS", 1}} {
-		if err := s.Ack(t0, a.party, a.seq, nil); err != nil {
+		if err := s.Ack(t0, a.party, Acked{Seq: a.seq}); err != nil {
 			t.Errorf("Ack(%s, %d): %v", a.party, a.seq, err)
 		}
 	}
@@ -336,7 +336,7 @@ func TestOutbox(t *testing.T) {
 	// The removal and the event are one commit: if the event cannot be
 	// stored, the item stays.
 	bad := &storev1.Event{ReportId: "g4", Kind: "delivered\xff"} // not UTF-8: does not marshal
-	if err := s.Ack(t0, "GBR", 4, bad); err == nil {
+	if err := s.Ack(t0, "GBR", Acked{4, bad}); err == nil {
 		t.Fatal("Ack with an event that cannot be stored succeeded")
 	}
 	want(items("GBR", 0, 100), "1:g1", "2:g2", "4:g4", "5:g5")
@@ -839,5 +839,131 @@ func TestOpenCreatesSchema(t *testing.T) {
 	s.reopen()
 	if n := s.count(); n != 1 {
 		t.Errorf("Count after reopen = %d", n)
+	}
+}
+
+// TestBatchGroupsWriters: writers that arrive while a commit is running
+// share the next commit instead of one commit each.
+func TestBatchGroupsWriters(t *testing.T) {
+	s := openTestStore(t)
+	const n = 100
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	var mu sync.Mutex
+	txs := map[*bolt.Tx]int{}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		// The first writer holds its commit open until the others wait.
+		if err := s.Batch(t0, func(tx *Tx) error {
+			close(entered)
+			<-release
+			return tx.AddEvent(&storev1.Event{ReportId: "first", Kind: "received"})
+		}); err != nil {
+			t.Error(err)
+		}
+	})
+	<-entered
+	for i := range n {
+		wg.Go(func() {
+			if err := s.Batch(t0, func(tx *Tx) error {
+				mu.Lock()
+				txs[tx.tx]++
+				mu.Unlock()
+				return tx.AddEvent(&storev1.Event{ReportId: fmt.Sprintf("r%03d", i), Kind: "received"})
+			}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	for len(s.calls) < n {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if len(txs) != 1 {
+		t.Errorf("%d writers waiting during a commit took %d commits, want 1", n, len(txs))
+	}
+	for i := range n {
+		if evs, err := s.Events(fmt.Sprintf("r%03d", i)); err != nil || len(evs) != 1 {
+			t.Errorf("r%03d: %d events (%v), want 1", i, len(evs), err)
+		}
+	}
+}
+
+// TestCloseCommitsWaitingWriters: Close lets the writes already handed to
+// Batch commit, and refuses later ones.
+func TestCloseCommitsWaitingWriters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	batchErr := make(chan error, 1)
+	go func() {
+		batchErr <- s.Batch(t0, func(tx *Tx) error {
+			close(entered)
+			<-release
+			return tx.AddEvent(&storev1.Event{ReportId: "kept", Kind: "received"})
+		})
+	}()
+	<-entered
+	closeErr := make(chan error, 1)
+	go func() { closeErr <- s.Close() }()
+	time.Sleep(20 * time.Millisecond) // Close is now waiting for the commit
+	close(release)
+	if err := <-batchErr; err != nil {
+		t.Fatalf("write handed to Batch before Close: %v", err)
+	}
+	if err := <-closeErr; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Batch(t0, func(*Tx) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Errorf("Batch after Close = %v, want ErrClosed", err)
+	}
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if evs, err := s.Events("kept"); err != nil || len(evs) != 1 {
+		t.Errorf("after reopening: %d events (%v), want the one written before Close", len(evs), err)
+	}
+}
+
+// TestFeedSeesRewrites: Feed shares decoded reports between readers, but a
+// report rewritten by a commit is read anew.
+func TestFeedSeesRewrites(t *testing.T) {
+	s := openTestStore(t)
+	r := stored("r1", "GBR")
+	if err := s.Update(t0, func(tx *Tx) error { return tx.PutReport("r1", r) }); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Feed(0, 10)
+	if err != nil || len(first) != 1 {
+		t.Fatalf("Feed = %v, %v", first, err)
+	}
+	again, _ := s.Feed(0, 10)
+	if again[0].Report != first[0].Report {
+		t.Error("a second reader decoded the report again instead of sharing it")
+	}
+	grown := stored("r1", "GBR")
+	grown.Envelope.Portions = append(grown.Envelope.Portions, &reportv1.Portion{Index: 2, Title: "second"})
+	for _, write := range []func(func(*Tx) error) error{
+		func(fn func(*Tx) error) error { return s.Update(t0, fn) },
+		func(fn func(*Tx) error) error { return s.Batch(t0, fn) },
+	} {
+		if err := write(func(tx *Tx) error { return tx.PutReport("r1", proto.CloneOf(grown)) }); err != nil {
+			t.Fatal(err)
+		}
+		after, err := s.Feed(0, 10)
+		if err != nil || len(after) != 1 {
+			t.Fatalf("Feed = %v, %v", after, err)
+		}
+		if n, want := len(after[0].Report.GetEnvelope().GetPortions()), len(grown.Envelope.Portions); n != want {
+			t.Errorf("after the rewrite Feed shows %d portions, want %d", n, want)
+		}
+		grown.Envelope.Portions = append(grown.Envelope.Portions, &reportv1.Portion{Index: uint32(len(grown.Envelope.Portions) + 1)})
 	}
 }

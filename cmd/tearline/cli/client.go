@@ -13,7 +13,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/tearline/tearline/gateway"
@@ -61,27 +60,7 @@ func (g *globals) dialConn() (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	is, err := prof.Issued()
-	if err != nil {
-		return nil, err
-	}
-	src, err := pki.StaticCertSource(is)
-	if err != nil {
-		return nil, err
-	}
-	trust := pki.NewTrust()
-	trust.Set(prof.Identity.Party, prof.Bundle)
-	party := prof.Identity.Party
-	want := func(id pki.Identity) error {
-		if id.Party != party || id.Kind != pki.KindNode {
-			return fmt.Errorf("the server at %s is %s, not a node of %s", addr, id, party)
-		}
-		return nil
-	}
-	return grpc.NewClient(addr,
-		grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(src, trust, want, nil))),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(16<<20)),
-	)
+	return gateway.Dial(addr, prof)
 }
 
 // withClient dials the node, makes a client of one service and runs fn

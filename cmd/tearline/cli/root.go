@@ -96,7 +96,7 @@ ca.pem (the party's CA bundle).`,
 		newPublishCmd(g), newReportsCmd(g), newShowCmd(g), newProvenanceCmd(g), newShareCmd(g), newSubscribeCmd(g),
 		newConsentCmd(g), newCrisisCmd(g), newAgreementsCmd(g), newEventsCmd(g),
 		newPartnerCmd(g), newSubscriberCmd(g), newWithdrawCmd(g), newAuditCmd(g),
-		newPKICmd(g),
+		newPKICmd(g), newBenchCmd(g),
 	)
 	return root
 }

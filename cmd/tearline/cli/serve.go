@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -59,7 +61,7 @@ trying Tearline out, never for real traffic.`,
 }
 
 func newNodeCmd(g *globals) *cobra.Command {
-	var path string
+	var path, cpuProfile string
 	c := &cobra.Command{
 		Use:   "node --config FILE",
 		Short: "Run one node from a config file",
@@ -80,9 +82,21 @@ gracefully on SIGINT or SIGTERM.`,
 			if err != nil {
 				return err
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return s.Run(cmd.Context())
 		},
 	}
 	c.Flags().StringVar(&path, "config", "", "the node's config file (YAML)")
+	c.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) to this file until the node stops")
 	return c
 }

@@ -469,7 +469,11 @@ type Signed struct {
 	// What the payload is: "header", "hop", "grant", "crisis". Informational:
 	// the signature covers the kind (domain separation), so a statement
 	// opened as another kind does not verify.
-	Kind          string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	Kind string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Set when the signature covers a batch of statements (DESIGN §4): the
+	// signature is then over the root of a Merkle tree whose leaves are the
+	// batch's statements, and this is the statement's inclusion proof.
+	Batch         *MerkleProof `protobuf:"bytes,5,opt,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -532,6 +536,77 @@ func (x *Signed) GetKind() string {
 	return ""
 }
 
+func (x *Signed) GetBatch() *MerkleProof {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
+// MerkleProof places one statement in a signed batch: leaf `index` of a
+// tree of `size` leaves (RFC 9162 §2.1 hashing: leaf = SHA-256(0x00 ‖
+// domain-separated statement), node = SHA-256(0x01 ‖ left ‖ right)), with
+// the sibling hashes from the leaf up to the root.
+type MerkleProof struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Size          uint32                 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Path          [][]byte               `protobuf:"bytes,3,rep,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MerkleProof) Reset() {
+	*x = MerkleProof{}
+	mi := &file_tearline_report_v1_report_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MerkleProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MerkleProof) ProtoMessage() {}
+
+func (x *MerkleProof) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_report_v1_report_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MerkleProof.ProtoReflect.Descriptor instead.
+func (*MerkleProof) Descriptor() ([]byte, []int) {
+	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *MerkleProof) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *MerkleProof) GetSize() uint32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *MerkleProof) GetPath() [][]byte {
+	if x != nil {
+		return x.Path
+	}
+	return nil
+}
+
 // PortionRelease says that a hop carried a portion and on what basis.
 type PortionRelease struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -545,7 +620,7 @@ type PortionRelease struct {
 
 func (x *PortionRelease) Reset() {
 	*x = PortionRelease{}
-	mi := &file_tearline_report_v1_report_proto_msgTypes[6]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -557,7 +632,7 @@ func (x *PortionRelease) String() string {
 func (*PortionRelease) ProtoMessage() {}
 
 func (x *PortionRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_report_v1_report_proto_msgTypes[6]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -570,7 +645,7 @@ func (x *PortionRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortionRelease.ProtoReflect.Descriptor instead.
 func (*PortionRelease) Descriptor() ([]byte, []int) {
-	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{6}
+	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PortionRelease) GetIndex() uint32 {
@@ -610,7 +685,7 @@ type Hop struct {
 
 func (x *Hop) Reset() {
 	*x = Hop{}
-	mi := &file_tearline_report_v1_report_proto_msgTypes[7]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -622,7 +697,7 @@ func (x *Hop) String() string {
 func (*Hop) ProtoMessage() {}
 
 func (x *Hop) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_report_v1_report_proto_msgTypes[7]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -635,7 +710,7 @@ func (x *Hop) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hop.ProtoReflect.Descriptor instead.
 func (*Hop) Descriptor() ([]byte, []int) {
-	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{7}
+	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Hop) GetReportId() string {
@@ -696,7 +771,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_tearline_report_v1_report_proto_msgTypes[8]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +783,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_report_v1_report_proto_msgTypes[8]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +796,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{8}
+	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Envelope) GetHeader() *Signed {
@@ -779,7 +854,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_tearline_report_v1_report_proto_msgTypes[9]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +866,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_report_v1_report_proto_msgTypes[9]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +879,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{9}
+	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Decision) GetIndex() uint32 {
@@ -886,7 +961,7 @@ type ConsentGrant struct {
 
 func (x *ConsentGrant) Reset() {
 	*x = ConsentGrant{}
-	mi := &file_tearline_report_v1_report_proto_msgTypes[10]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +973,7 @@ func (x *ConsentGrant) String() string {
 func (*ConsentGrant) ProtoMessage() {}
 
 func (x *ConsentGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_report_v1_report_proto_msgTypes[10]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +986,7 @@ func (x *ConsentGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentGrant.ProtoReflect.Descriptor instead.
 func (*ConsentGrant) Descriptor() ([]byte, []int) {
-	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{10}
+	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ConsentGrant) GetId() string {
@@ -998,7 +1073,7 @@ type CrisisDeclaration struct {
 
 func (x *CrisisDeclaration) Reset() {
 	*x = CrisisDeclaration{}
-	mi := &file_tearline_report_v1_report_proto_msgTypes[11]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1085,7 @@ func (x *CrisisDeclaration) String() string {
 func (*CrisisDeclaration) ProtoMessage() {}
 
 func (x *CrisisDeclaration) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_report_v1_report_proto_msgTypes[11]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1098,7 @@ func (x *CrisisDeclaration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CrisisDeclaration.ProtoReflect.Descriptor instead.
 func (*CrisisDeclaration) Descriptor() ([]byte, []int) {
-	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{11}
+	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CrisisDeclaration) GetId() string {
@@ -1107,7 +1182,7 @@ type Withdrawal struct {
 
 func (x *Withdrawal) Reset() {
 	*x = Withdrawal{}
-	mi := &file_tearline_report_v1_report_proto_msgTypes[12]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1194,7 @@ func (x *Withdrawal) String() string {
 func (*Withdrawal) ProtoMessage() {}
 
 func (x *Withdrawal) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_report_v1_report_proto_msgTypes[12]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1207,7 @@ func (x *Withdrawal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Withdrawal.ProtoReflect.Descriptor instead.
 func (*Withdrawal) Descriptor() ([]byte, []int) {
-	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{12}
+	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Withdrawal) GetId() string {
@@ -1193,7 +1268,7 @@ type WithdrawalAck struct {
 
 func (x *WithdrawalAck) Reset() {
 	*x = WithdrawalAck{}
-	mi := &file_tearline_report_v1_report_proto_msgTypes[13]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1280,7 @@ func (x *WithdrawalAck) String() string {
 func (*WithdrawalAck) ProtoMessage() {}
 
 func (x *WithdrawalAck) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_report_v1_report_proto_msgTypes[13]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1293,7 @@ func (x *WithdrawalAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawalAck.ProtoReflect.Descriptor instead.
 func (*WithdrawalAck) Descriptor() ([]byte, []int) {
-	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{13}
+	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WithdrawalAck) GetWithdrawalId() string {
@@ -1273,7 +1348,7 @@ type AuditCheckpoint struct {
 
 func (x *AuditCheckpoint) Reset() {
 	*x = AuditCheckpoint{}
-	mi := &file_tearline_report_v1_report_proto_msgTypes[14]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1360,7 @@ func (x *AuditCheckpoint) String() string {
 func (*AuditCheckpoint) ProtoMessage() {}
 
 func (x *AuditCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_report_v1_report_proto_msgTypes[14]
+	mi := &file_tearline_report_v1_report_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1373,7 @@ func (x *AuditCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpoint.ProtoReflect.Descriptor instead.
 func (*AuditCheckpoint) Descriptor() ([]byte, []int) {
-	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{14}
+	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AuditCheckpoint) GetParty() string {
@@ -1362,13 +1437,18 @@ const file_tearline_report_v1_report_proto_rawDesc = "" +
 	"\acreated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x16\n" +
 	"\x06topics\x18\x04 \x03(\tR\x06topics\x124\n" +
 	"\x05route\x18\x05 \x03(\v2\x1e.tearline.report.v1.RouteEntryR\x05route\x12=\n" +
-	"\bportions\x18\x06 \x03(\v2!.tearline.report.v1.PortionDigestR\bportions\"s\n" +
+	"\bportions\x18\x06 \x03(\v2!.tearline.report.v1.PortionDigestR\bportions\"\xaa\x01\n" +
 	"\x06Signed\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x1d\n" +
 	"\n" +
 	"cert_chain\x18\x03 \x03(\fR\tcertChain\x12\x12\n" +
-	"\x04kind\x18\x04 \x01(\tR\x04kind\"z\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x125\n" +
+	"\x05batch\x18\x05 \x01(\v2\x1f.tearline.report.v1.MerkleProofR\x05batch\"K\n" +
+	"\vMerkleProof\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\rR\x04size\x12\x12\n" +
+	"\x04path\x18\x03 \x03(\fR\x04path\"z\n" +
 	"\x0ePortionRelease\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12/\n" +
 	"\x05basis\x18\x02 \x01(\x0e2\x19.tearline.report.v1.BasisR\x05basis\x12!\n" +
@@ -1460,7 +1540,7 @@ func file_tearline_report_v1_report_proto_rawDescGZIP() []byte {
 }
 
 var file_tearline_report_v1_report_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tearline_report_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_tearline_report_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_tearline_report_v1_report_proto_goTypes = []any{
 	(Basis)(0),                    // 0: tearline.report.v1.Basis
 	(*Marking)(nil),               // 1: tearline.report.v1.Marking
@@ -1469,41 +1549,43 @@ var file_tearline_report_v1_report_proto_goTypes = []any{
 	(*RouteEntry)(nil),            // 4: tearline.report.v1.RouteEntry
 	(*Header)(nil),                // 5: tearline.report.v1.Header
 	(*Signed)(nil),                // 6: tearline.report.v1.Signed
-	(*PortionRelease)(nil),        // 7: tearline.report.v1.PortionRelease
-	(*Hop)(nil),                   // 8: tearline.report.v1.Hop
-	(*Envelope)(nil),              // 9: tearline.report.v1.Envelope
-	(*Decision)(nil),              // 10: tearline.report.v1.Decision
-	(*ConsentGrant)(nil),          // 11: tearline.report.v1.ConsentGrant
-	(*CrisisDeclaration)(nil),     // 12: tearline.report.v1.CrisisDeclaration
-	(*Withdrawal)(nil),            // 13: tearline.report.v1.Withdrawal
-	(*WithdrawalAck)(nil),         // 14: tearline.report.v1.WithdrawalAck
-	(*AuditCheckpoint)(nil),       // 15: tearline.report.v1.AuditCheckpoint
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*MerkleProof)(nil),           // 7: tearline.report.v1.MerkleProof
+	(*PortionRelease)(nil),        // 8: tearline.report.v1.PortionRelease
+	(*Hop)(nil),                   // 9: tearline.report.v1.Hop
+	(*Envelope)(nil),              // 10: tearline.report.v1.Envelope
+	(*Decision)(nil),              // 11: tearline.report.v1.Decision
+	(*ConsentGrant)(nil),          // 12: tearline.report.v1.ConsentGrant
+	(*CrisisDeclaration)(nil),     // 13: tearline.report.v1.CrisisDeclaration
+	(*Withdrawal)(nil),            // 14: tearline.report.v1.Withdrawal
+	(*WithdrawalAck)(nil),         // 15: tearline.report.v1.WithdrawalAck
+	(*AuditCheckpoint)(nil),       // 16: tearline.report.v1.AuditCheckpoint
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_tearline_report_v1_report_proto_depIdxs = []int32{
 	1,  // 0: tearline.report.v1.Portion.marking:type_name -> tearline.report.v1.Marking
-	16, // 1: tearline.report.v1.Header.created:type_name -> google.protobuf.Timestamp
+	17, // 1: tearline.report.v1.Header.created:type_name -> google.protobuf.Timestamp
 	4,  // 2: tearline.report.v1.Header.route:type_name -> tearline.report.v1.RouteEntry
 	3,  // 3: tearline.report.v1.Header.portions:type_name -> tearline.report.v1.PortionDigest
-	0,  // 4: tearline.report.v1.PortionRelease.basis:type_name -> tearline.report.v1.Basis
-	7,  // 5: tearline.report.v1.Hop.portions:type_name -> tearline.report.v1.PortionRelease
-	16, // 6: tearline.report.v1.Hop.sent:type_name -> google.protobuf.Timestamp
-	6,  // 7: tearline.report.v1.Envelope.header:type_name -> tearline.report.v1.Signed
-	2,  // 8: tearline.report.v1.Envelope.portions:type_name -> tearline.report.v1.Portion
-	6,  // 9: tearline.report.v1.Envelope.hops:type_name -> tearline.report.v1.Signed
-	6,  // 10: tearline.report.v1.Envelope.authorities:type_name -> tearline.report.v1.Signed
-	16, // 11: tearline.report.v1.ConsentGrant.issued:type_name -> google.protobuf.Timestamp
-	16, // 12: tearline.report.v1.ConsentGrant.expires:type_name -> google.protobuf.Timestamp
-	16, // 13: tearline.report.v1.CrisisDeclaration.issued:type_name -> google.protobuf.Timestamp
-	16, // 14: tearline.report.v1.CrisisDeclaration.expires:type_name -> google.protobuf.Timestamp
-	16, // 15: tearline.report.v1.Withdrawal.issued:type_name -> google.protobuf.Timestamp
-	16, // 16: tearline.report.v1.WithdrawalAck.applied:type_name -> google.protobuf.Timestamp
-	16, // 17: tearline.report.v1.AuditCheckpoint.time:type_name -> google.protobuf.Timestamp
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	7,  // 4: tearline.report.v1.Signed.batch:type_name -> tearline.report.v1.MerkleProof
+	0,  // 5: tearline.report.v1.PortionRelease.basis:type_name -> tearline.report.v1.Basis
+	8,  // 6: tearline.report.v1.Hop.portions:type_name -> tearline.report.v1.PortionRelease
+	17, // 7: tearline.report.v1.Hop.sent:type_name -> google.protobuf.Timestamp
+	6,  // 8: tearline.report.v1.Envelope.header:type_name -> tearline.report.v1.Signed
+	2,  // 9: tearline.report.v1.Envelope.portions:type_name -> tearline.report.v1.Portion
+	6,  // 10: tearline.report.v1.Envelope.hops:type_name -> tearline.report.v1.Signed
+	6,  // 11: tearline.report.v1.Envelope.authorities:type_name -> tearline.report.v1.Signed
+	17, // 12: tearline.report.v1.ConsentGrant.issued:type_name -> google.protobuf.Timestamp
+	17, // 13: tearline.report.v1.ConsentGrant.expires:type_name -> google.protobuf.Timestamp
+	17, // 14: tearline.report.v1.CrisisDeclaration.issued:type_name -> google.protobuf.Timestamp
+	17, // 15: tearline.report.v1.CrisisDeclaration.expires:type_name -> google.protobuf.Timestamp
+	17, // 16: tearline.report.v1.Withdrawal.issued:type_name -> google.protobuf.Timestamp
+	17, // 17: tearline.report.v1.WithdrawalAck.applied:type_name -> google.protobuf.Timestamp
+	17, // 18: tearline.report.v1.AuditCheckpoint.time:type_name -> google.protobuf.Timestamp
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_tearline_report_v1_report_proto_init() }
@@ -1517,7 +1599,7 @@ func file_tearline_report_v1_report_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_report_v1_report_proto_rawDesc), len(file_tearline_report_v1_report_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,85 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tearline/tearline/internal/bench"
+)
+
+func newBenchCmd(g *globals) *cobra.Command {
+	var o bench.Options
+	c := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure a two-node federation on this machine against its limits",
+		Long: `Start two real node processes (USA and GBR) from the dev layout in a
+temporary folder, on loopback mTLS with their own bbolt files, and measure:
+
+  limits       raw grpc-go streaming over mTLS with the same message, and the
+               ed25519 sign and verify time (crypto floor = cores / (sign + verify))
+  federation   reports (one 2 KiB portion) published at USA, counted at a
+               subscriber at GBR: reports/s end to end
+  latency      publish at USA to delivery at GBR's subscriber at a fixed rate
+  fan-out      every report to --subscribers streams at GBR; GBR's peak RSS
+  catch-up     GBR stopped while USA accepts --catchup reports; reports/s
+               for GBR to hold them all once it is back
+
+It prints a table with each figure, its target and its ratio to the limits;
+with --json, one object. It takes a few minutes and both cores.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find the tearline binary: %w", err)
+			}
+			o.Exe = exe
+			if !g.json {
+				o.Progress = g.stderr
+			}
+			r, err := bench.Run(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(r)
+			}
+			printBench(g, r)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.DurationVar(&o.Duration, "duration", 10*time.Second, "how long the throughput and latency phases each run")
+	f.IntVar(&o.Workers, "workers", 64, "publish calls kept in flight")
+	f.IntVar(&o.LatencyRate, "rate", 500, "publish rate of the latency phase, reports/s")
+	f.IntVar(&o.Subscribers, "subscribers", 1000, "subscriber streams in the fan-out phase")
+	f.IntVar(&o.FanoutReports, "fanout-reports", 500, "reports each fan-out stream receives")
+	f.IntVar(&o.CatchUp, "catchup", 100_000, "reports accepted while the receiver is offline")
+	f.StringVar(&o.Profiles, "cpuprofile-dir", "", "write each node process's CPU profile (pprof) into this folder")
+	f.StringVar(&o.Dir, "dir", "", "lay the federation out here and keep it (default: a temporary folder, removed)")
+	return c
+}
+
+func printBench(g *globals, r *bench.Result) {
+	w := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "Tearline bench, %s, %d CPUs\n\n", r.Date, r.CPUs)
+	fmt.Fprintf(w, "figure\tvalue\ttarget\tratio to limit\n")
+	fmt.Fprintf(w, "grpc baseline (%d-byte msgs, mTLS)\t%.0f msgs/s\t\tlimit\n", r.MessageBytes, r.GRPCBaselineMsgsPerS)
+	fmt.Fprintf(w, "ed25519 sign / verify\t%.1f / %.1f µs\t\t\n", r.SignMicros, r.VerifyMicros)
+	fmt.Fprintf(w, "crypto floor\t%.0f reports/s\t\tlimit\n", r.CryptoFloorReportsPerS)
+	fmt.Fprintf(w, "federation throughput\t%.0f reports/s\t>= 10000 and >= 40%% of floor\t%.0f%% of crypto floor, %.0f%% of grpc\n",
+		r.FederationReportsPerS, 100*r.FederationReportsPerS/r.CryptoFloorReportsPerS, 100*r.FederationReportsPerS/r.GRPCBaselineMsgsPerS)
+	fmt.Fprintf(w, "  (publish accepted at USA)\t%.0f reports/s\t\t\n", r.PublishReportsPerS)
+	fmt.Fprintf(w, "latency p50 at %d/s\t%.2f ms\t\t\n", r.LatencyRatePerS, r.LatencyP50Ms)
+	fmt.Fprintf(w, "latency p99\t%.2f ms\t<= 5 ms\t\n", r.LatencyP99Ms)
+	fmt.Fprintf(w, "latency p99.9\t%.2f ms\t<= 20 ms\t\n", r.LatencyP999Ms)
+	fmt.Fprintf(w, "fan-out (%d streams x %d reports)\t%.0f deliveries/s\t>= 100000\t%.0f%% of grpc\n",
+		r.FanoutSubscribers, r.FanoutReports, r.FanoutDeliveriesPerS, 100*r.FanoutDeliveriesPerS/r.GRPCBaselineMsgsPerS)
+	fmt.Fprintf(w, "fan-out peak RSS (GBR node)\t%.0f MiB\t<= 512 MiB\t\n", r.FanoutPeakRSSMiB)
+	fmt.Fprintf(w, "catch-up (%d reports)\t%.0f reports/s\t>= 80%% of federation\t%.0f%% of federation\n",
+		r.CatchupReports, r.CatchupReportsPerS, 100*r.CatchupReportsPerS/r.FederationReportsPerS)
+	w.Flush()
+}

@@ -1,0 +1,578 @@
+// Package bench measures a Tearline federation on this machine against the
+// machine's own limits (issue 7). Run it with `tearline bench` or
+// `make bench`.
+//
+// Two real node processes, A (USA) and B (GBR), run from the dev layout on
+// loopback mTLS with their own bbolt files. The benchmark is a client of
+// both, as a liaison officer publishing at A and as subscriber services
+// at B, and measures, in one run:
+//
+//   - limits: raw grpc-go server streaming over mTLS with the message a
+//     subscriber at B receives (messages/s), and the ed25519 sign and verify
+//     time on one core; the crypto floor is cores / (sign + verify);
+//   - federation throughput: reports of one 2 KiB portion, releasable to B,
+//     published at A as fast as A accepts them, counted at one subscriber
+//     at B (signed, verified, policy-checked and committed at both ends);
+//   - latency: publish at A to delivery at B's subscriber at a fixed rate;
+//   - fan-out: every report delivered to many subscriber streams at B, and
+//     B's peak resident set;
+//   - catch-up: B stopped while A accepts many reports; the rate at which B
+//     holds them all once it is back.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
+)
+
+// Options sets what the benchmark does. Zero values take the defaults.
+type Options struct {
+	// Exe is the tearline binary that runs the nodes (`Exe node --config F`).
+	Exe string
+	// Dir is where the federation is laid out; empty: a temporary
+	// directory, removed at the end.
+	Dir string
+	// Duration is how long each timed phase (throughput, latency) runs.
+	Duration time.Duration
+	// Workers is how many publish calls the publisher keeps in flight.
+	Workers int
+	// LatencyRate is the fixed publish rate of the latency phase.
+	LatencyRate int
+	// Subscribers is the number of subscriber streams in the fan-out phase,
+	// and FanoutReports how many reports each receives.
+	Subscribers   int
+	FanoutReports int
+	// CatchUp is how many reports A accepts while B is offline.
+	CatchUp int
+	// Profiles, when set, is a folder where each node process writes a CPU
+	// profile (PARTY-N.pprof, N counting its starts).
+	Profiles string
+	// Progress receives one line per phase; nil: none.
+	Progress io.Writer
+}
+
+func (o *Options) defaults() error {
+	if o.Exe == "" {
+		return errors.New("bench: no tearline binary to run the nodes")
+	}
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Workers <= 0 {
+		o.Workers = 64
+	}
+	if o.LatencyRate <= 0 {
+		o.LatencyRate = 500
+	}
+	if o.Subscribers <= 0 {
+		o.Subscribers = 1000
+	}
+	if o.FanoutReports <= 0 {
+		o.FanoutReports = 500
+	}
+	if o.CatchUp <= 0 {
+		o.CatchUp = 100_000
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	return nil
+}
+
+// Result is one run's figures. The JSON keys are the ones issue 7 names.
+type Result struct {
+	Date                   string  `json:"date"`
+	CPUs                   int     `json:"cpus"`
+	MessageBytes           int     `json:"message_bytes"`
+	GRPCBaselineMsgsPerS   float64 `json:"grpc_baseline_msgs_per_s"`
+	SignMicros             float64 `json:"sign_us"`
+	VerifyMicros           float64 `json:"verify_us"`
+	CryptoFloorReportsPerS float64 `json:"crypto_floor_reports_per_s"`
+	PublishReportsPerS     float64 `json:"publish_reports_per_s"`
+	FederationReports      int     `json:"federation_reports"`
+	FederationReportsPerS  float64 `json:"federation_reports_per_s"`
+	LatencyRatePerS        int     `json:"latency_rate_per_s"`
+	LatencyReports         int     `json:"latency_reports"`
+	LatencyP50Ms           float64 `json:"latency_p50_ms"`
+	LatencyP99Ms           float64 `json:"latency_p99_ms"`
+	LatencyP999Ms          float64 `json:"latency_p999_ms"`
+	FanoutSubscribers      int     `json:"fanout_subscribers"`
+	FanoutReports          int     `json:"fanout_reports"`
+	FanoutDeliveriesPerS   float64 `json:"fanout_deliveries_per_s"`
+	FanoutPeakRSSMiB       float64 `json:"fanout_peak_rss_mib"`
+	CatchupReports         int     `json:"catchup_reports"`
+	CatchupReportsPerS     float64 `json:"catchup_reports_per_s"`
+}
+
+// Run runs every phase and returns the figures.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	dir := o.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "tearline-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	r := &Result{Date: time.Now().UTC().Format(time.RFC3339), CPUs: runtime.NumCPU()}
+	say := func(format string, args ...any) { fmt.Fprintf(o.Progress, format+"\n", args...) }
+
+	fanoutIDs := (o.Subscribers + streamsPerSubscriber - 1) / streamsPerSubscriber
+	f, err := newFederation(dir, o.Exe, fanoutIDs)
+	if err != nil {
+		return nil, fmt.Errorf("bench: lay out the federation: %w", err)
+	}
+	f.profiles = o.Profiles
+	defer f.close()
+	for _, p := range []string{partyA, partyB} {
+		if err := f.start(ctx, p); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+	}
+	pub, err := f.officer(partyA)
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{o: o, f: f, pub: pub, body: body(2048)}
+
+	say("federation throughput: publishing at %s for %s with %d calls in flight...", partyA, o.Duration, o.Workers)
+	if err := b.throughput(ctx, r); err != nil {
+		return nil, fmt.Errorf("bench: throughput: %w", err)
+	}
+	say("  %.0f reports/s end to end (%d reports; %s accepted %.0f/s)", r.FederationReportsPerS, r.FederationReports, partyA, r.PublishReportsPerS)
+
+	say("limits: grpc-go streaming over mTLS (%d-byte messages) and ed25519...", r.MessageBytes)
+	if r.GRPCBaselineMsgsPerS, err = grpcBaseline(ctx, dir, b.sample, min(o.Duration, 3*time.Second)); err != nil {
+		return nil, fmt.Errorf("bench: grpc baseline: %w", err)
+	}
+	sign, verify, err := cryptoRates(512, time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("bench: crypto: %w", err)
+	}
+	r.SignMicros, r.VerifyMicros = micros(sign), micros(verify)
+	r.CryptoFloorReportsPerS = float64(r.CPUs) / (sign + verify).Seconds()
+	say("  grpc %.0f msgs/s; sign %.1f µs, verify %.1f µs: crypto floor %.0f reports/s", r.GRPCBaselineMsgsPerS, r.SignMicros, r.VerifyMicros, r.CryptoFloorReportsPerS)
+
+	say("latency: %d reports/s for %s...", o.LatencyRate, o.Duration)
+	if err := b.latency(ctx, r); err != nil {
+		return nil, fmt.Errorf("bench: latency: %w", err)
+	}
+	say("  p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms over %d reports", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyP999Ms, r.LatencyReports)
+
+	say("fan-out: %d reports to %d subscriber streams at %s...", o.FanoutReports, o.Subscribers, partyB)
+	if err := b.fanout(ctx, r, fanoutIDs); err != nil {
+		return nil, fmt.Errorf("bench: fan-out: %w", err)
+	}
+	say("  %.0f deliveries/s; %s peak RSS %.0f MiB", r.FanoutDeliveriesPerS, partyB, r.FanoutPeakRSSMiB)
+
+	say("catch-up: %s offline while %s accepts %d reports...", partyB, partyA, o.CatchUp)
+	if err := b.catchUp(ctx, r); err != nil {
+		return nil, fmt.Errorf("bench: catch-up: %w", err)
+	}
+	say("  %.0f reports/s", r.CatchupReportsPerS)
+	return r, nil
+}
+
+func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+
+func body(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = 'a' + byte(i%26)
+	}
+	return b
+}
+
+// bench is one run's shared state.
+type bench struct {
+	o    Options
+	f    *federation
+	pub  clientv1.ClientServiceClient
+	body []byte
+	// feed is B's feed position after the last phase: new subscriptions
+	// start after it.
+	feed atomic.Uint64
+	// sample is one message as B's subscriber received it.
+	sample *clientv1.SubscribeResponse
+}
+
+func (b *bench) publish(ctx context.Context, title string) error {
+	_, err := b.pub.Publish(ctx, &clientv1.PublishRequest{
+		Portions: []*clientv1.NewPortion{{Banner: banner, Title: title, Body: b.body}},
+		Topics:   []string{topic},
+	})
+	return err
+}
+
+// publishMany publishes titles phase-0.. with o.Workers calls in flight,
+// until n are published (n > 0) or until the deadline. It returns how many
+// were published; sent[i], when given, is when report i was sent.
+func (b *bench) publishMany(ctx context.Context, phase string, n int, until time.Time, sent []time.Time) (int, error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, b.o.Workers)
+	for range b.o.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if (n > 0 && i >= n) || (n == 0 && time.Now().After(until)) {
+					next.Add(-1)
+					return
+				}
+				if sent != nil {
+					sent[i] = time.Now()
+				}
+				if err := b.publish(ctx, title(phase, i)); err != nil {
+					errs <- fmt.Errorf("publish %s: %w", title(phase, i), err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return int(next.Load()), nil
+}
+
+func title(phase string, i int) string { return phase + "-" + strconv.Itoa(i) }
+
+// index is i for a report titled phase-i, or -1.
+func index(v *clientv1.ReportView, phase string) int {
+	ps := v.GetPortions()
+	if len(ps) == 0 {
+		return -1
+	}
+	rest, ok := strings.CutPrefix(ps[0].GetTitle(), phase+"-")
+	if !ok {
+		return -1
+	}
+	i, err := strconv.Atoi(rest)
+	if err != nil {
+		return -1
+	}
+	return i
+}
+
+// stream is one subscription at B that notes when each report of a phase
+// arrives.
+type stream struct {
+	phase string
+	got   []time.Time // by report index; zero until it arrives
+	mu    sync.Mutex
+	count int
+	want  int
+	full  chan struct{} // closed once want reports of the phase arrived
+	err   chan error
+}
+
+// subscribe opens a subscription at B as client c after B's feed position
+// and records the arrivals of phase reports 0..capacity-1; the stream is
+// full once want of them arrived.
+func (b *bench) subscribe(ctx context.Context, c clientv1.ClientServiceClient, phase string, capacity, want int, keep func(*clientv1.SubscribeResponse)) (*stream, error) {
+	s := &stream{phase: phase, got: make([]time.Time, capacity), want: want, full: make(chan struct{}), err: make(chan error, 1)}
+	st, err := c.Subscribe(ctx, &clientv1.SubscribeRequest{After: b.feed.Load()})
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			m, err := st.Recv()
+			if err != nil {
+				s.err <- err
+				return
+			}
+			now := time.Now()
+			if keep != nil {
+				keep(m)
+			}
+			i := index(m.GetReport(), phase)
+			if i < 0 || i >= len(s.got) {
+				continue
+			}
+			s.mu.Lock()
+			if s.got[i].IsZero() {
+				s.got[i] = now
+				s.count++
+				if s.count == s.want {
+					close(s.full)
+				}
+			}
+			s.mu.Unlock()
+		}
+	}()
+	return s, nil
+}
+
+// wait waits until the stream is full or timeout passes.
+func (s *stream) wait(ctx context.Context, timeout time.Duration) error {
+	select {
+	case <-s.full:
+		return nil
+	case err := <-s.err:
+		return fmt.Errorf("subscription ended: %w", err)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(timeout):
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return fmt.Errorf("only %d of %d %s reports arrived within %s", s.count, s.want, s.phase, timeout)
+	}
+}
+
+// last is the latest arrival among the first n reports.
+func (s *stream) last(n int) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t time.Time
+	for _, g := range s.got[:n] {
+		if g.After(t) {
+			t = g
+		}
+	}
+	return t
+}
+
+// warmUp sends a few reports end to end so connections and caches exist,
+// and moves the feed position past them.
+func (b *bench) warmUp(ctx context.Context, phase string, c clientv1.ClientServiceClient, n int) error {
+	var cursor atomic.Uint64
+	s, err := b.subscribe(ctx, c, phase, n, n, func(m *clientv1.SubscribeResponse) { cursor.Store(m.GetCursor()) })
+	if err != nil {
+		return err
+	}
+	if _, err := b.publishMany(ctx, phase, n, time.Time{}, nil); err != nil {
+		return err
+	}
+	if err := s.wait(ctx, time.Minute); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	b.feed.Store(cursor.Load())
+	return nil
+}
+
+func (b *bench) throughput(ctx context.Context, r *Result) error {
+	sub, err := b.f.subscriber(0)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := b.warmUp(sctx, "warm", sub, 500); err != nil {
+		return err
+	}
+	// Capacity: no more than 60,000 reports/s can be published in Duration.
+	capacity := int(b.o.Duration.Seconds()*60_000) + 1
+	var cursor atomic.Uint64
+	var sample atomic.Pointer[clientv1.SubscribeResponse]
+	s, err := b.subscribe(sctx, sub, "T", capacity, capacity, func(m *clientv1.SubscribeResponse) {
+		cursor.Store(m.GetCursor())
+		sample.CompareAndSwap(nil, m)
+	})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	n, err := b.publishMany(sctx, "T", 0, start.Add(b.o.Duration), nil)
+	if err != nil {
+		return err
+	}
+	published := time.Since(start)
+	s.mu.Lock()
+	s.want = n
+	done := s.count >= n
+	s.mu.Unlock()
+	if done {
+		close(s.full)
+	}
+	if err := s.wait(ctx, 2*time.Minute); err != nil {
+		return err
+	}
+	r.FederationReports = n
+	r.PublishReportsPerS = float64(n) / published.Seconds()
+	r.FederationReportsPerS = float64(n) / s.last(n).Sub(start).Seconds()
+	b.sample = sample.Load()
+	r.MessageBytes = messageSize(b.sample)
+	b.feed.Store(cursor.Load())
+	return nil
+}
+
+func (b *bench) latency(ctx context.Context, r *Result) error {
+	sub, err := b.f.subscriber(0)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n := int(float64(b.o.LatencyRate) * b.o.Duration.Seconds())
+	var cursor atomic.Uint64
+	s, err := b.subscribe(sctx, sub, "L", n, n, func(m *clientv1.SubscribeResponse) { cursor.Store(m.GetCursor()) })
+	if err != nil {
+		return err
+	}
+	sent := make([]time.Time, n)
+	period := time.Second / time.Duration(b.o.LatencyRate)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		// Open loop: report i goes at start + i*period whatever the
+		// previous calls are doing.
+		if d := time.Until(start.Add(time.Duration(i) * period)); d > 0 {
+			time.Sleep(d)
+		}
+		wg.Add(1)
+		sent[i] = time.Now()
+		go func() {
+			defer wg.Done()
+			if err := b.publish(sctx, title("L", i)); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	if err := s.wait(ctx, time.Minute); err != nil {
+		return err
+	}
+	lat := make([]time.Duration, n)
+	s.mu.Lock()
+	for i := range n {
+		lat[i] = s.got[i].Sub(sent[i])
+	}
+	s.mu.Unlock()
+	slices.Sort(lat)
+	r.LatencyRatePerS, r.LatencyReports = b.o.LatencyRate, n
+	r.LatencyP50Ms = ms(percentile(lat, 0.50))
+	r.LatencyP99Ms = ms(percentile(lat, 0.99))
+	r.LatencyP999Ms = ms(percentile(lat, 0.999))
+	b.feed.Store(cursor.Load())
+	return nil
+}
+
+// percentile is the nearest-rank percentile of sorted durations.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*p+0.5) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
+
+func (b *bench) fanout(ctx context.Context, r *Result, ids int) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n := b.o.FanoutReports
+	var streams []*stream
+	var cursor atomic.Uint64
+	for i := range ids {
+		c, err := b.f.subscriber(i)
+		if err != nil {
+			return err
+		}
+		for j := 0; j < streamsPerSubscriber && len(streams) < b.o.Subscribers; j++ {
+			// Each stream waits for one "ready" report first, so that
+			// every subscription is live before the measured reports.
+			s, err := b.subscribe(sctx, c, "F", n+1, n+1, func(m *clientv1.SubscribeResponse) { cursor.Store(m.GetCursor()) })
+			if err != nil {
+				return err
+			}
+			streams = append(streams, s)
+		}
+	}
+	if err := b.publish(sctx, title("F", n)); err != nil {
+		return err
+	}
+	for _, s := range streams {
+		for {
+			s.mu.Lock()
+			ready := !s.got[n].IsZero()
+			s.mu.Unlock()
+			if ready {
+				break
+			}
+			select {
+			case err := <-s.err:
+				return fmt.Errorf("subscription ended: %w", err)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	start := time.Now()
+	if _, err := b.publishMany(sctx, "F", n, time.Time{}, nil); err != nil {
+		return err
+	}
+	var end time.Time
+	for _, s := range streams {
+		if err := s.wait(ctx, 5*time.Minute); err != nil {
+			return err
+		}
+		if t := s.last(n); t.After(end) {
+			end = t
+		}
+	}
+	r.FanoutSubscribers, r.FanoutReports = len(streams), n
+	r.FanoutDeliveriesPerS = float64(len(streams)*n) / end.Sub(start).Seconds()
+	rss, err := b.f.peakRSSMiB(partyB)
+	if err != nil {
+		return err
+	}
+	r.FanoutPeakRSSMiB = rss
+	b.feed.Store(cursor.Load())
+	return nil
+}
+
+func (b *bench) catchUp(ctx context.Context, r *Result) error {
+	if err := b.f.stop(partyB); err != nil {
+		return err
+	}
+	n := b.o.CatchUp
+	if _, err := b.publishMany(ctx, "C", n, time.Time{}, nil); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := b.f.start(ctx, partyB); err != nil {
+		return err
+	}
+	sub, err := b.f.subscriber(0)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := b.subscribe(sctx, sub, "C", n, n, nil)
+	if err != nil {
+		return err
+	}
+	if err := s.wait(ctx, 10*time.Minute); err != nil {
+		return err
+	}
+	r.CatchupReports = n
+	r.CatchupReportsPerS = float64(n) / s.last(n).Sub(start).Seconds()
+	return nil
+}

@@ -1,0 +1,260 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/tearline/tearline/gateway"
+	"github.com/tearline/tearline/pki"
+	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
+)
+
+// The two parties of the benchmark: A publishes, B receives and serves
+// its subscribers.
+const (
+	partyA = "USA"
+	partyB = "GBR"
+	banner = "SECRET//REL TO USA, GBR"
+	topic  = "CT"
+	// streamsPerSubscriber is how many streams each subscriber identity
+	// opens in the fan-out phase; each stream is its own subscription.
+	streamsPerSubscriber = 10
+)
+
+// federation is two node processes, A and B, made with the dev layout in
+// dir, and the client connections the benchmark opened to them.
+type federation struct {
+	dir   string
+	exe   string
+	nodes map[string]*nodeProc
+	// profiles, when set, is where each node process writes a CPU profile.
+	profiles string
+	started  map[string]int
+
+	mu    sync.Mutex
+	conns []*grpc.ClientConn
+}
+
+type nodeProc struct {
+	party, config, addr string
+	cmd                 *exec.Cmd
+	exited              chan error
+}
+
+// subscriberName is the name of fan-out subscriber i at B.
+func subscriberName(i int) string { return fmt.Sprintf("bench%04d", i) }
+
+// newFederation lays out A and B in dir with subscribers subscriber
+// identities at B (SECRET, need-to-know CT), each with a profile.
+func newFederation(dir, exe string, subscribers int) (*federation, error) {
+	base, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	paths, err := gateway.DevInit(gateway.DevOptions{Dir: dir, Parties: []string{partyA, partyB}, BasePort: base})
+	if err != nil {
+		return nil, err
+	}
+	f := &federation{dir: dir, exe: exe, nodes: map[string]*nodeProc{}, started: map[string]int{}}
+	for _, p := range paths {
+		cfg, err := gateway.LoadConfig(p)
+		if err != nil {
+			return nil, err
+		}
+		cfg.LogLevel = "warn"
+		if cfg.Party == partyB {
+			for i := range subscribers {
+				cfg.Subscribers = append(cfg.Subscribers, gateway.SubscriberConfig{Name: subscriberName(i), Clearance: "SECRET", NeedToKnow: []string{topic}})
+			}
+		}
+		if err := gateway.WriteConfig(p, cfg); err != nil {
+			return nil, err
+		}
+		f.nodes[cfg.Party] = &nodeProc{party: cfg.Party, config: p, addr: cfg.Listen}
+	}
+	ca, err := pki.OpenDevCA(filepath.Join(dir, partyB, "ca"), partyB)
+	if err != nil {
+		return nil, err
+	}
+	bundle, err := ca.Bundle(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	for i := range subscribers {
+		id := pki.Identity{Domain: pki.DefaultDomain(partyB), Party: partyB, Kind: pki.KindService, Name: subscriberName(i)}
+		is, err := ca.Issue(context.Background(), pki.IssueRequest{Identity: id, TTL: 24 * time.Hour})
+		if err != nil {
+			return nil, err
+		}
+		if err := pki.WriteProfile(f.subscriberDir(i), is, bundle); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+func (f *federation) subscriberDir(i int) string {
+	return filepath.Join(f.dir, partyB, "subscribers", subscriberName(i))
+}
+
+// start starts party's node process and waits until it answers.
+func (f *federation) start(ctx context.Context, party string) error {
+	n := f.nodes[party]
+	logf, err := os.OpenFile(filepath.Join(f.dir, party, "node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	args := []string{"node", "--config", n.config}
+	if f.profiles != "" {
+		f.started[party]++
+		args = append(args, "--cpuprofile", filepath.Join(f.profiles, fmt.Sprintf("%s-%d.pprof", party, f.started[party])))
+	}
+	n.cmd = exec.Command(f.exe, args...)
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	if err := n.cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s node: %w", party, err)
+	}
+	n.exited = make(chan error, 1)
+	go func() { n.exited <- n.cmd.Wait(); logf.Close() }()
+	c, err := f.officer(party)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := c.ListReports(cctx, &clientv1.ListReportsRequest{Limit: 1})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case err := <-n.exited:
+			return fmt.Errorf("%s node exited at start (%v); see %s", party, err, filepath.Join(f.dir, party, "node.log"))
+		default:
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s node did not answer within 30 s: %w", party, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop stops party's node with SIGTERM and waits for it.
+func (f *federation) stop(party string) error {
+	n := f.nodes[party]
+	if n.cmd == nil {
+		return nil
+	}
+	defer func() { n.cmd = nil }()
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-n.exited:
+		if err != nil {
+			return fmt.Errorf("%s node: %w", party, err)
+		}
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.exited
+		return fmt.Errorf("%s node did not stop within 30 s of SIGTERM", party)
+	}
+}
+
+// close stops both nodes and closes every connection.
+func (f *federation) close() {
+	f.mu.Lock()
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.conns = nil
+	f.mu.Unlock()
+	for p := range f.nodes {
+		_ = f.stop(p)
+	}
+}
+
+// peakRSSMiB is the peak resident set of party's node process (VmHWM).
+func (f *federation) peakRSSMiB(party string) (float64, error) {
+	n := f.nodes[party]
+	if n.cmd == nil {
+		return 0, fmt.Errorf("%s node is not running", party)
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			if err != nil {
+				return 0, fmt.Errorf("VmHWM: %w", err)
+			}
+			return kb / 1024, nil
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc status")
+}
+
+func (f *federation) dial(party, profileDir string) (clientv1.ClientServiceClient, error) {
+	prof, err := pki.LoadProfile(profileDir)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := gateway.Dial(f.nodes[party].addr, prof)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.conns = append(f.conns, conn)
+	f.mu.Unlock()
+	return clientv1.NewClientServiceClient(conn), nil
+}
+
+// officer is a new connection as party's liaison officer.
+func (f *federation) officer(party string) (clientv1.ClientServiceClient, error) {
+	return f.dial(party, filepath.Join(f.dir, party))
+}
+
+// subscriber is a new connection as B's fan-out subscriber i.
+func (f *federation) subscriber(i int) (clientv1.ClientServiceClient, error) {
+	return f.dial(partyB, f.subscriberDir(i))
+}
+
+// freePorts finds n consecutive free loopback ports.
+func freePorts(n int) (int, error) {
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		base := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		ok := base+n < 65000
+		for i := 0; i < n && ok; i++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return base, nil
+		}
+	}
+	return 0, errors.New("no free ports on loopback")
+}

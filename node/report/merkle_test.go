@@ -1,0 +1,76 @@
+package report
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
+)
+
+// Every leaf of trees of every size up to 70 proves to the root, and no
+// proof survives a change of leaf, index or path. (A changed size can give
+// the same root, as the last subtree of a smaller tree can be read as a
+// leaf of a larger one: that is why the signature covers the size too, as
+// TestBatchSigner checks.)
+func TestMerkleProofs(t *testing.T) {
+	for n := 2; n <= 70; n++ {
+		leaves := make([][sha256.Size]byte, n)
+		for i := range leaves {
+			leaves[i] = leafHash(fmt.Appendf(nil, "statement %d of %d", i, n))
+		}
+		root := merkleRoot(leaves)
+		for m := range n {
+			p := &reportv1.MerkleProof{Index: uint32(m), Size: uint32(n), Path: merklePath(m, leaves)}
+			got, err := rootFromProof(leaves[m], p)
+			if err != nil || got != root {
+				t.Fatalf("n=%d m=%d: root %x, %v; want %x", n, m, got, err, root)
+			}
+			other := leaves[(m+1)%n]
+			if got, err := rootFromProof(other, p); err == nil && got == root {
+				t.Fatalf("n=%d m=%d: another leaf proves with this proof", n, m)
+			}
+			for _, mutate := range []func(*reportv1.MerkleProof){
+				func(p *reportv1.MerkleProof) { p.Index = (p.Index + 1) % p.Size },
+				func(p *reportv1.MerkleProof) {
+					if len(p.Path) > 0 {
+						p.Path[0] = append([]byte{}, p.Path[0]...)
+						p.Path[0][0] ^= 1
+					}
+				},
+				func(p *reportv1.MerkleProof) { p.Path = append(p.Path, root[:]) },
+				func(p *reportv1.MerkleProof) {
+					if len(p.Path) > 0 {
+						p.Path = p.Path[:len(p.Path)-1]
+					}
+				},
+			} {
+				q := proto.CloneOf(p)
+				mutate(q)
+				if proto.Equal(p, q) {
+					continue
+				}
+				if got, err := rootFromProof(leaves[m], q); err == nil && got == root {
+					t.Fatalf("n=%d m=%d: mutated proof %v still gives the root", n, m, q)
+				}
+			}
+		}
+	}
+}
+
+func TestMerkleProofLimits(t *testing.T) {
+	leaf := leafHash([]byte("x"))
+	for _, p := range []*reportv1.MerkleProof{
+		{Index: 0, Size: 1},
+		{Index: 2, Size: 2, Path: [][]byte{leaf[:]}},
+		{Index: 0, Size: MaxBatch + 1},
+		{Index: 0, Size: 2, Path: [][]byte{leaf[:5]}},
+		{Index: 0, Size: 2, Path: make([][]byte, maxProofLen+1)},
+	} {
+		if _, err := rootFromProof(leaf, p); err == nil {
+			t.Errorf("proof %v accepted", p)
+		}
+	}
+}
