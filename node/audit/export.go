@@ -149,7 +149,9 @@ func Line(v any) ([]byte, error) {
 // the one before, every checkpoint is signed by a node of the header's
 // party (checked against trust, which needs only that party's CA bundle)
 // and matches the entry it names, and the last entry is covered by a
-// checkpoint. The result names the first bad sequence number.
+// checkpoint. The result names the first bad sequence number. An export
+// that starts after entry 1 (--since) takes its first entry's prev hash as
+// given: the chain and the checkpoints are checked from there on.
 func VerifyExport(r io.Reader, trust report.Verifier) (Result, Header, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
