@@ -134,6 +134,11 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
+	return parseConfig(data, path)
+}
+
+// parseConfig is LoadConfig of a file at path that holds data.
+func parseConfig(data []byte, path string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var c Config

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +51,8 @@ func (s *federationService) Deliver(stream grpc.BidiStreamingServer[federationv1
 			select {
 			case reqs <- req:
 			case <-ctx.Done():
+				// The loop below reads recvErr once reqs is closed.
+				recvErr <- ctx.Err()
 				return
 			}
 		}
@@ -59,6 +62,9 @@ func (s *federationService) Deliver(stream grpc.BidiStreamingServer[federationv1
 		req, ok := <-reqs
 		if !ok {
 			err := <-recvErr
+			if unreadable(err) {
+				return s.refuseUnreadable(from, err)
+			}
 			if ctx.Err() != nil || errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
 				return nil
 			}
@@ -148,6 +154,32 @@ func deliverResponse(seq uint64, outcome node.Outcome, reason policy.Reason) *fe
 		resp.Message = reason.Message
 	}
 	return resp
+}
+
+// unreadable reports whether a Deliver stream's receive error is a message
+// that could not be read: over the size limit (ResourceExhausted), or
+// bytes that do not decode as a DeliverRequest (grpc's unmarshal error,
+// Internal). Other receive errors (the client closed the stream, the
+// connection broke) are not.
+func unreadable(err error) bool {
+	st := status.Convert(err)
+	return st.Code() == codes.ResourceExhausted || st.Code() == codes.Internal && strings.Contains(st.Message(), "unmarshal")
+}
+
+// refuseUnreadable records an unreadable message (see unreadable) as a
+// security event naming the partner: no partner's node sends one. grpc has
+// already ended the stream with err's status; the partner may open a new
+// stream.
+func (s *federationService) refuseUnreadable(from pki.Identity, err error) error {
+	what := "the message does not decode as a federation item"
+	if status.Code(err) == codes.ResourceExhausted {
+		what = "the message is larger than this node accepts"
+	}
+	s.log.Warn("unreadable federation message", "partner", from.Party, "error", err)
+	if rerr := s.node.Unreadable(from, what+" ("+status.Convert(err).Message()+")"); rerr != nil {
+		s.log.Error("record security event", "partner", from.Party, "error", rerr)
+	}
+	return err
 }
 
 // clientService serves officers and subscribers of the node's party.

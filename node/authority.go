@@ -101,21 +101,35 @@ func (n *Node) addCrises(a *authorities, originator string) error {
 }
 
 // envelopeAuthorities opens the grants and declarations carried in an
-// envelope; the ones that do not verify are left out (a hop resting on one
-// then has no basis and is refused).
-func (n *Node) envelopeAuthorities(env *reportv1.Envelope, originator string) ([]policy.Consent, []policy.Crisis) {
+// envelope. One that does not verify, is not the originator's, or is
+// neither a grant nor a declaration refuses the envelope: an honest holder
+// passes on only the originator's statements that its hops name, so such
+// an authority is a forgery or junk, and the error says which.
+func (n *Node) envelopeAuthorities(env *reportv1.Envelope, originator string) ([]policy.Consent, []policy.Crisis, error) {
 	var cs []policy.Consent
 	var crs []policy.Crisis
-	for _, sd := range env.GetAuthorities() {
+	for i, sd := range env.GetAuthorities() {
 		switch sd.GetKind() {
 		case report.KindGrant:
-			if g, _, err := report.OpenGrant(sd, n.trust); err == nil && g.GetOriginator() == originator {
-				cs = append(cs, grantPolicy(g))
+			g, _, err := report.OpenGrant(sd, n.trust)
+			if err != nil {
+				return nil, nil, fmt.Errorf("consent grant %d of the envelope does not verify: %w", i+1, err)
 			}
+			if g.GetOriginator() != originator {
+				return nil, nil, fmt.Errorf("%w: consent grant %d of the envelope is a grant of %s, not of the originator %s", report.ErrSignature, i+1, g.GetOriginator(), originator)
+			}
+			cs = append(cs, grantPolicy(g))
 		case report.KindCrisis:
-			if c, _, err := report.OpenCrisis(sd, n.trust); err == nil && c.GetOriginator() == originator {
-				crs = append(crs, crisisPolicy(c, false))
+			c, _, err := report.OpenCrisis(sd, n.trust)
+			if err != nil {
+				return nil, nil, fmt.Errorf("crisis declaration %d of the envelope does not verify: %w", i+1, err)
 			}
+			if c.GetOriginator() != originator {
+				return nil, nil, fmt.Errorf("%w: crisis declaration %d of the envelope is a declaration of %s, not of the originator %s", report.ErrSignature, i+1, c.GetOriginator(), originator)
+			}
+			crs = append(crs, crisisPolicy(c, false))
+		default:
+			return nil, nil, fmt.Errorf("%w: authority %d of the envelope is neither a consent grant nor a crisis declaration", report.ErrInvalid, i+1)
 		}
 	}
 	// Declarations this node knows (and their ends) count too.
@@ -126,7 +140,7 @@ func (n *Node) envelopeAuthorities(env *reportv1.Envelope, originator string) ([
 			crs = append(crs, c)
 		}
 	}
-	return cs, crs
+	return cs, crs, nil
 }
 
 func (n *Node) enqueueRequest(t *store.Tx, party, reportID string, req *federationv1.DeliverRequest) error {
@@ -278,19 +292,33 @@ func (n *Node) securityEvent(now time.Time, e *storev1.SecurityEvent) error {
 	return n.st.Batch(now, func(t *store.Tx) error { return t.AddSecurityEvent(proto.CloneOf(e)) })
 }
 
+// Unreadable records a security event naming the partner whose node sent
+// a federation message that could not be read at all: it does not decode,
+// or it is over the size limit. There is no item to quarantine; what says
+// why the message could not be read.
+func (n *Node) Unreadable(from pki.Identity, what string) error {
+	return n.securityEvent(n.clock(), &storev1.SecurityEvent{
+		Kind: "malformed-message", Partner: from.Party, Rule: string(policy.RuleBadInput),
+		Message: from.Party + " sent a message that could not be read: " + what,
+	})
+}
+
 // ReceiveItem handles a federation item other than an envelope from the
 // node of party `from`. A refused item is acknowledged as rejected and
 // raises a security event; the error is non-nil only when the store failed.
 func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federationv1.DeliverRequest) (Outcome, policy.Reason, error) {
 	now := n.clock()
-	reject := func(kind, format string, args ...any) (Outcome, policy.Reason, error) {
-		r := policy.Reason{Rule: policy.RuleBadChain, Party: from.Party, Message: fmt.Sprintf(format, args...)}
+	refuse := func(kind string, rule policy.Rule, format string, args ...any) (Outcome, policy.Reason, error) {
+		r := policy.Reason{Rule: rule, Party: from.Party, Message: fmt.Sprintf(format, args...)}
 		// Without the evidence on disk the item is not acknowledged: the
 		// sender keeps it and sends it again.
 		if err := n.securityEvent(now, &storev1.SecurityEvent{Kind: kind, Partner: from.Party, Rule: string(r.Rule), Message: r.Message}); err != nil {
 			return 0, policy.Reason{}, fmt.Errorf("%w: record security event: %w", ErrInternal, err)
 		}
 		return Rejected, r, nil
+	}
+	reject := func(kind, format string, args ...any) (Outcome, policy.Reason, error) {
+		return refuse(kind, policy.RuleBadChain, format, args...)
 	}
 	ok := policy.Reason{Allowed: true}
 	switch it := req.GetItem().(type) {
@@ -301,7 +329,7 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 		}
 		held, err := n.st.Report(cr.GetReportId())
 		if err != nil {
-			return reject("bad-consent-request", "%s asked for consent on report %q, which %s did not originate", from.Party, cr.GetReportId(), n.party)
+			return reject("bad-consent-request", "%s asked for consent on report %s, which %s did not originate", from.Party, marking.Quote(cr.GetReportId()), n.party)
 		}
 		if v, err := report.OpenHeader(held.GetEnvelope().GetHeader(), n.trust); err != nil || v.Header.GetOriginator() != n.party {
 			return reject("bad-consent-request", "%s asked for consent on report %s, which %s did not originate", from.Party, cr.GetReportId(), n.party)
@@ -325,13 +353,17 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 		return outcome, ok, err
 	case *federationv1.DeliverRequest_ConsentDecision:
 		d := it.ConsentDecision
+		if len(d.GetReason()) > maxPurpose {
+			return refuse("bad-consent", policy.RuleBadInput, "%s answered consent request %s with a reason of %d bytes; the limit is %d", from.Party, marking.Quote(d.GetRequestId()), len(d.GetReason()), maxPurpose)
+		}
 		outcome := Accepted
 		var bad string
+		var badRule policy.Rule
 		err := n.st.Batch(now, func(t *store.Tx) error {
-			outcome, bad = Accepted, ""
+			outcome, bad, badRule = Accepted, "", policy.RuleBadChain
 			r, err := t.Consent(d.GetRequestId())
 			if err != nil || r.GetDirection() != "outgoing" || r.GetOriginator() != from.Party {
-				bad = fmt.Sprintf("%s answered consent request %q, which this node did not send to it", from.Party, d.GetRequestId())
+				bad = fmt.Sprintf("%s answered consent request %s, which this node did not send to it", from.Party, marking.Quote(d.GetRequestId()))
 				return nil
 			}
 			withdrawn := r.GetState() == "approved" && !d.GetApproved()
@@ -345,9 +377,15 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 				r.State, r.Reason = "withdrawn", d.GetReason()
 			} else if d.GetApproved() {
 				g, _, err := report.OpenGrant(d.GetGrant(), n.trust)
-				if err != nil || g.GetId() != r.GetId() || g.GetOriginator() != from.Party || g.GetHolder() != n.party ||
-					g.GetTo() != r.GetTo() || g.GetReportId() != r.GetReportId() {
-					bad = fmt.Sprintf("%s sent a consent grant that does not verify or does not match request %s", from.Party, r.GetId())
+				switch {
+				case err != nil:
+					bad, badRule = fmt.Sprintf("%s sent a consent grant for request %s that does not verify: %v", from.Party, r.GetId(), err), policy.RuleBadSignature
+				case g.GetOriginator() != from.Party:
+					bad, badRule = fmt.Sprintf("%s sent a consent grant of %s for request %s: only the originator %s grants it", from.Party, g.GetOriginator(), r.GetId(), from.Party), policy.RuleBadSignature
+				case g.GetId() != r.GetId() || g.GetHolder() != n.party || g.GetTo() != r.GetTo() || g.GetReportId() != r.GetReportId():
+					bad = fmt.Sprintf("%s sent a consent grant that does not match request %s (its request, report, holder or recipient differs)", from.Party, r.GetId())
+				}
+				if bad != "" {
 					return nil
 				}
 				r.State, r.Grant, r.Expires = "approved", d.GetGrant(), g.GetExpires()
@@ -360,20 +398,23 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 			return t.AddEvent(&storev1.Event{ReportId: r.GetReportId(), Kind: "consent-" + r.GetState(), Party: from.Party, Detail: fmt.Sprintf("%s %s passing it to %s (request %s)", from.Party, r.GetState(), r.GetTo(), r.GetId())})
 		})
 		if err == nil && bad != "" {
-			return reject("bad-consent", "%s", bad)
+			return refuse("bad-consent", badRule, "%s", bad)
 		}
 		return outcome, ok, err
 	case *federationv1.DeliverRequest_Crisis:
 		d, _, err := report.OpenCrisis(it.Crisis, n.trust)
-		if err != nil || d.GetOriginator() != from.Party {
-			return reject("bad-crisis", "%s sent a crisis declaration that does not verify or is not its own", from.Party)
+		if err != nil {
+			return refuse("bad-crisis", policy.RuleBadSignature, "%s sent a crisis declaration that does not verify: %v", from.Party, err)
+		}
+		if d.GetOriginator() != from.Party {
+			return refuse("bad-crisis", policy.RuleBadSignature, "%s sent a crisis declaration of %s: only %s's node declares it", from.Party, d.GetOriginator(), d.GetOriginator())
 		}
 		return n.storeCrisis(now, it.Crisis, d)
 	case *federationv1.DeliverRequest_HopNotice:
 		hn := it.HopNotice
 		held, err := n.st.Report(hn.GetReportId())
 		if err != nil {
-			return reject("bad-hop-notice", "%s sent a hop notice for report %q, which is not held here", from.Party, hn.GetReportId())
+			return reject("bad-hop-notice", "%s sent a hop notice for report %s, which is not held here", from.Party, marking.Quote(hn.GetReportId()))
 		}
 		v, err := report.OpenHeader(held.GetEnvelope().GetHeader(), n.trust)
 		if err != nil || v.Header.GetOriginator() != n.party {

@@ -811,6 +811,9 @@ func (n *Node) check(now time.Time, from string, env *reportv1.Envelope) (policy
 	}
 	v, err := report.OpenHeader(env.GetHeader(), n.trust)
 	if err != nil {
+		if rule := reportRule(err); rule != policy.RuleBadSignature {
+			return deny(rule, "the originator's header is malformed or over a limit: %v", err), nil, nil
+		}
 		return deny(policy.RuleBadSignature, "the originator's signature does not verify: %v", err), nil, nil
 	}
 	n.vcache.putHeader(env.GetHeader(), v)
@@ -822,12 +825,21 @@ func (n *Node) check(now time.Time, from string, env *reportv1.Envelope) (policy
 		return deny(policy.RuleBadChain, "the envelope from %s carries no portion", from), v, nil
 	}
 	if err := report.CheckAgainstHeader(v.Header, env.GetPortions()); err != nil {
-		return deny(policy.RuleBadSignature, "%v", err), v, nil
+		return deny(reportRule(err), "%v", err), v, nil
 	}
-	if len(env.GetHops()) == 0 || len(env.GetHops()) > report.MaxHops*report.MaxPortions {
-		return deny(policy.RuleBadChain, "the envelope from %s carries %d hops", from, len(env.GetHops())), v, nil
+	if len(env.GetHops()) == 0 {
+		return deny(policy.RuleBadChain, "the envelope from %s carries no hop", from), v, nil
 	}
-	consents, crises := n.envelopeAuthorities(env, v.Header.GetOriginator())
+	if len(env.GetHops()) > maxEnvelopeHops {
+		return deny(policy.RuleBadInput, "the envelope from %s carries %d hops; the limit is %d", from, len(env.GetHops()), maxEnvelopeHops), v, nil
+	}
+	if len(env.GetAuthorities()) > report.MaxAuthorities {
+		return deny(policy.RuleBadInput, "the envelope from %s carries %d consent grants and crisis declarations; the limit is %d", from, len(env.GetAuthorities()), report.MaxAuthorities), v, nil
+	}
+	consents, crises, err := n.envelopeAuthorities(env, v.Header.GetOriginator())
+	if err != nil {
+		return deny(reportRule(err), "%v", err), v, nil
+	}
 	var facts []hopFact
 	for _, sh := range env.GetHops() {
 		h, err := report.OpenHop(sh, v.Digest, v.Header.GetId(), n.trust)
@@ -862,6 +874,20 @@ func (n *Node) check(now time.Time, from string, env *reportv1.Envelope) (policy
 		}
 	}
 	return policy.Reason{Allowed: true, Rule: "receipt", Party: n.party, Message: fmt.Sprintf("received from %s: every portion verified against %s's signature and every hop has a basis", from, v.Header.GetOriginator())}, v, nil
+}
+
+// maxEnvelopeHops bounds the hops of one envelope: a chain of at most
+// report.MaxHops hops for each portion.
+const maxEnvelopeHops = report.MaxHops * report.MaxPortions
+
+// reportRule is the rule of a refusal by node/report: a signature or digest
+// that does not verify is bad-signature; a statement or portion that is
+// malformed or over a limit is bad-input.
+func reportRule(err error) policy.Rule {
+	if errors.Is(err, report.ErrSignature) || errors.Is(err, report.ErrDigest) {
+		return policy.RuleBadSignature
+	}
+	return policy.RuleBadInput
 }
 
 type hopFact struct{ hop *reportv1.Hop }

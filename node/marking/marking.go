@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -89,11 +90,11 @@ func (m Marking) Validate(s *Scheme) error {
 		s = Default
 	}
 	if _, ok := s.Rank(m.Classification); !ok {
-		return fmt.Errorf("%w: classification %q is not one of %s", ErrInvalid, m.Classification, s.levelList())
+		return fmt.Errorf("%w: classification %s is not one of %s", ErrInvalid, Quote(m.Classification), s.levelList())
 	}
 	for i, p := range m.RelTo {
 		if !ValidParty(p) {
-			return fmt.Errorf("%w: REL TO entry %q is not a party code (want 2-16 of A-Z, 0-9, -)", ErrInvalid, p)
+			return fmt.Errorf("%w: REL TO entry %s is not a party code (want 2-16 of A-Z, 0-9, -)", ErrInvalid, Quote(p))
 		}
 		if i > 0 && m.RelTo[i-1] >= p {
 			return fmt.Errorf("%w: REL TO is not sorted without repeats at %q", ErrInvalid, p)
@@ -104,7 +105,7 @@ func (m Marking) Validate(s *Scheme) error {
 	}
 	for i, t := range m.Topics {
 		if !ValidTopic(t) {
-			return fmt.Errorf("%w: topic %q is not 1-64 of A-Z a-z 0-9 . _ -", ErrInvalid, t)
+			return fmt.Errorf("%w: topic %s is not 1-64 of A-Z a-z 0-9 . _ -", ErrInvalid, Quote(t))
 		}
 		if i > 0 && m.Topics[i-1] >= t {
 			return fmt.Errorf("%w: topics are not sorted without repeats at %q", ErrInvalid, t)
@@ -155,10 +156,22 @@ func NormalizeTopics(ts []string) ([]string, error) {
 	for _, t := range ts {
 		t = strings.Trim(t, " \t")
 		if !ValidTopic(t) {
-			return nil, fmt.Errorf("%w: topic %q is not 1-64 of A-Z a-z 0-9 . _ -", ErrInvalid, t)
+			return nil, fmt.Errorf("%w: topic %s is not 1-64 of A-Z a-z 0-9 . _ -", ErrInvalid, Quote(t))
 		}
 		out = append(out, t)
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// maxQuoted is the most bytes of a value Quote shows.
+const maxQuoted = 64
+
+// Quote quotes a value for an error message, cut to 64 bytes: a malformed
+// value (from a peer, perhaps megabytes long) is named, not echoed whole.
+func Quote(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:maxQuoted]) + fmt.Sprintf("... (%d bytes)", len(s))
 }

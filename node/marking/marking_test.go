@@ -2,6 +2,7 @@ package marking
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -387,4 +388,25 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("banner of %q is not stable: %q != %q", in, again.Banner(), b)
 		}
 	})
+}
+
+// A malformed value is named in an error, not echoed whole.
+func TestValidateQuotesShort(t *testing.T) {
+	long := strings.Repeat("x", 100000)
+	for _, m := range []Marking{
+		{Classification: long},
+		{Classification: "SECRET", RelTo: []string{long}},
+		{Classification: "SECRET", Topics: []string{long}},
+	} {
+		err := m.Validate(Default)
+		if err == nil || len(err.Error()) > 300 || !strings.Contains(err.Error(), "(100000 bytes)") {
+			t.Errorf("Validate error of %d bytes: %.200v", len(fmt.Sprint(err)), err)
+		}
+	}
+	if _, err := NormalizeTopics([]string{long}); err == nil || len(err.Error()) > 300 {
+		t.Errorf("NormalizeTopics error of %d bytes", len(fmt.Sprint(err)))
+	}
+	if got := Quote("SECRET"); got != `"SECRET"` {
+		t.Errorf("Quote(SECRET) = %s", got)
+	}
 }

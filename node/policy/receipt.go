@@ -104,13 +104,14 @@ func Receipt(in ReceiptInput) Reason {
 		at = in.Chain[len(in.Chain)-1].Sent
 	}
 	if !mayHold(s, in, at) {
+		note := grantNote(in, at)
 		if m.OrCon {
 			return r.deny(RuleThirdParty,
-				fmt.Sprintf("%s; %s is not in REL TO and holds no consent or crisis declaration of %s for it", lead, x, o),
+				fmt.Sprintf("%s; %s is not in REL TO and holds no consent or crisis declaration of %s for it%s", lead, x, o, note),
 				fmt.Sprintf("%s; %s may hold it only with %s's consent", alarm, x, o))
 		}
 		return r.deny(RuleRelTo,
-			fmt.Sprintf("%s; %s is not in REL TO and holds no consent or crisis declaration of %s for it", lead, x, o),
+			fmt.Sprintf("%s; %s is not in REL TO and holds no consent or crisis declaration of %s for it%s", lead, x, o, note),
 			fmt.Sprintf("%s; %s may hold it only if %s adds %s to REL TO or consents", alarm, x, o, x))
 	}
 	// 5.
@@ -228,8 +229,15 @@ func basisProblem(s *marking.Scheme, in ReceiptInput, hop HopFact) string {
 				return ""
 			}
 		}
-		return fmt.Sprintf("no grant %s of %s lets %s pass portion %d of report %s to %s at the time it was sent",
-			showID(hop.Authority), o, hop.From, in.Portion.Index, in.ReportID, hop.To)
+		why := ""
+		for _, c := range in.Consents {
+			if validID(hop.Authority) && c.ID == hop.Authority {
+				why = ": " + grantMismatch(c, o, in.ReportID, hop.From, hop.To, in.Portion.Index, hop.Sent)
+				break
+			}
+		}
+		return fmt.Sprintf("no grant %s of %s lets %s pass portion %d of report %s to %s at the time it was sent%s",
+			showID(hop.Authority), o, hop.From, in.Portion.Index, in.ReportID, hop.To, why)
 	case RuleCrisis:
 		for _, c := range in.Crises {
 			if c.ID == hop.Authority && c.Covers(s, o, m, hop.To, hop.Sent) {
@@ -259,4 +267,42 @@ func showBasis(b Rule) string {
 		return string(b)
 	}
 	return "(not a hop basis)"
+}
+
+// grantNote explains, for a recipient that may not hold a portion, why a
+// grant of the originator for the report and the recipient does not let
+// it (expired, withdrawn, another portion), or returns "" when none names
+// it.
+func grantNote(in ReceiptInput, at time.Time) string {
+	for _, c := range in.Consents {
+		if validID(c.ID) && c.Originator == in.Originator && c.ReportID == in.ReportID && c.To == in.Recipient {
+			return "; " + grantMismatch(c, in.Originator, in.ReportID, c.Holder, in.Recipient, in.Portion.Index, at)
+		}
+	}
+	return ""
+}
+
+// grantMismatch says why grant c (well formed) does not let holder pass
+// portion ix of report reportID of originator to party to at time at. It
+// names the grant and parties only, never content.
+func grantMismatch(c Consent, originator, reportID, holder, to string, ix uint32, at time.Time) string {
+	g := "grant " + c.ID
+	switch {
+	case c.Originator != originator:
+		return fmt.Sprintf("%s is not a grant of %s", g, originator)
+	case c.ReportID != reportID:
+		return fmt.Sprintf("%s of %s is for another report", g, originator)
+	case c.Holder != holder:
+		return fmt.Sprintf("%s of %s lets another holder pass it, not %s", g, originator, holder)
+	case c.To != to:
+		return fmt.Sprintf("%s of %s lets it pass to another party, not %s", g, originator, to)
+	case c.Withdrawn:
+		return fmt.Sprintf("%s of %s was withdrawn", g, originator)
+	case !at.Before(c.Expires):
+		return fmt.Sprintf("%s of %s expired at %s; the hop was sent at %s", g, originator,
+			c.Expires.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
+	case len(c.Portions) > 0 && !slices.Contains(c.Portions, ix):
+		return fmt.Sprintf("%s of %s does not cover portion %d", g, originator, ix)
+	}
+	return fmt.Sprintf("%s of %s covers it", g, originator)
 }

@@ -184,14 +184,14 @@ func TestReceipt(t *testing.T) {
 			g.Withdrawn = true
 			in.Consents = []Consent{g}
 			return in
-		}, RuleThirdParty, false, "", "", ""},
+		}, RuleThirdParty, false, "", "holds no consent or crisis declaration of USA for it; grant G1 of USA was withdrawn", ""},
 		{"grant expired before the hop", func(t *testing.T) ReceiptInput {
 			in := base(t, orconOut, RuleConsent, "G1")
 			g := grant("G1", "GBR", "CAN")
 			g.Expires = t2
 			in.Consents = []Consent{g}
 			return in
-		}, RuleThirdParty, false, "", "", ""},
+		}, RuleThirdParty, false, "", "; grant G1 of USA expired at " + t2.UTC().Format(time.RFC3339) + "; the hop was sent at " + t2.UTC().Format(time.RFC3339), ""},
 		{"grant forged by the sender", func(t *testing.T) ReceiptInput {
 			in := base(t, orconOut, RuleConsent, "G1")
 			g := grant("G1", "GBR", "CAN")
@@ -210,7 +210,7 @@ func TestReceipt(t *testing.T) {
 			in := base(t, orconOut, RuleConsent, "G1")
 			in.Consents = []Consent{grant("G1", "GBR", "CAN", 2)}
 			return in
-		}, RuleThirdParty, false, "", "", ""},
+		}, RuleThirdParty, false, "", "; grant G1 of USA does not cover portion 1", ""},
 		{"crisis ended", func(t *testing.T) ReceiptInput {
 			in := base(t, orconOut, RuleCrisis, "C1", "cyber")
 			c := crisis("C1")
@@ -305,7 +305,7 @@ func TestReceipt(t *testing.T) {
 			in := base(t, orconOut, RuleConsent, "G1")
 			in.Consents = []Consent{grant("G1", "AUS", "CAN")}
 			return in
-		}, RuleBadChain, false, "", "no grant G1 of USA lets GBR pass portion 1 of report R1 to CAN at the time it was sent", ""},
+		}, RuleBadChain, false, "", "no grant G1 of USA lets GBR pass portion 1 of report R1 to CAN at the time it was sent: grant G1 of USA lets another holder pass it, not GBR", ""},
 		{"consent hop naming another grant", func(t *testing.T) ReceiptInput {
 			in := base(t, orconOut, RuleConsent, "G2")
 			in.Consents = []Consent{grant("G1", "GBR", "CAN")}
@@ -324,7 +324,7 @@ func TestReceipt(t *testing.T) {
 			in.Consents = []Consent{g}
 			in.Chain[0] = hop("USA", "GBR", RuleConsent, "G1", t1)
 			return in
-		}, RuleBadChain, false, "", "hop 1 USA → GBR on basis consent", ""},
+		}, RuleBadChain, false, "", "hop 1 USA → GBR on basis consent: no grant G1 of USA lets USA pass portion 1 of report R1 to GBR at the time it was sent: grant G1 of USA was withdrawn", ""},
 		{"crisis hop naming another declaration", func(t *testing.T) ReceiptInput {
 			in := base(t, orconOut, RuleCrisis, "C2", "cyber")
 			in.Crises = []Crisis{crisis("C1")}

@@ -274,10 +274,8 @@ func FuzzMutateEnvelope(f *testing.F) {
 	for _, sd := range env.GetHops() {
 		origHops[string(sd.GetPayload())] = true
 	}
-	for _, off := range []uint{0, 1, 2, 10, 100, uint(len(orig) / 2), uint(len(orig) - 1)} {
-		for _, x := range []byte{0x01, 0x80, 0xff} {
-			f.Add(off, x)
-		}
+	for _, seed := range mutateSeeds(len(orig)) {
+		f.Add(seed.off, seed.x)
 	}
 	f.Fuzz(func(t *testing.T, off uint, x byte) {
 		b := bytes.Clone(orig)
@@ -310,6 +308,24 @@ func FuzzMutateEnvelope(f *testing.F) {
 			}
 		}
 	})
+}
+
+// mutateSeed is one input of FuzzMutateEnvelope: flip x at off.
+type mutateSeed struct {
+	off uint
+	x   byte
+}
+
+// mutateSeeds are offsets across an envelope of n bytes, each with three
+// flips.
+func mutateSeeds(n int) []mutateSeed {
+	var out []mutateSeed
+	for _, off := range []uint{0, 1, 2, 10, 100, uint(n / 2), uint(n - 1)} {
+		for _, x := range []byte{0x01, 0x80, 0xff} {
+			out = append(out, mutateSeed{off, x})
+		}
+	}
+	return out
 }
 
 func canonical(t *testing.T, p *reportv1.Portion) []byte {

@@ -40,6 +40,7 @@ const (
 	MaxReportBytes   = 4 << 20 // sum of portion bodies and titles
 	MaxTitleBytes    = 1024
 	MaxTopics        = 32
+	MaxRelTo         = 512 // more parties than a banner of marking.MaxBannerLen bytes can name
 	MaxContentType   = 128
 	MaxHops          = 16
 	MaxAuthorities   = 64
@@ -156,6 +157,9 @@ func writeField(h hash.Hash, b []byte) {
 func MarkingFromProto(pm *reportv1.Marking) (marking.Marking, error) {
 	if pm == nil {
 		return marking.Marking{}, fmt.Errorf("%w: portion has no marking", ErrInvalid)
+	}
+	if len(pm.GetRelTo()) > MaxRelTo {
+		return marking.Marking{}, fmt.Errorf("%w: REL TO names %d parties; the limit is %d", ErrTooLarge, len(pm.GetRelTo()), MaxRelTo)
 	}
 	m := marking.Marking{
 		Classification: pm.GetClassification(),
@@ -278,10 +282,10 @@ func CheckPortions(ps []*reportv1.Portion) error {
 
 func checkHeader(h *reportv1.Header, maxPortions int) error {
 	if _, err := uuid.Parse(h.GetId()); err != nil || len(h.GetId()) != 36 {
-		return fmt.Errorf("%w: report id %q is not a UUID", ErrInvalid, h.GetId())
+		return fmt.Errorf("%w: report id %s is not a UUID", ErrInvalid, marking.Quote(h.GetId()))
 	}
 	if !marking.ValidParty(h.GetOriginator()) {
-		return fmt.Errorf("%w: originator %q is not a party code", ErrInvalid, h.GetOriginator())
+		return fmt.Errorf("%w: originator %s is not a party code", ErrInvalid, marking.Quote(h.GetOriginator()))
 	}
 	if h.GetCreated() == nil || h.GetCreated().CheckValid() != nil {
 		return fmt.Errorf("%w: report has no valid creation time", ErrInvalid)
@@ -291,7 +295,7 @@ func checkHeader(h *reportv1.Header, maxPortions int) error {
 	}
 	for _, t := range h.GetTopics() {
 		if !marking.ValidTopic(t) {
-			return fmt.Errorf("%w: topic %q is not valid", ErrInvalid, t)
+			return fmt.Errorf("%w: topic %s is not valid", ErrInvalid, marking.Quote(t))
 		}
 	}
 	if len(h.GetRoute()) > MaxHops {
@@ -299,7 +303,7 @@ func checkHeader(h *reportv1.Header, maxPortions int) error {
 	}
 	for _, r := range h.GetRoute() {
 		if !marking.ValidParty(r.GetVia()) || !marking.ValidParty(r.GetTo()) {
-			return fmt.Errorf("%w: route entry %s -> %s names an invalid party", ErrInvalid, r.GetVia(), r.GetTo())
+			return fmt.Errorf("%w: route entry %s -> %s names an invalid party", ErrInvalid, marking.Quote(r.GetVia()), marking.Quote(r.GetTo()))
 		}
 	}
 	if maxPortions >= 0 && len(h.GetPortions()) > MaxPortions {
@@ -460,6 +464,18 @@ func OpenHop(sd *reportv1.Signed, headerDigest []byte, reportID string, v Verifi
 	}
 	if len(h.GetPortions()) == 0 || len(h.GetPortions()) > MaxPortions {
 		return nil, fmt.Errorf("%w: hop %s -> %s carries %d portions", ErrInvalid, h.GetFrom(), h.GetTo(), len(h.GetPortions()))
+	}
+	// Each portion once: a hop that lists one twice, on two bases, is
+	// ambiguous about the basis it released it on.
+	seen := make(map[uint32]bool, len(h.GetPortions()))
+	for _, pr := range h.GetPortions() {
+		if pr.GetIndex() == 0 || pr.GetIndex() > MaxPortions {
+			return nil, fmt.Errorf("%w: hop %s -> %s lists portion %d, which is out of range", ErrInvalid, h.GetFrom(), h.GetTo(), pr.GetIndex())
+		}
+		if seen[pr.GetIndex()] {
+			return nil, fmt.Errorf("%w: hop %s -> %s lists portion %d twice", ErrInvalid, h.GetFrom(), h.GetTo(), pr.GetIndex())
+		}
+		seen[pr.GetIndex()] = true
 	}
 	id, err := verifyStatement(KindHop, sd, v, h.GetSent().AsTime())
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tearline/tearline/node/marking"
 	"github.com/tearline/tearline/node/report"
 	"github.com/tearline/tearline/pki"
 	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
@@ -463,6 +465,11 @@ func TestOpenHop(t *testing.T) {
 				h.Portions = append(h.Portions, &reportv1.PortionRelease{Index: uint32(i + 1)})
 			}
 		}, usa, report.ErrInvalid},
+		{"a portion listed twice", func(h *reportv1.Hop) {
+			h.Portions = append(h.Portions, &reportv1.PortionRelease{Index: 1, Basis: reportv1.Basis_BASIS_REL_TO})
+		}, usa, report.ErrInvalid},
+		{"portion index 0", func(h *reportv1.Hop) { h.Portions[0].Index = 0 }, usa, report.ErrInvalid},
+		{"portion index past the limit", func(h *reportv1.Hop) { h.Portions[0].Index = report.MaxPortions + 1 }, usa, report.ErrInvalid},
 		{"no sent time", func(h *reportv1.Hop) { h.Sent = nil }, usa, report.ErrInvalid},
 		{"bad From", func(h *reportv1.Hop) { h.From = "u" }, usa, report.ErrInvalid},
 		{"bad To", func(h *reportv1.Hop) { h.To = "" }, usa, report.ErrInvalid},
@@ -662,6 +669,38 @@ func TestMarkingRoundTrip(t *testing.T) {
 	back.RelTo[0] = "AUS"
 	if m.RelTo[0] != "CAN" {
 		t.Errorf("MarkingToProto shares the REL TO slice")
+	}
+}
+
+// A wire marking may name no more parties than a banner can: the longest
+// banner Parse accepts converts, a REL TO past MaxRelTo is too large.
+func TestMarkingRelToLimit(t *testing.T) {
+	var codes []string
+	banner := "SECRET//REL TO "
+	for i := 0; ; i++ {
+		c := string(rune('A'+i/26%26)) + string(rune('A'+i%26))
+		if len(banner)+len(c)+1 > marking.MaxBannerLen {
+			break
+		}
+		if len(codes) > 0 {
+			banner += ","
+		}
+		banner += c
+		codes = append(codes, c)
+	}
+	m, err := marking.Parse(banner)
+	if err != nil {
+		t.Fatalf("Parse of a %d-byte banner naming %d parties: %v", len(banner), len(codes), err)
+	}
+	if _, err := report.MarkingFromProto(report.MarkingToProto(m)); err != nil {
+		t.Errorf("the longest REL TO a banner can name (%d parties) is refused: %v", len(m.RelTo), err)
+	}
+	pm := wireMarking("SECRET", nil, false, false)
+	for i := range report.MaxRelTo + 1 {
+		pm.RelTo = append(pm.RelTo, fmt.Sprintf("P%04d", i))
+	}
+	if _, err := report.MarkingFromProto(pm); !errors.Is(err, report.ErrTooLarge) {
+		t.Errorf("REL TO of %d parties: %v, want ErrTooLarge", len(pm.RelTo), err)
 	}
 }
 
