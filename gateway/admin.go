@@ -20,8 +20,9 @@ import (
 // adminService serves the party's officers and security team.
 type adminService struct {
 	adminv1.UnimplementedAdminServiceServer
-	node *node.Node
-	log  *slog.Logger
+	node  *node.Node
+	log   *slog.Logger
+	fetch node.DigestFetcher
 }
 
 func tsOrNil(t interface{ IsZero() bool }, ts *timestamppb.Timestamp) *timestamppb.Timestamp {

@@ -34,7 +34,8 @@ const (
 // authz is the authorisation table: deny by default, keyed by full method
 // name, restated in the proto comment of each RPC (STYLE 8).
 var authz = map[string]who{
-	"/tearline.federation.v1.FederationService/Deliver": partnerNode,
+	"/tearline.federation.v1.FederationService/Deliver":      partnerNode,
+	"/tearline.federation.v1.FederationService/AuditDigests": partnerNode,
 
 	"/tearline.client.v1.ClientService/Publish":        ownOfficer,
 	"/tearline.client.v1.ClientService/ListReports":    ownOfficer,
@@ -60,6 +61,11 @@ var authz = map[string]who{
 	"/tearline.admin.v1.AdminService/ListSubscribers":     ownOfficer,
 	"/tearline.admin.v1.AdminService/Withdraw":            ownOfficer,
 	"/tearline.admin.v1.AdminService/WithdrawStatus":      ownOfficer,
+	"/tearline.admin.v1.AdminService/VerifyAudit":         ownOfficer,
+	"/tearline.admin.v1.AdminService/ExportAudit":         ownOfficer,
+	"/tearline.admin.v1.AdminService/VerifyPartnerAudit":  ownOfficer,
+	"/tearline.admin.v1.AdminService/WhoSaw":              ownOfficer,
+	"/tearline.admin.v1.AdminService/AuditSummary":        ownOfficer,
 
 	"/grpc.health.v1.Health/Check": ownOfficer | ownService | partnerNode | ownNode,
 	"/grpc.health.v1.Health/Watch": ownOfficer | ownService | partnerNode | ownNode,

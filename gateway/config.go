@@ -43,6 +43,12 @@ type Config struct {
 	LogLevel string `yaml:"log_level"`
 	// MaxMessageBytes bounds one gRPC message (default 8 MiB).
 	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// MetricsListen, when set, serves Prometheus metrics over plain HTTP at
+	// http://<address>/metrics (counts only; a loopback address unless a
+	// scraper elsewhere needs it).
+	MetricsListen string `yaml:"metrics_listen,omitempty"`
+	// Audit configures the audit log's checkpoints and anomaly alerts.
+	Audit AuditConfig `yaml:"audit,omitempty"`
 
 	dir string // the config file's folder; relative paths are relative to it
 }
@@ -86,6 +92,33 @@ type AgreementConfig struct {
 	ValidFrom         time.Time `yaml:"valid_from"`
 	ValidUntil        time.Time `yaml:"valid_until"`
 	Review            time.Time `yaml:"review"`
+}
+
+// AuditConfig configures the audit log.
+type AuditConfig struct {
+	// A checkpoint (the log's head, signed by the node and sent to every
+	// partner) is made when the log has grown and CheckpointInterval has
+	// passed, or CheckpointEntries entries were appended, and on shutdown.
+	// Defaults 30s and 1000.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval,omitempty"`
+	CheckpointEntries  uint64        `yaml:"checkpoint_entries,omitempty"`
+	// Anomalies raise security events (tearline events) and count in the
+	// metric tearline_audit_anomalies_total.
+	Anomalies AnomalyConfig `yaml:"anomalies,omitempty"`
+}
+
+// AnomalyConfig are the anomaly thresholds.
+type AnomalyConfig struct {
+	// A subscriber's deliveries within DeliveryWindow that are at least
+	// DeliveryMin and more than DeliveryFactor times its own baseline (a
+	// moving average of its earlier windows). Defaults 1m, 10, 200.
+	DeliveryWindow time.Duration `yaml:"delivery_window,omitempty"`
+	DeliveryFactor float64       `yaml:"delivery_factor,omitempty"`
+	DeliveryMin    int           `yaml:"delivery_min,omitempty"`
+	// DenialsPerPartner denials concerning one partner (releases refused,
+	// security events naming it) within DenialWindow. Defaults 20, 10m.
+	DenialsPerPartner int           `yaml:"denials_per_partner,omitempty"`
+	DenialWindow      time.Duration `yaml:"denial_window,omitempty"`
 }
 
 // SubscriberConfig is one local subscriber service.
@@ -201,6 +234,14 @@ func (c *Config) Validate() error {
 	default:
 		return bad("log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return bad("metrics_listen %q: %v", c.MetricsListen, err)
+		}
+	}
+	if err := c.Audit.validate(); err != nil {
+		return bad("%v", err)
+	}
 	seen := map[string]bool{c.Party: true}
 	for i, p := range c.Partners {
 		if !marking.ValidParty(p.Party) {
@@ -266,4 +307,49 @@ func (c *Config) PartnerParties() []string {
 		out = append(out, p.Party)
 	}
 	return slices.Clip(out)
+}
+
+// validate fills in the audit defaults and checks the ranges.
+func (a *AuditConfig) validate() error {
+	if a.CheckpointInterval == 0 {
+		a.CheckpointInterval = 30 * time.Second
+	}
+	if a.CheckpointInterval < time.Second || a.CheckpointInterval > 24*time.Hour {
+		return fmt.Errorf("audit.checkpoint_interval %s: want 1s to 24h", a.CheckpointInterval)
+	}
+	if a.CheckpointEntries == 0 {
+		a.CheckpointEntries = 1000
+	}
+	x := &a.Anomalies
+	if x.DeliveryWindow == 0 {
+		x.DeliveryWindow = time.Minute
+	}
+	if x.DeliveryWindow < time.Second {
+		return fmt.Errorf("audit.anomalies.delivery_window %s: at least 1s", x.DeliveryWindow)
+	}
+	if x.DeliveryFactor == 0 {
+		x.DeliveryFactor = 10
+	}
+	if x.DeliveryFactor < 1 {
+		return fmt.Errorf("audit.anomalies.delivery_factor %g: at least 1", x.DeliveryFactor)
+	}
+	if x.DeliveryMin == 0 {
+		x.DeliveryMin = 200
+	}
+	if x.DeliveryMin < 1 {
+		return fmt.Errorf("audit.anomalies.delivery_min %d: at least 1", x.DeliveryMin)
+	}
+	if x.DenialsPerPartner == 0 {
+		x.DenialsPerPartner = 20
+	}
+	if x.DenialsPerPartner < 1 {
+		return fmt.Errorf("audit.anomalies.denials_per_partner %d: at least 1", x.DenialsPerPartner)
+	}
+	if x.DenialWindow == 0 {
+		x.DenialWindow = 10 * time.Minute
+	}
+	if x.DenialWindow < time.Second {
+		return fmt.Errorf("audit.anomalies.denial_window %s: at least 1s", x.DenialWindow)
+	}
+	return nil
 }

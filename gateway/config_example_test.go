@@ -36,6 +36,10 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"bad agreement level", "max_classification: SECRET", "max_classification: HUSH", "max_classification"},
 		{"partner twice", "  - party: GBR", "  - party: USA", "partners[0].party USA"},
 		{"no ca_file", "ca_file: /etc/tearline/partners/GBR-ca.pem", "ca_file: \"\"", "ca_file is required"},
+		{"checkpoint interval", "checkpoint_interval: 30s", "checkpoint_interval: 10ms", "audit.checkpoint_interval"},
+		{"delivery factor", "delivery_factor: 10", "delivery_factor: 0.5", "audit.anomalies.delivery_factor"},
+		{"denials", "denials_per_partner: 20", "denials_per_partner: -1", "audit.anomalies.denials_per_partner"},
+		{"metrics address", "metrics_listen: 127.0.0.1:9401", "metrics_listen: nowhere", "metrics_listen"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -24,6 +26,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/tearline/tearline/node"
+	"github.com/tearline/tearline/node/audit"
 	"github.com/tearline/tearline/node/federation"
 	"github.com/tearline/tearline/node/marking"
 	"github.com/tearline/tearline/node/policy"
@@ -52,6 +55,19 @@ type Server struct {
 	links  []*federation.Link
 	client *clientService
 	vault  *vaultPKI // pki.mode vault only
+
+	// nodeReady is set once the node exists: certificate events before it
+	// are recorded by the node-started entry.
+	nodeReady atomic.Pointer[node.Node]
+	dialers   map[string]partnerDialer
+	metrics   net.Listener
+}
+
+// partnerDialer reaches a partner's node as the link does.
+type partnerDialer struct {
+	address string
+	creds   credentials.TransportCredentials
+	opts    []grpc.DialOption
 }
 
 // Option changes how a Server is built (tests).
@@ -96,7 +112,12 @@ func (s *Server) build() error {
 	default:
 		return fmt.Errorf("%w: pki.mode %q", ErrConfig, cfg.PKI.Mode)
 	}
-	s.certs, err = pki.NewCertSource(iss, id, cfg.PKI.CertTTL, pki.WithClock(s.clock), pki.WithLogger(s.log))
+	s.certs, err = pki.NewCertSource(iss, id, cfg.PKI.CertTTL, pki.WithClock(s.clock), pki.WithLogger(s.log),
+		pki.WithOnIssue(func(leaf *x509.Certificate) {
+			if n := s.nodeReady.Load(); n != nil {
+				n.AuditCertificate("certificate-issued", certText(leaf))
+			}
+		}))
 	if err != nil {
 		return fmt.Errorf("node certificate: %w", err)
 	}
@@ -139,12 +160,34 @@ func (s *Server) build() error {
 	if s.st.ReadOnly() {
 		s.log.Warn("store is read-only: serving reads only; publish, share and receipts are refused until its file system is writable and the node restarts", "path", s.st.Path())
 	}
+	an := cfg.Audit.Anomalies
 	s.node, err = node.New(node.Config{
 		Party: cfg.Party, Store: s.st, Signer: s.certs, Trust: s.trust,
 		Partners: partners, Subscribers: subs, Clock: s.clock, Logger: s.log,
+		Audit: node.AuditConfig{
+			CheckpointInterval: cfg.Audit.CheckpointInterval, CheckpointEntries: cfg.Audit.CheckpointEntries,
+			Thresholds: audit.Thresholds{
+				DeliveryWindow: an.DeliveryWindow, DeliveryFactor: an.DeliveryFactor, DeliveryMin: an.DeliveryMin,
+				DenialWindow: an.DenialWindow, DenialsPerPartner: an.DenialsPerPartner,
+			},
+		},
 	})
 	if err != nil {
 		return err
+	}
+	if err := s.node.RecordAudit("node-started", id.String(), "certificate "+certText(s.certs.Current().Leaf())); err != nil {
+		// A node whose disk is full or read-only still starts, to serve
+		// reads; it writes nothing, this entry included.
+		if !errors.Is(err, store.ErrFull) && !errors.Is(err, store.ErrReadOnly) {
+			return err
+		}
+		s.log.Warn("the node-started audit entry cannot be written: the store refuses writes", "error", err)
+	}
+	s.nodeReady.Store(s.node)
+	if s.vault != nil {
+		s.vault.rev.OnRevoked(func(party string, serial *big.Int) {
+			s.node.AuditCertificate("certificate-revoked", fmt.Sprintf("%s's CRL revokes serial %s", party, pki.VaultSerial(serial)))
+		})
 	}
 	a := &authn{party: cfg.Party, partners: partnerSet, trust: s.trust, clock: s.clock, suspended: s.node.PartnerSuspended}
 	cut := newCutoff(s.node, s.trust, s.clock)
@@ -160,9 +203,10 @@ func (s *Server) build() error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
 	federationv1.RegisterFederationServiceServer(s.grpc, &federationService{node: s.node, log: s.log})
+	s.dialers = map[string]partnerDialer{}
 	s.client = &clientService{node: s.node, log: s.log, poll: time.Second, cut: cut}
 	clientv1.RegisterClientServiceServer(s.grpc, s.client)
-	adminv1.RegisterAdminServiceServer(s.grpc, &adminService{node: s.node, log: s.log})
+	adminv1.RegisterAdminServiceServer(s.grpc, &adminService{node: s.node, log: s.log, fetch: s.fetchDigests})
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -174,13 +218,20 @@ func (s *Server) build() error {
 			}
 			return nil
 		}
+		creds := credentials.NewTLS(pki.ClientTLS(s.certs, s.trust, want, s.clock))
+		opts := []grpc.DialOption{
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)),
+		}
 		s.links = append(s.links, &federation.Link{
 			Node: s.node, Party: party, Address: p.Address, Log: s.log, Clock: s.clock,
-			Creds: credentials.NewTLS(pki.ClientTLS(s.certs, s.trust, want, s.clock)),
-			DialOptions: []grpc.DialOption{
-				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)),
-			},
+			Creds: creds, DialOptions: opts,
 		})
+		s.dialers[party] = partnerDialer{address: p.Address, creds: creds, opts: opts}
+	}
+	if cfg.MetricsListen != "" {
+		if s.metrics, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
+		}
 	}
 	s.lis, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -239,8 +290,14 @@ func (s *Server) Run(ctx context.Context) error {
 	for _, l := range s.links {
 		tasks = append(tasks, l.Run)
 	}
+	tasks = append(tasks, s.node.RunAudit, s.serveMetrics)
 	err := runAll(ctx, tasks...)
 	s.client.recorders.Wait() // delivery events are on disk before the store closes
+	// The last checkpoint covers everything recorded; partners get it at
+	// the next start.
+	if _, cerr := s.node.Checkpoint(context.Background()); cerr != nil {
+		s.log.Error("final audit checkpoint", "error", cerr)
+	}
 	s.log.Info("node stopped", "party", s.cfg.Party)
 	return err
 }
@@ -248,6 +305,9 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) close() {
 	if s.lis != nil {
 		s.lis.Close()
+	}
+	if s.metrics != nil {
+		s.metrics.Close()
 	}
 	if s.st != nil {
 		s.st.Close()

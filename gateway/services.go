@@ -281,7 +281,7 @@ func (s *clientService) GetProvenance(ctx context.Context, req *clientv1.GetProv
 func eventProto(e *storev1.Event) *clientv1.ProvenanceEvent {
 	return &clientv1.ProvenanceEvent{
 		Seq: e.GetSeq(), Time: e.GetTime(), Kind: e.GetKind(), Party: e.GetParty(), Subject: e.GetSubject(),
-		Decisions: e.GetDecisions(), Detail: e.GetDetail(),
+		Decisions: e.GetDecisions(), Detail: e.GetDetail(), Portions: e.GetPortions(),
 	}
 }
 

@@ -444,13 +444,24 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 					}
 				}
 			}
-			return t.AddEvent(&storev1.Event{ReportId: hn.GetReportId(), Kind: "onward-release", Party: h.Hop.GetTo(), Detail: fmt.Sprintf("%s released it to %s: %s", h.Hop.GetFrom(), h.Hop.GetTo(), basesText(h.Hop))})
+			ev := &storev1.Event{ReportId: hn.GetReportId(), Kind: "onward-release", Party: h.Hop.GetTo(), Subject: h.Hop.GetFrom(), Detail: fmt.Sprintf("%s released it to %s: %s", h.Hop.GetFrom(), h.Hop.GetTo(), basesText(h.Hop))}
+			for _, pr := range h.Hop.GetPortions() {
+				ev.Portions = append(ev.Portions, pr.GetIndex())
+				ev.Decisions = append(ev.Decisions, &reportv1.Decision{Index: pr.GetIndex(), Allowed: true, Rule: string(ruleOf[pr.GetBasis()]), Party: h.Hop.GetTo(), Authority: pr.GetAuthorityId()})
+			}
+			return t.AddEvent(ev)
 		})
 		return outcome, ok, err
 	case *federationv1.DeliverRequest_Withdrawal:
 		outcome, err := n.receiveWithdrawal(now, from.Party, it.Withdrawal)
 		if outcome == Rejected {
 			return reject("bad-withdrawal", "%s sent a withdrawal that was refused: %v", from.Party, err)
+		}
+		return outcome, ok, err
+	case *federationv1.DeliverRequest_AuditCheckpoint:
+		outcome, err := n.receiveCheckpoint(now, from.Party, it.AuditCheckpoint)
+		if outcome == Rejected {
+			return reject("bad-audit-checkpoint", "%s sent an audit checkpoint that was refused: %v", from.Party, err)
 		}
 		return outcome, ok, err
 	case *federationv1.DeliverRequest_WithdrawalAck:

@@ -72,6 +72,7 @@ type Config struct {
 	Scheme      *marking.Scheme
 	Clock       func() time.Time
 	Logger      *slog.Logger
+	Audit       AuditConfig
 }
 
 // Node is one party's node.
@@ -92,6 +93,7 @@ type Node struct {
 	susp   suspensions
 	vcache verifyCache
 	views  viewMemo
+	aud    *auditState
 }
 
 // New makes a node from cfg.
@@ -141,6 +143,7 @@ func New(cfg Config) (*Node, error) {
 	if err := n.susp.load(n.st); err != nil {
 		return nil, fmt.Errorf("%w: load suspensions: %w", ErrInternal, err)
 	}
+	n.initAudit(cfg.Audit)
 	return n, nil
 }
 
@@ -498,7 +501,7 @@ func (n *Node) applyRelease(t *store.Tx, v *report.Verified, p *releasePlan) (Re
 func DecisionProto(r policy.Reason) *reportv1.Decision {
 	return &reportv1.Decision{
 		Index: r.Index, Allowed: r.Allowed, Rule: string(r.Rule), Banner: r.Banner,
-		Party: r.Party, Message: r.Message, Next: r.Next,
+		Party: r.Party, Message: r.Message, Next: r.Next, Authority: r.Authority,
 	}
 }
 

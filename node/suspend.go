@@ -117,7 +117,7 @@ func (n *Node) Reinstate(ctx context.Context, by pki.Identity, kind, name string
 	var found bool
 	if err := n.st.Update(now, func(t *store.Tx) error {
 		var err error
-		found, err = t.DeleteSuspension(kind, name)
+		found, err = t.DeleteSuspension(kind, name, by.String())
 		return err
 	}); err != nil {
 		return fmt.Errorf("%w: %w", ErrInternal, err)

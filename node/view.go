@@ -293,7 +293,13 @@ func (n *Node) RecordDelivered(who pki.Identity, ds []Delivery, cursorKey string
 		if d.View.GetWithdrawal() != nil {
 			kind = "withdrawal-delivered"
 		}
-		events = append(events, &storev1.Event{ReportId: d.View.GetId(), Kind: kind, Subject: who.String()})
+		var shown []uint32
+		for _, p := range d.View.GetPortions() {
+			if !p.GetWithheld() {
+				shown = append(shown, p.GetIndex())
+			}
+		}
+		events = append(events, &storev1.Event{ReportId: d.View.GetId(), Kind: kind, Subject: who.String(), Portions: shown})
 	}
 	err := n.st.Batch(n.clock(), func(t *store.Tx) error {
 		for _, ev := range events {

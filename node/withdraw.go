@@ -179,6 +179,10 @@ func (n *Node) receiveWithdrawal(now time.Time, from string, sd *reportv1.Signed
 			if err := t.PutWithdrawal(&storev1.WithdrawalRecord{Withdrawal: sd, ReportId: w.GetReportId()}); err != nil {
 				return err
 			}
+			if err := t.AddEvent(&storev1.Event{ReportId: w.GetReportId(), Kind: "withdrawal-received", Party: w.GetOriginator(),
+				Detail: fmt.Sprintf("%s by %s, from %s: not held here; kept so that the report is refused if it arrives (withdrawal %s)", w.GetAction(), w.GetOriginator(), from, w.GetId())}); err != nil {
+				return err
+			}
 		case err != nil:
 			return err
 		case held.GetWithdrawn() != nil:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,6 +49,7 @@ type CertSource struct {
 	minBack  time.Duration
 	maxBack  time.Duration
 	log      *slog.Logger
+	onIssue  func(leaf *x509.Certificate)
 
 	cur     atomic.Pointer[certState]
 	running atomic.Bool
@@ -87,6 +89,13 @@ func WithJitter(j float64) CertSourceOption {
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) CertSourceOption {
 	return func(s *CertSource) { s.log = l }
+}
+
+// WithOnIssue sets a function called with the leaf of every certificate
+// the source obtains (the first one included), after it is in use; the
+// node records it in its audit log.
+func WithOnIssue(fn func(leaf *x509.Certificate)) CertSourceOption {
+	return func(s *CertSource) { s.onIssue = fn }
 }
 
 // WithCheckInterval sets how often, at the least, Run compares the clock
@@ -210,6 +219,9 @@ func (s *CertSource) renew(ctx context.Context) error {
 		slog.Time("not_before", leaf.NotBefore),
 		slog.Time("not_after", leaf.NotAfter),
 		slog.Time("renew_at", renewAt))
+	if s.onIssue != nil {
+		s.onIssue(leaf)
+	}
 	return nil
 }
 

@@ -70,6 +70,15 @@ type Revocations struct {
 	parties map[string]*crlState
 	conns   map[string]map[*trackedRevConn]struct{} // party/serial → live connections
 	log     *slog.Logger
+	onRev   func(party string, serial *big.Int)
+}
+
+// OnRevoked sets a function called for each certificate a new CRL revokes
+// (the node records it in its audit log). Set it before the watchers run.
+func (r *Revocations) OnRevoked(fn func(party string, serial *big.Int)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onRev = fn
 }
 
 type crlState struct {
@@ -129,8 +138,14 @@ func (r *Revocations) Update(party string, crl *x509.RevocationList) ([]*big.Int
 	for _, tc := range closers {
 		_ = tc.c.Close()
 	}
+	r.mu.Lock()
+	onRev := r.onRev
+	r.mu.Unlock()
 	for _, n := range newly {
 		r.log.Info("certificate revoked", slog.String("crl_party", party), slog.String("serial", VaultSerial(n)))
+		if onRev != nil {
+			onRev(party, n)
+		}
 	}
 	if len(closers) > 0 {
 		r.log.Info("closed connections of revoked certificates", slog.String("crl_party", party), slog.Int("connections", len(closers)))

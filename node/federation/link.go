@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -139,6 +140,7 @@ func (l *Link) Run(ctx context.Context) error {
 type pending struct {
 	seq      uint64
 	reportID string
+	item     string // "" for an envelope, else the request's kind
 }
 
 // session runs one connection: send the outbox in order, handle acks. It
@@ -190,14 +192,16 @@ func (l *Link) session(ctx context.Context) (int, error) {
 			}
 			for _, it := range items {
 				req := &federationv1.DeliverRequest{Seq: it.Seq, Item: &federationv1.DeliverRequest_Envelope{Envelope: it.Item.GetEnvelope()}}
+				item := ""
 				if r := it.Item.GetRequest(); r != nil {
 					req = r
 					req.Seq = it.Seq
+					item = itemKind(r)
 				}
 				if err := stream.Send(req); err != nil {
 					return delivered, fmt.Errorf("send: %w", err)
 				}
-				inflight = append(inflight, pending{seq: it.Seq, reportID: it.Item.GetReportId()})
+				inflight = append(inflight, pending{seq: it.Seq, reportID: it.Item.GetReportId(), item: item})
 				lastSent = it.Seq
 			}
 			if len(items) == room {
@@ -227,7 +231,14 @@ func (l *Link) session(ctx context.Context) (int, error) {
 					return delivered, fmt.Errorf("%w: ack for %d out of order", errProtocol, r.GetSeq())
 				}
 				p := inflight[i]
-				done = append(done, store.Acked{Seq: p.seq, Event: ackEvent(l.Party, p.reportID, r)})
+				ev := ackEvent(l.Party, p.reportID, p.item, r)
+				if p.item == "audit-checkpoint" {
+					// Not a provenance event: recording it would grow the
+					// log that the checkpoint covers, and call for another
+					// one (a refusal is logged below).
+					ev = nil
+				}
+				done = append(done, store.Acked{Seq: p.seq, Event: ev})
 				if r.GetOutcome() == federationv1.Outcome_OUTCOME_REJECTED {
 					l.Log.Warn("partner refused envelope", "partner", l.Party, "report", p.reportID, "rule", r.GetReason())
 				}
@@ -254,7 +265,10 @@ var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c
 
 var errProtocol = errors.New("federation: protocol error")
 
-func ackEvent(party, reportID string, resp *federationv1.DeliverResponse) *storev1.Event {
+// ackEvent is the provenance event of an acknowledgement. For an item
+// other than an envelope its detail starts with the item's kind, so that
+// only envelope acknowledgements count as the partner holding the report.
+func ackEvent(party, reportID, item string, resp *federationv1.DeliverResponse) *storev1.Event {
 	ev := &storev1.Event{ReportId: reportID, Party: party}
 	switch resp.GetOutcome() {
 	case federationv1.Outcome_OUTCOME_ACCEPTED:
@@ -266,5 +280,29 @@ func ackEvent(party, reportID string, resp *federationv1.DeliverResponse) *store
 		ev.Kind = "refused-by-partner"
 		ev.Decisions = []*reportv1.Decision{{Rule: resp.GetReason(), Party: party, Message: resp.GetMessage()}}
 	}
+	if item != "" {
+		ev.Detail = strings.TrimSuffix(item+": "+ev.Detail, ": ")
+	}
 	return ev
+}
+
+// itemKind names a request item for provenance.
+func itemKind(r *federationv1.DeliverRequest) string {
+	switch r.GetItem().(type) {
+	case *federationv1.DeliverRequest_ConsentRequest:
+		return "consent-request"
+	case *federationv1.DeliverRequest_ConsentDecision:
+		return "consent-decision"
+	case *federationv1.DeliverRequest_Crisis:
+		return "crisis"
+	case *federationv1.DeliverRequest_HopNotice:
+		return "hop-notice"
+	case *federationv1.DeliverRequest_Withdrawal:
+		return "withdrawal"
+	case *federationv1.DeliverRequest_WithdrawalAck:
+		return "withdrawal-ack"
+	case *federationv1.DeliverRequest_AuditCheckpoint:
+		return "audit-checkpoint"
+	}
+	return "item"
 }

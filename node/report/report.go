@@ -60,12 +60,13 @@ var (
 
 // Statement kinds, used for domain separation of signatures.
 const (
-	KindHeader        = "header"
-	KindHop           = "hop"
-	KindGrant         = "grant"
-	KindCrisis        = "crisis"
-	KindWithdrawal    = "withdrawal"
-	KindWithdrawalAck = "withdrawal-ack"
+	KindHeader          = "header"
+	KindHop             = "hop"
+	KindGrant           = "grant"
+	KindCrisis          = "crisis"
+	KindWithdrawal      = "withdrawal"
+	KindWithdrawalAck   = "withdrawal-ack"
+	KindAuditCheckpoint = "audit-checkpoint"
 )
 
 // Signer signs with a node's current key and returns the certificate chain
@@ -595,4 +596,25 @@ func OpenWithdrawalAck(sd *reportv1.Signed, v Verifier) (*reportv1.WithdrawalAck
 		return nil, fmt.Errorf("%w: acknowledgement of %s is signed by %s", ErrSignature, a.GetHolder(), id)
 	}
 	return a, nil
+}
+
+// OpenAuditCheckpoint verifies a signed audit checkpoint: it parses, its
+// head is a SHA-256, and it is signed by a node of the party it names,
+// whose chain verifies against that party's CA at the checkpoint's time.
+func OpenAuditCheckpoint(sd *reportv1.Signed, v Verifier) (*reportv1.AuditCheckpoint, pki.Identity, error) {
+	c := &reportv1.AuditCheckpoint{}
+	if len(sd.GetPayload()) > MaxStatementSize || proto.Unmarshal(sd.GetPayload(), c) != nil {
+		return nil, pki.Identity{}, fmt.Errorf("%w: audit checkpoint does not parse", ErrInvalid)
+	}
+	if c.GetTime().CheckValid() != nil || !marking.ValidParty(c.GetParty()) || c.GetSeq() == 0 || len(c.GetHead()) != sha256.Size {
+		return nil, pki.Identity{}, fmt.Errorf("%w: audit checkpoint is malformed", ErrInvalid)
+	}
+	id, err := verifyStatement(KindAuditCheckpoint, sd, v, c.GetTime().AsTime())
+	if err != nil {
+		return nil, pki.Identity{}, err
+	}
+	if id.Party != c.GetParty() || id.Kind != pki.KindNode {
+		return nil, pki.Identity{}, fmt.Errorf("%w: audit checkpoint of %s is signed by %s", ErrSignature, c.GetParty(), id)
+	}
+	return c, id, nil
 }

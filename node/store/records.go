@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
 	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
 )
 
@@ -29,7 +30,19 @@ func (t *Tx) Crisis(id string) (*storev1.CrisisRecord, error) {
 
 // PutCrisis writes a crisis record.
 func (t *Tx) PutCrisis(id string, c *storev1.CrisisRecord) error {
-	return put(t.tx.Bucket(bucketCrises), []byte(id), c)
+	if err := put(t.tx.Bucket(bucketCrises), []byte(id), c); err != nil {
+		return err
+	}
+	e := &storev1.AuditEntry{Kind: "crisis-declared", Detail: "crisis declaration " + id}
+	d := &reportv1.CrisisDeclaration{}
+	if proto.Unmarshal(c.GetDeclaration().GetPayload(), d) == nil {
+		e.Party = d.GetOriginator()
+		e.Detail = fmt.Sprintf("crisis declaration %s of %s: topics %v, parties %v, up to %s, until %s", id, d.GetOriginator(), d.GetTopics(), d.GetParties(), d.GetMaxClassification(), d.GetExpires().AsTime().UTC().Format(time.RFC3339))
+	}
+	if c.GetEnd() != nil {
+		e.Kind, e.Detail = "crisis-ended", "ended: "+e.Detail
+	}
+	return t.Audit(e)
 }
 
 // AddSecurityEvent appends a security event; seq and time are set here.
@@ -43,7 +56,13 @@ func (t *Tx) AddSecurityEvent(e *storev1.SecurityEvent) error {
 	if e.Time == nil {
 		e.Time = timestamppb.New(t.now)
 	}
-	return put(b, u64(seq), e)
+	if err := put(b, u64(seq), e); err != nil {
+		return err
+	}
+	return t.Audit(&storev1.AuditEntry{
+		Kind: "security:" + e.GetKind(), Party: e.GetPartner(), ReportId: e.GetReportId(), Detail: e.GetMessage(),
+		Decisions: []*reportv1.Decision{{Rule: e.GetRule(), Party: e.GetPartner(), Message: e.GetMessage()}},
+	})
 }
 
 // AddCrisisRelease records a release made under a crisis declaration.
@@ -107,17 +126,35 @@ func suspensionKey(kind, name string) []byte { return []byte(kind + "/" + name) 
 
 // PutSuspension records a suspension.
 func (t *Tx) PutSuspension(s *storev1.Suspension) error {
-	return put(t.tx.Bucket(bucketSuspensions), suspensionKey(s.GetKind(), s.GetName()), s)
+	if err := put(t.tx.Bucket(bucketSuspensions), suspensionKey(s.GetKind(), s.GetName()), s); err != nil {
+		return err
+	}
+	return t.Audit(suspensionEntry("suspended", s.GetKind(), s.GetName(), s.GetBy(), s.GetReason()))
 }
 
-// DeleteSuspension removes a suspension; it reports whether there was one.
-func (t *Tx) DeleteSuspension(kind, name string) (bool, error) {
+func suspensionEntry(kind, what, name, by, reason string) *storev1.AuditEntry {
+	e := &storev1.AuditEntry{Kind: kind, Subject: by, Detail: what + " " + name}
+	if what == "partner" {
+		e.Party = name
+	}
+	if reason != "" {
+		e.Detail += ": " + reason
+	}
+	return e
+}
+
+// DeleteSuspension removes a suspension, recording who lifted it; it
+// reports whether there was one.
+func (t *Tx) DeleteSuspension(kind, name, by string) (bool, error) {
 	b := t.tx.Bucket(bucketSuspensions)
 	k := suspensionKey(kind, name)
 	if b.Get(k) == nil {
 		return false, nil
 	}
-	return true, b.Delete(k)
+	if err := b.Delete(k); err != nil {
+		return true, err
+	}
+	return true, t.Audit(suspensionEntry("reinstated", kind, name, by, ""))
 }
 
 // Suspensions returns every suspension in force.
@@ -195,4 +232,9 @@ func (t *Tx) DropQueuedEnvelopes(reportID string) ([]string, error) {
 		return nil
 	})
 	return parties, err
+}
+
+// Withdrawals returns every withdrawal record, by report id.
+func (s *Store) Withdrawals() ([]*storev1.WithdrawalRecord, error) {
+	return list(s, bucketWithdrawals, nil, func() *storev1.WithdrawalRecord { return &storev1.WithdrawalRecord{} })
 }

@@ -35,14 +35,29 @@ var (
 	bucketSuspensions = []byte("suspensions")
 	// bucketWithdrawals: report id → storev1.WithdrawalRecord (at the originator).
 	bucketWithdrawals = []byte("withdrawals")
+	// bucketAudit: entry seq → SHA-256(canonical) ‖ canonical, where
+	// canonical is the storev1.AuditEntry's bytes (node/audit). The store's
+	// head (seq ‖ hash of the last entry) is meta "audit_head".
+	bucketAudit = []byte("audit")
+	// bucketAuditCheckpoints: entry seq → reportv1.Signed (an
+	// AuditCheckpoint this node signed of the head at that seq).
+	bucketAuditCheckpoints = []byte("audit_checkpoints")
+	// bucketPartnerCheckpoints: party ‖ 0x00 ‖ seq → reportv1.Signed: the
+	// checkpoints partners signed and sent here, kept as evidence.
+	bucketPartnerCheckpoints = []byte("partner_checkpoints")
 )
 
-// schemaVersion is written on creation and checked on open.
-const schemaVersion = "1"
+// schemaVersion is written on creation and checked on open. Version 2 added
+// the audit log; a version 1 file is migrated on open (see Open).
+const schemaVersion = "2"
+
+// metaAuditHead is the meta key of the audit log's head.
+var metaAuditHead = []byte("audit_head")
 
 var allBuckets = [][]byte{
 	bucketReports, bucketFeed, bucketProvenance, bucketReceipts,
 	bucketOutbox, bucketCursors, bucketQuarantine, bucketMeta,
 	bucketConsents, bucketCrises, bucketSecurity, bucketCrisisReleases,
 	bucketSuspensions, bucketWithdrawals,
+	bucketAudit, bucketAuditCheckpoints, bucketPartnerCheckpoints,
 }

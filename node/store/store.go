@@ -1,6 +1,11 @@
 // Package store keeps a node's state in one bbolt file: reports, the feed
 // that subscribers read, provenance events, the durable outbox per partner,
-// subscriber cursors and quarantined evidence (DESIGN §5).
+// subscriber cursors, quarantined evidence and the audit log (DESIGN §5).
+//
+// The audit log (node/audit) is written here, in the same transaction as
+// what it records: every provenance event, security event, suspension,
+// reinstatement and crisis record appends its entry as it is written, so
+// nothing is recorded without being audited.
 //
 // Every write is a bbolt transaction that is on disk when the call returns,
 // so a caller may acknowledge after it. Batch groups concurrent writers
@@ -20,6 +25,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,6 +63,9 @@ type Store struct {
 	mu     sync.Mutex
 	notify chan struct{} // closed and replaced when the feed grows
 
+	onAudit func([]*storev1.AuditEntry) // set once, before use
+	noAudit atomic.Bool                 // benchmarks only (DisableAuditForBenchmark)
+
 	// decoded holds reports as Feed decoded them, shared by every reader.
 	decoded reportCache
 
@@ -70,9 +79,10 @@ type Store struct {
 
 // groupCall is one writer waiting for a group commit.
 type groupCall struct {
-	now  time.Time
-	fn   func(*Tx) error
-	done chan error
+	now     time.Time
+	fn      func(*Tx) error
+	done    chan error
+	audited []*storev1.AuditEntry // set before done
 }
 
 // Open opens (creating if needed) the store at path. When the file system
@@ -108,19 +118,20 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, classify(err))
 	}
-	if err := initSchema(db, readOnly); err != nil {
+	s := &Store{db: db, readOnly: readOnly, notify: make(chan struct{}), calls: make(chan *groupCall, maxGroup), committed: make(chan struct{})}
+	if err := s.initSchema(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
-	s := &Store{db: db, readOnly: readOnly, notify: make(chan struct{}), calls: make(chan *groupCall, maxGroup), committed: make(chan struct{})}
 	go s.commitLoop()
 	return s, nil
 }
 
-// initSchema checks the schema version and creates missing buckets. A
-// store that needs no change is not written, so that a node whose disk is
-// full (or read-only) still opens its store and serves reads.
-func initSchema(db *bolt.DB, readOnly bool) error {
+// initSchema checks the schema version, creates missing buckets and
+// migrates an older schema. A store that needs no change is not written,
+// so that a node whose disk is full (or read-only) still opens its store
+// and serves reads.
+func (s *Store) initSchema() error {
 	check := func(tx *bolt.Tx) (complete bool, err error) {
 		complete = true
 		for _, b := range allBuckets {
@@ -128,7 +139,7 @@ func initSchema(db *bolt.DB, readOnly bool) error {
 		}
 		if meta := tx.Bucket(bucketMeta); meta != nil {
 			switch v := meta.Get([]byte("schema")); {
-			case v == nil:
+			case v == nil, string(v) == "1":
 				complete = false
 			case string(v) != schemaVersion:
 				return false, fmt.Errorf("%w %q (this build reads %q)", ErrSchema, v, schemaVersion)
@@ -137,7 +148,7 @@ func initSchema(db *bolt.DB, readOnly bool) error {
 		return complete, nil
 	}
 	var complete bool
-	err := db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
 		complete, err = check(tx)
 		return err
@@ -145,21 +156,33 @@ func initSchema(db *bolt.DB, readOnly bool) error {
 	if err != nil || complete {
 		return err
 	}
-	if readOnly {
+	if s.readOnly {
 		return fmt.Errorf("%w: the store lacks buckets of schema %s and cannot be written to add them", ErrReadOnly, schemaVersion)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		if _, err := check(tx); err != nil {
-			return err
-		}
 		meta := tx.Bucket(bucketMeta)
-		if meta.Get([]byte("schema")) == nil {
+		switch v := meta.Get([]byte("schema")); {
+		case v == nil:
 			return meta.Put([]byte("schema"), []byte(schemaVersion))
+		case string(v) == "1":
+			// Migration 1 → 2: the audit buckets were created above; the
+			// log starts with an entry saying that what came before it is
+			// not in it.
+			if err := meta.Put([]byte("schema"), []byte(schemaVersion)); err != nil {
+				return err
+			}
+			t := &Tx{tx: tx, now: time.Now(), st: s}
+			if err := t.Audit(&storev1.AuditEntry{Kind: "audit-started", Detail: "the store was written by a build without the audit log (schema 1); what it recorded before this entry is not in the log"}); err != nil {
+				return err
+			}
+			return t.finish()
+		case string(v) != schemaVersion:
+			return fmt.Errorf("%w %q (this build reads %q)", ErrSchema, v, schemaVersion)
 		}
 		return nil
 	})
@@ -264,6 +287,8 @@ type Tx struct {
 	now      time.Time
 	fedGrown bool
 	changed  []string // existing reports this transaction rewrote
+	st       *Store
+	audit    txAudit
 }
 
 // Report reads a held report.
@@ -328,7 +353,10 @@ func (t *Tx) AddEvent(e *storev1.Event) error {
 	if e.Time == nil {
 		e.Time = timestamppb.New(t.now)
 	}
-	return put(b, provKey(e.GetReportId(), seq), e)
+	if err := put(b, provKey(e.GetReportId(), seq), e); err != nil {
+		return err
+	}
+	return t.auditEvent(e)
 }
 
 // Enqueue appends an item to party's outbox.
@@ -364,15 +392,28 @@ func (t *Tx) Quarantine(q *storev1.QuarantineItem) error {
 // Update runs fn in one read-write transaction committed to disk before it
 // returns. Use it for operator actions (publish, share).
 func (s *Store) Update(now time.Time, fn func(*Tx) error) error {
-	var t *Tx
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		t = &Tx{tx: tx, now: now}
-		return fn(t)
-	})
+	audited, err := s.update(now, fn)
 	if err == nil {
-		s.committed1(t.fedGrown, t.changed)
+		s.audited(audited)
 	}
 	return classify(err)
+}
+
+// update is Update without the audit hook (which the caller runs).
+func (s *Store) update(now time.Time, fn func(*Tx) error) ([]*storev1.AuditEntry, error) {
+	var t *Tx
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		t = &Tx{tx: tx, now: now, st: s}
+		if err := fn(t); err != nil {
+			return err
+		}
+		return t.finish()
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.committed1(t.fedGrown, t.changed)
+	return t.audit.appended, nil
 }
 
 // committed1 runs after a commit: it drops the rewritten reports from the
@@ -381,6 +422,14 @@ func (s *Store) committed1(grown bool, changed []string) {
 	s.decoded.invalidate(changed)
 	if grown {
 		s.wake()
+	}
+}
+
+// audited runs the audit hook with a commit's entries, in the writer's own
+// goroutine (never the commit loop's: the hook may write).
+func (s *Store) audited(entries []*storev1.AuditEntry) {
+	if len(entries) > 0 && s.onAudit != nil {
+		s.onAudit(entries)
 	}
 }
 
@@ -397,7 +446,11 @@ func (s *Store) Batch(now time.Time, fn func(*Tx) error) error {
 	}
 	s.calls <- c
 	s.closing.RUnlock()
-	return classify(<-c.done)
+	err := <-c.done
+	if err == nil {
+		s.audited(c.audited)
+	}
+	return classify(err)
 }
 
 // commitLoop commits the writers waiting in calls: the first one at once,
@@ -432,13 +485,18 @@ func (s *Store) commitGroup(group []*groupCall) {
 	var changed []string
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, c := range group {
-			t := &Tx{tx: tx, now: c.now}
+			t := &Tx{tx: tx, now: c.now, st: s}
 			if err := c.fn(t); err != nil {
+				failed = c
+				return err
+			}
+			if err := t.finish(); err != nil {
 				failed = c
 				return err
 			}
 			grown = grown || t.fedGrown
 			changed = append(changed, t.changed...)
+			c.audited = t.audit.appended
 		}
 		return nil
 	})
@@ -459,7 +517,9 @@ func (s *Store) commitGroup(group []*groupCall) {
 	failed.done <- err
 	for _, c := range group {
 		if c != failed {
-			c.done <- s.Update(c.now, c.fn)
+			var err error
+			c.audited, err = s.update(c.now, c.fn)
+			c.done <- err
 		}
 	}
 }

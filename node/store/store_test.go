@@ -738,7 +738,7 @@ func TestOpenRefusesOtherSchema(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return b.Put([]byte("schema"), []byte("2"))
+		return b.Put([]byte("schema"), []byte("3"))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -752,12 +752,12 @@ func TestOpenRefusesOtherSchema(t *testing.T) {
 		if s != nil {
 			s.Close()
 		}
-		t.Fatalf("Open of a schema 2 file = %v, want ErrSchema", err)
+		t.Fatalf("Open of a schema 3 file = %v, want ErrSchema", err)
 	}
 	if s != nil {
 		t.Errorf("Open returned a store with an error")
 	}
-	if !strings.Contains(err.Error(), `"2"`) || !strings.Contains(err.Error(), path) {
+	if !strings.Contains(err.Error(), `"3"`) || !strings.Contains(err.Error(), path) {
 		t.Errorf("error %q does not name the version and the file", err)
 	}
 

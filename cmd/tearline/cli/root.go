@@ -45,6 +45,10 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code // the outcome was printed
+	}
 	var ue usageError
 	if errors.As(err, &ue) || isCobraUsage(err) {
 		if g.json {
@@ -91,7 +95,7 @@ ca.pem (the party's CA bundle).`,
 		newDevCmd(g), newNodeCmd(g),
 		newPublishCmd(g), newReportsCmd(g), newShowCmd(g), newProvenanceCmd(g), newShareCmd(g), newSubscribeCmd(g),
 		newConsentCmd(g), newCrisisCmd(g), newAgreementsCmd(g), newEventsCmd(g),
-		newPartnerCmd(g), newSubscriberCmd(g), newWithdrawCmd(g),
+		newPartnerCmd(g), newSubscriberCmd(g), newWithdrawCmd(g), newAuditCmd(g),
 		newPKICmd(g), newBenchCmd(g),
 	)
 	return root

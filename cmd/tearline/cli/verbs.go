@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -136,19 +137,20 @@ func summarize(ds []*reportv1.Decision) string {
 }
 
 type decisionJSON struct {
-	Index   uint32 `json:"index"`
-	Allowed bool   `json:"allowed"`
-	Rule    string `json:"rule"`
-	Banner  string `json:"banner,omitempty"`
-	Party   string `json:"party,omitempty"`
-	Message string `json:"message,omitempty"`
-	Next    string `json:"next,omitempty"`
+	Index     uint32 `json:"index"`
+	Allowed   bool   `json:"allowed"`
+	Rule      string `json:"rule"`
+	Banner    string `json:"banner,omitempty"`
+	Party     string `json:"party,omitempty"`
+	Message   string `json:"message,omitempty"`
+	Next      string `json:"next,omitempty"`
+	Authority string `json:"authority,omitempty"`
 }
 
 func decisionsJSON(ds []*reportv1.Decision) []decisionJSON {
 	out := make([]decisionJSON, 0, len(ds))
 	for _, d := range ds {
-		out = append(out, decisionJSON{d.GetIndex(), d.GetAllowed(), d.GetRule(), d.GetBanner(), d.GetParty(), d.GetMessage(), d.GetNext()})
+		out = append(out, decisionJSON{d.GetIndex(), d.GetAllowed(), d.GetRule(), d.GetBanner(), d.GetParty(), d.GetMessage(), d.GetNext(), d.GetAuthority()})
 	}
 	return out
 }
@@ -334,11 +336,131 @@ func newShowCmd(g *globals) *cobra.Command {
 	}
 }
 
+// step is one line of a report's timeline.
+type step struct {
+	Time      string         `json:"time"`
+	What      string         `json:"what"`
+	Party     string         `json:"party,omitempty"`
+	Subject   string         `json:"subject,omitempty"`
+	Signer    string         `json:"signer,omitempty"`
+	Verified  *bool          `json:"signature_verified,omitempty"`
+	Portions  []uint32       `json:"portions,omitempty"`
+	Basis     []portionBasis `json:"basis,omitempty"`
+	Denied    []portionBasis `json:"denied,omitempty"`
+	Detail    string         `json:"detail,omitempty"`
+	Event     uint64         `json:"event,omitempty"`
+	sortTime  time.Time
+	sortOrder int
+}
+
+// portionBasis is a portion and the basis it went on (or the rule that
+// withheld it).
+type portionBasis struct {
+	Index uint32 `json:"index"`
+	Basis string `json:"basis,omitempty"`
+	Rule  string `json:"rule,omitempty"`
+}
+
+// timeline tells a report's story in time order: its origin and signature,
+// every hop with its basis and signer, and every local event (receipts,
+// releases and denials with their bases and rules, deliveries, consents,
+// withdrawal).
+func timeline(v *clientv1.ReportView, evs []*clientv1.ProvenanceEvent) []step {
+	var out []step
+	ok := v.GetSignatureVerified()
+	out = append(out, step{Time: ts(v.GetCreated()), What: "originated", Party: v.GetOriginator(), Signer: v.GetSigner(), Verified: &ok,
+		Detail: fmt.Sprintf("signed header of %d portions", len(v.GetPortions())), sortTime: v.GetCreated().AsTime()})
+	for _, h := range v.GetHops() {
+		st := step{Time: ts(h.GetSent()), What: "hop", Party: h.GetFrom() + " -> " + h.GetTo(), Signer: h.GetSigner(), sortTime: h.GetSent().AsTime(), sortOrder: 1}
+		for _, pr := range h.GetPortions() {
+			st.Basis = append(st.Basis, portionBasis{Index: pr.GetIndex(), Basis: basisString(pr)})
+		}
+		out = append(out, st)
+	}
+	for _, e := range evs {
+		st := step{Time: ts(e.GetTime()), What: e.GetKind(), Party: e.GetParty(), Subject: e.GetSubject(), Portions: e.GetPortions(),
+			Detail: e.GetDetail(), Event: e.GetSeq(), sortTime: e.GetTime().AsTime(), sortOrder: 2}
+		for _, d := range e.GetDecisions() {
+			if d.GetIndex() == 0 {
+				// A decision about the whole envelope (a receipt).
+				st.Detail = strings.TrimPrefix(st.Detail+"; "+d.GetRule()+": "+d.GetMessage(), "; ")
+				continue
+			}
+			if d.GetAllowed() {
+				b := d.GetRule()
+				if d.GetAuthority() != "" {
+					b += ":" + d.GetAuthority()
+				}
+				st.Basis = append(st.Basis, portionBasis{Index: d.GetIndex(), Basis: b})
+			} else {
+				st.Denied = append(st.Denied, portionBasis{Index: d.GetIndex(), Rule: d.GetRule()})
+			}
+		}
+		out = append(out, st)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].sortTime.Equal(out[j].sortTime) {
+			return out[i].sortTime.Before(out[j].sortTime)
+		}
+		return out[i].sortOrder < out[j].sortOrder
+	})
+	return out
+}
+
+func (s step) text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s  %-20s", s.Time, s.What)
+	if s.Party != "" {
+		b.WriteString(" " + s.Party)
+	}
+	if s.Subject != "" {
+		b.WriteString(" " + s.Subject)
+	}
+	var parts []string
+	for _, x := range s.Basis {
+		parts = append(parts, fmt.Sprintf("portion %d on %s", x.Index, x.Basis))
+	}
+	for _, x := range s.Denied {
+		parts = append(parts, fmt.Sprintf("portion %d denied (%s)", x.Index, x.Rule))
+	}
+	if len(s.Portions) > 0 && len(parts) == 0 {
+		var ps []string
+		for _, p := range s.Portions {
+			ps = append(ps, strconv.Itoa(int(p)))
+		}
+		parts = append(parts, "portions "+strings.Join(ps, ", "))
+	}
+	if len(parts) > 0 {
+		b.WriteString(": " + strings.Join(parts, "; "))
+	}
+	if s.Signer != "" {
+		verified := ""
+		if s.Verified != nil && !*s.Verified {
+			verified = ", NOT VERIFIED"
+		}
+		fmt.Fprintf(&b, " (signed by %s%s)", s.Signer, verified)
+	}
+	if s.Detail != "" && s.What != "originated" {
+		b.WriteString(" -- " + s.Detail)
+	}
+	return b.String()
+}
+
 func newProvenanceCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "provenance ID",
-		Short: "Show a report's provenance: the signed header, every hop with its basis, every local event",
-		Args:  cobra.ExactArgs(1),
+		Short: "Tell a report's whole story as a timeline: origin, signature, hops, releases, denials, deliveries, consents, withdrawal",
+		Long: `Tell a held report's whole story as a timeline, oldest first: the originator
+and its signature (re-verified now), each hop with the basis of every portion
+and the node that signed it, and every event this node recorded: receipts,
+each release and denial (with the basis or the rule of each portion), each
+delivery to a subscriber (with the portions delivered), consent requests and
+decisions, acknowledgements, and the withdrawal.
+
+With --json: the report (as 'show --json', without content), its events, and
+"timeline": the same steps as objects with time, what, party, subject,
+signer, portions, basis and denied.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var resp *clientv1.GetProvenanceResponse
 			err := g.call(cmd.Context(), func(ctx context.Context, c clientv1.ClientServiceClient) error {
@@ -349,12 +471,14 @@ func newProvenanceCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			steps := timeline(resp.GetReport(), resp.GetEvents())
 			if g.json {
 				evs := []map[string]any{}
 				for _, e := range resp.GetEvents() {
 					evs = append(evs, map[string]any{
 						"seq": e.GetSeq(), "time": e.GetTime().AsTime().Format(time.RFC3339Nano), "kind": e.GetKind(),
 						"party": e.GetParty(), "subject": e.GetSubject(), "detail": e.GetDetail(), "decisions": decisionsJSON(e.GetDecisions()),
+						"portions": e.GetPortions(),
 					})
 				}
 				out := reportJSON(resp.GetReport())
@@ -363,30 +487,16 @@ func newProvenanceCmd(g *globals) *cobra.Command {
 					delete(p, "body_base64")
 				}
 				out["events"] = evs
+				out["timeline"] = steps
 				return g.printJSON(out)
 			}
 			v := resp.GetReport()
 			fmt.Fprintf(g.stdout, "report %s, originated by %s at %s, signed by %s (verified: %v)\n", v.GetId(), v.GetOriginator(), v.GetCreated().AsTime().Format(time.RFC3339), v.GetSigner(), v.GetSignatureVerified())
-			for _, h := range v.GetHops() {
-				var bs []string
-				for _, pr := range h.GetPortions() {
-					bs = append(bs, fmt.Sprintf("portion %d on %s", pr.GetIndex(), basisString(pr)))
-				}
-				fmt.Fprintf(g.stdout, "  %s  hop %s -> %s: %s (signed by %s)\n", h.GetSent().AsTime().Format(time.RFC3339), h.GetFrom(), h.GetTo(), strings.Join(bs, ", "), h.GetSigner())
+			if wd := v.GetWithdrawal(); wd != nil {
+				fmt.Fprintf(g.stdout, "WITHDRAWN (%s): %s\n", wd.GetAction(), wd.GetReason())
 			}
-			for _, e := range resp.GetEvents() {
-				who := e.GetParty()
-				if e.GetSubject() != "" {
-					who = strings.TrimSpace(who + " " + e.GetSubject())
-				}
-				fmt.Fprintf(g.stdout, "  %s  %-18s %s %s\n", e.GetTime().AsTime().Format(time.RFC3339), e.GetKind(), who, e.GetDetail())
-				for _, d := range e.GetDecisions() {
-					verdict := "denied"
-					if d.GetAllowed() {
-						verdict = "allowed"
-					}
-					fmt.Fprintf(g.stdout, "      %s (%s): %s\n", verdict, d.GetRule(), d.GetMessage())
-				}
+			for _, st := range steps {
+				fmt.Fprintln(g.stdout, "  "+st.text())
 			}
 			return nil
 		},

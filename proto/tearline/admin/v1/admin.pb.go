@@ -24,6 +24,1036 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type VerifyAuditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAuditRequest) Reset() {
+	*x = VerifyAuditRequest{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAuditRequest) ProtoMessage() {}
+
+func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAuditRequest.ProtoReflect.Descriptor instead.
+func (*VerifyAuditRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+type VerifyAuditResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Ok      bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	Entries uint64                 `protobuf:"varint,2,opt,name=entries,proto3" json:"entries,omitempty"`
+	// The first bad sequence number, when not ok.
+	FirstBad    *uint64 `protobuf:"varint,3,opt,name=first_bad,json=firstBad,proto3,oneof" json:"first_bad,omitempty"`
+	Reason      string  `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	Checkpoints uint64  `protobuf:"varint,5,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	// Sequence number of the latest checkpoint verified.
+	CheckpointSeq uint64 `protobuf:"varint,6,opt,name=checkpoint_seq,json=checkpointSeq,proto3" json:"checkpoint_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAuditResponse) Reset() {
+	*x = VerifyAuditResponse{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAuditResponse) ProtoMessage() {}
+
+func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAuditResponse.ProtoReflect.Descriptor instead.
+func (*VerifyAuditResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *VerifyAuditResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *VerifyAuditResponse) GetEntries() uint64 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+func (x *VerifyAuditResponse) GetFirstBad() uint64 {
+	if x != nil && x.FirstBad != nil {
+		return *x.FirstBad
+	}
+	return 0
+}
+
+func (x *VerifyAuditResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *VerifyAuditResponse) GetCheckpoints() uint64 {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return 0
+}
+
+func (x *VerifyAuditResponse) GetCheckpointSeq() uint64 {
+	if x != nil {
+		return x.CheckpointSeq
+	}
+	return 0
+}
+
+type ExportAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Entries from this time on; unset: all.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportAuditRequest) Reset() {
+	*x = ExportAuditRequest{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportAuditRequest) ProtoMessage() {}
+
+func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportAuditRequest.ProtoReflect.Descriptor instead.
+func (*ExportAuditRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ExportAuditRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+type ExportAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Item:
+	//
+	//	*ExportAuditResponse_Header
+	//	*ExportAuditResponse_Entry
+	//	*ExportAuditResponse_Checkpoint
+	Item          isExportAuditResponse_Item `protobuf_oneof:"item"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportAuditResponse) Reset() {
+	*x = ExportAuditResponse{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportAuditResponse) ProtoMessage() {}
+
+func (x *ExportAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportAuditResponse.ProtoReflect.Descriptor instead.
+func (*ExportAuditResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ExportAuditResponse) GetItem() isExportAuditResponse_Item {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
+func (x *ExportAuditResponse) GetHeader() *AuditExportHeader {
+	if x != nil {
+		if x, ok := x.Item.(*ExportAuditResponse_Header); ok {
+			return x.Header
+		}
+	}
+	return nil
+}
+
+func (x *ExportAuditResponse) GetEntry() *AuditRecord {
+	if x != nil {
+		if x, ok := x.Item.(*ExportAuditResponse_Entry); ok {
+			return x.Entry
+		}
+	}
+	return nil
+}
+
+func (x *ExportAuditResponse) GetCheckpoint() *v1.Signed {
+	if x != nil {
+		if x, ok := x.Item.(*ExportAuditResponse_Checkpoint); ok {
+			return x.Checkpoint
+		}
+	}
+	return nil
+}
+
+type isExportAuditResponse_Item interface {
+	isExportAuditResponse_Item()
+}
+
+type ExportAuditResponse_Header struct {
+	// The first message: who exports what.
+	Header *AuditExportHeader `protobuf:"bytes,1,opt,name=header,proto3,oneof"`
+}
+
+type ExportAuditResponse_Entry struct {
+	Entry *AuditRecord `protobuf:"bytes,2,opt,name=entry,proto3,oneof"`
+}
+
+type ExportAuditResponse_Checkpoint struct {
+	// A signed AuditCheckpoint.
+	Checkpoint *v1.Signed `protobuf:"bytes,3,opt,name=checkpoint,proto3,oneof"`
+}
+
+func (*ExportAuditResponse_Header) isExportAuditResponse_Item() {}
+
+func (*ExportAuditResponse_Entry) isExportAuditResponse_Item() {}
+
+func (*ExportAuditResponse_Checkpoint) isExportAuditResponse_Item() {}
+
+type AuditExportHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Party string                 `protobuf:"bytes,1,opt,name=party,proto3" json:"party,omitempty"`
+	// The node's identity.
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Exported      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=exported,proto3" json:"exported,omitempty"`
+	Since         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	FirstSeq      uint64                 `protobuf:"varint,5,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
+	LastSeq       uint64                 `protobuf:"varint,6,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditExportHeader) Reset() {
+	*x = AuditExportHeader{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditExportHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditExportHeader) ProtoMessage() {}
+
+func (x *AuditExportHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditExportHeader.ProtoReflect.Descriptor instead.
+func (*AuditExportHeader) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AuditExportHeader) GetParty() string {
+	if x != nil {
+		return x.Party
+	}
+	return ""
+}
+
+func (x *AuditExportHeader) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *AuditExportHeader) GetExported() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Exported
+	}
+	return nil
+}
+
+func (x *AuditExportHeader) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *AuditExportHeader) GetFirstSeq() uint64 {
+	if x != nil {
+		return x.FirstSeq
+	}
+	return 0
+}
+
+func (x *AuditExportHeader) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+// AuditRecord is one audit entry as stored: its canonical bytes.
+type AuditRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The entry's canonical bytes (a tearline.store.v1.AuditEntry).
+	Canonical     []byte `protobuf:"bytes,2,opt,name=canonical,proto3" json:"canonical,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRecord) Reset() {
+	*x = AuditRecord{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRecord) ProtoMessage() {}
+
+func (x *AuditRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
+func (*AuditRecord) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AuditRecord) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditRecord) GetCanonical() []byte {
+	if x != nil {
+		return x.Canonical
+	}
+	return nil
+}
+
+type VerifyPartnerAuditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Party         string                 `protobuf:"bytes,1,opt,name=party,proto3" json:"party,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyPartnerAuditRequest) Reset() {
+	*x = VerifyPartnerAuditRequest{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyPartnerAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyPartnerAuditRequest) ProtoMessage() {}
+
+func (x *VerifyPartnerAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyPartnerAuditRequest.ProtoReflect.Descriptor instead.
+func (*VerifyPartnerAuditRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *VerifyPartnerAuditRequest) GetParty() string {
+	if x != nil {
+		return x.Party
+	}
+	return ""
+}
+
+type VerifyPartnerAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ok    bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	Party string                 `protobuf:"bytes,2,opt,name=party,proto3" json:"party,omitempty"`
+	// Checkpoints of the partner held here and compared.
+	Checkpoints uint64 `protobuf:"varint,3,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	// The partner's entry count now.
+	PartnerEntries uint64 `protobuf:"varint,4,opt,name=partner_entries,json=partnerEntries,proto3" json:"partner_entries,omitempty"`
+	// When not ok: the first sequence number that may have been rewritten
+	// (just after the last checkpoint that still matches)...
+	FirstBad *uint64 `protobuf:"varint,5,opt,name=first_bad,json=firstBad,proto3,oneof" json:"first_bad,omitempty"`
+	// ...and the first checkpoint that no longer matches.
+	MismatchCheckpoint *uint64 `protobuf:"varint,6,opt,name=mismatch_checkpoint,json=mismatchCheckpoint,proto3,oneof" json:"mismatch_checkpoint,omitempty"`
+	// The last checkpoint that still matches (0: none).
+	LastGood      uint64 `protobuf:"varint,7,opt,name=last_good,json=lastGood,proto3" json:"last_good,omitempty"`
+	Reason        string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyPartnerAuditResponse) Reset() {
+	*x = VerifyPartnerAuditResponse{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyPartnerAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyPartnerAuditResponse) ProtoMessage() {}
+
+func (x *VerifyPartnerAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyPartnerAuditResponse.ProtoReflect.Descriptor instead.
+func (*VerifyPartnerAuditResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *VerifyPartnerAuditResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *VerifyPartnerAuditResponse) GetParty() string {
+	if x != nil {
+		return x.Party
+	}
+	return ""
+}
+
+func (x *VerifyPartnerAuditResponse) GetCheckpoints() uint64 {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return 0
+}
+
+func (x *VerifyPartnerAuditResponse) GetPartnerEntries() uint64 {
+	if x != nil {
+		return x.PartnerEntries
+	}
+	return 0
+}
+
+func (x *VerifyPartnerAuditResponse) GetFirstBad() uint64 {
+	if x != nil && x.FirstBad != nil {
+		return *x.FirstBad
+	}
+	return 0
+}
+
+func (x *VerifyPartnerAuditResponse) GetMismatchCheckpoint() uint64 {
+	if x != nil && x.MismatchCheckpoint != nil {
+		return *x.MismatchCheckpoint
+	}
+	return 0
+}
+
+func (x *VerifyPartnerAuditResponse) GetLastGood() uint64 {
+	if x != nil {
+		return x.LastGood
+	}
+	return 0
+}
+
+func (x *VerifyPartnerAuditResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type WhoSawRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoSawRequest) Reset() {
+	*x = WhoSawRequest{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoSawRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoSawRequest) ProtoMessage() {}
+
+func (x *WhoSawRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoSawRequest.ProtoReflect.Descriptor instead.
+func (*WhoSawRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *WhoSawRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// Recipient is one subscriber or partner that received a portion.
+type Recipient struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subscriber or partner.
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Subscriber identity, or party code.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// When it was delivered (subscriber) or released (partner).
+	Time *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	// Partner: when its node acknowledged the envelope (unset: not yet).
+	Acknowledged *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=acknowledged,proto3" json:"acknowledged,omitempty"`
+	// Partner: the basis of the release (origin, rel-to, consent:<id>, ...).
+	Basis string `protobuf:"bytes,5,opt,name=basis,proto3" json:"basis,omitempty"`
+	// Partner reached by another holder's release (known from its hop notice).
+	Via           string `protobuf:"bytes,6,opt,name=via,proto3" json:"via,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Recipient) Reset() {
+	*x = Recipient{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Recipient) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Recipient) ProtoMessage() {}
+
+func (x *Recipient) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
+func (*Recipient) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Recipient) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Recipient) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Recipient) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Recipient) GetAcknowledged() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Acknowledged
+	}
+	return nil
+}
+
+func (x *Recipient) GetBasis() string {
+	if x != nil {
+		return x.Basis
+	}
+	return ""
+}
+
+func (x *Recipient) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
+type PortionRecipients struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Recipients    []*Recipient           `protobuf:"bytes,2,rep,name=recipients,proto3" json:"recipients,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortionRecipients) Reset() {
+	*x = PortionRecipients{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortionRecipients) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortionRecipients) ProtoMessage() {}
+
+func (x *PortionRecipients) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortionRecipients.ProtoReflect.Descriptor instead.
+func (*PortionRecipients) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PortionRecipients) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *PortionRecipients) GetRecipients() []*Recipient {
+	if x != nil {
+		return x.Recipients
+	}
+	return nil
+}
+
+type WhoSawResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Portions      []*PortionRecipients   `protobuf:"bytes,2,rep,name=portions,proto3" json:"portions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoSawResponse) Reset() {
+	*x = WhoSawResponse{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoSawResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoSawResponse) ProtoMessage() {}
+
+func (x *WhoSawResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoSawResponse.ProtoReflect.Descriptor instead.
+func (*WhoSawResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WhoSawResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WhoSawResponse) GetPortions() []*PortionRecipients {
+	if x != nil {
+		return x.Portions
+	}
+	return nil
+}
+
+type AuditSummaryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The period before now, e.g. 30 days.
+	Period        *durationpb.Duration `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditSummaryRequest) Reset() {
+	*x = AuditSummaryRequest{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditSummaryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditSummaryRequest) ProtoMessage() {}
+
+func (x *AuditSummaryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditSummaryRequest.ProtoReflect.Descriptor instead.
+func (*AuditSummaryRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AuditSummaryRequest) GetPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.Period
+	}
+	return nil
+}
+
+type PartnerSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Party string                 `protobuf:"bytes,1,opt,name=party,proto3" json:"party,omitempty"`
+	// Releases to the partner of at least one portion.
+	ReportsReleased uint64 `protobuf:"varint,2,opt,name=reports_released,json=reportsReleased,proto3" json:"reports_released,omitempty"`
+	// Release decisions that sent nothing.
+	ReportsDenied uint64 `protobuf:"varint,3,opt,name=reports_denied,json=reportsDenied,proto3" json:"reports_denied,omitempty"`
+	// For each denying rule: the releases it denied (a report counts once per rule).
+	DenialsByRule   map[string]uint64 `protobuf:"bytes,4,rep,name=denials_by_rule,json=denialsByRule,proto3" json:"denials_by_rule,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	ReportsReceived uint64            `protobuf:"varint,5,opt,name=reports_received,json=reportsReceived,proto3" json:"reports_received,omitempty"`
+	ReportsRejected uint64            `protobuf:"varint,6,opt,name=reports_rejected,json=reportsRejected,proto3" json:"reports_rejected,omitempty"`
+	// Consent requests exchanged with the partner, and those granted.
+	ConsentsAsked   uint64 `protobuf:"varint,7,opt,name=consents_asked,json=consentsAsked,proto3" json:"consents_asked,omitempty"`
+	ConsentsGranted uint64 `protobuf:"varint,8,opt,name=consents_granted,json=consentsGranted,proto3" json:"consents_granted,omitempty"`
+	// Withdrawals of this party's reports sent to the partner, and the
+	// partner's withdrawals applied here.
+	WithdrawalsSent     uint64 `protobuf:"varint,9,opt,name=withdrawals_sent,json=withdrawalsSent,proto3" json:"withdrawals_sent,omitempty"`
+	WithdrawalsReceived uint64 `protobuf:"varint,10,opt,name=withdrawals_received,json=withdrawalsReceived,proto3" json:"withdrawals_received,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *PartnerSummary) Reset() {
+	*x = PartnerSummary{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartnerSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartnerSummary) ProtoMessage() {}
+
+func (x *PartnerSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartnerSummary.ProtoReflect.Descriptor instead.
+func (*PartnerSummary) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PartnerSummary) GetParty() string {
+	if x != nil {
+		return x.Party
+	}
+	return ""
+}
+
+func (x *PartnerSummary) GetReportsReleased() uint64 {
+	if x != nil {
+		return x.ReportsReleased
+	}
+	return 0
+}
+
+func (x *PartnerSummary) GetReportsDenied() uint64 {
+	if x != nil {
+		return x.ReportsDenied
+	}
+	return 0
+}
+
+func (x *PartnerSummary) GetDenialsByRule() map[string]uint64 {
+	if x != nil {
+		return x.DenialsByRule
+	}
+	return nil
+}
+
+func (x *PartnerSummary) GetReportsReceived() uint64 {
+	if x != nil {
+		return x.ReportsReceived
+	}
+	return 0
+}
+
+func (x *PartnerSummary) GetReportsRejected() uint64 {
+	if x != nil {
+		return x.ReportsRejected
+	}
+	return 0
+}
+
+func (x *PartnerSummary) GetConsentsAsked() uint64 {
+	if x != nil {
+		return x.ConsentsAsked
+	}
+	return 0
+}
+
+func (x *PartnerSummary) GetConsentsGranted() uint64 {
+	if x != nil {
+		return x.ConsentsGranted
+	}
+	return 0
+}
+
+func (x *PartnerSummary) GetWithdrawalsSent() uint64 {
+	if x != nil {
+		return x.WithdrawalsSent
+	}
+	return 0
+}
+
+func (x *PartnerSummary) GetWithdrawalsReceived() uint64 {
+	if x != nil {
+		return x.WithdrawalsReceived
+	}
+	return 0
+}
+
+type AuditSummaryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Party         string                 `protobuf:"bytes,1,opt,name=party,proto3" json:"party,omitempty"`
+	From          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	Partners      []*PartnerSummary      `protobuf:"bytes,4,rep,name=partners,proto3" json:"partners,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditSummaryResponse) Reset() {
+	*x = AuditSummaryResponse{}
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditSummaryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditSummaryResponse) ProtoMessage() {}
+
+func (x *AuditSummaryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditSummaryResponse.ProtoReflect.Descriptor instead.
+func (*AuditSummaryResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AuditSummaryResponse) GetParty() string {
+	if x != nil {
+		return x.Party
+	}
+	return ""
+}
+
+func (x *AuditSummaryResponse) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *AuditSummaryResponse) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *AuditSummaryResponse) GetPartners() []*PartnerSummary {
+	if x != nil {
+		return x.Partners
+	}
+	return nil
+}
+
 type WithdrawRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -36,7 +1066,7 @@ type WithdrawRequest struct {
 
 func (x *WithdrawRequest) Reset() {
 	*x = WithdrawRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +1078,7 @@ func (x *WithdrawRequest) String() string {
 func (*WithdrawRequest) ProtoMessage() {}
 
 func (x *WithdrawRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +1091,7 @@ func (x *WithdrawRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WithdrawRequest) GetId() string {
@@ -97,7 +1127,7 @@ type WithdrawalParty struct {
 
 func (x *WithdrawalParty) Reset() {
 	*x = WithdrawalParty{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -109,7 +1139,7 @@ func (x *WithdrawalParty) String() string {
 func (*WithdrawalParty) ProtoMessage() {}
 
 func (x *WithdrawalParty) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -122,7 +1152,7 @@ func (x *WithdrawalParty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawalParty.ProtoReflect.Descriptor instead.
 func (*WithdrawalParty) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WithdrawalParty) GetParty() string {
@@ -169,7 +1199,7 @@ type WithdrawStatusResponse struct {
 
 func (x *WithdrawStatusResponse) Reset() {
 	*x = WithdrawStatusResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -181,7 +1211,7 @@ func (x *WithdrawStatusResponse) String() string {
 func (*WithdrawStatusResponse) ProtoMessage() {}
 
 func (x *WithdrawStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -194,7 +1224,7 @@ func (x *WithdrawStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawStatusResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawStatusResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WithdrawStatusResponse) GetWithdrawalId() string {
@@ -262,7 +1292,7 @@ type WithdrawResponse struct {
 
 func (x *WithdrawResponse) Reset() {
 	*x = WithdrawResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +1304,7 @@ func (x *WithdrawResponse) String() string {
 func (*WithdrawResponse) ProtoMessage() {}
 
 func (x *WithdrawResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +1317,7 @@ func (x *WithdrawResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WithdrawResponse) GetStatus() *WithdrawStatusResponse {
@@ -306,7 +1336,7 @@ type WithdrawStatusRequest struct {
 
 func (x *WithdrawStatusRequest) Reset() {
 	*x = WithdrawStatusRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -318,7 +1348,7 @@ func (x *WithdrawStatusRequest) String() string {
 func (*WithdrawStatusRequest) ProtoMessage() {}
 
 func (x *WithdrawStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -331,7 +1361,7 @@ func (x *WithdrawStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawStatusRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawStatusRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WithdrawStatusRequest) GetId() string {
@@ -353,7 +1383,7 @@ type Suspension struct {
 
 func (x *Suspension) Reset() {
 	*x = Suspension{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -365,7 +1395,7 @@ func (x *Suspension) String() string {
 func (*Suspension) ProtoMessage() {}
 
 func (x *Suspension) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -378,7 +1408,7 @@ func (x *Suspension) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Suspension.ProtoReflect.Descriptor instead.
 func (*Suspension) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Suspension) GetReason() string {
@@ -412,7 +1442,7 @@ type SuspendPartnerRequest struct {
 
 func (x *SuspendPartnerRequest) Reset() {
 	*x = SuspendPartnerRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +1454,7 @@ func (x *SuspendPartnerRequest) String() string {
 func (*SuspendPartnerRequest) ProtoMessage() {}
 
 func (x *SuspendPartnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +1467,7 @@ func (x *SuspendPartnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuspendPartnerRequest.ProtoReflect.Descriptor instead.
 func (*SuspendPartnerRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SuspendPartnerRequest) GetParty() string {
@@ -463,7 +1493,7 @@ type SuspendPartnerResponse struct {
 
 func (x *SuspendPartnerResponse) Reset() {
 	*x = SuspendPartnerResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -475,7 +1505,7 @@ func (x *SuspendPartnerResponse) String() string {
 func (*SuspendPartnerResponse) ProtoMessage() {}
 
 func (x *SuspendPartnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -488,7 +1518,7 @@ func (x *SuspendPartnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuspendPartnerResponse.ProtoReflect.Descriptor instead.
 func (*SuspendPartnerResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SuspendPartnerResponse) GetSuspension() *Suspension {
@@ -507,7 +1537,7 @@ type ReinstatePartnerRequest struct {
 
 func (x *ReinstatePartnerRequest) Reset() {
 	*x = ReinstatePartnerRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -519,7 +1549,7 @@ func (x *ReinstatePartnerRequest) String() string {
 func (*ReinstatePartnerRequest) ProtoMessage() {}
 
 func (x *ReinstatePartnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -532,7 +1562,7 @@ func (x *ReinstatePartnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstatePartnerRequest.ProtoReflect.Descriptor instead.
 func (*ReinstatePartnerRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReinstatePartnerRequest) GetParty() string {
@@ -550,7 +1580,7 @@ type ReinstatePartnerResponse struct {
 
 func (x *ReinstatePartnerResponse) Reset() {
 	*x = ReinstatePartnerResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +1592,7 @@ func (x *ReinstatePartnerResponse) String() string {
 func (*ReinstatePartnerResponse) ProtoMessage() {}
 
 func (x *ReinstatePartnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +1605,7 @@ func (x *ReinstatePartnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstatePartnerResponse.ProtoReflect.Descriptor instead.
 func (*ReinstatePartnerResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 type ListPartnersRequest struct {
@@ -586,7 +1616,7 @@ type ListPartnersRequest struct {
 
 func (x *ListPartnersRequest) Reset() {
 	*x = ListPartnersRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +1628,7 @@ func (x *ListPartnersRequest) String() string {
 func (*ListPartnersRequest) ProtoMessage() {}
 
 func (x *ListPartnersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +1641,7 @@ func (x *ListPartnersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartnersRequest.ProtoReflect.Descriptor instead.
 func (*ListPartnersRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 type Partner struct {
@@ -630,7 +1660,7 @@ type Partner struct {
 
 func (x *Partner) Reset() {
 	*x = Partner{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +1672,7 @@ func (x *Partner) String() string {
 func (*Partner) ProtoMessage() {}
 
 func (x *Partner) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +1685,7 @@ func (x *Partner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Partner.ProtoReflect.Descriptor instead.
 func (*Partner) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Partner) GetParty() string {
@@ -702,7 +1732,7 @@ type ListPartnersResponse struct {
 
 func (x *ListPartnersResponse) Reset() {
 	*x = ListPartnersResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +1744,7 @@ func (x *ListPartnersResponse) String() string {
 func (*ListPartnersResponse) ProtoMessage() {}
 
 func (x *ListPartnersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +1757,7 @@ func (x *ListPartnersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartnersResponse.ProtoReflect.Descriptor instead.
 func (*ListPartnersResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListPartnersResponse) GetPartners() []*Partner {
@@ -747,7 +1777,7 @@ type SuspendSubscriberRequest struct {
 
 func (x *SuspendSubscriberRequest) Reset() {
 	*x = SuspendSubscriberRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +1789,7 @@ func (x *SuspendSubscriberRequest) String() string {
 func (*SuspendSubscriberRequest) ProtoMessage() {}
 
 func (x *SuspendSubscriberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +1802,7 @@ func (x *SuspendSubscriberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuspendSubscriberRequest.ProtoReflect.Descriptor instead.
 func (*SuspendSubscriberRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SuspendSubscriberRequest) GetName() string {
@@ -798,7 +1828,7 @@ type SuspendSubscriberResponse struct {
 
 func (x *SuspendSubscriberResponse) Reset() {
 	*x = SuspendSubscriberResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +1840,7 @@ func (x *SuspendSubscriberResponse) String() string {
 func (*SuspendSubscriberResponse) ProtoMessage() {}
 
 func (x *SuspendSubscriberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +1853,7 @@ func (x *SuspendSubscriberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuspendSubscriberResponse.ProtoReflect.Descriptor instead.
 func (*SuspendSubscriberResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SuspendSubscriberResponse) GetSuspension() *Suspension {
@@ -842,7 +1872,7 @@ type ReinstateSubscriberRequest struct {
 
 func (x *ReinstateSubscriberRequest) Reset() {
 	*x = ReinstateSubscriberRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +1884,7 @@ func (x *ReinstateSubscriberRequest) String() string {
 func (*ReinstateSubscriberRequest) ProtoMessage() {}
 
 func (x *ReinstateSubscriberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +1897,7 @@ func (x *ReinstateSubscriberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstateSubscriberRequest.ProtoReflect.Descriptor instead.
 func (*ReinstateSubscriberRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReinstateSubscriberRequest) GetName() string {
@@ -885,7 +1915,7 @@ type ReinstateSubscriberResponse struct {
 
 func (x *ReinstateSubscriberResponse) Reset() {
 	*x = ReinstateSubscriberResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +1927,7 @@ func (x *ReinstateSubscriberResponse) String() string {
 func (*ReinstateSubscriberResponse) ProtoMessage() {}
 
 func (x *ReinstateSubscriberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +1940,7 @@ func (x *ReinstateSubscriberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstateSubscriberResponse.ProtoReflect.Descriptor instead.
 func (*ReinstateSubscriberResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 type ListSubscribersRequest struct {
@@ -921,7 +1951,7 @@ type ListSubscribersRequest struct {
 
 func (x *ListSubscribersRequest) Reset() {
 	*x = ListSubscribersRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1963,7 @@ func (x *ListSubscribersRequest) String() string {
 func (*ListSubscribersRequest) ProtoMessage() {}
 
 func (x *ListSubscribersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1976,7 @@ func (x *ListSubscribersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubscribersRequest.ProtoReflect.Descriptor instead.
 func (*ListSubscribersRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 type Subscriber struct {
@@ -963,7 +1993,7 @@ type Subscriber struct {
 
 func (x *Subscriber) Reset() {
 	*x = Subscriber{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +2005,7 @@ func (x *Subscriber) String() string {
 func (*Subscriber) ProtoMessage() {}
 
 func (x *Subscriber) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +2018,7 @@ func (x *Subscriber) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscriber.ProtoReflect.Descriptor instead.
 func (*Subscriber) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Subscriber) GetName() string {
@@ -1035,7 +2065,7 @@ type ListSubscribersResponse struct {
 
 func (x *ListSubscribersResponse) Reset() {
 	*x = ListSubscribersResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +2077,7 @@ func (x *ListSubscribersResponse) String() string {
 func (*ListSubscribersResponse) ProtoMessage() {}
 
 func (x *ListSubscribersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +2090,7 @@ func (x *ListSubscribersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubscribersResponse.ProtoReflect.Descriptor instead.
 func (*ListSubscribersResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListSubscribersResponse) GetSubscribers() []*Subscriber {
@@ -1078,7 +2108,7 @@ type ListAgreementsRequest struct {
 
 func (x *ListAgreementsRequest) Reset() {
 	*x = ListAgreementsRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +2120,7 @@ func (x *ListAgreementsRequest) String() string {
 func (*ListAgreementsRequest) ProtoMessage() {}
 
 func (x *ListAgreementsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +2133,7 @@ func (x *ListAgreementsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgreementsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgreementsRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 type Agreement struct {
@@ -1125,7 +2155,7 @@ type Agreement struct {
 
 func (x *Agreement) Reset() {
 	*x = Agreement{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +2167,7 @@ func (x *Agreement) String() string {
 func (*Agreement) ProtoMessage() {}
 
 func (x *Agreement) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +2180,7 @@ func (x *Agreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agreement.ProtoReflect.Descriptor instead.
 func (*Agreement) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Agreement) GetPartner() string {
@@ -1225,7 +2255,7 @@ type ListAgreementsResponse struct {
 
 func (x *ListAgreementsResponse) Reset() {
 	*x = ListAgreementsResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +2267,7 @@ func (x *ListAgreementsResponse) String() string {
 func (*ListAgreementsResponse) ProtoMessage() {}
 
 func (x *ListAgreementsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +2280,7 @@ func (x *ListAgreementsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgreementsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgreementsResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListAgreementsResponse) GetAgreements() []*Agreement {
@@ -1268,7 +2298,7 @@ type ListSecurityEventsRequest struct {
 
 func (x *ListSecurityEventsRequest) Reset() {
 	*x = ListSecurityEventsRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1280,7 +2310,7 @@ func (x *ListSecurityEventsRequest) String() string {
 func (*ListSecurityEventsRequest) ProtoMessage() {}
 
 func (x *ListSecurityEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1293,7 +2323,7 @@ func (x *ListSecurityEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecurityEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecurityEventsRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 type SecurityEvent struct {
@@ -1315,7 +2345,7 @@ type SecurityEvent struct {
 
 func (x *SecurityEvent) Reset() {
 	*x = SecurityEvent{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +2357,7 @@ func (x *SecurityEvent) String() string {
 func (*SecurityEvent) ProtoMessage() {}
 
 func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +2370,7 @@ func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityEvent.ProtoReflect.Descriptor instead.
 func (*SecurityEvent) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SecurityEvent) GetSeq() uint64 {
@@ -1408,7 +2438,7 @@ type ListSecurityEventsResponse struct {
 
 func (x *ListSecurityEventsResponse) Reset() {
 	*x = ListSecurityEventsResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +2450,7 @@ func (x *ListSecurityEventsResponse) String() string {
 func (*ListSecurityEventsResponse) ProtoMessage() {}
 
 func (x *ListSecurityEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +2463,7 @@ func (x *ListSecurityEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecurityEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecurityEventsResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListSecurityEventsResponse) GetEvents() []*SecurityEvent {
@@ -1457,7 +2487,7 @@ type DeclareCrisisRequest struct {
 
 func (x *DeclareCrisisRequest) Reset() {
 	*x = DeclareCrisisRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1469,7 +2499,7 @@ func (x *DeclareCrisisRequest) String() string {
 func (*DeclareCrisisRequest) ProtoMessage() {}
 
 func (x *DeclareCrisisRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1482,7 +2512,7 @@ func (x *DeclareCrisisRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclareCrisisRequest.ProtoReflect.Descriptor instead.
 func (*DeclareCrisisRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeclareCrisisRequest) GetTopics() []string {
@@ -1539,7 +2569,7 @@ type Crisis struct {
 
 func (x *Crisis) Reset() {
 	*x = Crisis{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +2581,7 @@ func (x *Crisis) String() string {
 func (*Crisis) ProtoMessage() {}
 
 func (x *Crisis) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +2594,7 @@ func (x *Crisis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Crisis.ProtoReflect.Descriptor instead.
 func (*Crisis) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Crisis) GetId() string {
@@ -1648,7 +2678,7 @@ type DeclareCrisisResponse struct {
 
 func (x *DeclareCrisisResponse) Reset() {
 	*x = DeclareCrisisResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +2690,7 @@ func (x *DeclareCrisisResponse) String() string {
 func (*DeclareCrisisResponse) ProtoMessage() {}
 
 func (x *DeclareCrisisResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +2703,7 @@ func (x *DeclareCrisisResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclareCrisisResponse.ProtoReflect.Descriptor instead.
 func (*DeclareCrisisResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DeclareCrisisResponse) GetCrisis() *Crisis {
@@ -1699,7 +2729,7 @@ type EndCrisisRequest struct {
 
 func (x *EndCrisisRequest) Reset() {
 	*x = EndCrisisRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +2741,7 @@ func (x *EndCrisisRequest) String() string {
 func (*EndCrisisRequest) ProtoMessage() {}
 
 func (x *EndCrisisRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +2754,7 @@ func (x *EndCrisisRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndCrisisRequest.ProtoReflect.Descriptor instead.
 func (*EndCrisisRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *EndCrisisRequest) GetId() string {
@@ -1743,7 +2773,7 @@ type EndCrisisResponse struct {
 
 func (x *EndCrisisResponse) Reset() {
 	*x = EndCrisisResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +2785,7 @@ func (x *EndCrisisResponse) String() string {
 func (*EndCrisisResponse) ProtoMessage() {}
 
 func (x *EndCrisisResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +2798,7 @@ func (x *EndCrisisResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndCrisisResponse.ProtoReflect.Descriptor instead.
 func (*EndCrisisResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *EndCrisisResponse) GetCrisis() *Crisis {
@@ -1786,7 +2816,7 @@ type ListCrisesRequest struct {
 
 func (x *ListCrisesRequest) Reset() {
 	*x = ListCrisesRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1798,7 +2828,7 @@ func (x *ListCrisesRequest) String() string {
 func (*ListCrisesRequest) ProtoMessage() {}
 
 func (x *ListCrisesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +2841,7 @@ func (x *ListCrisesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCrisesRequest.ProtoReflect.Descriptor instead.
 func (*ListCrisesRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 type ListCrisesResponse struct {
@@ -1823,7 +2853,7 @@ type ListCrisesResponse struct {
 
 func (x *ListCrisesResponse) Reset() {
 	*x = ListCrisesResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +2865,7 @@ func (x *ListCrisesResponse) String() string {
 func (*ListCrisesResponse) ProtoMessage() {}
 
 func (x *ListCrisesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +2878,7 @@ func (x *ListCrisesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCrisesResponse.ProtoReflect.Descriptor instead.
 func (*ListCrisesResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListCrisesResponse) GetCrises() []*Crisis {
@@ -1867,7 +2897,7 @@ type ReviewCrisisRequest struct {
 
 func (x *ReviewCrisisRequest) Reset() {
 	*x = ReviewCrisisRequest{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1879,7 +2909,7 @@ func (x *ReviewCrisisRequest) String() string {
 func (*ReviewCrisisRequest) ProtoMessage() {}
 
 func (x *ReviewCrisisRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1892,7 +2922,7 @@ func (x *ReviewCrisisRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewCrisisRequest.ProtoReflect.Descriptor instead.
 func (*ReviewCrisisRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReviewCrisisRequest) GetId() string {
@@ -1918,7 +2948,7 @@ type CrisisRelease struct {
 
 func (x *CrisisRelease) Reset() {
 	*x = CrisisRelease{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2960,7 @@ func (x *CrisisRelease) String() string {
 func (*CrisisRelease) ProtoMessage() {}
 
 func (x *CrisisRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2973,7 @@ func (x *CrisisRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CrisisRelease.ProtoReflect.Descriptor instead.
 func (*CrisisRelease) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CrisisRelease) GetReportId() string {
@@ -1998,7 +3028,7 @@ type ReviewCrisisResponse struct {
 
 func (x *ReviewCrisisResponse) Reset() {
 	*x = ReviewCrisisResponse{}
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2010,7 +3040,7 @@ func (x *ReviewCrisisResponse) String() string {
 func (*ReviewCrisisResponse) ProtoMessage() {}
 
 func (x *ReviewCrisisResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_tearline_admin_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2023,7 +3053,7 @@ func (x *ReviewCrisisResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewCrisisResponse.ProtoReflect.Descriptor instead.
 func (*ReviewCrisisResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_tearline_admin_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReviewCrisisResponse) GetCrisis() *Crisis {
@@ -2044,7 +3074,89 @@ var File_tearline_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_tearline_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1dtearline/admin/v1/admin.proto\x12\x11tearline.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftearline/report/v1/report.proto\"Q\n" +
+	"\x1dtearline/admin/v1/admin.proto\x12\x11tearline.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftearline/report/v1/report.proto\"\x14\n" +
+	"\x12VerifyAuditRequest\"\xd0\x01\n" +
+	"\x13VerifyAuditResponse\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x18\n" +
+	"\aentries\x18\x02 \x01(\x04R\aentries\x12 \n" +
+	"\tfirst_bad\x18\x03 \x01(\x04H\x00R\bfirstBad\x88\x01\x01\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12 \n" +
+	"\vcheckpoints\x18\x05 \x01(\x04R\vcheckpoints\x12%\n" +
+	"\x0echeckpoint_seq\x18\x06 \x01(\x04R\rcheckpointSeqB\f\n" +
+	"\n" +
+	"_first_bad\"F\n" +
+	"\x12ExportAuditRequest\x120\n" +
+	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xd3\x01\n" +
+	"\x13ExportAuditResponse\x12>\n" +
+	"\x06header\x18\x01 \x01(\v2$.tearline.admin.v1.AuditExportHeaderH\x00R\x06header\x126\n" +
+	"\x05entry\x18\x02 \x01(\v2\x1e.tearline.admin.v1.AuditRecordH\x00R\x05entry\x12<\n" +
+	"\n" +
+	"checkpoint\x18\x03 \x01(\v2\x1a.tearline.report.v1.SignedH\x00R\n" +
+	"checkpointB\x06\n" +
+	"\x04item\"\xdf\x01\n" +
+	"\x11AuditExportHeader\x12\x14\n" +
+	"\x05party\x18\x01 \x01(\tR\x05party\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x126\n" +
+	"\bexported\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bexported\x120\n" +
+	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1b\n" +
+	"\tfirst_seq\x18\x05 \x01(\x04R\bfirstSeq\x12\x19\n" +
+	"\blast_seq\x18\x06 \x01(\x04R\alastSeq\"=\n" +
+	"\vAuditRecord\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1c\n" +
+	"\tcanonical\x18\x02 \x01(\fR\tcanonical\"1\n" +
+	"\x19VerifyPartnerAuditRequest\x12\x14\n" +
+	"\x05party\x18\x01 \x01(\tR\x05party\"\xc0\x02\n" +
+	"\x1aVerifyPartnerAuditResponse\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x14\n" +
+	"\x05party\x18\x02 \x01(\tR\x05party\x12 \n" +
+	"\vcheckpoints\x18\x03 \x01(\x04R\vcheckpoints\x12'\n" +
+	"\x0fpartner_entries\x18\x04 \x01(\x04R\x0epartnerEntries\x12 \n" +
+	"\tfirst_bad\x18\x05 \x01(\x04H\x00R\bfirstBad\x88\x01\x01\x124\n" +
+	"\x13mismatch_checkpoint\x18\x06 \x01(\x04H\x01R\x12mismatchCheckpoint\x88\x01\x01\x12\x1b\n" +
+	"\tlast_good\x18\a \x01(\x04R\blastGood\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reasonB\f\n" +
+	"\n" +
+	"_first_badB\x16\n" +
+	"\x14_mismatch_checkpoint\"\x1f\n" +
+	"\rWhoSawRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xcb\x01\n" +
+	"\tRecipient\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12>\n" +
+	"\facknowledged\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\facknowledged\x12\x14\n" +
+	"\x05basis\x18\x05 \x01(\tR\x05basis\x12\x10\n" +
+	"\x03via\x18\x06 \x01(\tR\x03via\"g\n" +
+	"\x11PortionRecipients\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12<\n" +
+	"\n" +
+	"recipients\x18\x02 \x03(\v2\x1c.tearline.admin.v1.RecipientR\n" +
+	"recipients\"b\n" +
+	"\x0eWhoSawResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12@\n" +
+	"\bportions\x18\x02 \x03(\v2$.tearline.admin.v1.PortionRecipientsR\bportions\"H\n" +
+	"\x13AuditSummaryRequest\x121\n" +
+	"\x06period\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06period\"\x9e\x04\n" +
+	"\x0ePartnerSummary\x12\x14\n" +
+	"\x05party\x18\x01 \x01(\tR\x05party\x12)\n" +
+	"\x10reports_released\x18\x02 \x01(\x04R\x0freportsReleased\x12%\n" +
+	"\x0ereports_denied\x18\x03 \x01(\x04R\rreportsDenied\x12\\\n" +
+	"\x0fdenials_by_rule\x18\x04 \x03(\v24.tearline.admin.v1.PartnerSummary.DenialsByRuleEntryR\rdenialsByRule\x12)\n" +
+	"\x10reports_received\x18\x05 \x01(\x04R\x0freportsReceived\x12)\n" +
+	"\x10reports_rejected\x18\x06 \x01(\x04R\x0freportsRejected\x12%\n" +
+	"\x0econsents_asked\x18\a \x01(\x04R\rconsentsAsked\x12)\n" +
+	"\x10consents_granted\x18\b \x01(\x04R\x0fconsentsGranted\x12)\n" +
+	"\x10withdrawals_sent\x18\t \x01(\x04R\x0fwithdrawalsSent\x121\n" +
+	"\x14withdrawals_received\x18\n" +
+	" \x01(\x04R\x13withdrawalsReceived\x1a@\n" +
+	"\x12DenialsByRuleEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xc7\x01\n" +
+	"\x14AuditSummaryResponse\x12\x14\n" +
+	"\x05party\x18\x01 \x01(\tR\x05party\x12.\n" +
+	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12=\n" +
+	"\bpartners\x18\x04 \x03(\v2!.tearline.admin.v1.PartnerSummaryR\bpartners\"Q\n" +
 	"\x0fWithdrawRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
@@ -2187,7 +3299,7 @@ const file_tearline_admin_v1_admin_proto_rawDesc = "" +
 	"\x06normal\x18\x06 \x01(\v2\x1c.tearline.report.v1.DecisionR\x06normal\"\x87\x01\n" +
 	"\x14ReviewCrisisResponse\x121\n" +
 	"\x06crisis\x18\x01 \x01(\v2\x19.tearline.admin.v1.CrisisR\x06crisis\x12<\n" +
-	"\breleases\x18\x02 \x03(\v2 .tearline.admin.v1.CrisisReleaseR\breleases2\xa1\v\n" +
+	"\breleases\x18\x02 \x03(\v2 .tearline.admin.v1.CrisisReleaseR\breleases2\x82\x0f\n" +
 	"\fAdminService\x12e\n" +
 	"\x0eListAgreements\x12(.tearline.admin.v1.ListAgreementsRequest\x1a).tearline.admin.v1.ListAgreementsResponse\x12q\n" +
 	"\x12ListSecurityEvents\x12,.tearline.admin.v1.ListSecurityEventsRequest\x1a-.tearline.admin.v1.ListSecurityEventsResponse\x12b\n" +
@@ -2203,7 +3315,12 @@ const file_tearline_admin_v1_admin_proto_rawDesc = "" +
 	"\x13ReinstateSubscriber\x12-.tearline.admin.v1.ReinstateSubscriberRequest\x1a..tearline.admin.v1.ReinstateSubscriberResponse\x12h\n" +
 	"\x0fListSubscribers\x12).tearline.admin.v1.ListSubscribersRequest\x1a*.tearline.admin.v1.ListSubscribersResponse\x12S\n" +
 	"\bWithdraw\x12\".tearline.admin.v1.WithdrawRequest\x1a#.tearline.admin.v1.WithdrawResponse\x12e\n" +
-	"\x0eWithdrawStatus\x12(.tearline.admin.v1.WithdrawStatusRequest\x1a).tearline.admin.v1.WithdrawStatusResponseB>Z<github.com/tearline/tearline/proto/tearline/admin/v1;adminv1b\x06proto3"
+	"\x0eWithdrawStatus\x12(.tearline.admin.v1.WithdrawStatusRequest\x1a).tearline.admin.v1.WithdrawStatusResponse\x12\\\n" +
+	"\vVerifyAudit\x12%.tearline.admin.v1.VerifyAuditRequest\x1a&.tearline.admin.v1.VerifyAuditResponse\x12^\n" +
+	"\vExportAudit\x12%.tearline.admin.v1.ExportAuditRequest\x1a&.tearline.admin.v1.ExportAuditResponse0\x01\x12q\n" +
+	"\x12VerifyPartnerAudit\x12,.tearline.admin.v1.VerifyPartnerAuditRequest\x1a-.tearline.admin.v1.VerifyPartnerAuditResponse\x12M\n" +
+	"\x06WhoSaw\x12 .tearline.admin.v1.WhoSawRequest\x1a!.tearline.admin.v1.WhoSawResponse\x12_\n" +
+	"\fAuditSummary\x12&.tearline.admin.v1.AuditSummaryRequest\x1a'.tearline.admin.v1.AuditSummaryResponseB>Z<github.com/tearline/tearline/proto/tearline/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_tearline_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -2217,110 +3334,152 @@ func file_tearline_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_tearline_admin_v1_admin_proto_rawDescData
 }
 
-var file_tearline_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_tearline_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_tearline_admin_v1_admin_proto_goTypes = []any{
-	(*WithdrawRequest)(nil),             // 0: tearline.admin.v1.WithdrawRequest
-	(*WithdrawalParty)(nil),             // 1: tearline.admin.v1.WithdrawalParty
-	(*WithdrawStatusResponse)(nil),      // 2: tearline.admin.v1.WithdrawStatusResponse
-	(*WithdrawResponse)(nil),            // 3: tearline.admin.v1.WithdrawResponse
-	(*WithdrawStatusRequest)(nil),       // 4: tearline.admin.v1.WithdrawStatusRequest
-	(*Suspension)(nil),                  // 5: tearline.admin.v1.Suspension
-	(*SuspendPartnerRequest)(nil),       // 6: tearline.admin.v1.SuspendPartnerRequest
-	(*SuspendPartnerResponse)(nil),      // 7: tearline.admin.v1.SuspendPartnerResponse
-	(*ReinstatePartnerRequest)(nil),     // 8: tearline.admin.v1.ReinstatePartnerRequest
-	(*ReinstatePartnerResponse)(nil),    // 9: tearline.admin.v1.ReinstatePartnerResponse
-	(*ListPartnersRequest)(nil),         // 10: tearline.admin.v1.ListPartnersRequest
-	(*Partner)(nil),                     // 11: tearline.admin.v1.Partner
-	(*ListPartnersResponse)(nil),        // 12: tearline.admin.v1.ListPartnersResponse
-	(*SuspendSubscriberRequest)(nil),    // 13: tearline.admin.v1.SuspendSubscriberRequest
-	(*SuspendSubscriberResponse)(nil),   // 14: tearline.admin.v1.SuspendSubscriberResponse
-	(*ReinstateSubscriberRequest)(nil),  // 15: tearline.admin.v1.ReinstateSubscriberRequest
-	(*ReinstateSubscriberResponse)(nil), // 16: tearline.admin.v1.ReinstateSubscriberResponse
-	(*ListSubscribersRequest)(nil),      // 17: tearline.admin.v1.ListSubscribersRequest
-	(*Subscriber)(nil),                  // 18: tearline.admin.v1.Subscriber
-	(*ListSubscribersResponse)(nil),     // 19: tearline.admin.v1.ListSubscribersResponse
-	(*ListAgreementsRequest)(nil),       // 20: tearline.admin.v1.ListAgreementsRequest
-	(*Agreement)(nil),                   // 21: tearline.admin.v1.Agreement
-	(*ListAgreementsResponse)(nil),      // 22: tearline.admin.v1.ListAgreementsResponse
-	(*ListSecurityEventsRequest)(nil),   // 23: tearline.admin.v1.ListSecurityEventsRequest
-	(*SecurityEvent)(nil),               // 24: tearline.admin.v1.SecurityEvent
-	(*ListSecurityEventsResponse)(nil),  // 25: tearline.admin.v1.ListSecurityEventsResponse
-	(*DeclareCrisisRequest)(nil),        // 26: tearline.admin.v1.DeclareCrisisRequest
-	(*Crisis)(nil),                      // 27: tearline.admin.v1.Crisis
-	(*DeclareCrisisResponse)(nil),       // 28: tearline.admin.v1.DeclareCrisisResponse
-	(*EndCrisisRequest)(nil),            // 29: tearline.admin.v1.EndCrisisRequest
-	(*EndCrisisResponse)(nil),           // 30: tearline.admin.v1.EndCrisisResponse
-	(*ListCrisesRequest)(nil),           // 31: tearline.admin.v1.ListCrisesRequest
-	(*ListCrisesResponse)(nil),          // 32: tearline.admin.v1.ListCrisesResponse
-	(*ReviewCrisisRequest)(nil),         // 33: tearline.admin.v1.ReviewCrisisRequest
-	(*CrisisRelease)(nil),               // 34: tearline.admin.v1.CrisisRelease
-	(*ReviewCrisisResponse)(nil),        // 35: tearline.admin.v1.ReviewCrisisResponse
-	(*timestamppb.Timestamp)(nil),       // 36: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 37: google.protobuf.Duration
-	(*v1.Decision)(nil),                 // 38: tearline.report.v1.Decision
+	(*VerifyAuditRequest)(nil),          // 0: tearline.admin.v1.VerifyAuditRequest
+	(*VerifyAuditResponse)(nil),         // 1: tearline.admin.v1.VerifyAuditResponse
+	(*ExportAuditRequest)(nil),          // 2: tearline.admin.v1.ExportAuditRequest
+	(*ExportAuditResponse)(nil),         // 3: tearline.admin.v1.ExportAuditResponse
+	(*AuditExportHeader)(nil),           // 4: tearline.admin.v1.AuditExportHeader
+	(*AuditRecord)(nil),                 // 5: tearline.admin.v1.AuditRecord
+	(*VerifyPartnerAuditRequest)(nil),   // 6: tearline.admin.v1.VerifyPartnerAuditRequest
+	(*VerifyPartnerAuditResponse)(nil),  // 7: tearline.admin.v1.VerifyPartnerAuditResponse
+	(*WhoSawRequest)(nil),               // 8: tearline.admin.v1.WhoSawRequest
+	(*Recipient)(nil),                   // 9: tearline.admin.v1.Recipient
+	(*PortionRecipients)(nil),           // 10: tearline.admin.v1.PortionRecipients
+	(*WhoSawResponse)(nil),              // 11: tearline.admin.v1.WhoSawResponse
+	(*AuditSummaryRequest)(nil),         // 12: tearline.admin.v1.AuditSummaryRequest
+	(*PartnerSummary)(nil),              // 13: tearline.admin.v1.PartnerSummary
+	(*AuditSummaryResponse)(nil),        // 14: tearline.admin.v1.AuditSummaryResponse
+	(*WithdrawRequest)(nil),             // 15: tearline.admin.v1.WithdrawRequest
+	(*WithdrawalParty)(nil),             // 16: tearline.admin.v1.WithdrawalParty
+	(*WithdrawStatusResponse)(nil),      // 17: tearline.admin.v1.WithdrawStatusResponse
+	(*WithdrawResponse)(nil),            // 18: tearline.admin.v1.WithdrawResponse
+	(*WithdrawStatusRequest)(nil),       // 19: tearline.admin.v1.WithdrawStatusRequest
+	(*Suspension)(nil),                  // 20: tearline.admin.v1.Suspension
+	(*SuspendPartnerRequest)(nil),       // 21: tearline.admin.v1.SuspendPartnerRequest
+	(*SuspendPartnerResponse)(nil),      // 22: tearline.admin.v1.SuspendPartnerResponse
+	(*ReinstatePartnerRequest)(nil),     // 23: tearline.admin.v1.ReinstatePartnerRequest
+	(*ReinstatePartnerResponse)(nil),    // 24: tearline.admin.v1.ReinstatePartnerResponse
+	(*ListPartnersRequest)(nil),         // 25: tearline.admin.v1.ListPartnersRequest
+	(*Partner)(nil),                     // 26: tearline.admin.v1.Partner
+	(*ListPartnersResponse)(nil),        // 27: tearline.admin.v1.ListPartnersResponse
+	(*SuspendSubscriberRequest)(nil),    // 28: tearline.admin.v1.SuspendSubscriberRequest
+	(*SuspendSubscriberResponse)(nil),   // 29: tearline.admin.v1.SuspendSubscriberResponse
+	(*ReinstateSubscriberRequest)(nil),  // 30: tearline.admin.v1.ReinstateSubscriberRequest
+	(*ReinstateSubscriberResponse)(nil), // 31: tearline.admin.v1.ReinstateSubscriberResponse
+	(*ListSubscribersRequest)(nil),      // 32: tearline.admin.v1.ListSubscribersRequest
+	(*Subscriber)(nil),                  // 33: tearline.admin.v1.Subscriber
+	(*ListSubscribersResponse)(nil),     // 34: tearline.admin.v1.ListSubscribersResponse
+	(*ListAgreementsRequest)(nil),       // 35: tearline.admin.v1.ListAgreementsRequest
+	(*Agreement)(nil),                   // 36: tearline.admin.v1.Agreement
+	(*ListAgreementsResponse)(nil),      // 37: tearline.admin.v1.ListAgreementsResponse
+	(*ListSecurityEventsRequest)(nil),   // 38: tearline.admin.v1.ListSecurityEventsRequest
+	(*SecurityEvent)(nil),               // 39: tearline.admin.v1.SecurityEvent
+	(*ListSecurityEventsResponse)(nil),  // 40: tearline.admin.v1.ListSecurityEventsResponse
+	(*DeclareCrisisRequest)(nil),        // 41: tearline.admin.v1.DeclareCrisisRequest
+	(*Crisis)(nil),                      // 42: tearline.admin.v1.Crisis
+	(*DeclareCrisisResponse)(nil),       // 43: tearline.admin.v1.DeclareCrisisResponse
+	(*EndCrisisRequest)(nil),            // 44: tearline.admin.v1.EndCrisisRequest
+	(*EndCrisisResponse)(nil),           // 45: tearline.admin.v1.EndCrisisResponse
+	(*ListCrisesRequest)(nil),           // 46: tearline.admin.v1.ListCrisesRequest
+	(*ListCrisesResponse)(nil),          // 47: tearline.admin.v1.ListCrisesResponse
+	(*ReviewCrisisRequest)(nil),         // 48: tearline.admin.v1.ReviewCrisisRequest
+	(*CrisisRelease)(nil),               // 49: tearline.admin.v1.CrisisRelease
+	(*ReviewCrisisResponse)(nil),        // 50: tearline.admin.v1.ReviewCrisisResponse
+	nil,                                 // 51: tearline.admin.v1.PartnerSummary.DenialsByRuleEntry
+	(*timestamppb.Timestamp)(nil),       // 52: google.protobuf.Timestamp
+	(*v1.Signed)(nil),                   // 53: tearline.report.v1.Signed
+	(*durationpb.Duration)(nil),         // 54: google.protobuf.Duration
+	(*v1.Decision)(nil),                 // 55: tearline.report.v1.Decision
 }
 var file_tearline_admin_v1_admin_proto_depIdxs = []int32{
-	36, // 0: tearline.admin.v1.WithdrawalParty.time:type_name -> google.protobuf.Timestamp
-	36, // 1: tearline.admin.v1.WithdrawStatusResponse.issued:type_name -> google.protobuf.Timestamp
-	1,  // 2: tearline.admin.v1.WithdrawStatusResponse.parties:type_name -> tearline.admin.v1.WithdrawalParty
-	2,  // 3: tearline.admin.v1.WithdrawResponse.status:type_name -> tearline.admin.v1.WithdrawStatusResponse
-	36, // 4: tearline.admin.v1.Suspension.since:type_name -> google.protobuf.Timestamp
-	5,  // 5: tearline.admin.v1.SuspendPartnerResponse.suspension:type_name -> tearline.admin.v1.Suspension
-	5,  // 6: tearline.admin.v1.Partner.suspension:type_name -> tearline.admin.v1.Suspension
-	11, // 7: tearline.admin.v1.ListPartnersResponse.partners:type_name -> tearline.admin.v1.Partner
-	5,  // 8: tearline.admin.v1.SuspendSubscriberResponse.suspension:type_name -> tearline.admin.v1.Suspension
-	5,  // 9: tearline.admin.v1.Subscriber.suspension:type_name -> tearline.admin.v1.Suspension
-	18, // 10: tearline.admin.v1.ListSubscribersResponse.subscribers:type_name -> tearline.admin.v1.Subscriber
-	36, // 11: tearline.admin.v1.Agreement.valid_from:type_name -> google.protobuf.Timestamp
-	36, // 12: tearline.admin.v1.Agreement.valid_until:type_name -> google.protobuf.Timestamp
-	36, // 13: tearline.admin.v1.Agreement.review:type_name -> google.protobuf.Timestamp
-	21, // 14: tearline.admin.v1.ListAgreementsResponse.agreements:type_name -> tearline.admin.v1.Agreement
-	36, // 15: tearline.admin.v1.SecurityEvent.time:type_name -> google.protobuf.Timestamp
-	24, // 16: tearline.admin.v1.ListSecurityEventsResponse.events:type_name -> tearline.admin.v1.SecurityEvent
-	37, // 17: tearline.admin.v1.DeclareCrisisRequest.duration:type_name -> google.protobuf.Duration
-	36, // 18: tearline.admin.v1.Crisis.issued:type_name -> google.protobuf.Timestamp
-	36, // 19: tearline.admin.v1.Crisis.expires:type_name -> google.protobuf.Timestamp
-	36, // 20: tearline.admin.v1.Crisis.ended:type_name -> google.protobuf.Timestamp
-	27, // 21: tearline.admin.v1.DeclareCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
-	27, // 22: tearline.admin.v1.EndCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
-	27, // 23: tearline.admin.v1.ListCrisesResponse.crises:type_name -> tearline.admin.v1.Crisis
-	36, // 24: tearline.admin.v1.CrisisRelease.time:type_name -> google.protobuf.Timestamp
-	38, // 25: tearline.admin.v1.CrisisRelease.normal:type_name -> tearline.report.v1.Decision
-	27, // 26: tearline.admin.v1.ReviewCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
-	34, // 27: tearline.admin.v1.ReviewCrisisResponse.releases:type_name -> tearline.admin.v1.CrisisRelease
-	20, // 28: tearline.admin.v1.AdminService.ListAgreements:input_type -> tearline.admin.v1.ListAgreementsRequest
-	23, // 29: tearline.admin.v1.AdminService.ListSecurityEvents:input_type -> tearline.admin.v1.ListSecurityEventsRequest
-	26, // 30: tearline.admin.v1.AdminService.DeclareCrisis:input_type -> tearline.admin.v1.DeclareCrisisRequest
-	29, // 31: tearline.admin.v1.AdminService.EndCrisis:input_type -> tearline.admin.v1.EndCrisisRequest
-	31, // 32: tearline.admin.v1.AdminService.ListCrises:input_type -> tearline.admin.v1.ListCrisesRequest
-	33, // 33: tearline.admin.v1.AdminService.ReviewCrisis:input_type -> tearline.admin.v1.ReviewCrisisRequest
-	6,  // 34: tearline.admin.v1.AdminService.SuspendPartner:input_type -> tearline.admin.v1.SuspendPartnerRequest
-	8,  // 35: tearline.admin.v1.AdminService.ReinstatePartner:input_type -> tearline.admin.v1.ReinstatePartnerRequest
-	10, // 36: tearline.admin.v1.AdminService.ListPartners:input_type -> tearline.admin.v1.ListPartnersRequest
-	13, // 37: tearline.admin.v1.AdminService.SuspendSubscriber:input_type -> tearline.admin.v1.SuspendSubscriberRequest
-	15, // 38: tearline.admin.v1.AdminService.ReinstateSubscriber:input_type -> tearline.admin.v1.ReinstateSubscriberRequest
-	17, // 39: tearline.admin.v1.AdminService.ListSubscribers:input_type -> tearline.admin.v1.ListSubscribersRequest
-	0,  // 40: tearline.admin.v1.AdminService.Withdraw:input_type -> tearline.admin.v1.WithdrawRequest
-	4,  // 41: tearline.admin.v1.AdminService.WithdrawStatus:input_type -> tearline.admin.v1.WithdrawStatusRequest
-	22, // 42: tearline.admin.v1.AdminService.ListAgreements:output_type -> tearline.admin.v1.ListAgreementsResponse
-	25, // 43: tearline.admin.v1.AdminService.ListSecurityEvents:output_type -> tearline.admin.v1.ListSecurityEventsResponse
-	28, // 44: tearline.admin.v1.AdminService.DeclareCrisis:output_type -> tearline.admin.v1.DeclareCrisisResponse
-	30, // 45: tearline.admin.v1.AdminService.EndCrisis:output_type -> tearline.admin.v1.EndCrisisResponse
-	32, // 46: tearline.admin.v1.AdminService.ListCrises:output_type -> tearline.admin.v1.ListCrisesResponse
-	35, // 47: tearline.admin.v1.AdminService.ReviewCrisis:output_type -> tearline.admin.v1.ReviewCrisisResponse
-	7,  // 48: tearline.admin.v1.AdminService.SuspendPartner:output_type -> tearline.admin.v1.SuspendPartnerResponse
-	9,  // 49: tearline.admin.v1.AdminService.ReinstatePartner:output_type -> tearline.admin.v1.ReinstatePartnerResponse
-	12, // 50: tearline.admin.v1.AdminService.ListPartners:output_type -> tearline.admin.v1.ListPartnersResponse
-	14, // 51: tearline.admin.v1.AdminService.SuspendSubscriber:output_type -> tearline.admin.v1.SuspendSubscriberResponse
-	16, // 52: tearline.admin.v1.AdminService.ReinstateSubscriber:output_type -> tearline.admin.v1.ReinstateSubscriberResponse
-	19, // 53: tearline.admin.v1.AdminService.ListSubscribers:output_type -> tearline.admin.v1.ListSubscribersResponse
-	3,  // 54: tearline.admin.v1.AdminService.Withdraw:output_type -> tearline.admin.v1.WithdrawResponse
-	2,  // 55: tearline.admin.v1.AdminService.WithdrawStatus:output_type -> tearline.admin.v1.WithdrawStatusResponse
-	42, // [42:56] is the sub-list for method output_type
-	28, // [28:42] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	52, // 0: tearline.admin.v1.ExportAuditRequest.since:type_name -> google.protobuf.Timestamp
+	4,  // 1: tearline.admin.v1.ExportAuditResponse.header:type_name -> tearline.admin.v1.AuditExportHeader
+	5,  // 2: tearline.admin.v1.ExportAuditResponse.entry:type_name -> tearline.admin.v1.AuditRecord
+	53, // 3: tearline.admin.v1.ExportAuditResponse.checkpoint:type_name -> tearline.report.v1.Signed
+	52, // 4: tearline.admin.v1.AuditExportHeader.exported:type_name -> google.protobuf.Timestamp
+	52, // 5: tearline.admin.v1.AuditExportHeader.since:type_name -> google.protobuf.Timestamp
+	52, // 6: tearline.admin.v1.Recipient.time:type_name -> google.protobuf.Timestamp
+	52, // 7: tearline.admin.v1.Recipient.acknowledged:type_name -> google.protobuf.Timestamp
+	9,  // 8: tearline.admin.v1.PortionRecipients.recipients:type_name -> tearline.admin.v1.Recipient
+	10, // 9: tearline.admin.v1.WhoSawResponse.portions:type_name -> tearline.admin.v1.PortionRecipients
+	54, // 10: tearline.admin.v1.AuditSummaryRequest.period:type_name -> google.protobuf.Duration
+	51, // 11: tearline.admin.v1.PartnerSummary.denials_by_rule:type_name -> tearline.admin.v1.PartnerSummary.DenialsByRuleEntry
+	52, // 12: tearline.admin.v1.AuditSummaryResponse.from:type_name -> google.protobuf.Timestamp
+	52, // 13: tearline.admin.v1.AuditSummaryResponse.to:type_name -> google.protobuf.Timestamp
+	13, // 14: tearline.admin.v1.AuditSummaryResponse.partners:type_name -> tearline.admin.v1.PartnerSummary
+	52, // 15: tearline.admin.v1.WithdrawalParty.time:type_name -> google.protobuf.Timestamp
+	52, // 16: tearline.admin.v1.WithdrawStatusResponse.issued:type_name -> google.protobuf.Timestamp
+	16, // 17: tearline.admin.v1.WithdrawStatusResponse.parties:type_name -> tearline.admin.v1.WithdrawalParty
+	17, // 18: tearline.admin.v1.WithdrawResponse.status:type_name -> tearline.admin.v1.WithdrawStatusResponse
+	52, // 19: tearline.admin.v1.Suspension.since:type_name -> google.protobuf.Timestamp
+	20, // 20: tearline.admin.v1.SuspendPartnerResponse.suspension:type_name -> tearline.admin.v1.Suspension
+	20, // 21: tearline.admin.v1.Partner.suspension:type_name -> tearline.admin.v1.Suspension
+	26, // 22: tearline.admin.v1.ListPartnersResponse.partners:type_name -> tearline.admin.v1.Partner
+	20, // 23: tearline.admin.v1.SuspendSubscriberResponse.suspension:type_name -> tearline.admin.v1.Suspension
+	20, // 24: tearline.admin.v1.Subscriber.suspension:type_name -> tearline.admin.v1.Suspension
+	33, // 25: tearline.admin.v1.ListSubscribersResponse.subscribers:type_name -> tearline.admin.v1.Subscriber
+	52, // 26: tearline.admin.v1.Agreement.valid_from:type_name -> google.protobuf.Timestamp
+	52, // 27: tearline.admin.v1.Agreement.valid_until:type_name -> google.protobuf.Timestamp
+	52, // 28: tearline.admin.v1.Agreement.review:type_name -> google.protobuf.Timestamp
+	36, // 29: tearline.admin.v1.ListAgreementsResponse.agreements:type_name -> tearline.admin.v1.Agreement
+	52, // 30: tearline.admin.v1.SecurityEvent.time:type_name -> google.protobuf.Timestamp
+	39, // 31: tearline.admin.v1.ListSecurityEventsResponse.events:type_name -> tearline.admin.v1.SecurityEvent
+	54, // 32: tearline.admin.v1.DeclareCrisisRequest.duration:type_name -> google.protobuf.Duration
+	52, // 33: tearline.admin.v1.Crisis.issued:type_name -> google.protobuf.Timestamp
+	52, // 34: tearline.admin.v1.Crisis.expires:type_name -> google.protobuf.Timestamp
+	52, // 35: tearline.admin.v1.Crisis.ended:type_name -> google.protobuf.Timestamp
+	42, // 36: tearline.admin.v1.DeclareCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
+	42, // 37: tearline.admin.v1.EndCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
+	42, // 38: tearline.admin.v1.ListCrisesResponse.crises:type_name -> tearline.admin.v1.Crisis
+	52, // 39: tearline.admin.v1.CrisisRelease.time:type_name -> google.protobuf.Timestamp
+	55, // 40: tearline.admin.v1.CrisisRelease.normal:type_name -> tearline.report.v1.Decision
+	42, // 41: tearline.admin.v1.ReviewCrisisResponse.crisis:type_name -> tearline.admin.v1.Crisis
+	49, // 42: tearline.admin.v1.ReviewCrisisResponse.releases:type_name -> tearline.admin.v1.CrisisRelease
+	35, // 43: tearline.admin.v1.AdminService.ListAgreements:input_type -> tearline.admin.v1.ListAgreementsRequest
+	38, // 44: tearline.admin.v1.AdminService.ListSecurityEvents:input_type -> tearline.admin.v1.ListSecurityEventsRequest
+	41, // 45: tearline.admin.v1.AdminService.DeclareCrisis:input_type -> tearline.admin.v1.DeclareCrisisRequest
+	44, // 46: tearline.admin.v1.AdminService.EndCrisis:input_type -> tearline.admin.v1.EndCrisisRequest
+	46, // 47: tearline.admin.v1.AdminService.ListCrises:input_type -> tearline.admin.v1.ListCrisesRequest
+	48, // 48: tearline.admin.v1.AdminService.ReviewCrisis:input_type -> tearline.admin.v1.ReviewCrisisRequest
+	21, // 49: tearline.admin.v1.AdminService.SuspendPartner:input_type -> tearline.admin.v1.SuspendPartnerRequest
+	23, // 50: tearline.admin.v1.AdminService.ReinstatePartner:input_type -> tearline.admin.v1.ReinstatePartnerRequest
+	25, // 51: tearline.admin.v1.AdminService.ListPartners:input_type -> tearline.admin.v1.ListPartnersRequest
+	28, // 52: tearline.admin.v1.AdminService.SuspendSubscriber:input_type -> tearline.admin.v1.SuspendSubscriberRequest
+	30, // 53: tearline.admin.v1.AdminService.ReinstateSubscriber:input_type -> tearline.admin.v1.ReinstateSubscriberRequest
+	32, // 54: tearline.admin.v1.AdminService.ListSubscribers:input_type -> tearline.admin.v1.ListSubscribersRequest
+	15, // 55: tearline.admin.v1.AdminService.Withdraw:input_type -> tearline.admin.v1.WithdrawRequest
+	19, // 56: tearline.admin.v1.AdminService.WithdrawStatus:input_type -> tearline.admin.v1.WithdrawStatusRequest
+	0,  // 57: tearline.admin.v1.AdminService.VerifyAudit:input_type -> tearline.admin.v1.VerifyAuditRequest
+	2,  // 58: tearline.admin.v1.AdminService.ExportAudit:input_type -> tearline.admin.v1.ExportAuditRequest
+	6,  // 59: tearline.admin.v1.AdminService.VerifyPartnerAudit:input_type -> tearline.admin.v1.VerifyPartnerAuditRequest
+	8,  // 60: tearline.admin.v1.AdminService.WhoSaw:input_type -> tearline.admin.v1.WhoSawRequest
+	12, // 61: tearline.admin.v1.AdminService.AuditSummary:input_type -> tearline.admin.v1.AuditSummaryRequest
+	37, // 62: tearline.admin.v1.AdminService.ListAgreements:output_type -> tearline.admin.v1.ListAgreementsResponse
+	40, // 63: tearline.admin.v1.AdminService.ListSecurityEvents:output_type -> tearline.admin.v1.ListSecurityEventsResponse
+	43, // 64: tearline.admin.v1.AdminService.DeclareCrisis:output_type -> tearline.admin.v1.DeclareCrisisResponse
+	45, // 65: tearline.admin.v1.AdminService.EndCrisis:output_type -> tearline.admin.v1.EndCrisisResponse
+	47, // 66: tearline.admin.v1.AdminService.ListCrises:output_type -> tearline.admin.v1.ListCrisesResponse
+	50, // 67: tearline.admin.v1.AdminService.ReviewCrisis:output_type -> tearline.admin.v1.ReviewCrisisResponse
+	22, // 68: tearline.admin.v1.AdminService.SuspendPartner:output_type -> tearline.admin.v1.SuspendPartnerResponse
+	24, // 69: tearline.admin.v1.AdminService.ReinstatePartner:output_type -> tearline.admin.v1.ReinstatePartnerResponse
+	27, // 70: tearline.admin.v1.AdminService.ListPartners:output_type -> tearline.admin.v1.ListPartnersResponse
+	29, // 71: tearline.admin.v1.AdminService.SuspendSubscriber:output_type -> tearline.admin.v1.SuspendSubscriberResponse
+	31, // 72: tearline.admin.v1.AdminService.ReinstateSubscriber:output_type -> tearline.admin.v1.ReinstateSubscriberResponse
+	34, // 73: tearline.admin.v1.AdminService.ListSubscribers:output_type -> tearline.admin.v1.ListSubscribersResponse
+	18, // 74: tearline.admin.v1.AdminService.Withdraw:output_type -> tearline.admin.v1.WithdrawResponse
+	17, // 75: tearline.admin.v1.AdminService.WithdrawStatus:output_type -> tearline.admin.v1.WithdrawStatusResponse
+	1,  // 76: tearline.admin.v1.AdminService.VerifyAudit:output_type -> tearline.admin.v1.VerifyAuditResponse
+	3,  // 77: tearline.admin.v1.AdminService.ExportAudit:output_type -> tearline.admin.v1.ExportAuditResponse
+	7,  // 78: tearline.admin.v1.AdminService.VerifyPartnerAudit:output_type -> tearline.admin.v1.VerifyPartnerAuditResponse
+	11, // 79: tearline.admin.v1.AdminService.WhoSaw:output_type -> tearline.admin.v1.WhoSawResponse
+	14, // 80: tearline.admin.v1.AdminService.AuditSummary:output_type -> tearline.admin.v1.AuditSummaryResponse
+	62, // [62:81] is the sub-list for method output_type
+	43, // [43:62] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_tearline_admin_v1_admin_proto_init() }
@@ -2328,13 +3487,20 @@ func file_tearline_admin_v1_admin_proto_init() {
 	if File_tearline_admin_v1_admin_proto != nil {
 		return
 	}
+	file_tearline_admin_v1_admin_proto_msgTypes[1].OneofWrappers = []any{}
+	file_tearline_admin_v1_admin_proto_msgTypes[3].OneofWrappers = []any{
+		(*ExportAuditResponse_Header)(nil),
+		(*ExportAuditResponse_Entry)(nil),
+		(*ExportAuditResponse_Checkpoint)(nil),
+	}
+	file_tearline_admin_v1_admin_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_admin_v1_admin_proto_rawDesc), len(file_tearline_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -33,6 +33,11 @@ const (
 	AdminService_ListSubscribers_FullMethodName     = "/tearline.admin.v1.AdminService/ListSubscribers"
 	AdminService_Withdraw_FullMethodName            = "/tearline.admin.v1.AdminService/Withdraw"
 	AdminService_WithdrawStatus_FullMethodName      = "/tearline.admin.v1.AdminService/WithdrawStatus"
+	AdminService_VerifyAudit_FullMethodName         = "/tearline.admin.v1.AdminService/VerifyAudit"
+	AdminService_ExportAudit_FullMethodName         = "/tearline.admin.v1.AdminService/ExportAudit"
+	AdminService_VerifyPartnerAudit_FullMethodName  = "/tearline.admin.v1.AdminService/VerifyPartnerAudit"
+	AdminService_WhoSaw_FullMethodName              = "/tearline.admin.v1.AdminService/WhoSaw"
+	AdminService_AuditSummary_FullMethodName        = "/tearline.admin.v1.AdminService/AuditSummary"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -107,6 +112,36 @@ type AdminServiceClient interface {
 	//
 	// Authorisation: officers of this node's party.
 	WithdrawStatus(ctx context.Context, in *WithdrawStatusRequest, opts ...grpc.CallOption) (*WithdrawStatusResponse, error)
+	// VerifyAudit checks this node's audit log: the hash chain, the order of
+	// sequence numbers and every signed checkpoint. It names the first bad
+	// entry; a failure raises a security event.
+	//
+	// Authorisation: officers of this node's party.
+	VerifyAudit(ctx context.Context, in *VerifyAuditRequest, opts ...grpc.CallOption) (*VerifyAuditResponse, error)
+	// ExportAudit streams the audit entries from a time on, with every
+	// checkpoint from there on and a fresh checkpoint of the head last, for
+	// offline verification with only the party's CA bundle.
+	//
+	// Authorisation: officers of this node's party.
+	ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportAuditResponse], error)
+	// VerifyPartnerAudit asks a partner's node for its audit entry hashes at
+	// the sequence numbers of every checkpoint that partner signed and sent
+	// here, and compares: a partner that rewrote its log no longer matches.
+	// A mismatch raises a security event naming the partner.
+	//
+	// Authorisation: officers of this node's party.
+	VerifyPartnerAudit(ctx context.Context, in *VerifyPartnerAuditRequest, opts ...grpc.CallOption) (*VerifyPartnerAuditResponse, error)
+	// WhoSaw lists, per portion of a held report, every subscriber and
+	// partner that received it, and when.
+	//
+	// Authorisation: officers of this node's party.
+	WhoSaw(ctx context.Context, in *WhoSawRequest, opts ...grpc.CallOption) (*WhoSawResponse, error)
+	// AuditSummary counts, per partner over a period, the reports released
+	// and denied (by rule), received, consents asked and granted and
+	// withdrawals: no content and no ids.
+	//
+	// Authorisation: officers of this node's party.
+	AuditSummary(ctx context.Context, in *AuditSummaryRequest, opts ...grpc.CallOption) (*AuditSummaryResponse, error)
 }
 
 type adminServiceClient struct {
@@ -257,6 +292,65 @@ func (c *adminServiceClient) WithdrawStatus(ctx context.Context, in *WithdrawSta
 	return out, nil
 }
 
+func (c *adminServiceClient) VerifyAudit(ctx context.Context, in *VerifyAuditRequest, opts ...grpc.CallOption) (*VerifyAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyAuditResponse)
+	err := c.cc.Invoke(ctx, AdminService_VerifyAudit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportAuditResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[0], AdminService_ExportAudit_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportAuditRequest, ExportAuditResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ExportAuditClient = grpc.ServerStreamingClient[ExportAuditResponse]
+
+func (c *adminServiceClient) VerifyPartnerAudit(ctx context.Context, in *VerifyPartnerAuditRequest, opts ...grpc.CallOption) (*VerifyPartnerAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyPartnerAuditResponse)
+	err := c.cc.Invoke(ctx, AdminService_VerifyPartnerAudit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) WhoSaw(ctx context.Context, in *WhoSawRequest, opts ...grpc.CallOption) (*WhoSawResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WhoSawResponse)
+	err := c.cc.Invoke(ctx, AdminService_WhoSaw_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) AuditSummary(ctx context.Context, in *AuditSummaryRequest, opts ...grpc.CallOption) (*AuditSummaryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditSummaryResponse)
+	err := c.cc.Invoke(ctx, AdminService_AuditSummary_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -329,6 +423,36 @@ type AdminServiceServer interface {
 	//
 	// Authorisation: officers of this node's party.
 	WithdrawStatus(context.Context, *WithdrawStatusRequest) (*WithdrawStatusResponse, error)
+	// VerifyAudit checks this node's audit log: the hash chain, the order of
+	// sequence numbers and every signed checkpoint. It names the first bad
+	// entry; a failure raises a security event.
+	//
+	// Authorisation: officers of this node's party.
+	VerifyAudit(context.Context, *VerifyAuditRequest) (*VerifyAuditResponse, error)
+	// ExportAudit streams the audit entries from a time on, with every
+	// checkpoint from there on and a fresh checkpoint of the head last, for
+	// offline verification with only the party's CA bundle.
+	//
+	// Authorisation: officers of this node's party.
+	ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[ExportAuditResponse]) error
+	// VerifyPartnerAudit asks a partner's node for its audit entry hashes at
+	// the sequence numbers of every checkpoint that partner signed and sent
+	// here, and compares: a partner that rewrote its log no longer matches.
+	// A mismatch raises a security event naming the partner.
+	//
+	// Authorisation: officers of this node's party.
+	VerifyPartnerAudit(context.Context, *VerifyPartnerAuditRequest) (*VerifyPartnerAuditResponse, error)
+	// WhoSaw lists, per portion of a held report, every subscriber and
+	// partner that received it, and when.
+	//
+	// Authorisation: officers of this node's party.
+	WhoSaw(context.Context, *WhoSawRequest) (*WhoSawResponse, error)
+	// AuditSummary counts, per partner over a period, the reports released
+	// and denied (by rule), received, consents asked and granted and
+	// withdrawals: no content and no ids.
+	//
+	// Authorisation: officers of this node's party.
+	AuditSummary(context.Context, *AuditSummaryRequest) (*AuditSummaryResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -380,6 +504,21 @@ func (UnimplementedAdminServiceServer) Withdraw(context.Context, *WithdrawReques
 }
 func (UnimplementedAdminServiceServer) WithdrawStatus(context.Context, *WithdrawStatusRequest) (*WithdrawStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WithdrawStatus not implemented")
+}
+func (UnimplementedAdminServiceServer) VerifyAudit(context.Context, *VerifyAuditRequest) (*VerifyAuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyAudit not implemented")
+}
+func (UnimplementedAdminServiceServer) ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[ExportAuditResponse]) error {
+	return status.Error(codes.Unimplemented, "method ExportAudit not implemented")
+}
+func (UnimplementedAdminServiceServer) VerifyPartnerAudit(context.Context, *VerifyPartnerAuditRequest) (*VerifyPartnerAuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyPartnerAudit not implemented")
+}
+func (UnimplementedAdminServiceServer) WhoSaw(context.Context, *WhoSawRequest) (*WhoSawResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WhoSaw not implemented")
+}
+func (UnimplementedAdminServiceServer) AuditSummary(context.Context, *AuditSummaryRequest) (*AuditSummaryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuditSummary not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -654,6 +793,89 @@ func _AdminService_WithdrawStatus_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_VerifyAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).VerifyAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_VerifyAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).VerifyAudit(ctx, req.(*VerifyAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ExportAudit_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportAuditRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServiceServer).ExportAudit(m, &grpc.GenericServerStream[ExportAuditRequest, ExportAuditResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ExportAuditServer = grpc.ServerStreamingServer[ExportAuditResponse]
+
+func _AdminService_VerifyPartnerAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyPartnerAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).VerifyPartnerAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_VerifyPartnerAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).VerifyPartnerAudit(ctx, req.(*VerifyPartnerAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_WhoSaw_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WhoSawRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).WhoSaw(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_WhoSaw_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).WhoSaw(ctx, req.(*WhoSawRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_AuditSummary_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditSummaryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).AuditSummary(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_AuditSummary_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).AuditSummary(ctx, req.(*AuditSummaryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -717,7 +939,29 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "WithdrawStatus",
 			Handler:    _AdminService_WithdrawStatus_Handler,
 		},
+		{
+			MethodName: "VerifyAudit",
+			Handler:    _AdminService_VerifyAudit_Handler,
+		},
+		{
+			MethodName: "VerifyPartnerAudit",
+			Handler:    _AdminService_VerifyPartnerAudit_Handler,
+		},
+		{
+			MethodName: "WhoSaw",
+			Handler:    _AdminService_WhoSaw_Handler,
+		},
+		{
+			MethodName: "AuditSummary",
+			Handler:    _AdminService_AuditSummary_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ExportAudit",
+			Handler:       _AdminService_ExportAudit_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "tearline/admin/v1/admin.proto",
 }

@@ -981,9 +981,11 @@ type ProvenanceEvent struct {
 	// Partner party, when the event concerns one.
 	Party string `protobuf:"bytes,4,opt,name=party,proto3" json:"party,omitempty"`
 	// Subscriber or officer identity, when the event concerns one.
-	Subject       string         `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
-	Decisions     []*v1.Decision `protobuf:"bytes,6,rep,name=decisions,proto3" json:"decisions,omitempty"`
-	Detail        string         `protobuf:"bytes,7,opt,name=detail,proto3" json:"detail,omitempty"`
+	Subject   string         `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
+	Decisions []*v1.Decision `protobuf:"bytes,6,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	Detail    string         `protobuf:"bytes,7,opt,name=detail,proto3" json:"detail,omitempty"`
+	// Portions concerned: delivered to a subscriber, or released onward.
+	Portions      []uint32 `protobuf:"varint,8,rep,packed,name=portions,proto3" json:"portions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1065,6 +1067,13 @@ func (x *ProvenanceEvent) GetDetail() string {
 		return x.Detail
 	}
 	return ""
+}
+
+func (x *ProvenanceEvent) GetPortions() []uint32 {
+	if x != nil {
+		return x.Portions
+	}
+	return nil
 }
 
 type GetProvenanceResponse struct {
@@ -1876,7 +1885,7 @@ const file_tearline_client_v1_client_proto_rawDesc = "" +
 	"\x11GetReportResponse\x126\n" +
 	"\x06report\x18\x01 \x01(\v2\x1e.tearline.client.v1.ReportViewR\x06report\"&\n" +
 	"\x14GetProvenanceRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xeb\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x87\x02\n" +
 	"\x0fProvenanceEvent\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
@@ -1884,7 +1893,8 @@ const file_tearline_client_v1_client_proto_rawDesc = "" +
 	"\x05party\x18\x04 \x01(\tR\x05party\x12\x18\n" +
 	"\asubject\x18\x05 \x01(\tR\asubject\x12:\n" +
 	"\tdecisions\x18\x06 \x03(\v2\x1c.tearline.report.v1.DecisionR\tdecisions\x12\x16\n" +
-	"\x06detail\x18\a \x01(\tR\x06detail\"\x8c\x01\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail\x12\x1a\n" +
+	"\bportions\x18\b \x03(\rR\bportions\"\x8c\x01\n" +
 	"\x15GetProvenanceResponse\x126\n" +
 	"\x06report\x18\x01 \x01(\v2\x1e.tearline.client.v1.ReportViewR\x06report\x12;\n" +
 	"\x06events\x18\x02 \x03(\v2#.tearline.client.v1.ProvenanceEventR\x06events\"c\n" +

@@ -78,6 +78,114 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{0}
 }
 
+type AuditDigestsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 4096 sequence numbers.
+	Seqs          []uint64 `protobuf:"varint,1,rep,packed,name=seqs,proto3" json:"seqs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditDigestsRequest) Reset() {
+	*x = AuditDigestsRequest{}
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditDigestsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditDigestsRequest) ProtoMessage() {}
+
+func (x *AuditDigestsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditDigestsRequest.ProtoReflect.Descriptor instead.
+func (*AuditDigestsRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AuditDigestsRequest) GetSeqs() []uint64 {
+	if x != nil {
+		return x.Seqs
+	}
+	return nil
+}
+
+type AuditDigestsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The number of entries in the log now.
+	Entries uint64 `protobuf:"varint,1,opt,name=entries,proto3" json:"entries,omitempty"`
+	// One per requested seq, in order; empty when there is no such entry.
+	Digests [][]byte `protobuf:"bytes,2,rep,name=digests,proto3" json:"digests,omitempty"`
+	// The latest checkpoint this node signed.
+	LatestCheckpoint *v1.Signed `protobuf:"bytes,3,opt,name=latest_checkpoint,json=latestCheckpoint,proto3" json:"latest_checkpoint,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *AuditDigestsResponse) Reset() {
+	*x = AuditDigestsResponse{}
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditDigestsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditDigestsResponse) ProtoMessage() {}
+
+func (x *AuditDigestsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditDigestsResponse.ProtoReflect.Descriptor instead.
+func (*AuditDigestsResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AuditDigestsResponse) GetEntries() uint64 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+func (x *AuditDigestsResponse) GetDigests() [][]byte {
+	if x != nil {
+		return x.Digests
+	}
+	return nil
+}
+
+func (x *AuditDigestsResponse) GetLatestCheckpoint() *v1.Signed {
+	if x != nil {
+		return x.LatestCheckpoint
+	}
+	return nil
+}
+
 type DeliverRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The sender's outbox sequence number; echoed in the response.
@@ -91,6 +199,7 @@ type DeliverRequest struct {
 	//	*DeliverRequest_HopNotice
 	//	*DeliverRequest_Withdrawal
 	//	*DeliverRequest_WithdrawalAck
+	//	*DeliverRequest_AuditCheckpoint
 	Item          isDeliverRequest_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -98,7 +207,7 @@ type DeliverRequest struct {
 
 func (x *DeliverRequest) Reset() {
 	*x = DeliverRequest{}
-	mi := &file_tearline_federation_v1_federation_proto_msgTypes[0]
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -110,7 +219,7 @@ func (x *DeliverRequest) String() string {
 func (*DeliverRequest) ProtoMessage() {}
 
 func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_federation_v1_federation_proto_msgTypes[0]
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -123,7 +232,7 @@ func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverRequest.ProtoReflect.Descriptor instead.
 func (*DeliverRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{0}
+	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *DeliverRequest) GetSeq() uint64 {
@@ -203,6 +312,15 @@ func (x *DeliverRequest) GetWithdrawalAck() *v1.Signed {
 	return nil
 }
 
+func (x *DeliverRequest) GetAuditCheckpoint() *v1.Signed {
+	if x != nil {
+		if x, ok := x.Item.(*DeliverRequest_AuditCheckpoint); ok {
+			return x.AuditCheckpoint
+		}
+	}
+	return nil
+}
+
 type isDeliverRequest_Item interface {
 	isDeliverRequest_Item()
 }
@@ -242,6 +360,12 @@ type DeliverRequest_WithdrawalAck struct {
 	WithdrawalAck *v1.Signed `protobuf:"bytes,8,opt,name=withdrawal_ack,json=withdrawalAck,proto3,oneof"`
 }
 
+type DeliverRequest_AuditCheckpoint struct {
+	// A signed AuditCheckpoint of the sender's audit log, kept by the
+	// recipient as evidence of what the log held.
+	AuditCheckpoint *v1.Signed `protobuf:"bytes,9,opt,name=audit_checkpoint,json=auditCheckpoint,proto3,oneof"`
+}
+
 func (*DeliverRequest_Envelope) isDeliverRequest_Item() {}
 
 func (*DeliverRequest_ConsentRequest) isDeliverRequest_Item() {}
@@ -255,6 +379,8 @@ func (*DeliverRequest_HopNotice) isDeliverRequest_Item() {}
 func (*DeliverRequest_Withdrawal) isDeliverRequest_Item() {}
 
 func (*DeliverRequest_WithdrawalAck) isDeliverRequest_Item() {}
+
+func (*DeliverRequest_AuditCheckpoint) isDeliverRequest_Item() {}
 
 // ConsentRequest asks the originator's node for consent. The holder is the
 // sending node's party, from its certificate.
@@ -271,7 +397,7 @@ type ConsentRequest struct {
 
 func (x *ConsentRequest) Reset() {
 	*x = ConsentRequest{}
-	mi := &file_tearline_federation_v1_federation_proto_msgTypes[1]
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -283,7 +409,7 @@ func (x *ConsentRequest) String() string {
 func (*ConsentRequest) ProtoMessage() {}
 
 func (x *ConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_federation_v1_federation_proto_msgTypes[1]
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -296,7 +422,7 @@ func (x *ConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentRequest.ProtoReflect.Descriptor instead.
 func (*ConsentRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{1}
+	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ConsentRequest) GetId() string {
@@ -349,7 +475,7 @@ type ConsentDecision struct {
 
 func (x *ConsentDecision) Reset() {
 	*x = ConsentDecision{}
-	mi := &file_tearline_federation_v1_federation_proto_msgTypes[2]
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +487,7 @@ func (x *ConsentDecision) String() string {
 func (*ConsentDecision) ProtoMessage() {}
 
 func (x *ConsentDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_federation_v1_federation_proto_msgTypes[2]
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +500,7 @@ func (x *ConsentDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentDecision.ProtoReflect.Descriptor instead.
 func (*ConsentDecision) Descriptor() ([]byte, []int) {
-	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{2}
+	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ConsentDecision) GetRequestId() string {
@@ -416,7 +542,7 @@ type HopNotice struct {
 
 func (x *HopNotice) Reset() {
 	*x = HopNotice{}
-	mi := &file_tearline_federation_v1_federation_proto_msgTypes[3]
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -428,7 +554,7 @@ func (x *HopNotice) String() string {
 func (*HopNotice) ProtoMessage() {}
 
 func (x *HopNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_federation_v1_federation_proto_msgTypes[3]
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -441,7 +567,7 @@ func (x *HopNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HopNotice.ProtoReflect.Descriptor instead.
 func (*HopNotice) Descriptor() ([]byte, []int) {
-	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{3}
+	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HopNotice) GetReportId() string {
@@ -471,7 +597,7 @@ type DeliverResponse struct {
 
 func (x *DeliverResponse) Reset() {
 	*x = DeliverResponse{}
-	mi := &file_tearline_federation_v1_federation_proto_msgTypes[4]
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +609,7 @@ func (x *DeliverResponse) String() string {
 func (*DeliverResponse) ProtoMessage() {}
 
 func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_federation_v1_federation_proto_msgTypes[4]
+	mi := &file_tearline_federation_v1_federation_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +622,7 @@ func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverResponse.ProtoReflect.Descriptor instead.
 func (*DeliverResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{4}
+	return file_tearline_federation_v1_federation_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeliverResponse) GetSeq() uint64 {
@@ -531,7 +657,13 @@ var File_tearline_federation_v1_federation_proto protoreflect.FileDescriptor
 
 const file_tearline_federation_v1_federation_proto_rawDesc = "" +
 	"\n" +
-	"'tearline/federation/v1/federation.proto\x12\x16tearline.federation.v1\x1a\x1ftearline/report/v1/report.proto\"\x8c\x04\n" +
+	"'tearline/federation/v1/federation.proto\x12\x16tearline.federation.v1\x1a\x1ftearline/report/v1/report.proto\")\n" +
+	"\x13AuditDigestsRequest\x12\x12\n" +
+	"\x04seqs\x18\x01 \x03(\x04R\x04seqs\"\x93\x01\n" +
+	"\x14AuditDigestsResponse\x12\x18\n" +
+	"\aentries\x18\x01 \x01(\x04R\aentries\x12\x18\n" +
+	"\adigests\x18\x02 \x03(\fR\adigests\x12G\n" +
+	"\x11latest_checkpoint\x18\x03 \x01(\v2\x1a.tearline.report.v1.SignedR\x10latestCheckpoint\"\xd5\x04\n" +
 	"\x0eDeliverRequest\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12:\n" +
 	"\benvelope\x18\x02 \x01(\v2\x1c.tearline.report.v1.EnvelopeH\x00R\benvelope\x12Q\n" +
@@ -543,7 +675,8 @@ const file_tearline_federation_v1_federation_proto_rawDesc = "" +
 	"\n" +
 	"withdrawal\x18\a \x01(\v2\x1a.tearline.report.v1.SignedH\x00R\n" +
 	"withdrawal\x12C\n" +
-	"\x0ewithdrawal_ack\x18\b \x01(\v2\x1a.tearline.report.v1.SignedH\x00R\rwithdrawalAckB\x06\n" +
+	"\x0ewithdrawal_ack\x18\b \x01(\v2\x1a.tearline.report.v1.SignedH\x00R\rwithdrawalAck\x12G\n" +
+	"\x10audit_checkpoint\x18\t \x01(\v2\x1a.tearline.report.v1.SignedH\x00R\x0fauditCheckpointB\x06\n" +
 	"\x04item\"\x83\x01\n" +
 	"\x0eConsentRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
@@ -569,9 +702,10 @@ const file_tearline_federation_v1_federation_proto_rawDesc = "" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OUTCOME_ACCEPTED\x10\x01\x12\x15\n" +
 	"\x11OUTCOME_DUPLICATE\x10\x02\x12\x14\n" +
-	"\x10OUTCOME_REJECTED\x10\x032s\n" +
+	"\x10OUTCOME_REJECTED\x10\x032\xde\x01\n" +
 	"\x11FederationService\x12^\n" +
-	"\aDeliver\x12&.tearline.federation.v1.DeliverRequest\x1a'.tearline.federation.v1.DeliverResponse(\x010\x01BHZFgithub.com/tearline/tearline/proto/tearline/federation/v1;federationv1b\x06proto3"
+	"\aDeliver\x12&.tearline.federation.v1.DeliverRequest\x1a'.tearline.federation.v1.DeliverResponse(\x010\x01\x12i\n" +
+	"\fAuditDigests\x12+.tearline.federation.v1.AuditDigestsRequest\x1a,.tearline.federation.v1.AuditDigestsResponseBHZFgithub.com/tearline/tearline/proto/tearline/federation/v1;federationv1b\x06proto3"
 
 var (
 	file_tearline_federation_v1_federation_proto_rawDescOnce sync.Once
@@ -586,35 +720,41 @@ func file_tearline_federation_v1_federation_proto_rawDescGZIP() []byte {
 }
 
 var file_tearline_federation_v1_federation_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tearline_federation_v1_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_tearline_federation_v1_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_tearline_federation_v1_federation_proto_goTypes = []any{
-	(Outcome)(0),            // 0: tearline.federation.v1.Outcome
-	(*DeliverRequest)(nil),  // 1: tearline.federation.v1.DeliverRequest
-	(*ConsentRequest)(nil),  // 2: tearline.federation.v1.ConsentRequest
-	(*ConsentDecision)(nil), // 3: tearline.federation.v1.ConsentDecision
-	(*HopNotice)(nil),       // 4: tearline.federation.v1.HopNotice
-	(*DeliverResponse)(nil), // 5: tearline.federation.v1.DeliverResponse
-	(*v1.Envelope)(nil),     // 6: tearline.report.v1.Envelope
-	(*v1.Signed)(nil),       // 7: tearline.report.v1.Signed
+	(Outcome)(0),                 // 0: tearline.federation.v1.Outcome
+	(*AuditDigestsRequest)(nil),  // 1: tearline.federation.v1.AuditDigestsRequest
+	(*AuditDigestsResponse)(nil), // 2: tearline.federation.v1.AuditDigestsResponse
+	(*DeliverRequest)(nil),       // 3: tearline.federation.v1.DeliverRequest
+	(*ConsentRequest)(nil),       // 4: tearline.federation.v1.ConsentRequest
+	(*ConsentDecision)(nil),      // 5: tearline.federation.v1.ConsentDecision
+	(*HopNotice)(nil),            // 6: tearline.federation.v1.HopNotice
+	(*DeliverResponse)(nil),      // 7: tearline.federation.v1.DeliverResponse
+	(*v1.Signed)(nil),            // 8: tearline.report.v1.Signed
+	(*v1.Envelope)(nil),          // 9: tearline.report.v1.Envelope
 }
 var file_tearline_federation_v1_federation_proto_depIdxs = []int32{
-	6,  // 0: tearline.federation.v1.DeliverRequest.envelope:type_name -> tearline.report.v1.Envelope
-	2,  // 1: tearline.federation.v1.DeliverRequest.consent_request:type_name -> tearline.federation.v1.ConsentRequest
-	3,  // 2: tearline.federation.v1.DeliverRequest.consent_decision:type_name -> tearline.federation.v1.ConsentDecision
-	7,  // 3: tearline.federation.v1.DeliverRequest.crisis:type_name -> tearline.report.v1.Signed
-	4,  // 4: tearline.federation.v1.DeliverRequest.hop_notice:type_name -> tearline.federation.v1.HopNotice
-	7,  // 5: tearline.federation.v1.DeliverRequest.withdrawal:type_name -> tearline.report.v1.Signed
-	7,  // 6: tearline.federation.v1.DeliverRequest.withdrawal_ack:type_name -> tearline.report.v1.Signed
-	7,  // 7: tearline.federation.v1.ConsentDecision.grant:type_name -> tearline.report.v1.Signed
-	7,  // 8: tearline.federation.v1.HopNotice.hop:type_name -> tearline.report.v1.Signed
-	0,  // 9: tearline.federation.v1.DeliverResponse.outcome:type_name -> tearline.federation.v1.Outcome
-	1,  // 10: tearline.federation.v1.FederationService.Deliver:input_type -> tearline.federation.v1.DeliverRequest
-	5,  // 11: tearline.federation.v1.FederationService.Deliver:output_type -> tearline.federation.v1.DeliverResponse
-	11, // [11:12] is the sub-list for method output_type
-	10, // [10:11] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	8,  // 0: tearline.federation.v1.AuditDigestsResponse.latest_checkpoint:type_name -> tearline.report.v1.Signed
+	9,  // 1: tearline.federation.v1.DeliverRequest.envelope:type_name -> tearline.report.v1.Envelope
+	4,  // 2: tearline.federation.v1.DeliverRequest.consent_request:type_name -> tearline.federation.v1.ConsentRequest
+	5,  // 3: tearline.federation.v1.DeliverRequest.consent_decision:type_name -> tearline.federation.v1.ConsentDecision
+	8,  // 4: tearline.federation.v1.DeliverRequest.crisis:type_name -> tearline.report.v1.Signed
+	6,  // 5: tearline.federation.v1.DeliverRequest.hop_notice:type_name -> tearline.federation.v1.HopNotice
+	8,  // 6: tearline.federation.v1.DeliverRequest.withdrawal:type_name -> tearline.report.v1.Signed
+	8,  // 7: tearline.federation.v1.DeliverRequest.withdrawal_ack:type_name -> tearline.report.v1.Signed
+	8,  // 8: tearline.federation.v1.DeliverRequest.audit_checkpoint:type_name -> tearline.report.v1.Signed
+	8,  // 9: tearline.federation.v1.ConsentDecision.grant:type_name -> tearline.report.v1.Signed
+	8,  // 10: tearline.federation.v1.HopNotice.hop:type_name -> tearline.report.v1.Signed
+	0,  // 11: tearline.federation.v1.DeliverResponse.outcome:type_name -> tearline.federation.v1.Outcome
+	3,  // 12: tearline.federation.v1.FederationService.Deliver:input_type -> tearline.federation.v1.DeliverRequest
+	1,  // 13: tearline.federation.v1.FederationService.AuditDigests:input_type -> tearline.federation.v1.AuditDigestsRequest
+	7,  // 14: tearline.federation.v1.FederationService.Deliver:output_type -> tearline.federation.v1.DeliverResponse
+	2,  // 15: tearline.federation.v1.FederationService.AuditDigests:output_type -> tearline.federation.v1.AuditDigestsResponse
+	14, // [14:16] is the sub-list for method output_type
+	12, // [12:14] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_tearline_federation_v1_federation_proto_init() }
@@ -622,7 +762,7 @@ func file_tearline_federation_v1_federation_proto_init() {
 	if File_tearline_federation_v1_federation_proto != nil {
 		return
 	}
-	file_tearline_federation_v1_federation_proto_msgTypes[0].OneofWrappers = []any{
+	file_tearline_federation_v1_federation_proto_msgTypes[2].OneofWrappers = []any{
 		(*DeliverRequest_Envelope)(nil),
 		(*DeliverRequest_ConsentRequest)(nil),
 		(*DeliverRequest_ConsentDecision)(nil),
@@ -630,6 +770,7 @@ func file_tearline_federation_v1_federation_proto_init() {
 		(*DeliverRequest_HopNotice)(nil),
 		(*DeliverRequest_Withdrawal)(nil),
 		(*DeliverRequest_WithdrawalAck)(nil),
+		(*DeliverRequest_AuditCheckpoint)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -637,7 +778,7 @@ func file_tearline_federation_v1_federation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_federation_v1_federation_proto_rawDesc), len(file_tearline_federation_v1_federation_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,7 +19,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	FederationService_Deliver_FullMethodName = "/tearline.federation.v1.FederationService/Deliver"
+	FederationService_Deliver_FullMethodName      = "/tearline.federation.v1.FederationService/Deliver"
+	FederationService_AuditDigests_FullMethodName = "/tearline.federation.v1.FederationService/AuditDigests"
 )
 
 // FederationServiceClient is the client API for FederationService service.
@@ -37,6 +38,13 @@ type FederationServiceClient interface {
 	// partner party, verified against that partner's CA. The sender's party
 	// comes from its certificate only.
 	Deliver(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[DeliverRequest, DeliverResponse], error)
+	// AuditDigests returns this node's audit entry hashes at the sequence
+	// numbers asked, computed now from the stored entries, so that a partner
+	// can compare them with the signed checkpoints it holds. It reveals no
+	// entry content.
+	//
+	// Authorisation: a node identity of a partner party, as for Deliver.
+	AuditDigests(ctx context.Context, in *AuditDigestsRequest, opts ...grpc.CallOption) (*AuditDigestsResponse, error)
 }
 
 type federationServiceClient struct {
@@ -60,6 +68,16 @@ func (c *federationServiceClient) Deliver(ctx context.Context, opts ...grpc.Call
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type FederationService_DeliverClient = grpc.BidiStreamingClient[DeliverRequest, DeliverResponse]
 
+func (c *federationServiceClient) AuditDigests(ctx context.Context, in *AuditDigestsRequest, opts ...grpc.CallOption) (*AuditDigestsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditDigestsResponse)
+	err := c.cc.Invoke(ctx, FederationService_AuditDigests_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FederationServiceServer is the server API for FederationService service.
 // All implementations must embed UnimplementedFederationServiceServer
 // for forward compatibility.
@@ -75,6 +93,13 @@ type FederationServiceServer interface {
 	// partner party, verified against that partner's CA. The sender's party
 	// comes from its certificate only.
 	Deliver(grpc.BidiStreamingServer[DeliverRequest, DeliverResponse]) error
+	// AuditDigests returns this node's audit entry hashes at the sequence
+	// numbers asked, computed now from the stored entries, so that a partner
+	// can compare them with the signed checkpoints it holds. It reveals no
+	// entry content.
+	//
+	// Authorisation: a node identity of a partner party, as for Deliver.
+	AuditDigests(context.Context, *AuditDigestsRequest) (*AuditDigestsResponse, error)
 	mustEmbedUnimplementedFederationServiceServer()
 }
 
@@ -87,6 +112,9 @@ type UnimplementedFederationServiceServer struct{}
 
 func (UnimplementedFederationServiceServer) Deliver(grpc.BidiStreamingServer[DeliverRequest, DeliverResponse]) error {
 	return status.Error(codes.Unimplemented, "method Deliver not implemented")
+}
+func (UnimplementedFederationServiceServer) AuditDigests(context.Context, *AuditDigestsRequest) (*AuditDigestsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuditDigests not implemented")
 }
 func (UnimplementedFederationServiceServer) mustEmbedUnimplementedFederationServiceServer() {}
 func (UnimplementedFederationServiceServer) testEmbeddedByValue()                           {}
@@ -116,13 +144,36 @@ func _FederationService_Deliver_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type FederationService_DeliverServer = grpc.BidiStreamingServer[DeliverRequest, DeliverResponse]
 
+func _FederationService_AuditDigests_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditDigestsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FederationServiceServer).AuditDigests(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FederationService_AuditDigests_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FederationServiceServer).AuditDigests(ctx, req.(*AuditDigestsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FederationService_ServiceDesc is the grpc.ServiceDesc for FederationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var FederationService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "tearline.federation.v1.FederationService",
 	HandlerType: (*FederationServiceServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "AuditDigests",
+			Handler:    _FederationService_AuditDigests_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Deliver",

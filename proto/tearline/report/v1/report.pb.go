@@ -845,7 +845,9 @@ type Decision struct {
 	// One plain sentence.
 	Message string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
 	// For a denial: the next step that could make it allowed.
-	Next          string `protobuf:"bytes,7,opt,name=next,proto3" json:"next,omitempty"`
+	Next string `protobuf:"bytes,7,opt,name=next,proto3" json:"next,omitempty"`
+	// For an allow on rule consent or crisis: the grant or declaration id.
+	Authority     string `protobuf:"bytes,8,opt,name=authority,proto3" json:"authority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -925,6 +927,13 @@ func (x *Decision) GetMessage() string {
 func (x *Decision) GetNext() string {
 	if x != nil {
 		return x.Next
+	}
+	return ""
+}
+
+func (x *Decision) GetAuthority() string {
+	if x != nil {
+		return x.Authority
 	}
 	return ""
 }
@@ -1322,6 +1331,79 @@ func (x *WithdrawalAck) GetApplied() *timestamppb.Timestamp {
 	return nil
 }
 
+// AuditCheckpoint is a node's signed statement of its audit log's head: the
+// hash of entry `seq` (see node/audit for the entry hash), at `time`. Signed
+// by a node of `party` (kind "audit-checkpoint"); partners keep the ones
+// they receive as evidence of what the log held.
+type AuditCheckpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Party string                 `protobuf:"bytes,1,opt,name=party,proto3" json:"party,omitempty"`
+	Seq   uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// SHA-256 of entry seq's canonical bytes.
+	Head          []byte                 `protobuf:"bytes,3,opt,name=head,proto3" json:"head,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditCheckpoint) Reset() {
+	*x = AuditCheckpoint{}
+	mi := &file_tearline_report_v1_report_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditCheckpoint) ProtoMessage() {}
+
+func (x *AuditCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_report_v1_report_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditCheckpoint.ProtoReflect.Descriptor instead.
+func (*AuditCheckpoint) Descriptor() ([]byte, []int) {
+	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AuditCheckpoint) GetParty() string {
+	if x != nil {
+		return x.Party
+	}
+	return ""
+}
+
+func (x *AuditCheckpoint) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditCheckpoint) GetHead() []byte {
+	if x != nil {
+		return x.Head
+	}
+	return nil
+}
+
+func (x *AuditCheckpoint) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 var File_tearline_report_v1_report_proto protoreflect.FileDescriptor
 
 const file_tearline_report_v1_report_proto_rawDesc = "" +
@@ -1382,7 +1464,7 @@ const file_tearline_report_v1_report_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x1a.tearline.report.v1.SignedR\x06header\x127\n" +
 	"\bportions\x18\x02 \x03(\v2\x1b.tearline.report.v1.PortionR\bportions\x12.\n" +
 	"\x04hops\x18\x03 \x03(\v2\x1a.tearline.report.v1.SignedR\x04hops\x12<\n" +
-	"\vauthorities\x18\x04 \x03(\v2\x1a.tearline.report.v1.SignedR\vauthorities\"\xaa\x01\n" +
+	"\vauthorities\x18\x04 \x03(\v2\x1a.tearline.report.v1.SignedR\vauthorities\"\xc8\x01\n" +
 	"\bDecision\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x18\n" +
 	"\aallowed\x18\x02 \x01(\bR\aallowed\x12\x12\n" +
@@ -1390,7 +1472,8 @@ const file_tearline_report_v1_report_proto_rawDesc = "" +
 	"\x06banner\x18\x04 \x01(\tR\x06banner\x12\x14\n" +
 	"\x05party\x18\x05 \x01(\tR\x05party\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12\x12\n" +
-	"\x04next\x18\a \x01(\tR\x04next\"\xa3\x02\n" +
+	"\x04next\x18\a \x01(\tR\x04next\x12\x1c\n" +
+	"\tauthority\x18\b \x01(\tR\tauthority\"\xa3\x02\n" +
 	"\fConsentGrant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\treport_id\x18\x02 \x01(\tR\breportId\x12\x1e\n" +
@@ -1430,7 +1513,12 @@ const file_tearline_report_v1_report_proto_rawDesc = "" +
 	"\treport_id\x18\x02 \x01(\tR\breportId\x12\x16\n" +
 	"\x06holder\x18\x03 \x01(\tR\x06holder\x12\x12\n" +
 	"\x04held\x18\x04 \x01(\bR\x04held\x124\n" +
-	"\aapplied\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aapplied*x\n" +
+	"\aapplied\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aapplied\"}\n" +
+	"\x0fAuditCheckpoint\x12\x14\n" +
+	"\x05party\x18\x01 \x01(\tR\x05party\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04head\x18\x03 \x01(\fR\x04head\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time*x\n" +
 	"\x05Basis\x12\x15\n" +
 	"\x11BASIS_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fBASIS_ORIGIN\x10\x01\x12\x0f\n" +
@@ -1452,7 +1540,7 @@ func file_tearline_report_v1_report_proto_rawDescGZIP() []byte {
 }
 
 var file_tearline_report_v1_report_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tearline_report_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_tearline_report_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_tearline_report_v1_report_proto_goTypes = []any{
 	(Basis)(0),                    // 0: tearline.report.v1.Basis
 	(*Marking)(nil),               // 1: tearline.report.v1.Marking
@@ -1470,32 +1558,34 @@ var file_tearline_report_v1_report_proto_goTypes = []any{
 	(*CrisisDeclaration)(nil),     // 13: tearline.report.v1.CrisisDeclaration
 	(*Withdrawal)(nil),            // 14: tearline.report.v1.Withdrawal
 	(*WithdrawalAck)(nil),         // 15: tearline.report.v1.WithdrawalAck
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*AuditCheckpoint)(nil),       // 16: tearline.report.v1.AuditCheckpoint
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_tearline_report_v1_report_proto_depIdxs = []int32{
 	1,  // 0: tearline.report.v1.Portion.marking:type_name -> tearline.report.v1.Marking
-	16, // 1: tearline.report.v1.Header.created:type_name -> google.protobuf.Timestamp
+	17, // 1: tearline.report.v1.Header.created:type_name -> google.protobuf.Timestamp
 	4,  // 2: tearline.report.v1.Header.route:type_name -> tearline.report.v1.RouteEntry
 	3,  // 3: tearline.report.v1.Header.portions:type_name -> tearline.report.v1.PortionDigest
 	7,  // 4: tearline.report.v1.Signed.batch:type_name -> tearline.report.v1.MerkleProof
 	0,  // 5: tearline.report.v1.PortionRelease.basis:type_name -> tearline.report.v1.Basis
 	8,  // 6: tearline.report.v1.Hop.portions:type_name -> tearline.report.v1.PortionRelease
-	16, // 7: tearline.report.v1.Hop.sent:type_name -> google.protobuf.Timestamp
+	17, // 7: tearline.report.v1.Hop.sent:type_name -> google.protobuf.Timestamp
 	6,  // 8: tearline.report.v1.Envelope.header:type_name -> tearline.report.v1.Signed
 	2,  // 9: tearline.report.v1.Envelope.portions:type_name -> tearline.report.v1.Portion
 	6,  // 10: tearline.report.v1.Envelope.hops:type_name -> tearline.report.v1.Signed
 	6,  // 11: tearline.report.v1.Envelope.authorities:type_name -> tearline.report.v1.Signed
-	16, // 12: tearline.report.v1.ConsentGrant.issued:type_name -> google.protobuf.Timestamp
-	16, // 13: tearline.report.v1.ConsentGrant.expires:type_name -> google.protobuf.Timestamp
-	16, // 14: tearline.report.v1.CrisisDeclaration.issued:type_name -> google.protobuf.Timestamp
-	16, // 15: tearline.report.v1.CrisisDeclaration.expires:type_name -> google.protobuf.Timestamp
-	16, // 16: tearline.report.v1.Withdrawal.issued:type_name -> google.protobuf.Timestamp
-	16, // 17: tearline.report.v1.WithdrawalAck.applied:type_name -> google.protobuf.Timestamp
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	17, // 12: tearline.report.v1.ConsentGrant.issued:type_name -> google.protobuf.Timestamp
+	17, // 13: tearline.report.v1.ConsentGrant.expires:type_name -> google.protobuf.Timestamp
+	17, // 14: tearline.report.v1.CrisisDeclaration.issued:type_name -> google.protobuf.Timestamp
+	17, // 15: tearline.report.v1.CrisisDeclaration.expires:type_name -> google.protobuf.Timestamp
+	17, // 16: tearline.report.v1.Withdrawal.issued:type_name -> google.protobuf.Timestamp
+	17, // 17: tearline.report.v1.WithdrawalAck.applied:type_name -> google.protobuf.Timestamp
+	17, // 18: tearline.report.v1.AuditCheckpoint.time:type_name -> google.protobuf.Timestamp
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_tearline_report_v1_report_proto_init() }
@@ -1509,7 +1599,7 @@ func file_tearline_report_v1_report_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_report_v1_report_proto_rawDesc), len(file_tearline_report_v1_report_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -385,11 +385,13 @@ type Event struct {
 	Time     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
 	ReportId string                 `protobuf:"bytes,3,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
 	// published, received, duplicate, released, refused, delivered, withheld, rejected.
-	Kind          string         `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
-	Party         string         `protobuf:"bytes,5,opt,name=party,proto3" json:"party,omitempty"`
-	Subject       string         `protobuf:"bytes,6,opt,name=subject,proto3" json:"subject,omitempty"`
-	Decisions     []*v1.Decision `protobuf:"bytes,7,rep,name=decisions,proto3" json:"decisions,omitempty"`
-	Detail        string         `protobuf:"bytes,8,opt,name=detail,proto3" json:"detail,omitempty"`
+	Kind      string         `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	Party     string         `protobuf:"bytes,5,opt,name=party,proto3" json:"party,omitempty"`
+	Subject   string         `protobuf:"bytes,6,opt,name=subject,proto3" json:"subject,omitempty"`
+	Decisions []*v1.Decision `protobuf:"bytes,7,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	Detail    string         `protobuf:"bytes,8,opt,name=detail,proto3" json:"detail,omitempty"`
+	// Portions concerned: delivered to a subscriber, or released onward.
+	Portions      []uint32 `protobuf:"varint,9,rep,packed,name=portions,proto3" json:"portions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -478,6 +480,13 @@ func (x *Event) GetDetail() string {
 		return x.Detail
 	}
 	return ""
+}
+
+func (x *Event) GetPortions() []uint32 {
+	if x != nil {
+		return x.Portions
+	}
+	return nil
 }
 
 // QuarantineItem is evidence of a refused envelope, kept as received.
@@ -1038,6 +1047,230 @@ func (x *Suspension) GetSince() *timestamppb.Timestamp {
 	return nil
 }
 
+// AuditEntry is one entry of the node's hash-chained audit log (see
+// node/audit). The bytes stored for it, its deterministic protobuf encoding
+// made once when it was appended, are its canonical form: every hash is
+// over those bytes, never over a re-encoding.
+type AuditEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Time  *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// SHA-256 of the previous entry's canonical bytes; 32 zero bytes for seq 1.
+	Prev []byte `protobuf:"bytes,3,opt,name=prev,proto3" json:"prev,omitempty"`
+	// What happened: a provenance event kind (published, released, refused,
+	// received, ...), deliveries, security-event, suspended, reinstated,
+	// crisis, certificate, node-started, audit-export, ...
+	Kind string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Who acted or was served: an identity, or empty for the node itself.
+	Subject string `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The partner (party code) concerned, if any.
+	Party    string `protobuf:"bytes,6,opt,name=party,proto3" json:"party,omitempty"`
+	ReportId string `protobuf:"bytes,7,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	// Each portion decision, allow and deny, with its rule.
+	Decisions []*v1.Decision `protobuf:"bytes,8,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	Detail    string         `protobuf:"bytes,9,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The provenance event this entry records, if any.
+	EventSeq uint64   `protobuf:"varint,10,opt,name=event_seq,json=eventSeq,proto3" json:"event_seq,omitempty"`
+	Portions []uint32 `protobuf:"varint,11,rep,packed,name=portions,proto3" json:"portions,omitempty"`
+	// For kind deliveries: each report delivered to (or withheld from) the
+	// subject in one recorded batch.
+	Deliveries    []*AuditDelivery `protobuf:"bytes,12,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEntry) Reset() {
+	*x = AuditEntry{}
+	mi := &file_tearline_store_v1_store_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEntry) ProtoMessage() {}
+
+func (x *AuditEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_store_v1_store_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
+func (*AuditEntry) Descriptor() ([]byte, []int) {
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AuditEntry) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetPrev() []byte {
+	if x != nil {
+		return x.Prev
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetParty() string {
+	if x != nil {
+		return x.Party
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetDecisions() []*v1.Decision {
+	if x != nil {
+		return x.Decisions
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetEventSeq() uint64 {
+	if x != nil {
+		return x.EventSeq
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetPortions() []uint32 {
+	if x != nil {
+		return x.Portions
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetDeliveries() []*AuditDelivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+// AuditDelivery is one report in a recorded delivery batch.
+type AuditDelivery struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ReportId string                 `protobuf:"bytes,1,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	// delivered, withdrawal-delivered or withheld.
+	Kind          string         `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Portions      []uint32       `protobuf:"varint,3,rep,packed,name=portions,proto3" json:"portions,omitempty"`
+	Decisions     []*v1.Decision `protobuf:"bytes,4,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	EventSeq      uint64         `protobuf:"varint,5,opt,name=event_seq,json=eventSeq,proto3" json:"event_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditDelivery) Reset() {
+	*x = AuditDelivery{}
+	mi := &file_tearline_store_v1_store_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditDelivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditDelivery) ProtoMessage() {}
+
+func (x *AuditDelivery) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_store_v1_store_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditDelivery.ProtoReflect.Descriptor instead.
+func (*AuditDelivery) Descriptor() ([]byte, []int) {
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AuditDelivery) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *AuditDelivery) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *AuditDelivery) GetPortions() []uint32 {
+	if x != nil {
+		return x.Portions
+	}
+	return nil
+}
+
+func (x *AuditDelivery) GetDecisions() []*v1.Decision {
+	if x != nil {
+		return x.Decisions
+	}
+	return nil
+}
+
+func (x *AuditDelivery) GetEventSeq() uint64 {
+	if x != nil {
+		return x.EventSeq
+	}
+	return 0
+}
+
 var File_tearline_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_tearline_store_v1_store_proto_rawDesc = "" +
@@ -1075,7 +1308,7 @@ const file_tearline_store_v1_store_proto_rawDesc = "" +
 	"\treport_id\x18\x01 \x01(\tR\breportId\x128\n" +
 	"\benvelope\x18\x02 \x01(\v2\x1c.tearline.report.v1.EnvelopeR\benvelope\x122\n" +
 	"\x06queued\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06queued\x12@\n" +
-	"\arequest\x18\x04 \x01(\v2&.tearline.federation.v1.DeliverRequestR\arequest\"\xfe\x01\n" +
+	"\arequest\x18\x04 \x01(\v2&.tearline.federation.v1.DeliverRequestR\arequest\"\x9a\x02\n" +
 	"\x05Event\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1b\n" +
@@ -1084,7 +1317,8 @@ const file_tearline_store_v1_store_proto_rawDesc = "" +
 	"\x05party\x18\x05 \x01(\tR\x05party\x12\x18\n" +
 	"\asubject\x18\x06 \x01(\tR\asubject\x12:\n" +
 	"\tdecisions\x18\a \x03(\v2\x1c.tearline.report.v1.DecisionR\tdecisions\x12\x16\n" +
-	"\x06detail\x18\b \x01(\tR\x06detail\"\xd2\x01\n" +
+	"\x06detail\x18\b \x01(\tR\x06detail\x12\x1a\n" +
+	"\bportions\x18\t \x03(\rR\bportions\"\xd2\x01\n" +
 	"\x0eQuarantineItem\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
@@ -1135,7 +1369,30 @@ const file_tearline_store_v1_store_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x0e\n" +
 	"\x02by\x18\x04 \x01(\tR\x02by\x120\n" +
-	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05sinceB>Z<github.com/tearline/tearline/proto/tearline/store/v1;storev1b\x06proto3"
+	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\x92\x03\n" +
+	"\n" +
+	"AuditEntry\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04prev\x18\x03 \x01(\fR\x04prev\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x18\n" +
+	"\asubject\x18\x05 \x01(\tR\asubject\x12\x14\n" +
+	"\x05party\x18\x06 \x01(\tR\x05party\x12\x1b\n" +
+	"\treport_id\x18\a \x01(\tR\breportId\x12:\n" +
+	"\tdecisions\x18\b \x03(\v2\x1c.tearline.report.v1.DecisionR\tdecisions\x12\x16\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail\x12\x1b\n" +
+	"\tevent_seq\x18\n" +
+	" \x01(\x04R\beventSeq\x12\x1a\n" +
+	"\bportions\x18\v \x03(\rR\bportions\x12@\n" +
+	"\n" +
+	"deliveries\x18\f \x03(\v2 .tearline.store.v1.AuditDeliveryR\n" +
+	"deliveries\"\xb5\x01\n" +
+	"\rAuditDelivery\x12\x1b\n" +
+	"\treport_id\x18\x01 \x01(\tR\breportId\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1a\n" +
+	"\bportions\x18\x03 \x03(\rR\bportions\x12:\n" +
+	"\tdecisions\x18\x04 \x03(\v2\x1c.tearline.report.v1.DecisionR\tdecisions\x12\x1b\n" +
+	"\tevent_seq\x18\x05 \x01(\x04R\beventSeqB>Z<github.com/tearline/tearline/proto/tearline/store/v1;storev1b\x06proto3"
 
 var (
 	file_tearline_store_v1_store_proto_rawDescOnce sync.Once
@@ -1149,7 +1406,7 @@ func file_tearline_store_v1_store_proto_rawDescGZIP() []byte {
 	return file_tearline_store_v1_store_proto_rawDescData
 }
 
-var file_tearline_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_tearline_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_tearline_store_v1_store_proto_goTypes = []any{
 	(*StoredReport)(nil),          // 0: tearline.store.v1.StoredReport
 	(*AppliedWithdrawal)(nil),     // 1: tearline.store.v1.AppliedWithdrawal
@@ -1163,44 +1420,50 @@ var file_tearline_store_v1_store_proto_goTypes = []any{
 	(*SecurityEvent)(nil),         // 9: tearline.store.v1.SecurityEvent
 	(*CrisisRelease)(nil),         // 10: tearline.store.v1.CrisisRelease
 	(*Suspension)(nil),            // 11: tearline.store.v1.Suspension
-	nil,                           // 12: tearline.store.v1.WithdrawalRecord.PartiesEntry
-	(*v1.Envelope)(nil),           // 13: tearline.report.v1.Envelope
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*v1.Signed)(nil),             // 15: tearline.report.v1.Signed
-	(*v11.DeliverRequest)(nil),    // 16: tearline.federation.v1.DeliverRequest
-	(*v1.Decision)(nil),           // 17: tearline.report.v1.Decision
+	(*AuditEntry)(nil),            // 12: tearline.store.v1.AuditEntry
+	(*AuditDelivery)(nil),         // 13: tearline.store.v1.AuditDelivery
+	nil,                           // 14: tearline.store.v1.WithdrawalRecord.PartiesEntry
+	(*v1.Envelope)(nil),           // 15: tearline.report.v1.Envelope
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*v1.Signed)(nil),             // 17: tearline.report.v1.Signed
+	(*v11.DeliverRequest)(nil),    // 18: tearline.federation.v1.DeliverRequest
+	(*v1.Decision)(nil),           // 19: tearline.report.v1.Decision
 }
 var file_tearline_store_v1_store_proto_depIdxs = []int32{
-	13, // 0: tearline.store.v1.StoredReport.envelope:type_name -> tearline.report.v1.Envelope
-	14, // 1: tearline.store.v1.StoredReport.stored:type_name -> google.protobuf.Timestamp
+	15, // 0: tearline.store.v1.StoredReport.envelope:type_name -> tearline.report.v1.Envelope
+	16, // 1: tearline.store.v1.StoredReport.stored:type_name -> google.protobuf.Timestamp
 	1,  // 2: tearline.store.v1.StoredReport.withdrawn:type_name -> tearline.store.v1.AppliedWithdrawal
-	15, // 3: tearline.store.v1.AppliedWithdrawal.withdrawal:type_name -> tearline.report.v1.Signed
-	14, // 4: tearline.store.v1.AppliedWithdrawal.applied:type_name -> google.protobuf.Timestamp
-	15, // 5: tearline.store.v1.WithdrawalRecord.withdrawal:type_name -> tearline.report.v1.Signed
-	12, // 6: tearline.store.v1.WithdrawalRecord.parties:type_name -> tearline.store.v1.WithdrawalRecord.PartiesEntry
-	14, // 7: tearline.store.v1.WithdrawalParty.time:type_name -> google.protobuf.Timestamp
-	13, // 8: tearline.store.v1.OutboxItem.envelope:type_name -> tearline.report.v1.Envelope
-	14, // 9: tearline.store.v1.OutboxItem.queued:type_name -> google.protobuf.Timestamp
-	16, // 10: tearline.store.v1.OutboxItem.request:type_name -> tearline.federation.v1.DeliverRequest
-	14, // 11: tearline.store.v1.Event.time:type_name -> google.protobuf.Timestamp
-	17, // 12: tearline.store.v1.Event.decisions:type_name -> tearline.report.v1.Decision
-	14, // 13: tearline.store.v1.QuarantineItem.time:type_name -> google.protobuf.Timestamp
-	13, // 14: tearline.store.v1.QuarantineItem.envelope:type_name -> tearline.report.v1.Envelope
-	14, // 15: tearline.store.v1.ConsentRecord.requested:type_name -> google.protobuf.Timestamp
-	14, // 16: tearline.store.v1.ConsentRecord.decided:type_name -> google.protobuf.Timestamp
-	15, // 17: tearline.store.v1.ConsentRecord.grant:type_name -> tearline.report.v1.Signed
-	14, // 18: tearline.store.v1.ConsentRecord.expires:type_name -> google.protobuf.Timestamp
-	15, // 19: tearline.store.v1.CrisisRecord.declaration:type_name -> tearline.report.v1.Signed
-	15, // 20: tearline.store.v1.CrisisRecord.end:type_name -> tearline.report.v1.Signed
-	14, // 21: tearline.store.v1.SecurityEvent.time:type_name -> google.protobuf.Timestamp
-	14, // 22: tearline.store.v1.CrisisRelease.time:type_name -> google.protobuf.Timestamp
-	14, // 23: tearline.store.v1.Suspension.since:type_name -> google.protobuf.Timestamp
-	3,  // 24: tearline.store.v1.WithdrawalRecord.PartiesEntry.value:type_name -> tearline.store.v1.WithdrawalParty
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	17, // 3: tearline.store.v1.AppliedWithdrawal.withdrawal:type_name -> tearline.report.v1.Signed
+	16, // 4: tearline.store.v1.AppliedWithdrawal.applied:type_name -> google.protobuf.Timestamp
+	17, // 5: tearline.store.v1.WithdrawalRecord.withdrawal:type_name -> tearline.report.v1.Signed
+	14, // 6: tearline.store.v1.WithdrawalRecord.parties:type_name -> tearline.store.v1.WithdrawalRecord.PartiesEntry
+	16, // 7: tearline.store.v1.WithdrawalParty.time:type_name -> google.protobuf.Timestamp
+	15, // 8: tearline.store.v1.OutboxItem.envelope:type_name -> tearline.report.v1.Envelope
+	16, // 9: tearline.store.v1.OutboxItem.queued:type_name -> google.protobuf.Timestamp
+	18, // 10: tearline.store.v1.OutboxItem.request:type_name -> tearline.federation.v1.DeliverRequest
+	16, // 11: tearline.store.v1.Event.time:type_name -> google.protobuf.Timestamp
+	19, // 12: tearline.store.v1.Event.decisions:type_name -> tearline.report.v1.Decision
+	16, // 13: tearline.store.v1.QuarantineItem.time:type_name -> google.protobuf.Timestamp
+	15, // 14: tearline.store.v1.QuarantineItem.envelope:type_name -> tearline.report.v1.Envelope
+	16, // 15: tearline.store.v1.ConsentRecord.requested:type_name -> google.protobuf.Timestamp
+	16, // 16: tearline.store.v1.ConsentRecord.decided:type_name -> google.protobuf.Timestamp
+	17, // 17: tearline.store.v1.ConsentRecord.grant:type_name -> tearline.report.v1.Signed
+	16, // 18: tearline.store.v1.ConsentRecord.expires:type_name -> google.protobuf.Timestamp
+	17, // 19: tearline.store.v1.CrisisRecord.declaration:type_name -> tearline.report.v1.Signed
+	17, // 20: tearline.store.v1.CrisisRecord.end:type_name -> tearline.report.v1.Signed
+	16, // 21: tearline.store.v1.SecurityEvent.time:type_name -> google.protobuf.Timestamp
+	16, // 22: tearline.store.v1.CrisisRelease.time:type_name -> google.protobuf.Timestamp
+	16, // 23: tearline.store.v1.Suspension.since:type_name -> google.protobuf.Timestamp
+	16, // 24: tearline.store.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	19, // 25: tearline.store.v1.AuditEntry.decisions:type_name -> tearline.report.v1.Decision
+	13, // 26: tearline.store.v1.AuditEntry.deliveries:type_name -> tearline.store.v1.AuditDelivery
+	19, // 27: tearline.store.v1.AuditDelivery.decisions:type_name -> tearline.report.v1.Decision
+	3,  // 28: tearline.store.v1.WithdrawalRecord.PartiesEntry.value:type_name -> tearline.store.v1.WithdrawalParty
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_tearline_store_v1_store_proto_init() }
@@ -1214,7 +1477,7 @@ func file_tearline_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_store_v1_store_proto_rawDesc), len(file_tearline_store_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

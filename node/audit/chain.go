@@ -1,0 +1,168 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
+)
+
+// HashSize is the size of an entry hash.
+const HashSize = sha256.Size
+
+// ErrCorrupt wraps a stored value that is not an entry.
+var ErrCorrupt = errors.New("audit: corrupt entry")
+
+// Zero is the prev hash of the first entry.
+var Zero = make([]byte, HashSize)
+
+// Encode returns e's canonical bytes.
+func Encode(e *storev1.AuditEntry) ([]byte, error) {
+	return proto.MarshalOptions{Deterministic: true}.Marshal(e)
+}
+
+// Hash returns SHA-256 of an entry's canonical bytes.
+func Hash(canonical []byte) []byte {
+	h := sha256.Sum256(canonical)
+	return h[:]
+}
+
+// Value is what the store keeps for an entry: its hash, then its bytes.
+func Value(canonical []byte) []byte {
+	v := make([]byte, 0, HashSize+len(canonical))
+	v = append(v, Hash(canonical)...)
+	return append(v, canonical...)
+}
+
+// Canonical returns the canonical bytes held in a stored value.
+func Canonical(value []byte) ([]byte, error) {
+	if len(value) < HashSize {
+		return nil, fmt.Errorf("%w: %d bytes", ErrCorrupt, len(value))
+	}
+	return value[HashSize:], nil
+}
+
+// Decode parses canonical bytes.
+func Decode(canonical []byte) (*storev1.AuditEntry, error) {
+	e := &storev1.AuditEntry{}
+	if err := proto.Unmarshal(canonical, e); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return e, nil
+}
+
+// Fault is the first bad entry found, and why.
+type Fault struct {
+	Seq    uint64
+	Reason string
+}
+
+func (f *Fault) Error() string { return fmt.Sprintf("audit entry %d: %s", f.Seq, f.Reason) }
+
+// Chain checks entries one by one, in key order: each must be the next
+// sequence number, its stored hash must match its bytes, and it must name
+// its own sequence number and the previous entry's hash.
+type Chain struct {
+	next uint64
+	prev []byte
+	n    uint64
+	// Anchor: when set, the first entry's prev is taken as given (an
+	// export that starts after entry 1).
+	anchor bool
+}
+
+// NewChain starts a check at entry 1.
+func NewChain() *Chain { return &Chain{next: 1, prev: Zero} }
+
+// ResumeChain starts a check at entry from, whose prev must be prev.
+func ResumeChain(from uint64, prev []byte) *Chain {
+	return &Chain{next: from, prev: bytes.Clone(prev)}
+}
+
+// AnchoredChain starts a check at entry from, taking its prev as given.
+func AnchoredChain(from uint64) *Chain { return &Chain{next: from, anchor: true} }
+
+// Entries is how many entries passed.
+func (c *Chain) Entries() uint64 { return c.n }
+
+// Head is the hash of the last entry that passed (Zero before any).
+func (c *Chain) Head() []byte { return c.prev }
+
+// Next is the sequence number expected next.
+func (c *Chain) Next() uint64 { return c.next }
+
+// AddValue checks a stored value (hash ‖ canonical) kept under key seq.
+func (c *Chain) AddValue(seq uint64, value []byte) (*storev1.AuditEntry, *Fault) {
+	if seq != c.next {
+		return nil, c.gap(seq)
+	}
+	canonical, err := Canonical(value)
+	if err != nil {
+		return nil, &Fault{Seq: seq, Reason: "the stored value is truncated"}
+	}
+	if !bytes.Equal(value[:HashSize], Hash(canonical)) {
+		return nil, &Fault{Seq: seq, Reason: "the entry's bytes do not match its stored hash (altered)"}
+	}
+	return c.Add(seq, canonical)
+}
+
+// Add checks canonical bytes of the entry at seq.
+func (c *Chain) Add(seq uint64, canonical []byte) (*storev1.AuditEntry, *Fault) {
+	if seq != c.next {
+		return nil, c.gap(seq)
+	}
+	e, err := Decode(canonical)
+	if err != nil {
+		return nil, &Fault{Seq: seq, Reason: "the entry does not decode (altered)"}
+	}
+	if e.GetSeq() != seq {
+		return nil, &Fault{Seq: seq, Reason: fmt.Sprintf("the entry kept at %d is entry %d (moved or reordered)", seq, e.GetSeq())}
+	}
+	if !c.anchor && !bytes.Equal(e.GetPrev(), c.prev) {
+		return nil, &Fault{Seq: seq, Reason: fmt.Sprintf("its prev hash is not the hash of entry %d (the chain was altered here)", seq-1)}
+	}
+	if c.anchor && len(e.GetPrev()) != HashSize {
+		return nil, &Fault{Seq: seq, Reason: "its prev hash is malformed"}
+	}
+	c.anchor = false
+	c.prev = Hash(canonical)
+	c.next++
+	c.n++
+	return e, nil
+}
+
+func (c *Chain) gap(seq uint64) *Fault {
+	if seq > c.next {
+		if seq == c.next+1 {
+			return &Fault{Seq: c.next, Reason: fmt.Sprintf("entry %d is missing (removed)", c.next)}
+		}
+		return &Fault{Seq: c.next, Reason: fmt.Sprintf("entries %d to %d are missing (removed)", c.next, seq-1)}
+	}
+	return &Fault{Seq: seq, Reason: fmt.Sprintf("entry %d appears again after entry %d", seq, c.next-1)}
+}
+
+// Result is the outcome of a verification.
+type Result struct {
+	OK      bool
+	Entries uint64
+	// FirstBad is the first bad sequence number (0 when OK).
+	FirstBad uint64
+	Reason   string
+	// Checkpoints verified, and the sequence number of the latest.
+	Checkpoints   int
+	CheckpointSeq uint64
+}
+
+// fail records f in r if it is the earliest fault so far.
+func (r *Result) fail(f *Fault) {
+	if f == nil {
+		return
+	}
+	if r.OK || f.Seq < r.FirstBad {
+		r.OK, r.FirstBad, r.Reason = false, f.Seq, f.Error()
+	}
+}
