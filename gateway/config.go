@@ -43,6 +43,10 @@ type Config struct {
 	LogLevel string `yaml:"log_level"`
 	// MaxMessageBytes bounds one gRPC message (default 8 MiB).
 	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// SubscriberStall is how long a subscription's queue of reports to send
+	// may stay full (the subscriber reading too slowly) before the node
+	// disconnects it, keeping its cursor (default 30s).
+	SubscriberStall time.Duration `yaml:"subscriber_stall,omitempty"`
 	// MetricsListen, when set, serves Prometheus metrics over plain HTTP at
 	// http://<address>/metrics (counts only; a loopback address unless a
 	// scraper elsewhere needs it).
@@ -225,6 +229,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = 8 << 20
+	}
+	if c.SubscriberStall == 0 {
+		c.SubscriberStall = 30 * time.Second
+	}
+	if c.SubscriberStall < 100*time.Millisecond || c.SubscriberStall > time.Hour {
+		return bad("subscriber_stall %s: want 100ms to 1h", c.SubscriberStall)
 	}
 	if c.MaxMessageBytes < 1<<20 {
 		return bad("max_message_bytes %d is below 1 MiB", c.MaxMessageBytes)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -194,7 +195,9 @@ type clientService struct {
 	log  *slog.Logger
 	// poll bounds how long a subscription waits before re-reading the feed.
 	poll time.Duration
-	cut  *cutoff
+	// stall is how long a subscription's send queue may stay full.
+	stall time.Duration
+	cut   *cutoff
 	// prepared holds deliveries encoded once for every stream they go to.
 	prepared preparedMemo
 	// recording lets a resuming stream wait for the recorders of ended
@@ -347,9 +350,9 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	// A recorder writes what was sent (provenance records what was sent,
 	// not what was prepared) and the cursor, in order, coalescing what
 	// waits into one commit, so that neither sending nor a suspension
-	// waits for a commit. On every exit the cursor it saves last is the
-	// last report sent (or skipped as not for this subscriber), so
-	// --resume continues exactly there.
+	// waits for a commit. The cursor it saves last is the last report sent
+	// (or skipped as not for this subscriber), so --resume continues
+	// exactly there.
 	type sentUpTo struct {
 		ds     []node.Delivery
 		cursor uint64
@@ -378,15 +381,98 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 		}
 		s.recording.done(key)
 	}()
-	given := cursor
+
+	// A sender sends what the loop below queues (a delivery, or a cursor
+	// past reports that are not for this subscriber), in order, and hands
+	// what it sent to the recorder. The queue is bounded: a subscriber
+	// that reads so slowly that the queue stays full for s.stall is
+	// disconnected, with its cursor kept. The handler never waits for a
+	// send, so a suspension or a stall ends the stream at once even when
+	// the client has stopped reading; the sender then ends with the stream.
+	type queued struct {
+		d      *node.Delivery
+		cursor uint64
+	}
+	queue := make(chan queued, subscriberQueue)
+	stop := make(chan struct{})       // the handler has returned
+	sendFailed := make(chan error, 1) // the sender's send error
+	var sentCursor atomic.Uint64
+	sentCursor.Store(cursor)
+	go func() {
+		last := cursor
+		defer func() {
+			<-stop // the handler has noted the stream's end (recording.start)
+			if c := sentCursor.Load(); c != last {
+				record <- sentUpTo{cursor: c}
+			}
+			close(record)
+		}()
+		for {
+			var q queued
+			select {
+			case <-stop:
+				return
+			case q = <-queue:
+			}
+			if q.d == nil {
+				sentCursor.Store(q.cursor)
+				continue
+			}
+			msg, err := s.prepared.get(stream, *q.d)
+			if err == nil {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				err = stream.SendMsg(msg)
+			}
+			if err != nil {
+				sendFailed <- err
+				return
+			}
+			sentCursor.Store(q.cursor)
+			record <- sentUpTo{[]node.Delivery{*q.d}, q.cursor}
+			last = q.cursor
+		}
+	}()
 	defer func() {
 		s.recording.start(key)
-		if cursor != given {
-			record <- sentUpTo{cursor: cursor}
-		}
-		close(record)
+		close(stop)
 	}()
-	// A producer reads the feed and prepares deliveries; this loop sends
+	enqueue := func(q queued) error {
+		select {
+		case queue <- q:
+			return nil
+		default:
+		}
+		stall := time.NewTimer(s.stall)
+		defer stall.Stop()
+		select {
+		case queue <- q:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-sendFailed:
+			return err
+		case <-stall.C:
+			return errSlowSubscriber
+		}
+	}
+	ended := func(err error) error {
+		switch {
+		case context.Cause(ctx) == errSubscriberSuspended:
+			return suspendedStatus(who.Name, sentCursor.Load())
+		case errors.Is(err, errSlowSubscriber):
+			s.log.Warn("slow subscriber disconnected", "subscriber", who.String(), "queued", subscriberQueue, "stall", s.stall.String(), "cursor", sentCursor.Load())
+			return status.Errorf(codes.ResourceExhausted, "subscriber %s is reading too slowly: %d reports waited over %s to be sent; it is disconnected and its cursor %d is kept; resume with --resume (or after=%d) once it can keep up", who.Name, subscriberQueue, s.stall, sentCursor.Load(), sentCursor.Load())
+		case ctx.Err() != nil:
+			return nil // the caller went away: the cursor stays at the last report sent
+		}
+		return err
+	}
+
+	// A producer reads the feed and prepares deliveries; this loop queues
 	// them. The split lets a suspension end the stream at once even while
 	// the producer is busy (it then stops on its own).
 	type batch struct {
@@ -426,35 +512,37 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 		var ok bool
 		select {
 		case <-ctx.Done():
-			if context.Cause(ctx) == errSubscriberSuspended {
-				return suspendedStatus(who.Name, cursor)
-			}
-			return nil
+			return ended(nil)
+		case err := <-sendFailed:
+			return ended(err)
 		case bt, ok = <-batches:
 			if !ok {
-				return nil
+				return ended(nil)
 			}
 		}
 		if bt.err != nil {
 			return toStatus(s.log, "Subscribe", bt.err)
 		}
-		sent, err := s.send(ctx, stream, bt.ds, &cursor)
-		if len(sent) > 0 {
-			record <- sentUpTo{sent, cursor}
-			given = cursor
+		for i := range bt.ds {
+			if err := enqueue(queued{d: &bt.ds[i], cursor: bt.ds[i].Cursor}); err != nil {
+				return ended(err)
+			}
 		}
-		if context.Cause(ctx) == errSubscriberSuspended {
-			return suspendedStatus(who.Name, cursor)
+		if n := len(bt.ds); n == 0 || bt.ds[n-1].Cursor < bt.last {
+			// Past reports that are not for this subscriber.
+			if err := enqueue(queued{cursor: bt.last}); err != nil {
+				return ended(err)
+			}
 		}
-		if err != nil {
-			return err
-		}
-		if ctx.Err() != nil || len(sent) < len(bt.ds) {
-			return nil // the caller went away: the cursor stays at the last report sent
-		}
-		cursor = max(cursor, bt.last)
 	}
 }
+
+// subscriberQueue is how many deliveries may wait to be sent to one
+// subscription before the producer waits.
+const subscriberQueue = 512
+
+// errSlowSubscriber ends a subscription whose queue stayed full too long.
+var errSlowSubscriber = errors.New("subscriber too slow")
 
 // recordings counts, per cursor key, the recorders of ended streams that
 // are still writing, so that a stream resuming from the saved cursor reads
@@ -569,22 +657,6 @@ func suspendedStatus(name string, cursor uint64) error {
 
 // send sends deliveries in order until one fails or the subscription is
 // cancelled; it returns those sent and moves *cursor past them.
-func (s *clientService) send(ctx context.Context, stream grpc.ServerStreamingServer[clientv1.SubscribeResponse], ds []node.Delivery, cursor *uint64) ([]node.Delivery, error) {
-	for i, d := range ds {
-		if ctx.Err() != nil {
-			return ds[:i], nil
-		}
-		msg, err := s.prepared.get(stream, d)
-		if err != nil {
-			return ds[:i], err
-		}
-		if err := stream.SendMsg(msg); err != nil {
-			return ds[:i], err
-		}
-		*cursor = d.Cursor
-	}
-	return ds, nil
-}
 
 // preparedMemo encodes a delivery once for all the streams it goes to:
 // the node shares one view between the subscribers allowed the same

@@ -1,0 +1,102 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
+)
+
+// TestSlowSubscriberDisconnected (issue 8, slow consumer): a subscriber
+// that stops reading does not hold up another subscriber or the node; its
+// queue is bounded, and once it has stayed full for subscriber_stall the
+// subscriber is disconnected with ResourceExhausted and its cursor; it
+// then resumes from that cursor with nothing lost and nothing twice.
+func TestSlowSubscriberDisconnected(t *testing.T) {
+	f := startFedWith(t, func(c *Config) { c.SubscriberStall = 300 * time.Millisecond }, "USA", "GBR")
+	officer := f.officer("USA")
+	analyst := f.client("USA", filepath.Join(f.dir, "USA", DevSubscriber))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	slow, err := analyst.Subscribe(ctx, &clientv1.SubscribeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err := officer.Subscribe(ctx, &clientv1.SubscribeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Enough to fill the slow stream's transport windows and its queue.
+	const n = 1200
+	body := []byte(strings.Repeat("x", 2048))
+	published := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if _, err := officer.Publish(ctx, &clientv1.PublishRequest{
+				Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA, GBR", Title: fmt.Sprintf("r%04d", i), Body: body}},
+				Topics:   []string{"CT"},
+			}); err != nil {
+				published <- err
+				return
+			}
+		}
+		published <- nil
+	}()
+	// The reading subscriber gets every report while the other reads nothing.
+	for i := range n {
+		m, err := fast.Recv()
+		if err != nil {
+			t.Fatalf("the reading subscriber's stream ended after %d reports: %v", i, err)
+		}
+		if got, want := m.GetReport().GetPortions()[0].GetTitle(), fmt.Sprintf("r%04d", i); got != want {
+			t.Fatalf("reading subscriber got %s, want %s", got, want)
+		}
+	}
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	// The slow stream: what was sent arrives, then the status.
+	next := 0
+	var end error
+	for {
+		m, err := slow.Recv()
+		if err != nil {
+			end = err
+			break
+		}
+		if got, want := m.GetReport().GetPortions()[0].GetTitle(), fmt.Sprintf("r%04d", next); got != want {
+			t.Fatalf("slow subscriber got %s, want %s", got, want)
+		}
+		next++
+	}
+	st, _ := status.FromError(end)
+	if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "reading too slowly") || !strings.Contains(st.Message(), "cursor") {
+		t.Fatalf("slow stream ended with %v, want ResourceExhausted naming the cursor", end)
+	}
+	if next == 0 || next >= n {
+		t.Fatalf("the slow subscriber got %d of %d reports before it was disconnected", next, n)
+	}
+	t.Logf("disconnected after %d reports were sent to it: %s", next, st.Message())
+	// Resume from the saved cursor: exactly the rest.
+	resumed, err := analyst.Subscribe(ctx, &clientv1.SubscribeRequest{ResumeSaved: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ; next < n; next++ {
+		m, err := resumed.Recv()
+		if err != nil {
+			t.Fatalf("resumed stream: %v", err)
+		}
+		if got, want := m.GetReport().GetPortions()[0].GetTitle(), fmt.Sprintf("r%04d", next); got != want {
+			t.Fatalf("resumed at %s, want %s", got, want)
+		}
+	}
+}
