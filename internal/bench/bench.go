@@ -112,6 +112,8 @@ type Result struct {
 	FanoutReports          int     `json:"fanout_reports"`
 	FanoutDeliveriesPerS   float64 `json:"fanout_deliveries_per_s"`
 	FanoutPeakRSSMiB       float64 `json:"fanout_peak_rss_mib"`
+	FanoutAnonRSSMiB       float64 `json:"fanout_rss_anon_mib"`
+	FanoutFileRSSMiB       float64 `json:"fanout_rss_file_mib"`
 	CatchupReports         int     `json:"catchup_reports"`
 	CatchupReportsPerS     float64 `json:"catchup_reports_per_s"`
 }
@@ -179,7 +181,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := b.fanout(ctx, r, fanoutIDs); err != nil {
 		return nil, fmt.Errorf("bench: fan-out: %w", err)
 	}
-	say("  %.0f deliveries/s; %s peak RSS %.0f MiB", r.FanoutDeliveriesPerS, partyB, r.FanoutPeakRSSMiB)
+	say("  %.0f deliveries/s; %s peak RSS %.0f MiB (now %.0f MiB anonymous, %.0f MiB of mapped store file)", r.FanoutDeliveriesPerS, partyB, r.FanoutPeakRSSMiB, r.FanoutAnonRSSMiB, r.FanoutFileRSSMiB)
 
 	say("catch-up: %s offline while %s accepts %d reports...", partyB, partyA, o.CatchUp)
 	if err := b.catchUp(ctx, r); err != nil {
@@ -538,11 +540,10 @@ func (b *bench) fanout(ctx context.Context, r *Result, ids int) error {
 	}
 	r.FanoutSubscribers, r.FanoutReports = len(streams), n
 	r.FanoutDeliveriesPerS = float64(len(streams)*n) / end.Sub(start).Seconds()
-	rss, err := b.f.peakRSSMiB(partyB)
-	if err != nil {
+	var err error
+	if r.FanoutPeakRSSMiB, r.FanoutAnonRSSMiB, r.FanoutFileRSSMiB, err = b.f.memory(partyB); err != nil {
 		return err
 	}
-	r.FanoutPeakRSSMiB = rss
 	b.feed.Store(cursor.Load())
 	return nil
 }

@@ -187,26 +187,36 @@ func (f *federation) close() {
 	}
 }
 
-// peakRSSMiB is the peak resident set of party's node process (VmHWM).
-func (f *federation) peakRSSMiB(party string) (float64, error) {
+// memory is party's node process's peak resident set (VmHWM) and, now,
+// how much of its resident set is anonymous memory (heap, stacks) and how
+// much is mapped file (the bbolt file's pages), in MiB.
+func (f *federation) memory(party string) (peak, anon, file float64, err error) {
 	n := f.nodes[party]
 	if n.cmd == nil {
-		return 0, fmt.Errorf("%s node is not running", party)
+		return 0, 0, 0, fmt.Errorf("%s node is not running", party)
 	}
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, 0, err
 	}
+	fields := map[string]*float64{"VmHWM:": &peak, "RssAnon:": &anon, "RssFile:": &file}
+	found := 0
 	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			if err != nil {
-				return 0, fmt.Errorf("VmHWM: %w", err)
+		for name, v := range fields {
+			if rest, ok := strings.CutPrefix(line, name); ok {
+				kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+				if err != nil {
+					return 0, 0, 0, fmt.Errorf("%s %w", name, err)
+				}
+				*v = kb / 1024
+				found++
 			}
-			return kb / 1024, nil
 		}
 	}
-	return 0, errors.New("no VmHWM in /proc status")
+	if found != len(fields) {
+		return 0, 0, 0, errors.New("VmHWM, RssAnon or RssFile missing from /proc status")
+	}
+	return peak, anon, file, nil
 }
 
 func (f *federation) dial(party, profileDir string) (clientv1.ClientServiceClient, error) {
