@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/tearline/tearline/internal/lru"
 	"github.com/tearline/tearline/node"
 	"github.com/tearline/tearline/node/marking"
 	"github.com/tearline/tearline/node/policy"
@@ -664,8 +665,7 @@ func suspendedStatus(name string, cursor uint64) error {
 // every stream. The server registers no compressor, so an encoding made on
 // one stream is valid on any other.
 type preparedMemo struct {
-	mu sync.Mutex
-	m  map[preparedKey]*grpc.PreparedMsg
+	m *lru.Map[preparedKey, *grpc.PreparedMsg]
 }
 
 type preparedKey struct {
@@ -673,26 +673,16 @@ type preparedKey struct {
 	cursor uint64
 }
 
-// maxPrepared bounds the memo; it is emptied when full.
+// maxPrepared is how many encodings a generation of the memo holds.
 const maxPrepared = 4096
 
-func (pm *preparedMemo) get(stream grpc.ServerStream, d node.Delivery) (*grpc.PreparedMsg, error) {
-	k := preparedKey{d.View, d.Cursor}
-	pm.mu.Lock()
-	msg, ok := pm.m[k]
-	pm.mu.Unlock()
-	if ok {
-		return msg, nil
-	}
-	msg = &grpc.PreparedMsg{}
-	if err := msg.Encode(stream, &clientv1.SubscribeResponse{Cursor: d.Cursor, Report: d.View}); err != nil {
-		return nil, err
-	}
-	pm.mu.Lock()
-	if pm.m == nil || len(pm.m) >= maxPrepared {
-		pm.m = make(map[preparedKey]*grpc.PreparedMsg)
-	}
-	pm.m[k] = msg
-	pm.mu.Unlock()
-	return msg, nil
+func newPreparedMemo() preparedMemo {
+	return preparedMemo{lru.New[preparedKey, *grpc.PreparedMsg](maxPrepared)}
+}
+
+func (pm preparedMemo) get(stream grpc.ServerStream, d node.Delivery) (*grpc.PreparedMsg, error) {
+	return pm.m.Load(preparedKey{d.View, d.Cursor}, func() (*grpc.PreparedMsg, error) {
+		msg := &grpc.PreparedMsg{}
+		return msg, msg.Encode(stream, &clientv1.SubscribeResponse{Cursor: d.Cursor, Report: d.View})
+	})
 }

@@ -117,6 +117,8 @@ func New(cfg Config) (*Node, error) {
 		clock:       cfg.Clock,
 		log:         cfg.Logger,
 		wakeOf:      make(map[string]chan struct{}),
+		vcache:      newVerifyCache(),
+		views:       newViewMemo(),
 	}
 	if n.scheme == nil {
 		n.scheme = marking.Default

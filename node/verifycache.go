@@ -2,8 +2,8 @@ package node
 
 import (
 	"crypto/sha256"
-	"sync"
 
+	"github.com/tearline/tearline/internal/lru"
 	"github.com/tearline/tearline/node/report"
 	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
 )
@@ -16,39 +16,19 @@ import (
 // chain. Receipt never answers from the cache: every envelope that arrives
 // is verified in full, and what verified is remembered for showing.
 type verifyCache struct {
-	mu      sync.Mutex
-	headers generations[*report.Verified]
-	hops    generations[*report.VerifiedHop]
+	headers *lru.Map[[32]byte, *report.Verified]
+	hops    *lru.Map[[32]byte, *report.VerifiedHop]
 }
 
 // verifyCacheSize is how many statements of each kind a generation holds:
-// the cache remembers between one and two generations, enough for
-// subscribers reading well behind the reports arriving.
+// enough for subscribers reading well behind the reports arriving.
 const verifyCacheSize = 32768
 
-// generations is a map that forgets gradually: when the current map is
-// full it becomes the previous one (the one before is dropped), and a hit
-// in the previous map is carried into the current one.
-type generations[T any] struct {
-	cur, prev map[[32]byte]T
-}
-
-func (g *generations[T]) get(k [32]byte) (T, bool) {
-	if v, ok := g.cur[k]; ok {
-		return v, true
+func newVerifyCache() verifyCache {
+	return verifyCache{
+		headers: lru.New[[32]byte, *report.Verified](verifyCacheSize),
+		hops:    lru.New[[32]byte, *report.VerifiedHop](verifyCacheSize),
 	}
-	v, ok := g.prev[k]
-	if ok {
-		g.put(k, v)
-	}
-	return v, ok
-}
-
-func (g *generations[T]) put(k [32]byte, v T) {
-	if g.cur == nil || len(g.cur) >= verifyCacheSize {
-		g.prev, g.cur = g.cur, make(map[[32]byte]T)
-	}
-	g.cur[k] = v
 }
 
 func statementKey(sd *reportv1.Signed, extra []byte) [32]byte {
@@ -71,9 +51,7 @@ func statementKey(sd *reportv1.Signed, extra []byte) [32]byte {
 
 func (c *verifyCache) header(sd *reportv1.Signed, v report.Verifier) (*report.Verified, error) {
 	k := statementKey(sd, nil)
-	c.mu.Lock()
-	got, ok := c.headers.get(k)
-	c.mu.Unlock()
+	got, ok := c.headers.Get(k)
 	if ok {
 		return got, nil
 	}
@@ -87,9 +65,7 @@ func (c *verifyCache) header(sd *reportv1.Signed, v report.Verifier) (*report.Ve
 
 // putHeader remembers a header that verified.
 func (c *verifyCache) putHeader(sd *reportv1.Signed, got *report.Verified) {
-	c.mu.Lock()
-	c.headers.put(statementKey(sd, nil), got)
-	c.mu.Unlock()
+	c.headers.Put(statementKey(sd, nil), got)
 }
 
 func hopKey(sd *reportv1.Signed, headerDigest []byte, reportID string) [32]byte {
@@ -97,9 +73,7 @@ func hopKey(sd *reportv1.Signed, headerDigest []byte, reportID string) [32]byte 
 }
 
 func (c *verifyCache) hop(sd *reportv1.Signed, headerDigest []byte, reportID string, v report.Verifier) (*report.VerifiedHop, error) {
-	c.mu.Lock()
-	got, ok := c.hops.get(hopKey(sd, headerDigest, reportID))
-	c.mu.Unlock()
+	got, ok := c.hops.Get(hopKey(sd, headerDigest, reportID))
 	if ok {
 		return got, nil
 	}
@@ -113,7 +87,5 @@ func (c *verifyCache) hop(sd *reportv1.Signed, headerDigest []byte, reportID str
 
 // putHop remembers a hop that verified.
 func (c *verifyCache) putHop(sd *reportv1.Signed, headerDigest []byte, reportID string, got *report.VerifiedHop) {
-	c.mu.Lock()
-	c.hops.put(hopKey(sd, headerDigest, reportID), got)
-	c.mu.Unlock()
+	c.hops.Put(hopKey(sd, headerDigest, reportID), got)
 }

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
+	"github.com/tearline/tearline/internal/lru"
 	"github.com/tearline/tearline/node/marking"
 	"github.com/tearline/tearline/node/policy"
 	"github.com/tearline/tearline/node/report"
@@ -178,8 +178,7 @@ func (s portionSet) has(ix uint32) bool { return ix >= 1 && ix <= 64 && s&(1<<(i
 // not once per subscriber. It is keyed by the decoded report the store
 // shares between readers; a rewritten report is a new key.
 type viewMemo struct {
-	mu sync.Mutex
-	m  map[viewKey]*clientv1.ReportView
+	m *lru.Map[viewKey, *clientv1.ReportView]
 }
 
 type viewKey struct {
@@ -187,26 +186,19 @@ type viewKey struct {
 	kept portionSet
 }
 
-// maxViews bounds the memo; it is emptied when full.
+// maxViews is how many views a generation of the memo holds.
 const maxViews = 4096
 
 // view returns the shared view of r showing the portions in kept. The
 // view must not be modified.
-func (vm *viewMemo) view(n *Node, r *storev1.StoredReport, kept portionSet) *clientv1.ReportView {
-	k := viewKey{r, kept}
-	vm.mu.Lock()
-	v, ok := vm.m[k]
-	vm.mu.Unlock()
-	if ok {
-		return v
-	}
-	v = n.View(r, func(ix uint32, _ marking.Marking) bool { return kept.has(ix) })
-	vm.mu.Lock()
-	if vm.m == nil || len(vm.m) >= maxViews {
-		vm.m = make(map[viewKey]*clientv1.ReportView)
-	}
-	vm.m[k] = v
-	vm.mu.Unlock()
+func newViewMemo() viewMemo {
+	return viewMemo{lru.New[viewKey, *clientv1.ReportView](maxViews)}
+}
+
+func (vm viewMemo) view(n *Node, r *storev1.StoredReport, kept portionSet) *clientv1.ReportView {
+	v, _ := vm.m.Load(viewKey{r, kept}, func() (*clientv1.ReportView, error) {
+		return n.View(r, func(ix uint32, _ marking.Marking) bool { return kept.has(ix) }), nil
+	})
 	return v
 }
 

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/tearline/tearline/internal/lru"
 )
 
 // ErrUntrusted is wrapped by every error refusing a certificate chain.
@@ -34,8 +36,7 @@ type Trust struct {
 	parties map[string]trustAnchors
 	gen     uint64 // counts Set calls: a verdict cached under another gen is stale
 
-	cacheMu sync.Mutex
-	cache   map[[sha256.Size]byte]verdict
+	cache *lru.Map[[sha256.Size]byte, verdict]
 }
 
 // verdict is a chain that verified under anchors of generation gen, and the
@@ -47,7 +48,7 @@ type verdict struct {
 	notBefore, notAfter time.Time
 }
 
-// maxVerdicts bounds the verdict cache; it is emptied when full.
+// maxVerdicts is how many verdicts a generation of the cache holds.
 const maxVerdicts = 4096
 
 type trustAnchors struct {
@@ -57,7 +58,7 @@ type trustAnchors struct {
 
 // NewTrust returns a Trust that trusts no one.
 func NewTrust() *Trust {
-	return &Trust{parties: make(map[string]trustAnchors)}
+	return &Trust{parties: make(map[string]trustAnchors), cache: lru.New[[sha256.Size]byte, verdict](maxVerdicts)}
 }
 
 // Set replaces the CA certificates trusted for party's identities. An empty
@@ -180,9 +181,7 @@ func derKey(der [][]byte) [sha256.Size]byte {
 // A verification costs two signature checks and more; certificates are
 // immutable, so an earlier verdict stands while the anchors do.
 func (t *Trust) cached(key [sha256.Size]byte, gen uint64, at time.Time) (verdict, bool) {
-	t.cacheMu.Lock()
-	v, ok := t.cache[key]
-	t.cacheMu.Unlock()
+	v, ok := t.cache.Get(key)
 	if !ok || v.gen != gen || at.Before(v.notBefore) || at.After(v.notAfter) {
 		return verdict{}, false
 	}
@@ -199,12 +198,7 @@ func (t *Trust) remember(key [sha256.Size]byte, id Identity, gen uint64, present
 			v.notAfter = c.NotAfter
 		}
 	}
-	t.cacheMu.Lock()
-	defer t.cacheMu.Unlock()
-	if t.cache == nil || len(t.cache) >= maxVerdicts {
-		t.cache = make(map[[sha256.Size]byte]verdict)
-	}
-	t.cache[key] = v
+	t.cache.Put(key, v)
 }
 
 // explain turns an x509 verification error into an ErrUntrusted error that

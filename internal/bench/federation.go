@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/tearline/tearline/gateway"
+	"github.com/tearline/tearline/internal/freeport"
 	"github.com/tearline/tearline/pki"
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 )
@@ -59,7 +59,7 @@ func subscriberName(i int) string { return fmt.Sprintf("bench%04d", i) }
 // newFederation lays out A and B in dir with subscribers subscriber
 // identities at B (SECRET, need-to-know CT), each with a profile.
 func newFederation(dir, exe string, subscribers int) (*federation, error) {
-	base, err := freePorts(2)
+	base, err := freeport.Range(2)
 	if err != nil {
 		return nil, err
 	}
@@ -242,29 +242,4 @@ func (f *federation) officer(party string) (clientv1.ClientServiceClient, error)
 // subscriber is a new connection as B's fan-out subscriber i.
 func (f *federation) subscriber(i int) (clientv1.ClientServiceClient, error) {
 	return f.dial(partyB, f.subscriberDir(i))
-}
-
-// freePorts finds n consecutive free loopback ports.
-func freePorts(n int) (int, error) {
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		base := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		ok := base+n < 65000
-		for i := 0; i < n && ok; i++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base, nil
-		}
-	}
-	return 0, errors.New("no free ports on loopback")
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/tearline/tearline/internal/lru"
 	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
 )
 
@@ -140,12 +141,7 @@ func signedInput(kind string, sd *reportv1.Signed) ([]byte, error) {
 // of a batch shares one (key, root, signature), and ed25519 verification
 // is a pure function of them, so it is done once per batch. Single
 // statements are not remembered.
-var verifiedRoots struct {
-	sync.Mutex
-	m map[[sha256.Size]byte]bool
-}
-
-const maxVerifiedRoots = 4096
+var verifiedRoots = lru.New[[sha256.Size]byte, bool](4096)
 
 func verifySignature(pub ed25519.PublicKey, msg, sig []byte, batched bool) bool {
 	if !batched {
@@ -160,21 +156,13 @@ func verifySignature(pub ed25519.PublicKey, msg, sig []byte, batched bool) bool 
 	}
 	var k [sha256.Size]byte
 	h.Sum(k[:0])
-	verifiedRoots.Lock()
-	ok := verifiedRoots.m[k]
-	verifiedRoots.Unlock()
-	if ok {
+	if _, ok := verifiedRoots.Get(k); ok {
 		return true
 	}
 	if !ed25519.Verify(pub, msg, sig) {
 		return false
 	}
-	verifiedRoots.Lock()
-	if verifiedRoots.m == nil || len(verifiedRoots.m) >= maxVerifiedRoots {
-		verifiedRoots.m = make(map[[sha256.Size]byte]bool)
-	}
-	verifiedRoots.m[k] = true
-	verifiedRoots.Unlock()
+	verifiedRoots.Put(k, true)
 	return true
 }
 
