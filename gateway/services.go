@@ -656,9 +656,6 @@ func suspendedStatus(name string, cursor uint64) error {
 	return status.Errorf(codes.PermissionDenied, "subscriber %s is suspended; its cursor %d is kept: after reinstatement, subscribe --resume continues after it", name, cursor)
 }
 
-// send sends deliveries in order until one fails or the subscription is
-// cancelled; it returns those sent and moves *cursor past them.
-
 // preparedMemo encodes a delivery once for all the streams it goes to:
 // the node shares one view between the subscribers allowed the same
 // portions, and the response (cursor and view) is then the same bytes on
