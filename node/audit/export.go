@@ -273,26 +273,13 @@ func VerifyExport(r io.Reader, trust report.Verifier) (Result, Header, error) {
 	if fault == nil && last != h.LastSeq {
 		res.fail(&Fault{Seq: last + 1, Reason: fmt.Sprintf("the header says the export ends at entry %d but the last entry is %d: entries were removed", h.LastSeq, last)})
 	}
-	var lastGood uint64 = h.FirstSeq - 1
-	covered := false
+	var inRange []*reportv1.AuditCheckpoint
 	for _, c := range cps {
-		s := c.GetSeq()
-		switch {
-		case s < h.FirstSeq:
-			continue
-		case fault != nil && s >= fault.Seq:
-			continue
-		case s > last:
-			res.fail(&Fault{Seq: last + 1, Reason: fmt.Sprintf("checkpoint %d (signed %s) is beyond the last entry %d: entries were removed", s, stamp(c), last)})
-		case !bytes.Equal(digests[s], c.GetHead()):
-			res.fail(&Fault{Seq: lastGood + 1, Reason: fmt.Sprintf("checkpoint %d (signed %s) does not match the entries: an entry in %d..%d was rewritten", s, stamp(c), lastGood+1, s)})
-		default:
-			lastGood = s
-			res.Checkpoints++
-			res.CheckpointSeq = s
-			covered = covered || s == last
+		if c.GetSeq() >= h.FirstSeq {
+			inRange = append(inRange, c)
 		}
 	}
+	lastGood, covered := res.matchCheckpoints(inRange, digests, h.FirstSeq-1, last, fault, "the entries")
 	if res.OK && last >= h.FirstSeq && !covered {
 		res.fail(&Fault{Seq: lastGood + 1, Reason: fmt.Sprintf("entries %d..%d are not covered by a signed checkpoint (the export's final checkpoint is missing)", lastGood+1, last)})
 	}

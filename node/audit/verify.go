@@ -91,26 +91,37 @@ func Verify(log Log, party string, trust report.Verifier) (Result, error) {
 			res.fail(&Fault{Seq: last, Reason: "the last entry is not the one the store recorded as its head (rewritten)"})
 		}
 	}
-	var lastGood uint64
-	for _, c := range opened {
+	res.matchCheckpoints(opened, digests, 0, last, fault, "the log")
+	return res, nil
+}
+
+// matchCheckpoints checks signed checkpoints (nil ones are skipped)
+// against the digests of the entries up to last: each must name an entry
+// that exists and carry its hash. A checkpoint at or past a fault already
+// found is not judged (the chain there is not known). what names the
+// entries in messages. It returns the last checkpoint that matched (from
+// before any) and whether one covers last.
+func (res *Result) matchCheckpoints(cps []*reportv1.AuditCheckpoint, digests map[uint64][]byte, before, last uint64, fault *Fault, what string) (lastGood uint64, covered bool) {
+	lastGood = before
+	for _, c := range cps {
 		if c == nil {
 			continue
 		}
 		s := c.GetSeq()
 		switch {
 		case fault != nil && s >= fault.Seq:
-			// Past a broken entry: the chain there is not known.
 		case s > last:
-			res.fail(&Fault{Seq: last + 1, Reason: fmt.Sprintf("checkpoint %d (signed %s) is beyond the log's end at %d: entries were removed", s, stamp(c), last)})
+			res.fail(&Fault{Seq: last + 1, Reason: fmt.Sprintf("checkpoint %d (signed %s) is beyond the last of %s, %d: entries were removed", s, stamp(c), what, last)})
 		case !bytes.Equal(digests[s], c.GetHead()):
-			res.fail(&Fault{Seq: lastGood + 1, Reason: fmt.Sprintf("checkpoint %d (signed %s) does not match the log: an entry in %d..%d was rewritten", s, stamp(c), lastGood+1, s)})
+			res.fail(&Fault{Seq: lastGood + 1, Reason: fmt.Sprintf("checkpoint %d (signed %s) does not match %s: an entry in %d..%d was rewritten", s, stamp(c), what, lastGood+1, s)})
 		default:
 			lastGood = s
 			res.Checkpoints++
 			res.CheckpointSeq = s
+			covered = covered || s == last
 		}
 	}
-	return res, nil
+	return lastGood, covered
 }
 
 func stamp(c *reportv1.AuditCheckpoint) string {
