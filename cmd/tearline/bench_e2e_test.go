@@ -3,17 +3,23 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
 // TestE2EBenchSmoke runs `tearline bench --json` with small figures, so
 // that `make bench` keeps working: every phase runs against real node
 // processes and every key of issue 7 comes back with a measured value.
+// --cpuprofile-dir names a folder that does not exist yet: the bench makes
+// it, and each node process leaves its profile there.
 func TestE2EBenchSmoke(t *testing.T) {
 	t.Parallel()
+	profiles := filepath.Join(t.TempDir(), "profiles", "run1")
 	cmd := exec.Command(binary(t), "bench", "--json", "--duration", "1s", "--rate", "100",
-		"--subscribers", "20", "--fanout-reports", "20", "--catchup", "300", "--dir", t.TempDir())
+		"--subscribers", "20", "--fanout-reports", "20", "--catchup", "300", "--dir", t.TempDir(),
+		"--cpuprofile-dir", profiles)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -25,6 +31,7 @@ func TestE2EBenchSmoke(t *testing.T) {
 	}
 	for _, k := range []string{
 		"grpc_baseline_msgs_per_s", "crypto_floor_reports_per_s", "federation_reports_per_s",
+		"disk_sync_ms", "disk_scattered_page_us", "disk_contiguous_page_us",
 		"latency_p50_ms", "latency_p99_ms", "latency_p999_ms",
 		"fanout_deliveries_per_s", "fanout_peak_rss_mib", "catchup_reports_per_s",
 	} {
@@ -41,5 +48,11 @@ func TestE2EBenchSmoke(t *testing.T) {
 	}
 	if n := r["fanout_subscribers"].(float64); n != 20 {
 		t.Errorf("fan-out ran %v streams, want 20", n)
+	}
+	// USA runs once; GBR is restarted for the catch-up.
+	for _, name := range []string{"USA-1.pprof", "GBR-1.pprof", "GBR-2.pprof"} {
+		if fi, err := os.Stat(filepath.Join(profiles, name)); err != nil || fi.Size() == 0 {
+			t.Errorf("profile %s: %v (want a non-empty file)", name, err)
+		}
 	}
 }

@@ -9,7 +9,9 @@
 //
 //   - limits: raw grpc-go server streaming over mTLS with the message a
 //     subscriber at B receives (messages/s), and the ed25519 sign and verify
-//     time on one core; the crypto floor is cores / (sign + verify);
+//     time on one core; the crypto floor is cores / (sign + verify); and
+//     the disk's cost of a durable write, and per page of a durable batch
+//     of pages scattered through a file or side by side;
 //   - federation throughput: reports of one 2 KiB portion, releasable to B,
 //     published at A as fast as A accepts them, counted at one subscriber
 //     at B (signed, verified, policy-checked and committed at both ends);
@@ -63,6 +65,11 @@ type Options struct {
 	Progress io.Writer
 }
 
+// DefaultWorkers is how many publish calls the publisher keeps in flight
+// unless told otherwise. With 64, A's single store writer sat idle between
+// commits waiting for calls (groups of ~22 reports); 256 keeps it busy.
+const DefaultWorkers = 256
+
 func (o *Options) defaults() error {
 	if o.Exe == "" {
 		return errors.New("bench: no tearline binary to run the nodes")
@@ -71,7 +78,7 @@ func (o *Options) defaults() error {
 		o.Duration = 10 * time.Second
 	}
 	if o.Workers <= 0 {
-		o.Workers = 64
+		o.Workers = DefaultWorkers
 	}
 	if o.LatencyRate <= 0 {
 		o.LatencyRate = 500
@@ -93,10 +100,11 @@ func (o *Options) defaults() error {
 
 // Result is one run's figures. The JSON keys are the ones issue 7 names.
 type Result struct {
-	Date                   string  `json:"date"`
-	CPUs                   int     `json:"cpus"`
-	MessageBytes           int     `json:"message_bytes"`
-	GRPCBaselineMsgsPerS   float64 `json:"grpc_baseline_msgs_per_s"`
+	Date                 string  `json:"date"`
+	CPUs                 int     `json:"cpus"`
+	MessageBytes         int     `json:"message_bytes"`
+	GRPCBaselineMsgsPerS float64 `json:"grpc_baseline_msgs_per_s"`
+	DiskLimits
 	SignMicros             float64 `json:"sign_us"`
 	VerifyMicros           float64 `json:"verify_us"`
 	CryptoFloorReportsPerS float64 `json:"crypto_floor_reports_per_s"`
@@ -140,6 +148,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: lay out the federation: %w", err)
 	}
+	if o.Profiles != "" {
+		if err := os.MkdirAll(o.Profiles, 0o755); err != nil {
+			return nil, fmt.Errorf("bench: profiles folder: %w", err)
+		}
+	}
 	f.profiles = o.Profiles
 	defer f.close()
 	for _, p := range []string{partyA, partyB} {
@@ -170,6 +183,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	r.SignMicros, r.VerifyMicros = micros(sign), micros(verify)
 	r.CryptoFloorReportsPerS = float64(r.CPUs) / (sign + verify).Seconds()
 	say("  grpc %.0f msgs/s; sign %.1f µs, verify %.1f µs: crypto floor %.0f reports/s", r.GRPCBaselineMsgsPerS, r.SignMicros, r.VerifyMicros, r.CryptoFloorReportsPerS)
+	if r.DiskLimits, err = diskLimits(dir, 20); err != nil {
+		return nil, fmt.Errorf("bench: disk: %w", err)
+	}
+	say("  disk: a write made durable %.2f ms; per 16 KiB page made durable in a batch of 64: %.0f µs scattered, %.0f µs contiguous", r.SyncMs, r.ScatteredPageUs, r.ContiguousPageUs)
 
 	say("latency: %d reports/s for %s...", o.LatencyRate, o.Duration)
 	if err := b.latency(ctx, r); err != nil {

@@ -50,7 +50,8 @@ type federation struct {
 type nodeProc struct {
 	party, config, addr string
 	cmd                 *exec.Cmd
-	exited              chan error
+	exited              chan struct{} // closed when the process has exited
+	exitErr             error         // its exit status, once exited is closed
 }
 
 // subscriberName is the name of fan-out subscriber i at B.
@@ -127,8 +128,8 @@ func (f *federation) start(ctx context.Context, party string) error {
 		logf.Close()
 		return fmt.Errorf("start %s node: %w", party, err)
 	}
-	n.exited = make(chan error, 1)
-	go func() { n.exited <- n.cmd.Wait(); logf.Close() }()
+	n.exited = make(chan struct{})
+	go func() { n.exitErr = n.cmd.Wait(); logf.Close(); close(n.exited) }()
 	c, err := f.officer(party)
 	if err != nil {
 		return err
@@ -142,8 +143,8 @@ func (f *federation) start(ctx context.Context, party string) error {
 			return nil
 		}
 		select {
-		case err := <-n.exited:
-			return fmt.Errorf("%s node exited at start (%v); see %s", party, err, filepath.Join(f.dir, party, "node.log"))
+		case <-n.exited:
+			return fmt.Errorf("%s node exited at start (%v); see %s", party, n.exitErr, filepath.Join(f.dir, party, "node.log"))
 		default:
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -162,9 +163,9 @@ func (f *federation) stop(party string) error {
 	defer func() { n.cmd = nil }()
 	_ = n.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-n.exited:
-		if err != nil {
-			return fmt.Errorf("%s node: %w", party, err)
+	case <-n.exited:
+		if n.exitErr != nil {
+			return fmt.Errorf("%s node: %w", party, n.exitErr)
 		}
 		return nil
 	case <-time.After(30 * time.Second):

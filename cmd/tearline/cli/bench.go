@@ -20,7 +20,9 @@ func newBenchCmd(g *globals) *cobra.Command {
 temporary folder, on loopback mTLS with their own bbolt files, and measure:
 
   limits       raw grpc-go streaming over mTLS with the same message, and the
-               ed25519 sign and verify time (crypto floor = cores / (sign + verify))
+               ed25519 sign and verify time (crypto floor = cores / (sign + verify)),
+               and the disk: one durable write, and per page of a durable batch
+               of pages scattered through a file or side by side
   federation   reports (one 2 KiB portion) published at USA, counted at a
                subscriber at GBR: reports/s end to end
   latency      publish at USA to delivery at GBR's subscriber at a fixed rate
@@ -53,7 +55,7 @@ with --json, one object. It takes a few minutes and both cores.`,
 	}
 	f := c.Flags()
 	f.DurationVar(&o.Duration, "duration", 10*time.Second, "how long the throughput and latency phases each run")
-	f.IntVar(&o.Workers, "workers", 64, "publish calls kept in flight")
+	f.IntVar(&o.Workers, "workers", bench.DefaultWorkers, "publish calls kept in flight")
 	f.IntVar(&o.LatencyRate, "rate", 500, "publish rate of the latency phase, reports/s")
 	f.IntVar(&o.Subscribers, "subscribers", 1000, "subscriber streams in the fan-out phase")
 	f.IntVar(&o.FanoutReports, "fanout-reports", 500, "reports each fan-out stream receives")
@@ -70,6 +72,8 @@ func printBench(g *globals, r *bench.Result) {
 	fmt.Fprintf(w, "grpc baseline (%d-byte msgs, mTLS)\t%.0f msgs/s\t\tlimit\n", r.MessageBytes, r.GRPCBaselineMsgsPerS)
 	fmt.Fprintf(w, "ed25519 sign / verify\t%.1f / %.1f µs\t\t\n", r.SignMicros, r.VerifyMicros)
 	fmt.Fprintf(w, "crypto floor\t%.0f reports/s\t\tlimit\n", r.CryptoFloorReportsPerS)
+	fmt.Fprintf(w, "disk: write + fdatasync\t%.2f ms\t\tlimit (a commit makes two)\n", r.SyncMs)
+	fmt.Fprintf(w, "disk: per 16 KiB page synced in 64\t%.0f µs scattered, %.0f µs contiguous\t\tlimit\n", r.ScatteredPageUs, r.ContiguousPageUs)
 	fmt.Fprintf(w, "federation throughput\t%.0f reports/s\t>= 10000 and >= 40%% of floor\t%.0f%% of crypto floor, %.0f%% of grpc\n",
 		r.FederationReportsPerS, 100*r.FederationReportsPerS/r.CryptoFloorReportsPerS, 100*r.FederationReportsPerS/r.GRPCBaselineMsgsPerS)
 	fmt.Fprintf(w, "  (publish accepted at USA)\t%.0f reports/s\t\t\n", r.PublishReportsPerS)

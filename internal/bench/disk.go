@@ -1,0 +1,82 @@
+package bench
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// DiskLimits is what a durable commit costs on the disk that holds the
+// nodes' stores: one small write made durable, and the cost per page of
+// making many pages durable at once, scattered through a file (as a bbolt
+// commit rewrites the B+tree pages it touched, wherever they are) or side
+// by side (as an append-only log would).
+type DiskLimits struct {
+	// SyncMs is one 16 KiB write followed by fdatasync. A bbolt commit
+	// makes two of them (data, then meta).
+	SyncMs float64 `json:"disk_sync_ms"`
+	// ScatteredPageUs and ContiguousPageUs are the time per 16 KiB page of
+	// writing 64 pages and one fdatasync, at random places in a 256 MiB
+	// file or one after another.
+	ScatteredPageUs  float64 `json:"disk_scattered_page_us"`
+	ContiguousPageUs float64 `json:"disk_contiguous_page_us"`
+}
+
+// diskLimits measures DiskLimits in a scratch file in dir, rounds times.
+func diskLimits(dir string, rounds int) (DiskLimits, error) {
+	const page, pages, fileSize = 16 << 10, 64, 256 << 20
+	f, err := os.CreateTemp(dir, "disk-probe-*")
+	if err != nil {
+		return DiskLimits{}, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	// Fill the file, so that the writes below overwrite allocated blocks
+	// as a store's commits mostly do.
+	chunk := make([]byte, 1<<20)
+	for off := int64(0); off < fileSize; off += int64(len(chunk)) {
+		if _, err := f.WriteAt(chunk, off); err != nil {
+			return DiskLimits{}, fmt.Errorf("disk probe %s: %w", filepath.Base(f.Name()), err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return DiskLimits{}, err
+	}
+	buf := make([]byte, page)
+	run := func(offsets func(i int) int64, n int) (time.Duration, error) {
+		var total time.Duration
+		for range rounds {
+			base := rand.Int64N(fileSize/page-pages) * page
+			start := time.Now()
+			for i := range n {
+				if _, err := f.WriteAt(buf, base+offsets(i)); err != nil {
+					return 0, err
+				}
+			}
+			if err := fdatasync(f); err != nil {
+				return 0, err
+			}
+			total += time.Since(start)
+		}
+		return total / time.Duration(rounds), nil
+	}
+	one, err := run(func(int) int64 { return 0 }, 1)
+	if err != nil {
+		return DiskLimits{}, err
+	}
+	scattered, err := run(func(int) int64 { return rand.Int64N(fileSize/page-pages) * page }, pages)
+	if err != nil {
+		return DiskLimits{}, err
+	}
+	contiguous, err := run(func(i int) int64 { return int64(i) * page }, pages)
+	if err != nil {
+		return DiskLimits{}, err
+	}
+	return DiskLimits{
+		SyncMs:           ms(one),
+		ScatteredPageUs:  micros(scattered) / pages,
+		ContiguousPageUs: micros(contiguous) / pages,
+	}, nil
+}

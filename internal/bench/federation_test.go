@@ -1,0 +1,47 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestNodeExitingAtStart: a node process that exits at once is reported
+// with its exit status and log, and closing the federation afterwards
+// returns. (It waited forever: start had consumed the exit, and stop then
+// waited for it again.)
+func TestNodeExitingAtStart(t *testing.T) {
+	f, err := newFederation(t.TempDir(), "/bin/false", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.start(context.Background(), partyA)
+	if err == nil || !strings.Contains(err.Error(), "exited at start (exit status 1)") {
+		t.Fatalf("start with an exiting node: %v; want it to say the node exited at start", err)
+	}
+	closed := make(chan struct{})
+	go func() { f.close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("close did not return within 10 s after a node exited at start")
+	}
+}
+
+// TestDiskLimits: the disk probe measures positive times and leaves no
+// file behind.
+func TestDiskLimits(t *testing.T) {
+	dir := t.TempDir()
+	d, err := diskLimits(dir, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.SyncMs <= 0 || d.ScatteredPageUs <= 0 || d.ContiguousPageUs <= 0 {
+		t.Errorf("disk limits %+v: want every time positive", d)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("the probe left %d files in %s", len(left), dir)
+	}
+}
