@@ -55,6 +55,9 @@ var (
 // maxGroup bounds how many writers share one commit.
 const maxGroup = 512
 
+// pageSize is the page size of a newly created file.
+const pageSize = 16 << 10
+
 // Store is a node's bbolt file.
 type Store struct {
 	db       *bolt.DB
@@ -102,6 +105,12 @@ func Open(path string) (*Store, error) {
 		// Map a large region from the start, so that growing the file
 		// rarely remaps it (a remap waits for every reader).
 		InitialMmapSize: 1 << 30,
+		// A new file gets 16 KiB pages (an existing one keeps its own):
+		// each commit rewrites the pages it touched at scattered places
+		// in the file, and on this kind of disk a commit's fdatasync
+		// costs per scattered write far more than per byte, so fewer,
+		// larger pages commit faster (BENCHMARKS.md, issue 7).
+		PageSize: pageSize,
 	}
 	readOnly := false
 	db, err := bolt.Open(path, 0o600, opts)
@@ -365,6 +374,7 @@ func (t *Tx) Enqueue(party string, it *storev1.OutboxItem) error {
 	if err != nil {
 		return err
 	}
+	ob.FillPercent = 1 // a new partner's bucket, not yet seen by packBuckets
 	seq, err := ob.NextSequence()
 	if err != nil {
 		return err
@@ -403,6 +413,7 @@ func (s *Store) Update(now time.Time, fn func(*Tx) error) error {
 func (s *Store) update(now time.Time, fn func(*Tx) error) ([]*storev1.AuditEntry, error) {
 	var t *Tx
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		packBuckets(tx)
 		t = &Tx{tx: tx, now: now, st: s}
 		if err := fn(t); err != nil {
 			return err
@@ -484,6 +495,7 @@ func (s *Store) commitGroup(group []*groupCall) {
 	var grown bool
 	var changed []string
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		packBuckets(tx)
 		for _, c := range group {
 			t := &Tx{tx: tx, now: c.now, st: s}
 			if err := c.fn(t); err != nil {
