@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/tearline/tearline/internal/lru"
 	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
@@ -61,25 +62,52 @@ func splitPoint(n int) int {
 
 // merkleRoot is RFC 9162's MTH over the leaf hashes.
 func merkleRoot(leaves [][sha256.Size]byte) [sha256.Size]byte {
-	if len(leaves) == 1 {
-		return leaves[0]
-	}
-	k := splitPoint(len(leaves))
-	return nodeHash(merkleRoot(leaves[:k]), merkleRoot(leaves[k:]))
+	return newMerkleTree(leaves).root(0, len(leaves))
 }
 
 // merklePath is RFC 9162's PATH(m, D[n]): the siblings from leaf m up.
 func merklePath(m int, leaves [][sha256.Size]byte) [][]byte {
-	if len(leaves) <= 1 {
+	return newMerkleTree(leaves).path(m, 0, len(leaves))
+}
+
+// merkleTree remembers the root of each subtree it has hashed, so that
+// the root and every leaf's path of one batch cost O(n) hashes in all
+// (computed leaf by leaf from scratch they cost O(n²)).
+type merkleTree struct {
+	leaves [][sha256.Size]byte
+	memo   map[[2]int][sha256.Size]byte
+}
+
+func newMerkleTree(leaves [][sha256.Size]byte) *merkleTree {
+	return &merkleTree{leaves: leaves, memo: make(map[[2]int][sha256.Size]byte, 2*len(leaves))}
+}
+
+// root is MTH(D[lo:hi]).
+func (t *merkleTree) root(lo, hi int) [sha256.Size]byte {
+	if hi-lo == 1 {
+		return t.leaves[lo]
+	}
+	if r, ok := t.memo[[2]int{lo, hi}]; ok {
+		return r
+	}
+	k := lo + splitPoint(hi-lo)
+	r := nodeHash(t.root(lo, k), t.root(k, hi))
+	t.memo[[2]int{lo, hi}] = r
+	return r
+}
+
+// path is PATH(m, D[lo:hi]) for the leaf at index m (lo <= m < hi).
+func (t *merkleTree) path(m, lo, hi int) [][]byte {
+	if hi-lo <= 1 {
 		return nil
 	}
-	k := splitPoint(len(leaves))
+	k := lo + splitPoint(hi-lo)
 	if m < k {
-		r := merkleRoot(leaves[k:])
-		return append(merklePath(m, leaves[:k]), r[:])
+		r := t.root(k, hi)
+		return append(t.path(m, lo, k), r[:])
 	}
-	l := merkleRoot(leaves[:k])
-	return append(merklePath(m-k, leaves[k:]), l[:])
+	l := t.root(lo, k)
+	return append(t.path(m, k, hi), l[:])
 }
 
 // rootFromProof recomputes the root from a leaf and its proof (RFC 9162
@@ -168,16 +196,39 @@ func verifySignature(pub ed25519.PublicKey, msg, sig []byte, batched bool) bool 
 
 // BatchSigner signs statements in batches: a statement to sign while
 // another batch is being signed waits for the next batch, which one of
-// the waiting callers signs for all. A caller that finds it idle signs
-// its statement alone at once, so batching adds no delay. It is a Signer
-// (Sign signs one message alone) and SignStatement uses its batches.
+// the waiting callers signs for all. It is a Signer (Sign signs one
+// message alone) and SignStatement uses its batches.
+//
+// A caller that finds the signer idle signs at once, unless statements
+// have been arriving at Busy per second or more: it then waits Linger
+// for others to join its batch. Under light load nothing waits and a
+// lone statement is signed alone; under heavy load one signature (and,
+// at every receiver, one verification) covers many statements, for at
+// most Linger more latency.
 type BatchSigner struct {
 	s Signer
+	// Linger and Busy: see above. NewBatchSigner sets DefaultLinger and
+	// DefaultBusy; Linger 0 never waits.
+	Linger time.Duration
+	Busy   int
 
 	mu      sync.Mutex
 	busy    bool
 	pending []*batchCall
+	// The arrival rate: statements counted in the current window, and in
+	// the window before it.
+	window       time.Time
+	inWindow     int
+	lastInWindow int
 }
+
+// The defaults of a BatchSigner. 2,000 statements/s is about 1,000
+// reports/s (a header and a hop each); at 500 reports/s nothing waits.
+const (
+	DefaultLinger = time.Millisecond
+	DefaultBusy   = 2000
+	rateWindow    = 100 * time.Millisecond
+)
 
 type batchCall struct {
 	kind    string
@@ -189,7 +240,22 @@ type batchCall struct {
 }
 
 // NewBatchSigner wraps s.
-func NewBatchSigner(s Signer) *BatchSigner { return &BatchSigner{s: s} }
+func NewBatchSigner(s Signer) *BatchSigner {
+	return &BatchSigner{s: s, Linger: DefaultLinger, Busy: DefaultBusy}
+}
+
+// arrived counts one statement at now and reports whether the rate of the
+// last full window reached b.Busy. Called with b.mu held.
+func (b *BatchSigner) arrived(now time.Time) bool {
+	switch d := now.Sub(b.window); {
+	case d >= 2*rateWindow || d < 0:
+		b.window, b.inWindow, b.lastInWindow = now, 0, 0
+	case d >= rateWindow:
+		b.window, b.lastInWindow, b.inWindow = b.window.Add(rateWindow), b.inWindow, 0
+	}
+	b.inWindow++
+	return b.Linger > 0 && b.lastInWindow*int(time.Second/rateWindow) >= b.Busy
+}
 
 // Sign signs one message alone with the wrapped signer.
 func (b *BatchSigner) Sign(msg []byte) ([]byte, [][]byte) { return b.s.Sign(msg) }
@@ -199,6 +265,7 @@ func (b *BatchSigner) signBatched(kind string, payload []byte) *reportv1.Signed 
 	c := &batchCall{kind: kind, payload: payload, lead: make(chan bool, 1)}
 	b.mu.Lock()
 	b.pending = append(b.pending, c)
+	loaded := b.arrived(time.Now())
 	if b.busy {
 		b.mu.Unlock()
 		if lead := <-c.lead; !lead {
@@ -207,6 +274,10 @@ func (b *BatchSigner) signBatched(kind string, payload []byte) *reportv1.Signed 
 	} else {
 		b.busy = true
 		b.mu.Unlock()
+		if loaded {
+			// Busy: let the statements arriving meanwhile join this batch.
+			time.Sleep(b.Linger)
+		}
 	}
 	// This caller signs what is pending (its own statement among it).
 	b.mu.Lock()
@@ -244,11 +315,12 @@ func (b *BatchSigner) signAll(batch []*batchCall) {
 		leaves[i] = leafHash(signingInput(c.kind, c.payload))
 	}
 	size := uint32(len(batch))
-	sig, chain := b.s.Sign(batchInput(merkleRoot(leaves), size))
+	tree := newMerkleTree(leaves)
+	sig, chain := b.s.Sign(batchInput(tree.root(0, len(leaves)), size))
 	for i, c := range batch {
 		c.out = &reportv1.Signed{
 			Payload: c.payload, Signature: sig, CertChain: chain, Kind: c.kind,
-			Batch: &reportv1.MerkleProof{Index: uint32(i), Size: size, Path: merklePath(i, leaves)},
+			Batch: &reportv1.MerkleProof{Index: uint32(i), Size: size, Path: tree.path(i, 0, len(leaves))},
 		}
 	}
 }

@@ -172,3 +172,61 @@ func TestBatchSignerAloneSignsSingly(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Under load (statements arriving at Busy per second or more) a statement
+// that finds the signer idle waits Linger for company; below that rate it
+// is signed at once, alone.
+func TestBatchSignerLingersUnderLoad(t *testing.T) {
+	f := newFederation(t, "USA")
+	signer := f.node(t, "USA")
+	// Two statements 5 ms apart, signed concurrently.
+	pair := func(bs *report.BatchSigner) [2]*reportv1.Signed {
+		var out [2]*reportv1.Signed
+		var wg sync.WaitGroup
+		for i := range out {
+			wg.Go(func() {
+				time.Sleep(time.Duration(i) * 5 * time.Millisecond)
+				hdr, _, err := report.Seal(draft("USA", time.Now()), bs)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := report.OpenHeader(hdr, f.trust); err != nil {
+					t.Error(err)
+				}
+				out[i] = hdr
+			})
+		}
+		wg.Wait()
+		return out
+	}
+
+	// Busy: 10 statements/s is one per 100 ms window. One statement, then
+	// a full window later the rate of the window before counts.
+	loaded := report.NewBatchSigner(signer)
+	loaded.Linger, loaded.Busy = 100*time.Millisecond, 10
+	if _, _, err := report.Seal(draft("USA", time.Now()), loaded); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(110 * time.Millisecond)
+	got := pair(loaded)
+	for i, hdr := range got {
+		if p := hdr.GetBatch(); p == nil || p.GetSize() != 2 {
+			t.Errorf("loaded signer, statement %d: batch proof %v, want one of a batch of 2 (the second arrived during the first's linger)", i, p)
+		}
+	}
+
+	// Quiet: the same two statements are each signed alone, at once.
+	quiet := report.NewBatchSigner(signer)
+	quiet.Linger, quiet.Busy = 100*time.Millisecond, 1_000_000
+	start := time.Now()
+	got = pair(quiet)
+	if took := time.Since(start); took > 90*time.Millisecond {
+		t.Errorf("quiet signer took %v for two statements 5 ms apart: it lingered", took)
+	}
+	for i, hdr := range got {
+		if hdr.GetBatch() != nil {
+			t.Errorf("quiet signer, statement %d: batch proof %v, want a lone signature", i, hdr.GetBatch())
+		}
+	}
+}

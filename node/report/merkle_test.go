@@ -74,3 +74,64 @@ func TestMerkleProofLimits(t *testing.T) {
 		}
 	}
 }
+
+// The remembering tree gives exactly RFC 9162's definitions, written
+// below as the RFC states them (recursively, without memory), for every
+// leaf of trees of every size up to 70; and it hashes each subtree once.
+func TestMerkleTreeMatchesDefinition(t *testing.T) {
+	var mth func(d [][sha256.Size]byte) [sha256.Size]byte
+	mth = func(d [][sha256.Size]byte) [sha256.Size]byte {
+		if len(d) == 1 {
+			return d[0]
+		}
+		k := splitPoint(len(d))
+		return nodeHash(mth(d[:k]), mth(d[k:]))
+	}
+	var path func(m int, d [][sha256.Size]byte) [][]byte
+	path = func(m int, d [][sha256.Size]byte) [][]byte {
+		if len(d) <= 1 {
+			return nil
+		}
+		k := splitPoint(len(d))
+		if m < k {
+			r := mth(d[k:])
+			return append(path(m, d[:k]), r[:])
+		}
+		l := mth(d[:k])
+		return append(path(m-k, d[k:]), l[:])
+	}
+	for n := 1; n <= 70; n++ {
+		leaves := make([][sha256.Size]byte, n)
+		for i := range leaves {
+			leaves[i] = leafHash(fmt.Appendf(nil, "leaf %d of %d", i, n))
+		}
+		tree := newMerkleTree(leaves)
+		if got, want := tree.root(0, n), mth(leaves); got != want {
+			t.Fatalf("n=%d: root %x, want %x", n, got, want)
+		}
+		for m := range n {
+			got, want := tree.path(m, 0, n), path(m, leaves)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("n=%d m=%d: path %x, want %x", n, m, got, want)
+			}
+		}
+		if n > 1 && len(tree.memo) != n-1 {
+			t.Errorf("n=%d: %d subtrees hashed, want n-1 = %d (each inner node once)", n, len(tree.memo), n-1)
+		}
+	}
+}
+
+// BenchmarkBatchProofs: the root and every leaf's path for a batch of 256.
+func BenchmarkBatchProofs(b *testing.B) {
+	leaves := make([][sha256.Size]byte, 256)
+	for i := range leaves {
+		leaves[i] = leafHash(fmt.Appendf(nil, "leaf %d", i))
+	}
+	for b.Loop() {
+		tree := newMerkleTree(leaves)
+		tree.root(0, len(leaves))
+		for m := range leaves {
+			tree.path(m, 0, len(leaves))
+		}
+	}
+}
