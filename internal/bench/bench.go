@@ -143,6 +143,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	r := &Result{Date: time.Now().UTC().Format(time.RFC3339), CPUs: runtime.NumCPU()}
 	say := func(format string, args ...any) { fmt.Fprintf(o.Progress, format+"\n", args...) }
 
+	// The disk first, before the nodes start, so that its scratch file's
+	// writes and removal do not disturb what they measure.
+	say("limits: the disk (durable writes in %s)...", dir)
+	disk, err := diskLimits(dir, 20)
+	if err != nil {
+		return nil, fmt.Errorf("bench: disk: %w", err)
+	}
+	r.DiskLimits = disk
+	say("  a write made durable %.2f ms; per 16 KiB page made durable in a batch of 64: %.0f µs scattered, %.0f µs contiguous", r.SyncMs, r.ScatteredPageUs, r.ContiguousPageUs)
+
 	fanoutIDs := (o.Subscribers + streamsPerSubscriber - 1) / streamsPerSubscriber
 	f, err := newFederation(dir, o.Exe, fanoutIDs)
 	if err != nil {
@@ -183,10 +193,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	r.SignMicros, r.VerifyMicros = micros(sign), micros(verify)
 	r.CryptoFloorReportsPerS = float64(r.CPUs) / (sign + verify).Seconds()
 	say("  grpc %.0f msgs/s; sign %.1f µs, verify %.1f µs: crypto floor %.0f reports/s", r.GRPCBaselineMsgsPerS, r.SignMicros, r.VerifyMicros, r.CryptoFloorReportsPerS)
-	if r.DiskLimits, err = diskLimits(dir, 20); err != nil {
-		return nil, fmt.Errorf("bench: disk: %w", err)
-	}
-	say("  disk: a write made durable %.2f ms; per 16 KiB page made durable in a batch of 64: %.0f µs scattered, %.0f µs contiguous", r.SyncMs, r.ScatteredPageUs, r.ContiguousPageUs)
 
 	say("latency: %d reports/s for %s...", o.LatencyRate, o.Duration)
 	if err := b.latency(ctx, r); err != nil {
