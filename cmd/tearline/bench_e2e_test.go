@@ -12,13 +12,13 @@ import (
 // TestE2EBenchSmoke runs `tearline bench --json` with small figures, so
 // that `make bench` keeps working: every phase runs against real node
 // processes and every key of issue 7 comes back with a measured value.
-// --cpuprofile-dir names a folder that does not exist yet: the bench makes
-// it, and each node process leaves its profile there.
+// --dir and --cpuprofile-dir name folders that do not exist yet: the bench
+// makes them, and each node process leaves its profile in the second.
 func TestE2EBenchSmoke(t *testing.T) {
 	t.Parallel()
 	profiles := filepath.Join(t.TempDir(), "profiles", "run1")
 	cmd := exec.Command(binary(t), "bench", "--json", "--duration", "1s", "--rate", "100",
-		"--subscribers", "20", "--fanout-reports", "20", "--catchup", "300", "--dir", t.TempDir(),
+		"--subscribers", "20", "--fanout-reports", "20", "--catchup", "300", "--dir", filepath.Join(t.TempDir(), "federation"),
 		"--cpuprofile-dir", profiles)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

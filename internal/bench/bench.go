@@ -132,7 +132,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	dir := o.Dir
-	if dir == "" {
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("bench: --dir: %w", err)
+		}
+	} else {
 		d, err := os.MkdirTemp("", "tearline-bench-")
 		if err != nil {
 			return nil, err
