@@ -82,11 +82,8 @@ check fails.`,
 			case against != "":
 				return verifyAgainst(cmd.Context(), g, strings.ToUpper(against))
 			}
-			var resp *adminv1.VerifyAuditResponse
-			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
-				var err error
-				resp, err = c.VerifyAudit(ctx, &adminv1.VerifyAuditRequest{})
-				return err
+			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.VerifyAuditResponse, error) {
+				return c.VerifyAudit(ctx, &adminv1.VerifyAuditRequest{})
 			})
 			if err != nil {
 				return err
@@ -298,11 +295,8 @@ the holder as "via". A withdrawal delivered to a subscriber carries no
 content and is not listed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var resp *adminv1.WhoSawResponse
-			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
-				var err error
-				resp, err = c.WhoSaw(ctx, &adminv1.WhoSawRequest{Id: args[0]})
-				return err
+			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.WhoSawResponse, error) {
+				return c.WhoSaw(ctx, &adminv1.WhoSawRequest{Id: args[0]})
 			})
 			if err != nil {
 				return err

@@ -105,11 +105,8 @@ report so that the third party verifies it. An expired grant allows nothing.`,
 		Short: "List consent requests: incoming (partners ask you) and outgoing (you asked)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var resp *clientv1.ListConsentsResponse
-			err := g.call(cmd.Context(), func(ctx context.Context, c clientv1.ClientServiceClient) error {
-				var err error
-				resp, err = c.ListConsents(ctx, &clientv1.ListConsentsRequest{})
-				return err
+			resp, err := ask(cmd.Context(), g, func(ctx context.Context, c clientv1.ClientServiceClient) (*clientv1.ListConsentsResponse, error) {
+				return c.ListConsents(ctx, &clientv1.ListConsentsRequest{})
 			})
 			if err != nil {
 				return err
@@ -175,11 +172,8 @@ func (g *globals) decide(cmd *cobra.Command, id string, approve bool, ttl time.D
 	if approve {
 		r.Ttl = durationpb.New(ttl)
 	}
-	var resp *clientv1.DecideConsentResponse
-	err := g.call(cmd.Context(), func(ctx context.Context, c clientv1.ClientServiceClient) error {
-		var err error
-		resp, err = c.DecideConsent(ctx, r)
-		return err
+	resp, err := ask(cmd.Context(), g, func(ctx context.Context, c clientv1.ClientServiceClient) (*clientv1.DecideConsentResponse, error) {
+		return c.DecideConsent(ctx, r)
 	})
 	if err != nil {
 		return err
@@ -235,11 +229,8 @@ normal rules would have decided.`,
 				return usagef("--topics, --parties, --max, --for and --reason are all required")
 			}
 			ps := splitList(strings.ToUpper(parties))
-			var resp *adminv1.DeclareCrisisResponse
-			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
-				var err error
-				resp, err = c.DeclareCrisis(ctx, &adminv1.DeclareCrisisRequest{Topics: splitList(topics), Parties: ps, MaxClassification: strings.ToUpper(max), Duration: durationpb.New(dur), Reason: reason})
-				return err
+			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.DeclareCrisisResponse, error) {
+				return c.DeclareCrisis(ctx, &adminv1.DeclareCrisisRequest{Topics: splitList(topics), Parties: ps, MaxClassification: strings.ToUpper(max), Duration: durationpb.New(dur), Reason: reason})
 			})
 			if err != nil {
 				return err
@@ -265,11 +256,8 @@ normal rules would have decided.`,
 		Short: "End one of your party's declarations now",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var resp *adminv1.EndCrisisResponse
-			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
-				var err error
-				resp, err = c.EndCrisis(ctx, &adminv1.EndCrisisRequest{Id: args[0]})
-				return err
+			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.EndCrisisResponse, error) {
+				return c.EndCrisis(ctx, &adminv1.EndCrisisRequest{Id: args[0]})
 			})
 			if err != nil {
 				return err
@@ -286,11 +274,8 @@ normal rules would have decided.`,
 		Short: "List the crisis declarations this node knows",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var resp *adminv1.ListCrisesResponse
-			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
-				var err error
-				resp, err = c.ListCrises(ctx, &adminv1.ListCrisesRequest{})
-				return err
+			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListCrisesResponse, error) {
+				return c.ListCrises(ctx, &adminv1.ListCrisesRequest{})
 			})
 			if err != nil {
 				return err
@@ -316,11 +301,8 @@ normal rules would have decided.`,
 		Short: "Post-crisis review: every release made under a declaration, and what the normal rules would have decided",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var resp *adminv1.ReviewCrisisResponse
-			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
-				var err error
-				resp, err = c.ReviewCrisis(ctx, &adminv1.ReviewCrisisRequest{Id: args[0]})
-				return err
+			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ReviewCrisisResponse, error) {
+				return c.ReviewCrisis(ctx, &adminv1.ReviewCrisisRequest{Id: args[0]})
 			})
 			if err != nil {
 				return err
@@ -361,11 +343,8 @@ func newAgreementsCmd(g *globals) *cobra.Command {
 		Short: "List the sharing agreement with each partner and its state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var resp *adminv1.ListAgreementsResponse
-			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
-				var err error
-				resp, err = c.ListAgreements(ctx, &adminv1.ListAgreementsRequest{})
-				return err
+			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListAgreementsResponse, error) {
+				return c.ListAgreements(ctx, &adminv1.ListAgreementsRequest{})
 			})
 			if err != nil {
 				return err
@@ -399,11 +378,8 @@ func newEventsCmd(g *globals) *cobra.Command {
 		Short: "List security events: refused envelopes and other evidence, naming the partner",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var resp *adminv1.ListSecurityEventsResponse
-			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
-				var err error
-				resp, err = c.ListSecurityEvents(ctx, &adminv1.ListSecurityEventsRequest{})
-				return err
+			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListSecurityEventsResponse, error) {
+				return c.ListSecurityEvents(ctx, &adminv1.ListSecurityEventsRequest{})
 			})
 			if err != nil {
 				return err

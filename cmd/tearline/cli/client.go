@@ -86,6 +86,27 @@ func (g *globals) call(ctx context.Context, fn func(context.Context, clientv1.Cl
 	return withClient(ctx, g, clientv1.NewClientServiceClient, fn)
 }
 
+// askAdmin makes one call to the node's admin service and returns its
+// answer.
+func askAdmin[T any](ctx context.Context, g *globals, call func(context.Context, adminv1.AdminServiceClient) (T, error)) (T, error) {
+	return askWith(ctx, g, adminv1.NewAdminServiceClient, call)
+}
+
+// ask makes one call to the node's client service and returns its answer.
+func ask[T any](ctx context.Context, g *globals, call func(context.Context, clientv1.ClientServiceClient) (T, error)) (T, error) {
+	return askWith(ctx, g, clientv1.NewClientServiceClient, call)
+}
+
+func askWith[C, T any](ctx context.Context, g *globals, newClient func(grpc.ClientConnInterface) C, call func(context.Context, C) (T, error)) (T, error) {
+	var resp T
+	err := withClient(ctx, g, newClient, func(ctx context.Context, c C) error {
+		var err error
+		resp, err = call(ctx, c)
+		return err
+	})
+	return resp, err
+}
+
 func (g *globals) printJSON(v any) error {
 	enc := json.NewEncoder(g.stdout)
 	enc.SetIndent("", "  ")

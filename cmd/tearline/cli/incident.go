@@ -81,11 +81,8 @@ func newPartnerCmd(g *globals) *cobra.Command {
 		Short: "List partners: suspension, queued items, agreement",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var resp *adminv1.ListPartnersResponse
-			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
-				var err error
-				resp, err = c.ListPartners(ctx, &adminv1.ListPartnersRequest{})
-				return err
+			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListPartnersResponse, error) {
+				return c.ListPartners(ctx, &adminv1.ListPartnersRequest{})
 			})
 			if err != nil {
 				return err
@@ -126,11 +123,8 @@ func newSubscriberCmd(g *globals) *cobra.Command {
 		Short: "List subscribers: clearance, need-to-know, suspension, saved cursor",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var resp *adminv1.ListSubscribersResponse
-			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
-				var err error
-				resp, err = c.ListSubscribers(ctx, &adminv1.ListSubscribersRequest{})
-				return err
+			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListSubscribersResponse, error) {
+				return c.ListSubscribers(ctx, &adminv1.ListSubscribersRequest{})
 			})
 			if err != nil {
 				return err
@@ -206,11 +200,8 @@ have acknowledged, including parties that are suspended or offline now.
 			if reason == "" {
 				return usagef("--reason TEXT is required")
 			}
-			var resp *adminv1.WithdrawResponse
-			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
-				var err error
-				resp, err = c.Withdraw(ctx, &adminv1.WithdrawRequest{Id: args[0], Reason: reason, Action: action})
-				return err
+			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.WithdrawResponse, error) {
+				return c.Withdraw(ctx, &adminv1.WithdrawRequest{Id: args[0], Reason: reason, Action: action})
 			})
 			if err != nil {
 				return err
@@ -229,11 +220,8 @@ have acknowledged, including parties that are suspended or offline now.
 		Short: "Who has acknowledged the withdrawal of a report, and who has not",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var resp *adminv1.WithdrawStatusResponse
-			err := g.callAdmin(cmd.Context(), func(ctx context.Context, c adminv1.AdminServiceClient) error {
-				var err error
-				resp, err = c.WithdrawStatus(ctx, &adminv1.WithdrawStatusRequest{Id: args[0]})
-				return err
+			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.WithdrawStatusResponse, error) {
+				return c.WithdrawStatus(ctx, &adminv1.WithdrawStatusRequest{Id: args[0]})
 			})
 			if err != nil {
 				return err

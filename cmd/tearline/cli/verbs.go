@@ -170,11 +170,8 @@ func newReportsCmd(g *globals) *cobra.Command {
 		Short: "List the reports this node holds, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var resp *clientv1.ListReportsResponse
-			err := g.call(cmd.Context(), func(ctx context.Context, c clientv1.ClientServiceClient) error {
-				var err error
-				resp, err = c.ListReports(ctx, &clientv1.ListReportsRequest{Limit: limit})
-				return err
+			resp, err := ask(cmd.Context(), g, func(ctx context.Context, c clientv1.ClientServiceClient) (*clientv1.ListReportsResponse, error) {
+				return c.ListReports(ctx, &clientv1.ListReportsRequest{Limit: limit})
 			})
 			if err != nil {
 				return err
@@ -318,11 +315,8 @@ func newShowCmd(g *globals) *cobra.Command {
 		Short: "Show a held report: the portions you may see, withheld ones as digests, signatures re-verified",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var resp *clientv1.GetReportResponse
-			err := g.call(cmd.Context(), func(ctx context.Context, c clientv1.ClientServiceClient) error {
-				var err error
-				resp, err = c.GetReport(ctx, &clientv1.GetReportRequest{Id: args[0]})
-				return err
+			resp, err := ask(cmd.Context(), g, func(ctx context.Context, c clientv1.ClientServiceClient) (*clientv1.GetReportResponse, error) {
+				return c.GetReport(ctx, &clientv1.GetReportRequest{Id: args[0]})
 			})
 			if err != nil {
 				return err
@@ -462,11 +456,8 @@ With --json: the report (as 'show --json', without content), its events, and
 signer, portions, basis and denied.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var resp *clientv1.GetProvenanceResponse
-			err := g.call(cmd.Context(), func(ctx context.Context, c clientv1.ClientServiceClient) error {
-				var err error
-				resp, err = c.GetProvenance(ctx, &clientv1.GetProvenanceRequest{Id: args[0]})
-				return err
+			resp, err := ask(cmd.Context(), g, func(ctx context.Context, c clientv1.ClientServiceClient) (*clientv1.GetProvenanceResponse, error) {
+				return c.GetProvenance(ctx, &clientv1.GetProvenanceRequest{Id: args[0]})
 			})
 			if err != nil {
 				return err
@@ -528,11 +519,8 @@ command fails and says why and what would allow it.`,
 					req.Portions = append(req.Portions, uint32(n))
 				}
 			}
-			var resp *clientv1.ShareResponse
-			err := g.call(cmd.Context(), func(ctx context.Context, c clientv1.ClientServiceClient) error {
-				var err error
-				resp, err = c.Share(ctx, req)
-				return err
+			resp, err := ask(cmd.Context(), g, func(ctx context.Context, c clientv1.ClientServiceClient) (*clientv1.ShareResponse, error) {
+				return c.Share(ctx, req)
 			})
 			if err != nil {
 				return err
