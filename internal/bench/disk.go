@@ -24,15 +24,24 @@ type DiskLimits struct {
 	ContiguousPageUs float64 `json:"disk_contiguous_page_us"`
 }
 
+// probeFileSize is the size of the probe's scratch file.
+const probeFileSize = 256 << 20
+
 // diskLimits measures DiskLimits in a scratch file in dir, rounds times.
 func diskLimits(dir string, rounds int) (DiskLimits, error) {
-	const page, pages, fileSize = 16 << 10, 64, 256 << 20
 	f, err := os.CreateTemp(dir, "disk-probe-*")
 	if err != nil {
 		return DiskLimits{}, err
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
+	return probe(f, rounds)
+}
+
+// probe measures DiskLimits in the empty file f, which it fills to
+// probeFileSize and writes inside only.
+func probe(f *os.File, rounds int) (DiskLimits, error) {
+	const page, pages, fileSize = 16 << 10, 64, probeFileSize
 	// Fill the file, so that the writes below overwrite allocated blocks
 	// as a store's commits mostly do.
 	chunk := make([]byte, 1<<20)
@@ -45,13 +54,15 @@ func diskLimits(dir string, rounds int) (DiskLimits, error) {
 		return DiskLimits{}, err
 	}
 	buf := make([]byte, page)
-	run := func(offsets func(i int) int64, n int) (time.Duration, error) {
+	// run writes n pages at offset(base, i) and syncs them, rounds times,
+	// with base a random page from which n pages fit in the file.
+	run := func(offset func(base int64, i int) int64, n int) (time.Duration, error) {
 		var total time.Duration
 		for range rounds {
 			base := rand.Int64N(fileSize/page-pages) * page
 			start := time.Now()
 			for i := range n {
-				if _, err := f.WriteAt(buf, base+offsets(i)); err != nil {
+				if _, err := f.WriteAt(buf, offset(base, i)); err != nil {
 					return 0, err
 				}
 			}
@@ -62,15 +73,16 @@ func diskLimits(dir string, rounds int) (DiskLimits, error) {
 		}
 		return total / time.Duration(rounds), nil
 	}
-	one, err := run(func(int) int64 { return 0 }, 1)
+	sideBySide := func(base int64, i int) int64 { return base + int64(i)*page }
+	one, err := run(sideBySide, 1)
 	if err != nil {
 		return DiskLimits{}, err
 	}
-	scattered, err := run(func(int) int64 { return rand.Int64N(fileSize/page-pages) * page }, pages)
+	scattered, err := run(func(int64, int) int64 { return rand.Int64N(fileSize/page) * page }, pages)
 	if err != nil {
 		return DiskLimits{}, err
 	}
-	contiguous, err := run(func(i int) int64 { return int64(i) * page }, pages)
+	contiguous, err := run(sideBySide, pages)
 	if err != nil {
 		return DiskLimits{}, err
 	}

@@ -45,3 +45,19 @@ func TestDiskLimits(t *testing.T) {
 		t.Errorf("the probe left %d files in %s", len(left), dir)
 	}
 }
+
+// The probe writes inside its 256 MiB scratch file only (writes past its
+// end would measure allocating new blocks instead).
+func TestDiskLimitsStayInsideTheFile(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := probe(f, 50); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := f.Stat(); err != nil || fi.Size() != probeFileSize {
+		t.Errorf("scratch file after the probe: %v, %v; want %d bytes", fi.Size(), err, probeFileSize)
+	}
+}
