@@ -60,16 +60,6 @@ func splitPoint(n int) int {
 	return k
 }
 
-// merkleRoot is RFC 9162's MTH over the leaf hashes.
-func merkleRoot(leaves [][sha256.Size]byte) [sha256.Size]byte {
-	return newMerkleTree(leaves).root(0, len(leaves))
-}
-
-// merklePath is RFC 9162's PATH(m, D[n]): the siblings from leaf m up.
-func merklePath(m int, leaves [][sha256.Size]byte) [][]byte {
-	return newMerkleTree(leaves).path(m, 0, len(leaves))
-}
-
 // merkleTree remembers the root of each subtree it has hashed, so that
 // the root and every leaf's path of one batch cost O(n) hashes in all
 // (computed leaf by leaf from scratch they cost O(n²)).

@@ -21,9 +21,10 @@ func TestMerkleProofs(t *testing.T) {
 		for i := range leaves {
 			leaves[i] = leafHash(fmt.Appendf(nil, "statement %d of %d", i, n))
 		}
-		root := merkleRoot(leaves)
+		tree := newMerkleTree(leaves)
+		root := tree.root(0, n)
 		for m := range n {
-			p := &reportv1.MerkleProof{Index: uint32(m), Size: uint32(n), Path: merklePath(m, leaves)}
+			p := &reportv1.MerkleProof{Index: uint32(m), Size: uint32(n), Path: tree.path(m, 0, n)}
 			got, err := rootFromProof(leaves[m], p)
 			if err != nil || got != root {
 				t.Fatalf("n=%d m=%d: root %x, %v; want %x", n, m, got, err, root)

@@ -71,25 +71,28 @@ var allBuckets = [][]byte{
 // their pages instead: fully where keys are strictly ascending, to 90 %
 // where report ids from several clocks interleave and late events (an
 // acknowledgement) land among earlier keys.
-var packedBuckets = map[string]float64{
-	string(bucketReports):            0.9,
-	string(bucketProvenance):         0.9,
-	string(bucketReceipts):           0.9,
-	string(bucketFeed):               1,
-	string(bucketAudit):              1,
-	string(bucketQuarantine):         1,
-	string(bucketSecurity):           1,
-	string(bucketAuditCheckpoints):   1,
-	string(bucketPartnerCheckpoints): 1,
+var packedBuckets = []struct {
+	name []byte
+	fill float64
+}{
+	{bucketReports, 0.9},
+	{bucketProvenance, 0.9},
+	{bucketReceipts, 0.9},
+	{bucketFeed, 1},
+	{bucketAudit, 1},
+	{bucketQuarantine, 1},
+	{bucketSecurity, 1},
+	{bucketAuditCheckpoints, 1},
+	{bucketPartnerCheckpoints, 1},
 }
 
 // packBuckets sets the fill of tx's ordered buckets (see packedBuckets),
 // and of each partner's outbox, whose keys are sequence numbers. bbolt
 // keeps a bucket's setting for the rest of the transaction.
 func packBuckets(tx *bolt.Tx) {
-	for name, fill := range packedBuckets {
-		if b := tx.Bucket([]byte(name)); b != nil {
-			b.FillPercent = fill
+	for _, p := range packedBuckets {
+		if b := tx.Bucket(p.name); b != nil {
+			b.FillPercent = p.fill
 		}
 	}
 	if ob := tx.Bucket(bucketOutbox); ob != nil {
