@@ -135,15 +135,19 @@ func (r *Revocations) Update(party string, crl *x509.RevocationList) ([]*big.Int
 		delete(r.conns, party+"/"+s)
 	}
 	r.mu.Unlock()
+	// Logged before the connections close, so that whoever sees a
+	// connection end for the revocation finds it in the log.
+	for _, n := range newly {
+		r.log.Info("certificate revoked", slog.String("crl_party", party), slog.String("serial", VaultSerial(n)))
+	}
 	for _, tc := range closers {
 		_ = tc.c.Close()
 	}
 	r.mu.Lock()
 	onRev := r.onRev
 	r.mu.Unlock()
-	for _, n := range newly {
-		r.log.Info("certificate revoked", slog.String("crl_party", party), slog.String("serial", VaultSerial(n)))
-		if onRev != nil {
+	if onRev != nil {
+		for _, n := range newly {
 			onRev(party, n)
 		}
 	}
