@@ -293,7 +293,9 @@ func (n *Node) RecordDelivered(who pki.Identity, ds []Delivery, cursorKey string
 		}
 		events = append(events, &storev1.Event{ReportId: d.View.GetId(), Kind: kind, Subject: who.String(), Portions: shown})
 	}
-	err := n.st.Batch(n.clock(), func(t *store.Tx) error {
+	// Recorded after the send, so nothing waits on it: it joins the
+	// store's next commit (BatchLater).
+	err := n.st.BatchLater(n.clock(), func(t *store.Tx) error {
 		for _, ev := range events {
 			ev.Seq, ev.Time = 0, nil
 			if err := t.AddEvent(ev); err != nil {

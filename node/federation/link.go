@@ -180,12 +180,47 @@ func (l *Link) session(ctx context.Context) (int, error) {
 	if l.Node.PartnerSuspended(l.Party) {
 		return 0, errSuspended
 	}
+	// A recorder records the acks (removes the items from the outbox, with
+	// their provenance events), coalescing what waits into one commit that
+	// joins the store's next one, so that sending never waits for a commit.
+	// Items acknowledged but not yet recorded still count against the
+	// window; at the end of the session the recorder records what it holds.
+	toRecord := make(chan []store.Acked, l.Window) // ≤ Window acks, ≥ 1 each
+	recorded := make(chan int, l.Window)
+	recordErr := make(chan error, 1)
+	recorderDone := make(chan struct{})
+	go func() {
+		defer close(recorderDone)
+		for acks := range toRecord {
+		more:
+			for {
+				select {
+				case as, ok := <-toRecord:
+					if !ok {
+						break more
+					}
+					acks = append(acks, as...)
+				default:
+					break more
+				}
+			}
+			if err := st.Ack(l.Clock(), l.Party, acks...); err != nil {
+				recordErr <- err
+				return
+			}
+			recorded <- len(acks)
+		}
+	}()
+	defer func() {
+		close(toRecord)
+		<-recorderDone
+	}()
 	var inflight []pending
 	var lastSent uint64
-	delivered := 0
+	delivered, unrecorded := 0, 0
 	for {
 		wake := l.Node.OutboxChanged(l.Party)
-		if room := l.Window - len(inflight); room > 0 {
+		if room := l.Window - len(inflight) - unrecorded; room > 0 {
 			items, err := st.Outbox(l.Party, lastSent, room)
 			if err != nil {
 				return delivered, fmt.Errorf("read outbox: %w", err)
@@ -243,11 +278,14 @@ func (l *Link) session(ctx context.Context) (int, error) {
 					l.Log.Warn("partner refused envelope", "partner", l.Party, "report", p.reportID, "rule", r.GetReason())
 				}
 			}
-			if err := st.Ack(l.Clock(), l.Party, done...); err != nil {
-				return delivered, fmt.Errorf("record ack: %w", err)
-			}
+			toRecord <- done
 			inflight = inflight[len(done):]
+			unrecorded += len(done)
 			delivered += len(done)
+		case n := <-recorded:
+			unrecorded -= n
+		case err := <-recordErr:
+			return delivered, fmt.Errorf("record ack: %w", err)
 		case <-wake:
 		case <-suspendedCh:
 			suspendedCh = l.Node.SuspensionChanged()

@@ -11,6 +11,10 @@
 // so a caller may acknowledge after it. Batch groups concurrent writers
 // into one commit (group commit): a writer that finds the store idle
 // commits at once; writers that arrive during a commit share the next one.
+// BatchLater is for writes that nobody waits on to answer a peer (records
+// of what was already sent or acknowledged): it starts no commit of its
+// own but joins the next one, or commits after laterDelay if none comes,
+// so that such records cost no fdatasync of their own under load.
 // Values are copied out of transactions before they end (protobuf decoding
 // copies).
 package store
@@ -72,11 +76,14 @@ type Store struct {
 	// decoded holds reports as Feed decoded them, shared by every reader.
 	decoded reportCache
 
-	// The group committer: Batch sends its write to calls; commitLoop
-	// commits what has arrived together. closing guards calls.
+	// The group committer: Batch sends its write to calls, BatchLater to
+	// later; commitLoop commits what has arrived together. closing guards
+	// both.
 	closing   sync.RWMutex
 	closed    bool
 	calls     chan *groupCall
+	later     chan *groupCall
+	laterWait time.Duration // laterDelay; tests set it longer
 	committed chan struct{} // closed when commitLoop has ended
 }
 
@@ -127,7 +134,7 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, classify(err))
 	}
-	s := &Store{db: db, readOnly: readOnly, notify: make(chan struct{}), calls: make(chan *groupCall, maxGroup), committed: make(chan struct{})}
+	s := &Store{db: db, readOnly: readOnly, notify: make(chan struct{}), calls: make(chan *groupCall, maxGroup), later: make(chan *groupCall, maxGroup), laterWait: laterDelay, committed: make(chan struct{})}
 	if err := s.initSchema(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
@@ -449,13 +456,28 @@ func (s *Store) audited(entries []*storev1.AuditEntry) {
 // more than once (alone, if another writer of its group failed) and must
 // only touch the store.
 func (s *Store) Batch(now time.Time, fn func(*Tx) error) error {
+	return s.batch(s.calls, now, fn)
+}
+
+// BatchLater is Batch for a write that may wait: it joins the next commit
+// that another writer starts, or is committed after laterDelay if none
+// starts by then. It returns, like Batch, once its write is on disk.
+func (s *Store) BatchLater(now time.Time, fn func(*Tx) error) error {
+	return s.batch(s.later, now, fn)
+}
+
+// laterDelay is the longest a BatchLater write waits for another commit
+// to join.
+const laterDelay = 10 * time.Millisecond
+
+func (s *Store) batch(ch chan *groupCall, now time.Time, fn func(*Tx) error) error {
 	c := &groupCall{now: now, fn: fn, done: make(chan error, 1)}
 	s.closing.RLock()
 	if s.closed {
 		s.closing.RUnlock()
 		return ErrClosed
 	}
-	s.calls <- c
+	ch <- c
 	s.closing.RUnlock()
 	err := <-c.done
 	if err == nil {
@@ -465,25 +487,72 @@ func (s *Store) Batch(now time.Time, fn func(*Tx) error) error {
 }
 
 // commitLoop commits the writers waiting in calls: the first one at once,
-// with every other that has arrived by then, up to maxGroup.
+// with every other that has arrived by then, up to maxGroup, and the
+// BatchLater writers waiting. Those alone start a commit laterWait after
+// the first of them arrived, or once maxGroup of them wait.
 func (s *Store) commitLoop() {
 	defer close(s.committed)
 	group := make([]*groupCall, 0, maxGroup)
-	for c := range s.calls {
-		group = append(group[:0], c)
-	more:
-		for len(group) < maxGroup {
-			select {
-			case c, ok := <-s.calls:
-				if !ok {
+	var waiting []*groupCall // BatchLater writers
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	calls := s.calls
+	for calls != nil || len(waiting) > 0 {
+		group = group[:0]
+		select {
+		case c, ok := <-calls:
+			if !ok {
+				// Closed: no writer sends any more (Close holds closing).
+				calls = nil
+				s.drainLater(&waiting)
+				if len(waiting) == 0 {
+					continue
+				}
+				break
+			}
+			group = append(group, c)
+		more:
+			for len(group) < maxGroup {
+				select {
+				case c, ok := <-calls:
+					if !ok {
+						calls = nil
+						break more
+					}
+					group = append(group, c)
+				default:
 					break more
 				}
-				group = append(group, c)
-			default:
-				break more
 			}
+		case c := <-s.later:
+			if len(waiting) == 0 {
+				timer.Reset(s.laterWait)
+			}
+			if waiting = append(waiting, c); len(waiting) < maxGroup {
+				continue
+			}
+		case <-timer.C:
 		}
-		s.commitGroup(group)
+		s.drainLater(&waiting)
+		group = append(group, waiting...)
+		clear(waiting)
+		waiting = waiting[:0]
+		timer.Stop()
+		if len(group) > 0 {
+			s.commitGroup(group)
+		}
+	}
+}
+
+// drainLater moves the BatchLater writers that have arrived to waiting.
+func (s *Store) drainLater(waiting *[]*groupCall) {
+	for {
+		select {
+		case c := <-s.later:
+			*waiting = append(*waiting, c)
+		default:
+			return
+		}
 	}
 }
 
@@ -735,9 +804,11 @@ type Acked struct {
 }
 
 // Ack removes acknowledged items from party's outbox and records their
-// events, all in one commit.
+// events, all in one commit. Nothing waits on it to answer a peer, so it
+// joins the next commit (BatchLater); an item whose ack is lost in a crash
+// is sent again, and the partner's receipt of it is a duplicate.
 func (s *Store) Ack(now time.Time, party string, acks ...Acked) error {
-	return s.Batch(now, func(t *Tx) error {
+	return s.BatchLater(now, func(t *Tx) error {
 		ob := t.tx.Bucket(bucketOutbox).Bucket([]byte(party))
 		for _, a := range acks {
 			if ob != nil {

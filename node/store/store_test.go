@@ -891,13 +891,15 @@ func TestBatchGroupsWriters(t *testing.T) {
 }
 
 // TestCloseCommitsWaitingWriters: Close lets the writes already handed to
-// Batch commit, and refuses later ones.
+// Batch commit, and those handed to BatchLater that wait for company, and
+// refuses later ones.
 func TestCloseCommitsWaitingWriters(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "node.db")
 	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.laterWait = time.Hour // the BatchLater write waits for Close
 	release := make(chan struct{})
 	entered := make(chan struct{})
 	batchErr := make(chan error, 1)
@@ -909,6 +911,15 @@ func TestCloseCommitsWaitingWriters(t *testing.T) {
 		})
 	}()
 	<-entered
+	laterErr := make(chan error, 1)
+	go func() {
+		laterErr <- s.BatchLater(t0, func(tx *Tx) error {
+			return tx.AddEvent(&storev1.Event{ReportId: "kept-later", Kind: "acknowledged"})
+		})
+	}()
+	for len(s.later) == 0 { // handed over while the commit above runs
+		time.Sleep(time.Millisecond)
+	}
 	closeErr := make(chan error, 1)
 	go func() { closeErr <- s.Close() }()
 	time.Sleep(20 * time.Millisecond) // Close is now waiting for the commit
@@ -916,19 +927,32 @@ func TestCloseCommitsWaitingWriters(t *testing.T) {
 	if err := <-batchErr; err != nil {
 		t.Fatalf("write handed to Batch before Close: %v", err)
 	}
+	select {
+	case err := <-laterErr:
+		if err != nil {
+			t.Fatalf("write handed to BatchLater before Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a BatchLater write waiting at Close was never answered")
+	}
 	if err := <-closeErr; err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Batch(t0, func(*Tx) error { return nil }); !errors.Is(err, ErrClosed) {
 		t.Errorf("Batch after Close = %v, want ErrClosed", err)
 	}
+	if err := s.BatchLater(t0, func(*Tx) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Errorf("BatchLater after Close = %v, want ErrClosed", err)
+	}
 	s, err = Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if evs, err := s.Events("kept"); err != nil || len(evs) != 1 {
-		t.Errorf("after reopening: %d events (%v), want the one written before Close", len(evs), err)
+	for _, id := range []string{"kept", "kept-later"} {
+		if evs, err := s.Events(id); err != nil || len(evs) != 1 {
+			t.Errorf("%s after reopening: %d events (%v), want the one written before Close", id, len(evs), err)
+		}
 	}
 }
 
