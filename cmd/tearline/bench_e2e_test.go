@@ -33,7 +33,7 @@ func TestE2EBenchSmoke(t *testing.T) {
 		"grpc_baseline_msgs_per_s", "crypto_floor_reports_per_s", "federation_reports_per_s",
 		"disk_sync_ms", "disk_scattered_page_us", "disk_contiguous_page_us",
 		"latency_p50_ms", "latency_p99_ms", "latency_p999_ms",
-		"fanout_deliveries_per_s", "fanout_peak_rss_mib", "catchup_reports_per_s",
+		"fanout_deliveries_per_s", "fanout_peak_rss_mib", "fanout_start_rss_mib", "catchup_reports_per_s",
 	} {
 		v, ok := r[k].(float64)
 		if !ok || v <= 0 {
@@ -42,6 +42,11 @@ func TestE2EBenchSmoke(t *testing.T) {
 	}
 	if r["latency_p50_ms"].(float64) > r["latency_p999_ms"].(float64) {
 		t.Errorf("p50 %v above p99.9 %v", r["latency_p50_ms"], r["latency_p999_ms"])
+	}
+	// The peak is the fan-out phase's own: reset as it starts, so it is at
+	// least the resident set then.
+	if peak, start := r["fanout_peak_rss_mib"].(float64), r["fanout_start_rss_mib"].(float64); peak < start {
+		t.Errorf("fan-out peak RSS %v MiB below the RSS at the phase's start %v MiB", peak, start)
 	}
 	if n := r["catchup_reports"].(float64); n != 300 {
 		t.Errorf("catch-up counted %v reports, want 300", n)

@@ -119,6 +119,7 @@ type Result struct {
 	FanoutSubscribers      int     `json:"fanout_subscribers"`
 	FanoutReports          int     `json:"fanout_reports"`
 	FanoutDeliveriesPerS   float64 `json:"fanout_deliveries_per_s"`
+	FanoutStartRSSMiB      float64 `json:"fanout_start_rss_mib"`
 	FanoutPeakRSSMiB       float64 `json:"fanout_peak_rss_mib"`
 	FanoutAnonRSSMiB       float64 `json:"fanout_rss_anon_mib"`
 	FanoutFileRSSMiB       float64 `json:"fanout_rss_file_mib"`
@@ -208,7 +209,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := b.fanout(ctx, r, fanoutIDs); err != nil {
 		return nil, fmt.Errorf("bench: fan-out: %w", err)
 	}
-	say("  %.0f deliveries/s; %s peak RSS %.0f MiB (now %.0f MiB anonymous, %.0f MiB of mapped store file)", r.FanoutDeliveriesPerS, partyB, r.FanoutPeakRSSMiB, r.FanoutAnonRSSMiB, r.FanoutFileRSSMiB)
+	say("  %.0f deliveries/s; %s peak RSS %.0f MiB in the phase, from %.0f MiB at its start (at the end %.0f MiB anonymous, %.0f MiB of mapped store file)", r.FanoutDeliveriesPerS, partyB, r.FanoutPeakRSSMiB, r.FanoutStartRSSMiB, r.FanoutAnonRSSMiB, r.FanoutFileRSSMiB)
 
 	say("catch-up: %s offline while %s accepts %d reports...", partyB, partyA, o.CatchUp)
 	if err := b.catchUp(ctx, r); err != nil {
@@ -516,6 +517,17 @@ func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
 func (b *bench) fanout(ctx context.Context, r *Result, ids int) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The peak is this phase's: from the node's resident set as the
+	// earlier phases left it (mostly the store file's pages they read,
+	// kept as FanoutStartRSSMiB) to the most it held while the streams
+	// were opened and served.
+	if err := b.f.resetPeak(partyB); err != nil {
+		return err
+	}
+	var err error
+	if r.FanoutStartRSSMiB, _, _, err = b.f.memory(partyB); err != nil {
+		return err
+	}
 	n := b.o.FanoutReports
 	var streams []*stream
 	var cursor atomic.Uint64
@@ -567,7 +579,6 @@ func (b *bench) fanout(ctx context.Context, r *Result, ids int) error {
 	}
 	r.FanoutSubscribers, r.FanoutReports = len(streams), n
 	r.FanoutDeliveriesPerS = float64(len(streams)*n) / end.Sub(start).Seconds()
-	var err error
 	if r.FanoutPeakRSSMiB, r.FanoutAnonRSSMiB, r.FanoutFileRSSMiB, err = b.f.memory(partyB); err != nil {
 		return err
 	}

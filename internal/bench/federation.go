@@ -188,6 +188,21 @@ func (f *federation) close() {
 	}
 }
 
+// resetPeak starts party's node process's peak resident set (VmHWM) again
+// from its resident set now (Linux: 5 written to /proc/PID/clear_refs), so
+// that a phase measures its own peak, not the earlier phases'.
+func (f *federation) resetPeak(party string) error {
+	n := f.nodes[party]
+	if n.cmd == nil {
+		return fmt.Errorf("%s node is not running", party)
+	}
+	path := fmt.Sprintf("/proc/%d/clear_refs", n.cmd.Process.Pid)
+	if err := os.WriteFile(path, []byte("5"), 0); err != nil {
+		return fmt.Errorf("reset the peak RSS of %s: %w", party, err)
+	}
+	return nil
+}
+
 // memory is party's node process's peak resident set (VmHWM) and, now,
 // how much of its resident set is anonymous memory (heap, stacks) and how
 // much is mapped file (the bbolt file's pages), in MiB.

@@ -83,6 +83,7 @@ func printBench(g *globals, r *bench.Result) {
 	fmt.Fprintf(w, "fan-out (%d streams x %d reports)\t%.0f deliveries/s\t>= 100000\t%.0f%% of grpc\n",
 		r.FanoutSubscribers, r.FanoutReports, r.FanoutDeliveriesPerS, 100*r.FanoutDeliveriesPerS/r.GRPCBaselineMsgsPerS)
 	fmt.Fprintf(w, "fan-out peak RSS (GBR node)\t%.0f MiB\t<= 512 MiB\t\n", r.FanoutPeakRSSMiB)
+	fmt.Fprintf(w, "  (at the phase's start)\t%.0f MiB\t\t\n", r.FanoutStartRSSMiB)
 	fmt.Fprintf(w, "  (at the end: anonymous / store file)\t%.0f / %.0f MiB\t\t\n", r.FanoutAnonRSSMiB, r.FanoutFileRSSMiB)
 	fmt.Fprintf(w, "catch-up (%d reports)\t%.0f reports/s\t>= 80%% of federation\t%.0f%% of federation\n",
 		r.CatchupReports, r.CatchupReportsPerS, 100*r.CatchupReportsPerS/r.FederationReportsPerS)
