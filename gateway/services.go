@@ -358,10 +358,10 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 		ds     []node.Delivery
 		cursor uint64
 	}
-	// Its queue holds as many sends as the send queue holds deliveries:
-	// its commits join the store's next one (or wait up to 10 ms for one),
-	// and the sender must not wait for them.
-	record := make(chan sentUpTo, subscriberQueue)
+	// When it finds its queue full it has fallen behind, and its record
+	// (of more than node.RecordAtOnce deliveries) commits at once; a
+	// smaller one joins the store's next commit.
+	record := make(chan sentUpTo, node.RecordAtOnce)
 	s.recorders.Add(1)
 	go func() {
 		defer s.recorders.Done()

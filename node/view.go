@@ -272,14 +272,22 @@ func (n *Node) Deliveries(ctx context.Context, who pki.Identity, sub policy.Subs
 	return out, last, nil
 }
 
+// RecordAtOnce is how many deliveries make RecordDelivered commit at once.
+const RecordAtOnce = 64
+
 // RecordDelivered records, once they are sent, the deliveries to a
 // subscriber and the portions withheld from them, and saves the
 // subscriber's cursor (under cursorKey, if not empty), in one commit.
+//
+// Nothing waits on the record, so a record of fewer than RecordAtOnce
+// deliveries joins the store's next commit (store.BatchLater); a larger
+// one means its writer has fallen behind the sends, and commits at once.
 func (n *Node) RecordDelivered(who pki.Identity, ds []Delivery, cursorKey string, cursor uint64) error {
-	var events []*storev1.Event
+	subject := who.String()
+	events := make([]*storev1.Event, 0, len(ds))
 	for _, d := range ds {
 		if len(d.Withheld) > 0 {
-			events = append(events, &storev1.Event{ReportId: d.View.GetId(), Kind: "withheld", Subject: who.String(), Decisions: decisionsProto(d.Withheld)})
+			events = append(events, &storev1.Event{ReportId: d.View.GetId(), Kind: "withheld", Subject: subject, Decisions: decisionsProto(d.Withheld)})
 		}
 		kind := "delivered"
 		if d.View.GetWithdrawal() != nil {
@@ -291,11 +299,13 @@ func (n *Node) RecordDelivered(who pki.Identity, ds []Delivery, cursorKey string
 				shown = append(shown, p.GetIndex())
 			}
 		}
-		events = append(events, &storev1.Event{ReportId: d.View.GetId(), Kind: kind, Subject: who.String(), Portions: shown})
+		events = append(events, &storev1.Event{ReportId: d.View.GetId(), Kind: kind, Subject: subject, Portions: shown})
 	}
-	// Recorded after the send, so nothing waits on it: it joins the
-	// store's next commit (BatchLater).
-	err := n.st.BatchLater(n.clock(), func(t *store.Tx) error {
+	batch := n.st.BatchLater
+	if len(ds) >= RecordAtOnce {
+		batch = n.st.Batch
+	}
+	err := batch(n.clock(), func(t *store.Tx) error {
 		for _, ev := range events {
 			ev.Seq, ev.Time = 0, nil
 			if err := t.AddEvent(ev); err != nil {
