@@ -76,6 +76,9 @@ type Option func(*Server)
 // WithClock injects a clock.
 func WithClock(c func() time.Time) Option { return func(s *Server) { s.clock = c } }
 
+// streamWorkers is how many goroutines the gRPC server keeps to run calls.
+const streamWorkers = 256
+
 // NewServer opens the node's store, obtains its certificate, loads the
 // partners' CAs and binds the listener. Nothing runs until Run.
 func NewServer(cfg *Config, log *slog.Logger, opts ...Option) (*Server, error) {
@@ -201,6 +204,11 @@ func (s *Server) build() error {
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 		grpc.MaxSendMsgSize(cfg.MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// Calls run on kept goroutines: a new goroutine per call grew its
+		// stack through the handler each time (5 % of a publishing node's
+		// CPU, BENCHMARKS.md). When every worker is busy, grpc-go starts a
+		// goroutine as before.
+		grpc.NumStreamWorkers(streamWorkers),
 	)
 	federationv1.RegisterFederationServiceServer(s.grpc, &federationService{node: s.node, log: s.log})
 	s.dialers = map[string]partnerDialer{}
