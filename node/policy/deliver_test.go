@@ -79,3 +79,15 @@ func TestDeliver(t *testing.T) {
 		t.Fatalf("Deliver of an unsorted marking = %s", r)
 	}
 }
+
+// BenchmarkDeliver is one allowed delivery decision: a fan-out asks it for
+// every subscriber and portion.
+func BenchmarkDeliver(b *testing.B) {
+	sub := Subscriber{Name: "analysis", Clearance: "SECRET", NeedToKnow: []string{"cyber", "flood"}}
+	p := portion(b, 3, "SECRET//REL TO GBR, USA", "cyber")
+	for b.Loop() {
+		if r := Deliver(nil, sub, p); !r.Allowed {
+			b.Fatal(r)
+		}
+	}
+}
