@@ -27,8 +27,12 @@ temporary folder, on loopback mTLS with their own bbolt files, and measure:
                subscriber at GBR: reports/s end to end
   latency      publish at USA to delivery at GBR's subscriber at a fixed rate
   fan-out      every report to --subscribers streams at GBR; GBR's peak RSS
+               during the phase (Linux)
   catch-up     GBR stopped while USA accepts --catchup reports; reports/s
                for GBR to hold them all once it is back
+
+The subscribers, in this process, receive every byte of every delivery but
+decode only the cursor, report id and title they count by.
 
 It prints a table with each figure, its target and its ratio to the limits;
 with --json, one object. It takes a few minutes and both cores.`,
