@@ -302,7 +302,8 @@ type Tx struct {
 	tx       *bolt.Tx
 	now      time.Time
 	fedGrown bool
-	changed  []string // existing reports this transaction rewrote
+	changed  []string        // existing reports this transaction rewrote
+	fresh    []decodedReport // reports new to the store, as written
 	st       *Store
 	audit    txAudit
 }
@@ -316,6 +317,10 @@ func (t *Tx) Report(id string) (*storev1.StoredReport, error) {
 // position; an existing one keeps its position. Which it is comes from the
 // store, not from r's fields (r may come from a transaction that was rolled
 // back); PutReport sets r.FeedSeq and r.Stored accordingly.
+//
+// A new report's r is what Feed hands out once the commit is on disk (it is
+// not decoded again), so the caller must not modify r after the
+// transaction's function returns.
 func (t *Tx) PutReport(id string, r *storev1.StoredReport) error {
 	b := t.tx.Bucket(bucketReports)
 	if v := b.Get([]byte(id)); v != nil {
@@ -337,6 +342,7 @@ func (t *Tx) PutReport(id string, r *storev1.StoredReport) error {
 		r.FeedSeq = seq
 		r.Stored = timestamppb.New(t.now)
 		t.fedGrown = true
+		t.fresh = append(t.fresh, decodedReport{id, r})
 	}
 	return put(b, []byte(id), r)
 }
@@ -430,13 +436,16 @@ func (s *Store) update(now time.Time, fn func(*Tx) error) ([]*storev1.AuditEntry
 	if err != nil {
 		return nil, err
 	}
-	s.committed1(t.fedGrown, t.changed)
+	s.committed1(t.fedGrown, t.fresh, t.changed)
 	return t.audit.appended, nil
 }
 
-// committed1 runs after a commit: it drops the rewritten reports from the
-// decoded cache and wakes the feed's readers if the feed grew.
-func (s *Store) committed1(grown bool, changed []string) {
+// committed1 runs after a commit: it adds the new reports to the decoded
+// cache as they were written, drops the rewritten ones (a report new in
+// one writer of a group may be rewritten by a later one) and wakes the
+// feed's readers if the feed grew.
+func (s *Store) committed1(grown bool, fresh []decodedReport, changed []string) {
+	s.decoded.seed(fresh)
 	s.decoded.invalidate(changed)
 	if grown {
 		s.wake()
@@ -563,6 +572,7 @@ func (s *Store) commitGroup(group []*groupCall) {
 	var failed *groupCall
 	var grown bool
 	var changed []string
+	var fresh []decodedReport
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		packBuckets(tx)
 		for _, c := range group {
@@ -577,12 +587,13 @@ func (s *Store) commitGroup(group []*groupCall) {
 			}
 			grown = grown || t.fedGrown
 			changed = append(changed, t.changed...)
+			fresh = append(fresh, t.fresh...)
 			c.audited = t.audit.appended
 		}
 		return nil
 	})
 	if err == nil {
-		s.committed1(grown, changed)
+		s.committed1(grown, fresh, changed)
 		for _, c := range group {
 			c.done <- nil
 		}
@@ -606,16 +617,22 @@ func (s *Store) commitGroup(group []*groupCall) {
 }
 
 // reportCache holds decoded reports by id, so that the many subscriptions
-// reading the same feed entries decode each report once. A report is
-// dropped when a commit rewrites it; epoch guards against a reader that
-// decoded the old version adding it back after that.
+// reading the same feed entries decode each report once, and reports new
+// to the store as they were written. A report is dropped when a commit
+// rewrites it; epoch guards against a reader that decoded the old version
+// adding it back after that. It keeps two generations, like internal/lru:
+// when the current one is full it becomes the previous one, so that the
+// maxDecoded reports added last are always held (emptying the cache when
+// full dropped, every ~4,000 reports, those a lagging reader was about to
+// read).
 type reportCache struct {
-	mu    sync.Mutex
-	epoch uint64
-	m     map[string]*storev1.StoredReport
+	mu        sync.Mutex
+	epoch     uint64
+	cur, prev map[string]*storev1.StoredReport
 }
 
-// maxDecoded bounds the cache; it is emptied when full.
+// maxDecoded is the size of a generation: the cache holds at most twice
+// that.
 const maxDecoded = 4096
 
 func (c *reportCache) epochNow() uint64 {
@@ -627,7 +644,22 @@ func (c *reportCache) epochNow() uint64 {
 func (c *reportCache) get(id string) *storev1.StoredReport {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.m[id]
+	if r, ok := c.cur[id]; ok {
+		return r
+	}
+	r, ok := c.prev[id]
+	if ok {
+		c.put(id, r)
+	}
+	return r
+}
+
+// put holds r under id; the caller holds mu.
+func (c *reportCache) put(id string, r *storev1.StoredReport) {
+	if c.cur == nil || len(c.cur) >= maxDecoded {
+		c.prev, c.cur = c.cur, make(map[string]*storev1.StoredReport, maxDecoded)
+	}
+	c.cur[id] = r
 }
 
 // add caches reports decoded by a reader that started at epoch, unless a
@@ -642,10 +674,27 @@ func (c *reportCache) add(epoch uint64, rs map[string]*storev1.StoredReport) {
 		return
 	}
 	for id, r := range rs {
-		if c.m == nil || len(c.m) >= maxDecoded {
-			c.m = make(map[string]*storev1.StoredReport)
-		}
-		c.m[id] = r
+		c.put(id, r)
+	}
+}
+
+// decodedReport is a report and its id, for the cache.
+type decodedReport struct {
+	id string
+	r  *storev1.StoredReport
+}
+
+// seed adds reports a commit wrote as new, so that readers of the feed
+// need not decode them. Only the commit loop calls it, after the commit and
+// before waking the readers.
+func (c *reportCache) seed(rs []decodedReport) {
+	if len(rs) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range rs {
+		c.put(d.id, d.r)
 	}
 }
 
@@ -657,7 +706,8 @@ func (c *reportCache) invalidate(ids []string) {
 	defer c.mu.Unlock()
 	c.epoch++
 	for _, id := range ids {
-		delete(c.m, id)
+		delete(c.cur, id)
+		delete(c.prev, id)
 	}
 }
 
@@ -675,6 +725,7 @@ func (s *Store) Report(id string) (*storev1.StoredReport, error) {
 // FeedEntry is one report in feed order.
 type FeedEntry struct {
 	Seq    uint64
+	ID     string // the report's id
 	Report *storev1.StoredReport
 }
 
@@ -691,15 +742,16 @@ func (s *Store) Feed(after uint64, limit int) ([]FeedEntry, error) {
 		c := tx.Bucket(bucketFeed).Cursor()
 		reports := tx.Bucket(bucketReports)
 		for k, v := c.Seek(u64(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
-			r := s.decoded.get(string(v))
+			id := string(v)
+			r := s.decoded.get(id)
 			if r == nil {
 				var err error
 				if r, err = get(reports, v, &storev1.StoredReport{}); err != nil {
 					return err
 				}
-				fresh[string(v)] = r
+				fresh[id] = r
 			}
-			out = append(out, FeedEntry{Seq: binary.BigEndian.Uint64(k), Report: r})
+			out = append(out, FeedEntry{Seq: binary.BigEndian.Uint64(k), ID: id, Report: r})
 		}
 		return nil
 	})
@@ -720,7 +772,7 @@ func (s *Store) Latest(limit int) ([]FeedEntry, error) {
 			if err != nil {
 				return err
 			}
-			out = append(out, FeedEntry{Seq: binary.BigEndian.Uint64(k), Report: r})
+			out = append(out, FeedEntry{Seq: binary.BigEndian.Uint64(k), ID: string(v), Report: r})
 		}
 		return nil
 	})

@@ -712,6 +712,9 @@ func TestCorruptValue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The corruption is on disk, under the store: reopened, it holds no
+	// decoded copy of r1 as it was written.
+	s.reopen()
 	if _, err := s.Report("r1"); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Report of a corrupt value = %v, want ErrCorrupt", err)
 	}
@@ -989,5 +992,103 @@ func TestFeedSeesRewrites(t *testing.T) {
 			t.Errorf("after the rewrite Feed shows %d portions, want %d", n, want)
 		}
 		grown.Envelope.Portions = append(grown.Envelope.Portions, &reportv1.Portion{Index: uint32(len(grown.Envelope.Portions) + 1)})
+	}
+}
+
+// TestFeedServesNewReportsAsWritten: a report new to the store is served to
+// Feed's readers as written, not decoded again; one rewritten in the same
+// commit, or written by a transaction that failed, is not.
+func TestFeedServesNewReportsAsWritten(t *testing.T) {
+	for _, write := range []struct {
+		name string
+		fn   func(*testStore, func(*Tx) error) error
+	}{
+		{"Update", func(s *testStore, fn func(*Tx) error) error { return s.Update(t0, fn) }},
+		{"Batch", func(s *testStore, fn func(*Tx) error) error { return s.Batch(t0, fn) }},
+	} {
+		t.Run(write.name, func(t *testing.T) {
+			s := openTestStore(t)
+			written := stored("new", "GBR")
+			rewritten := stored("twice", "CAN")
+			err := write.fn(s, func(tx *Tx) error {
+				if err := tx.PutReport("new", written); err != nil {
+					return err
+				}
+				if err := tx.PutReport("twice", stored("twice", "GBR")); err != nil {
+					return err
+				}
+				return tx.PutReport("twice", rewritten)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			failed := stored("failed", "GBR")
+			errFail := errors.New("the writer fails")
+			if err := write.fn(s, func(tx *Tx) error {
+				if err := tx.PutReport("failed", failed); err != nil {
+					return err
+				}
+				return errFail
+			}); !errors.Is(err, errFail) {
+				t.Fatalf("failing writer: %v", err)
+			}
+			es, err := s.Feed(0, 10)
+			if err != nil || len(es) != 2 {
+				t.Fatalf("Feed = %d entries, %v; want new and twice", len(es), err)
+			}
+			if es[0].Report != written {
+				t.Error("the new report was decoded again instead of served as written")
+			}
+			if es[1].Report == rewritten {
+				t.Error("a report rewritten in its commit was served from the cache")
+			}
+			if !proto.Equal(es[1].Report, rewritten) {
+				t.Errorf("twice: Feed shows %v, want the rewrite %v", es[1].Report, rewritten)
+			}
+			s.reopen()
+			es, err = s.Feed(0, 10)
+			if err != nil || len(es) != 2 || !proto.Equal(es[0].Report, written) {
+				t.Errorf("after reopening, Feed = %v, %v; want the report as written", es, err)
+			}
+		})
+	}
+}
+
+// TestDecodedCacheKeepsTheLatest: the reports written last stay cached
+// when more than a generation's worth were written since (the cache used
+// to empty itself when full, dropping the ones a lagging reader was about
+// to read), and a rewrite drops a report from either generation.
+func TestDecodedCacheKeepsTheLatest(t *testing.T) {
+	s := openTestStore(t)
+	const n = maxDecoded + 1
+	written := make([]*storev1.StoredReport, n)
+	if err := s.Update(t0, func(tx *Tx) error {
+		for i := range written {
+			id := fmt.Sprintf("r%05d", i)
+			written[i] = stored(id, "GBR")
+			if err := tx.PutReport(id, written[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	es, err := s.Feed(n-100, 100)
+	if err != nil || len(es) != 100 {
+		t.Fatalf("Feed = %d entries, %v", len(es), err)
+	}
+	for i, e := range es {
+		if e.Report != written[n-100+i] {
+			t.Fatalf("entry %d of the last 100 was decoded again: the cache dropped it", n-100+i)
+		}
+	}
+	// r00100 is in the previous generation now; a rewrite drops it.
+	if err := s.Update(t0, func(tx *Tx) error { return tx.PutReport("r00100", stored("r00100", "CAN")) }); err != nil {
+		t.Fatal(err)
+	}
+	es, err = s.Feed(100, 1)
+	if err != nil || len(es) != 1 || es[0].Report.GetReceivedFrom() != "CAN" {
+		t.Fatalf("after the rewrite Feed = %v, %v; want the rewritten r00100", es, err)
 	}
 }
