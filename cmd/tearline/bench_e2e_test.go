@@ -6,7 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/tearline/tearline/node/store"
 )
 
 // TestE2EBenchSmoke runs `tearline bench --json` with small figures, so
@@ -17,8 +20,9 @@ import (
 func TestE2EBenchSmoke(t *testing.T) {
 	t.Parallel()
 	profiles := filepath.Join(t.TempDir(), "profiles", "run1")
+	dir := filepath.Join(t.TempDir(), "federation")
 	cmd := exec.Command(binary(t), "bench", "--json", "--duration", "1s", "--rate", "100",
-		"--subscribers", "20", "--fanout-reports", "20", "--catchup", "300", "--dir", filepath.Join(t.TempDir(), "federation"),
+		"--subscribers", "20", "--fanout-reports", "20", "--catchup", "300", "--dir", dir,
 		"--cpuprofile-dir", profiles)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -59,5 +63,42 @@ func TestE2EBenchSmoke(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(profiles, name)); err != nil || fi.Size() == 0 {
 			t.Errorf("profile %s: %v (want a non-empty file)", name, err)
 		}
+	}
+
+	// The throughput phase delivers each report to one subscription at
+	// GBR: GBR's provenance holds one delivery of each. (The warm-up's
+	// subscription stayed open through the phase and doubled them.)
+	st, err := store.Open(filepath.Join(dir, "GBR", "data", "tearline.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	feed, err := st.Feed(0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, e := range feed {
+		ps := e.Report.GetEnvelope().GetPortions()
+		if len(ps) == 0 || !strings.HasPrefix(ps[0].GetTitle(), "T-") {
+			continue
+		}
+		evs, err := st.Events(e.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, ev := range evs {
+			if ev.GetKind() == "delivered" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("throughput report %s (%s) was delivered %d times at GBR, want once", e.ID, ps[0].GetTitle(), n)
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Error("no throughput report found in GBR's feed")
 	}
 }
