@@ -42,6 +42,14 @@ func (m *Map[K, V]) Put(k K, v V) {
 	m.put(k, v)
 }
 
+// Delete drops k from both generations.
+func (m *Map[K, V]) Delete(k K) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.cur, k)
+	delete(m.prev, k)
+}
+
 func (m *Map[K, V]) put(k K, v V) {
 	if m.cur == nil || len(m.cur) >= m.size {
 		m.prev, m.cur = m.cur, make(map[K]V, m.size)

@@ -22,6 +22,23 @@ func TestMapForgetsOldestGeneration(t *testing.T) {
 	}
 }
 
+func TestDelete(t *testing.T) {
+	m := New[int, string](2)
+	m.Put(1, "a")
+	m.Put(2, "b")
+	m.Put(3, "c") // {1,2} become the previous generation
+	m.Delete(1)   // in the previous generation
+	m.Delete(3)   // in the current one
+	for _, k := range []int{1, 3} {
+		if v, ok := m.Get(k); ok {
+			t.Errorf("Get(%d) = %q after Delete", k, v)
+		}
+	}
+	if v, ok := m.Get(2); !ok || v != "b" {
+		t.Errorf("Get(2) = %q, %v: Delete dropped another key", v, ok)
+	}
+}
+
 func TestMapBounded(t *testing.T) {
 	m := New[int, int](10)
 	for i := range 1000 {

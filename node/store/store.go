@@ -37,6 +37,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tearline/tearline/internal/lru"
 	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
 )
 
@@ -74,7 +75,7 @@ type Store struct {
 	noAudit atomic.Bool                 // benchmarks only (DisableAuditForBenchmark)
 
 	// decoded holds reports as Feed decoded them, shared by every reader.
-	decoded reportCache
+	decoded *reportCache
 
 	// The group committer: Batch sends its write to calls, BatchLater to
 	// later; commitLoop commits what has arrived together. closing guards
@@ -134,7 +135,7 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, classify(err))
 	}
-	s := &Store{db: db, readOnly: readOnly, notify: make(chan struct{}), calls: make(chan *groupCall, maxGroup), later: make(chan *groupCall, maxGroup), laterWait: laterDelay, committed: make(chan struct{})}
+	s := &Store{db: db, readOnly: readOnly, notify: make(chan struct{}), calls: make(chan *groupCall, maxGroup), later: make(chan *groupCall, maxGroup), laterWait: laterDelay, decoded: newReportCache(), committed: make(chan struct{})}
 	if err := s.initSchema(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
@@ -620,20 +621,23 @@ func (s *Store) commitGroup(group []*groupCall) {
 // reading the same feed entries decode each report once, and reports new
 // to the store as they were written. A report is dropped when a commit
 // rewrites it; epoch guards against a reader that decoded the old version
-// adding it back after that. It keeps two generations, like internal/lru:
-// when the current one is full it becomes the previous one, so that the
-// maxDecoded reports added last are always held (emptying the cache when
+// adding it back after that. The reports are held in an lru.Map: the
+// maxDecoded added or used last are always held (emptying the cache when
 // full dropped, every ~4,000 reports, those a lagging reader was about to
 // read).
 type reportCache struct {
-	mu        sync.Mutex
-	epoch     uint64
-	cur, prev map[string]*storev1.StoredReport
+	mu    sync.Mutex // orders epoch checks against invalidations
+	epoch uint64
+	m     *lru.Map[string, *storev1.StoredReport]
 }
 
-// maxDecoded is the size of a generation: the cache holds at most twice
-// that.
+// maxDecoded is the size of a generation of the cache: it holds at most
+// twice that.
 const maxDecoded = 4096
+
+func newReportCache() *reportCache {
+	return &reportCache{m: lru.New[string, *storev1.StoredReport](maxDecoded)}
+}
 
 func (c *reportCache) epochNow() uint64 {
 	c.mu.Lock()
@@ -642,24 +646,8 @@ func (c *reportCache) epochNow() uint64 {
 }
 
 func (c *reportCache) get(id string) *storev1.StoredReport {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if r, ok := c.cur[id]; ok {
-		return r
-	}
-	r, ok := c.prev[id]
-	if ok {
-		c.put(id, r)
-	}
+	r, _ := c.m.Get(id)
 	return r
-}
-
-// put holds r under id; the caller holds mu.
-func (c *reportCache) put(id string, r *storev1.StoredReport) {
-	if c.cur == nil || len(c.cur) >= maxDecoded {
-		c.prev, c.cur = c.cur, make(map[string]*storev1.StoredReport, maxDecoded)
-	}
-	c.cur[id] = r
 }
 
 // add caches reports decoded by a reader that started at epoch, unless a
@@ -674,7 +662,7 @@ func (c *reportCache) add(epoch uint64, rs map[string]*storev1.StoredReport) {
 		return
 	}
 	for id, r := range rs {
-		c.put(id, r)
+		c.m.Put(id, r)
 	}
 }
 
@@ -691,10 +679,8 @@ func (c *reportCache) seed(rs []decodedReport) {
 	if len(rs) == 0 {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, d := range rs {
-		c.put(d.id, d.r)
+		c.m.Put(d.id, d.r)
 	}
 }
 
@@ -706,8 +692,7 @@ func (c *reportCache) invalidate(ids []string) {
 	defer c.mu.Unlock()
 	c.epoch++
 	for _, id := range ids {
-		delete(c.cur, id)
-		delete(c.prev, id)
+		c.m.Delete(id)
 	}
 }
 
