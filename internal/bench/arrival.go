@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
@@ -21,7 +22,19 @@ import (
 // arrivalCodec is the proto codec, except that it decodes a
 // SubscribeResponse only in part (decodeArrival). The content subtype
 // stays "proto": the node sees an ordinary call.
-type arrivalCodec struct{ proto encoding.CodecV2 }
+type arrivalCodec struct {
+	proto encoding.CodecV2
+	// first, if set, receives a copy of the first SubscribeResponse's
+	// bytes.
+	first *atomic.Pointer[[]byte]
+}
+
+// keepingFirst is c, keeping a copy of the first response it decodes in
+// first.
+func (c arrivalCodec) keepingFirst(first *atomic.Pointer[[]byte]) arrivalCodec {
+	c.first = first
+	return c
+}
 
 func (c arrivalCodec) Name() string { return c.proto.Name() }
 
@@ -31,6 +44,10 @@ func (c arrivalCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ok := v.(*clientv1.SubscribeResponse)
 	if !ok {
 		return c.proto.Unmarshal(data, v)
+	}
+	if c.first != nil && c.first.Load() == nil {
+		b := data.Materialize()
+		c.first.CompareAndSwap(nil, &b)
 	}
 	if len(data) == 1 {
 		// Read in place: what decodeArrival keeps (strings) it copies.
@@ -43,7 +60,7 @@ func (c arrivalCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // decode in part.
 var arrivals = grpc.ForceCodecV2(partial)
 
-var partial = arrivalCodec{encoding.GetCodecV2("proto")}
+var partial = arrivalCodec{proto: encoding.GetCodecV2("proto")}
 
 // SubscribeResponse, ReportView and PortionView field numbers
 // (proto/tearline/client/v1/client.proto).

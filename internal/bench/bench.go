@@ -37,6 +37,8 @@ import (
 	"time"
 
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 )
 
 // Options sets what the benchmark does. Zero values take the defaults.
@@ -319,11 +321,14 @@ type stream struct {
 // subscribe opens a subscription at B as client c after B's feed position
 // and records the arrivals of phase reports 0..capacity-1; the stream is
 // full once want of them arrived. Its responses are decoded in part
-// (arrivals): keep sees the cursor, the report's id and its first
-// portion's title.
-func (b *bench) subscribe(ctx context.Context, c clientv1.ClientServiceClient, phase string, capacity, want int, keep func(*clientv1.SubscribeResponse)) (*stream, error) {
+// (arrivals, unless decode says otherwise): keep sees the cursor, the
+// report's id and its first portion's title.
+func (b *bench) subscribe(ctx context.Context, c clientv1.ClientServiceClient, phase string, capacity, want int, keep func(*clientv1.SubscribeResponse), decode ...grpc.CallOption) (*stream, error) {
 	s := &stream{phase: phase, got: make([]time.Time, capacity), want: want, full: make(chan struct{}), err: make(chan error, 1)}
-	st, err := c.Subscribe(ctx, &clientv1.SubscribeRequest{After: b.feed.Load()}, arrivals)
+	if len(decode) == 0 {
+		decode = []grpc.CallOption{arrivals}
+	}
+	st, err := c.Subscribe(ctx, &clientv1.SubscribeRequest{After: b.feed.Load()}, decode...)
 	if err != nil {
 		return nil, err
 	}
@@ -356,18 +361,6 @@ func (b *bench) subscribe(ctx context.Context, c clientv1.ClientServiceClient, p
 	return s, nil
 }
 
-// firstDelivery is the first delivery after feed position after, as c's
-// subscription receives it, decoded in full.
-func firstDelivery(ctx context.Context, c clientv1.ClientServiceClient, after uint64) (*clientv1.SubscribeResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	st, err := c.Subscribe(ctx, &clientv1.SubscribeRequest{After: after})
-	if err != nil {
-		return nil, err
-	}
-	return st.Recv()
-}
-
 // wait waits until the stream is full or timeout passes.
 func (s *stream) wait(ctx context.Context, timeout time.Duration) error {
 	select {
@@ -397,35 +390,9 @@ func (s *stream) last(n int) time.Time {
 	return t
 }
 
-// warmUp sends a few reports end to end so connections and caches exist,
-// and moves the feed position past them.
-func (b *bench) warmUp(ctx context.Context, phase string, c clientv1.ClientServiceClient, n int) error {
-	// The warm-up's subscription ends with it: left open, it received
-	// every report of the phase that follows too, a second delivery of
-	// each that the phase's figure does not count.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var cursor atomic.Uint64
-	before := b.feed.Load()
-	s, err := b.subscribe(ctx, c, phase, n, n, func(m *clientv1.SubscribeResponse) { cursor.Store(m.GetCursor()) })
-	if err != nil {
-		return err
-	}
-	if _, err := b.publishMany(ctx, phase, n, time.Time{}, nil); err != nil {
-		return err
-	}
-	if err := s.wait(ctx, time.Minute); err != nil {
-		return fmt.Errorf("warm-up: %w", err)
-	}
-	// The grpc baseline sends a delivery like the phases' (only the title
-	// differs), decoded in full. It is read here, from the warm-up's
-	// reports, so that no phase's reports are delivered twice.
-	if b.sample, err = firstDelivery(ctx, c, before); err != nil {
-		return fmt.Errorf("warm-up: read a delivery in full: %w", err)
-	}
-	b.feed.Store(cursor.Load())
-	return nil
-}
+// warmUpReports go end to end before the throughput phase, so that
+// connections and caches exist.
+const warmUpReports = 500
 
 func (b *bench) throughput(ctx context.Context, r *Result) error {
 	sub, err := b.f.subscriber(0)
@@ -434,15 +401,39 @@ func (b *bench) throughput(ctx context.Context, r *Result) error {
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := b.warmUp(sctx, "warm", sub, 500); err != nil {
-		return err
-	}
+	// One subscription carries the warm-up and the phase: a warm-up
+	// subscription of its own, even closed, could still be sent the
+	// phase's first reports before the node noticed, a second delivery
+	// the figure does not count. It also keeps its first delivery's bytes:
+	// decoded in full, that is the message the grpc baseline sends.
 	// Capacity: no more than 60,000 reports/s can be published in Duration.
 	capacity := int(b.o.Duration.Seconds()*60_000) + 1
 	var cursor atomic.Uint64
-	s, err := b.subscribe(sctx, sub, "T", capacity, capacity, func(m *clientv1.SubscribeResponse) { cursor.Store(m.GetCursor()) })
+	var warmed atomic.Int64
+	warm := make(chan struct{})
+	var first atomic.Pointer[[]byte]
+	s, err := b.subscribe(sctx, sub, "T", capacity, capacity, func(m *clientv1.SubscribeResponse) {
+		cursor.Store(m.GetCursor())
+		if index(m.GetReport(), "warm") >= 0 && warmed.Add(1) == warmUpReports {
+			close(warm)
+		}
+	}, grpc.ForceCodecV2(partial.keepingFirst(&first)))
 	if err != nil {
 		return err
+	}
+	if _, err := b.publishMany(sctx, "warm", warmUpReports, time.Time{}, nil); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	select {
+	case <-warm:
+	case err := <-s.err:
+		return fmt.Errorf("warm-up: subscription ended: %w", err)
+	case <-time.After(time.Minute):
+		return fmt.Errorf("warm-up: %d of %d reports arrived in a minute", warmed.Load(), warmUpReports)
+	}
+	b.sample = &clientv1.SubscribeResponse{}
+	if err := proto.Unmarshal(*first.Load(), b.sample); err != nil {
+		return fmt.Errorf("warm-up: decode a delivery in full: %w", err)
 	}
 	start := time.Now()
 	n, err := b.publishMany(sctx, "T", 0, start.Add(b.o.Duration), nil)
