@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -45,15 +46,18 @@ func (c arrivalCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return c.proto.Unmarshal(data, v)
 	}
-	if c.first != nil && c.first.Load() == nil {
-		b := data.Materialize()
-		c.first.CompareAndSwap(nil, &b)
-	}
+	var b []byte
 	if len(data) == 1 {
 		// Read in place: what decodeArrival keeps (strings) it copies.
-		return decodeArrival(data[0].ReadOnlyData(), m)
+		b = data[0].ReadOnlyData()
+	} else {
+		b = data.Materialize()
 	}
-	return decodeArrival(data.Materialize(), m)
+	if c.first != nil && c.first.Load() == nil {
+		kept := slices.Clone(b)
+		c.first.CompareAndSwap(nil, &kept)
+	}
+	return decodeArrival(b, m)
 }
 
 // arrivals is the call option that makes a Subscribe call's responses
@@ -83,12 +87,8 @@ func decodeArrival(b []byte, m *clientv1.SubscribeResponse) error {
 			m.Cursor = v
 			return n, nil
 		case num == fieldReport && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return n, nil
-			}
 			m.Report = &clientv1.ReportView{}
-			return n, decodeView(v, m.Report)
+			return nested(b, func(v []byte) error { return decodeView(v, m.Report) })
 		}
 		return protowire.ConsumeFieldValue(num, typ, b), nil
 	})
@@ -102,23 +102,34 @@ func decodeView(b []byte, v *clientv1.ReportView) error {
 			v.Id = s
 			return n, nil
 		case num == fieldViewPortion && typ == protowire.BytesType && len(v.Portions) == 0:
-			p, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return n, nil
-			}
 			pv := &clientv1.PortionView{}
 			v.Portions = append(v.Portions, pv)
-			return n, eachField(p, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
-				if num == fieldTitle && typ == protowire.BytesType {
-					s, n := protowire.ConsumeString(b)
-					pv.Title = s
-					return n, nil
-				}
-				return protowire.ConsumeFieldValue(num, typ, b), nil
-			})
+			return nested(b, func(p []byte) error { return decodeTitle(p, pv) })
 		}
 		return protowire.ConsumeFieldValue(num, typ, b), nil
 	})
+}
+
+func decodeTitle(b []byte, pv *clientv1.PortionView) error {
+	return eachField(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		if num == fieldTitle && typ == protowire.BytesType {
+			s, n := protowire.ConsumeString(b)
+			pv.Title = s
+			return n, nil
+		}
+		return protowire.ConsumeFieldValue(num, typ, b), nil
+	})
+}
+
+// nested consumes the length-delimited value at the start of b and hands
+// the message it holds to decode; it returns the value's length, as
+// eachField's value does.
+func nested(b []byte, decode func([]byte) error) (int, error) {
+	v, n := protowire.ConsumeBytes(b)
+	if n < 0 {
+		return n, nil
+	}
+	return n, decode(v)
 }
 
 // eachField calls value for each field of the message b with the bytes
