@@ -9,8 +9,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/tearline/tearline/gateway"
+	"github.com/tearline/tearline/internal/freeport"
 	"github.com/tearline/tearline/pki"
 )
 
@@ -56,42 +55,15 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
-var (
-	portsMu   sync.Mutex
-	portsUsed = map[int]bool{}
-)
-
-// freeBasePort finds n consecutive free loopback ports below the
-// ephemeral range (so outgoing connections do not take them meanwhile),
-// never handing out a port twice in this test process.
+// freeBasePort finds n consecutive free loopback ports (internal/freeport:
+// below the ephemeral range, never handed out twice in this process).
 func freeBasePort(t *testing.T, n int) int {
 	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for try := 0; try < 200; try++ {
-		base := 20000 + rand.IntN(12000)
-		ok := true
-		for i := 0; i < n && ok; i++ {
-			if portsUsed[base+i] {
-				ok = false
-				break
-			}
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			for i := 0; i < n; i++ {
-				portsUsed[base+i] = true
-			}
-			return base
-		}
+	base, err := freeport.Range(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free ports")
-	return 0
+	return base
 }
 
 type federation struct {
