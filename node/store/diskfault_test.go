@@ -146,6 +146,8 @@ func TestReadOnlyFileSystem(t *testing.T) {
 		t.Fatal(err)
 	}
 	s0.Close()
+	// Written by the previous schema, which this build reads as it is.
+	setSchema(t, path, "2")
 	if err := faultfs.SetReadOnly(dir, true); err != nil {
 		t.Fatal(err)
 	}
@@ -181,6 +183,9 @@ func TestReadOnlyFileSystem(t *testing.T) {
 	}
 	if err := st.Update(t0, func(tx *Tx) error { return tx.PutReport("r2", stored("r2", "GBR")) }); err != nil {
 		t.Fatalf("write after the file system is writable again: %v", err)
+	}
+	if v := schemaOf(t, st); v != schemaVersion {
+		t.Errorf("schema 2 file opened writable is marked %q, want %q", v, schemaVersion)
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,9 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -194,8 +196,16 @@ func (t *Tx) Events(reportID string) ([]*storev1.Event, error) {
 		if err := proto.Unmarshal(v, e); err != nil {
 			return nil, fmt.Errorf("%w: event %x: %v", ErrCorrupt, k, err)
 		}
-		out = append(out, e)
+		out = expand(out, e)
 	}
+	if t.group == nil || len(t.group.byReport[reportID]) == 0 {
+		return out, nil
+	}
+	// Deliveries this transaction recorded, not yet written.
+	for _, e := range t.group.byReport[reportID] {
+		out = expand(out, e)
+	}
+	slices.SortStableFunc(out, func(a, b *storev1.Event) int { return cmp.Compare(a.GetSeq(), b.GetSeq()) })
 	return out, nil
 }
 

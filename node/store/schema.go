@@ -50,8 +50,13 @@ var (
 )
 
 // schemaVersion is written on creation and checked on open. Version 2 added
-// the audit log; a version 1 file is migrated on open (see Open).
-const schemaVersion = "2"
+// the audit log; a version 1 file is migrated on open (see Open). Version 3
+// lets one provenance event hold the deliveries of a report to several
+// subscribers (storev1.Event.recipients), which a build reading version 2
+// would show without their subscribers; a version 2 file is only marked 3
+// on open (nothing in it changes), and one that cannot be written is read
+// as it is.
+const schemaVersion = "3"
 
 // metaAuditHead is the meta key of the audit log's head.
 var metaAuditHead = []byte("audit_head")

@@ -158,6 +158,10 @@ func (s *Store) initSchema() error {
 			switch v := meta.Get([]byte("schema")); {
 			case v == nil, string(v) == "1":
 				complete = false
+			case string(v) == "2":
+				// Marked 3 when the store can be written; read as it is
+				// when it cannot (version 3 reads every version 2 record).
+				complete = complete && s.readOnly
 			case string(v) != schemaVersion:
 				return false, fmt.Errorf("%w %q (this build reads %q)", ErrSchema, v, schemaVersion)
 			}
@@ -198,6 +202,8 @@ func (s *Store) initSchema() error {
 				return err
 			}
 			return t.finish()
+		case string(v) == "2":
+			return meta.Put([]byte("schema"), []byte(schemaVersion))
 		case string(v) != schemaVersion:
 			return fmt.Errorf("%w %q (this build reads %q)", ErrSchema, v, schemaVersion)
 		}
@@ -307,6 +313,9 @@ type Tx struct {
 	fresh    []decodedReport // reports new to the store, as written
 	st       *Store
 	audit    txAudit
+	// group holds the deliveries that share events, for the whole write
+	// transaction (which may run several writers); nil outside one.
+	group *deliveryGroup
 }
 
 // Report reads a held report.
@@ -365,8 +374,13 @@ func receiptKey(reportID string, hopDigest []byte) []byte {
 	return append(k, hopDigest...)
 }
 
-// AddEvent appends a provenance event; its seq and time are set here.
+// AddEvent appends a provenance event; its seq and time are set here. The
+// deliveries of one report to several subscribers in one transaction share
+// one event (see deliveryGroup), and so its seq.
 func (t *Tx) AddEvent(e *storev1.Event) error {
+	if t.group != nil && sharable(e) {
+		return t.addDelivery(e)
+	}
 	b := t.tx.Bucket(bucketProvenance)
 	seq, err := b.NextSequence()
 	if err != nil {
@@ -428,11 +442,14 @@ func (s *Store) update(now time.Time, fn func(*Tx) error) ([]*storev1.AuditEntry
 	var t *Tx
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		packBuckets(tx)
-		t = &Tx{tx: tx, now: now, st: s}
+		t = &Tx{tx: tx, now: now, st: s, group: &deliveryGroup{}}
 		if err := fn(t); err != nil {
 			return err
 		}
-		return t.finish()
+		if err := t.finish(); err != nil {
+			return err
+		}
+		return t.group.flush(tx)
 	})
 	if err != nil {
 		return nil, err
@@ -576,8 +593,9 @@ func (s *Store) commitGroup(group []*groupCall) {
 	var fresh []decodedReport
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		packBuckets(tx)
+		shared := &deliveryGroup{}
 		for _, c := range group {
-			t := &Tx{tx: tx, now: c.now, st: s}
+			t := &Tx{tx: tx, now: c.now, st: s, group: shared}
 			if err := c.fn(t); err != nil {
 				failed = c
 				return err
@@ -591,7 +609,7 @@ func (s *Store) commitGroup(group []*groupCall) {
 			fresh = append(fresh, t.fresh...)
 			c.audited = t.audit.appended
 		}
-		return nil
+		return shared.flush(tx)
 	})
 	if err == nil {
 		s.committed1(grown, fresh, changed)

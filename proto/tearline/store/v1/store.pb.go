@@ -391,7 +391,12 @@ type Event struct {
 	Decisions []*v1.Decision `protobuf:"bytes,7,rep,name=decisions,proto3" json:"decisions,omitempty"`
 	Detail    string         `protobuf:"bytes,8,opt,name=detail,proto3" json:"detail,omitempty"`
 	// Portions concerned: delivered to a subscriber, or released onward.
-	Portions      []uint32 `protobuf:"varint,9,rep,packed,name=portions,proto3" json:"portions,omitempty"`
+	Portions []uint32 `protobuf:"varint,9,rep,packed,name=portions,proto3" json:"portions,omitempty"`
+	// The subscribers of a delivery recorded for several at once: the
+	// deliveries of one report, with the same kind and portions, committed
+	// together. Subject is then empty and time is the first one's. Readers of
+	// the store see one event per recipient, each with this event's seq.
+	Recipients    []*EventRecipient `protobuf:"bytes,10,rep,name=recipients,proto3" json:"recipients,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -489,6 +494,66 @@ func (x *Event) GetPortions() []uint32 {
 	return nil
 }
 
+func (x *Event) GetRecipients() []*EventRecipient {
+	if x != nil {
+		return x.Recipients
+	}
+	return nil
+}
+
+// EventRecipient is one subscriber of a delivery event.
+type EventRecipient struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventRecipient) Reset() {
+	*x = EventRecipient{}
+	mi := &file_tearline_store_v1_store_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventRecipient) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventRecipient) ProtoMessage() {}
+
+func (x *EventRecipient) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_store_v1_store_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventRecipient.ProtoReflect.Descriptor instead.
+func (*EventRecipient) Descriptor() ([]byte, []int) {
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *EventRecipient) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *EventRecipient) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 // QuarantineItem is evidence of a refused envelope, kept as received.
 type QuarantineItem struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -505,7 +570,7 @@ type QuarantineItem struct {
 
 func (x *QuarantineItem) Reset() {
 	*x = QuarantineItem{}
-	mi := &file_tearline_store_v1_store_proto_msgTypes[6]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -517,7 +582,7 @@ func (x *QuarantineItem) String() string {
 func (*QuarantineItem) ProtoMessage() {}
 
 func (x *QuarantineItem) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_store_v1_store_proto_msgTypes[6]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +595,7 @@ func (x *QuarantineItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuarantineItem.ProtoReflect.Descriptor instead.
 func (*QuarantineItem) Descriptor() ([]byte, []int) {
-	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{6}
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *QuarantineItem) GetSeq() uint64 {
@@ -602,7 +667,7 @@ type ConsentRecord struct {
 
 func (x *ConsentRecord) Reset() {
 	*x = ConsentRecord{}
-	mi := &file_tearline_store_v1_store_proto_msgTypes[7]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -614,7 +679,7 @@ func (x *ConsentRecord) String() string {
 func (*ConsentRecord) ProtoMessage() {}
 
 func (x *ConsentRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_store_v1_store_proto_msgTypes[7]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -627,7 +692,7 @@ func (x *ConsentRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentRecord.ProtoReflect.Descriptor instead.
 func (*ConsentRecord) Descriptor() ([]byte, []int) {
-	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{7}
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ConsentRecord) GetId() string {
@@ -739,7 +804,7 @@ type CrisisRecord struct {
 
 func (x *CrisisRecord) Reset() {
 	*x = CrisisRecord{}
-	mi := &file_tearline_store_v1_store_proto_msgTypes[8]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +816,7 @@ func (x *CrisisRecord) String() string {
 func (*CrisisRecord) ProtoMessage() {}
 
 func (x *CrisisRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_store_v1_store_proto_msgTypes[8]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,7 +829,7 @@ func (x *CrisisRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CrisisRecord.ProtoReflect.Descriptor instead.
 func (*CrisisRecord) Descriptor() ([]byte, []int) {
-	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{8}
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CrisisRecord) GetDeclaration() *v1.Signed {
@@ -798,7 +863,7 @@ type SecurityEvent struct {
 
 func (x *SecurityEvent) Reset() {
 	*x = SecurityEvent{}
-	mi := &file_tearline_store_v1_store_proto_msgTypes[9]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +875,7 @@ func (x *SecurityEvent) String() string {
 func (*SecurityEvent) ProtoMessage() {}
 
 func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_store_v1_store_proto_msgTypes[9]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +888,7 @@ func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityEvent.ProtoReflect.Descriptor instead.
 func (*SecurityEvent) Descriptor() ([]byte, []int) {
-	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{9}
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SecurityEvent) GetSeq() uint64 {
@@ -897,7 +962,7 @@ type CrisisRelease struct {
 
 func (x *CrisisRelease) Reset() {
 	*x = CrisisRelease{}
-	mi := &file_tearline_store_v1_store_proto_msgTypes[10]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +974,7 @@ func (x *CrisisRelease) String() string {
 func (*CrisisRelease) ProtoMessage() {}
 
 func (x *CrisisRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_store_v1_store_proto_msgTypes[10]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +987,7 @@ func (x *CrisisRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CrisisRelease.ProtoReflect.Descriptor instead.
 func (*CrisisRelease) Descriptor() ([]byte, []int) {
-	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{10}
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CrisisRelease) GetCrisisId() string {
@@ -984,7 +1049,7 @@ type Suspension struct {
 
 func (x *Suspension) Reset() {
 	*x = Suspension{}
-	mi := &file_tearline_store_v1_store_proto_msgTypes[11]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1061,7 @@ func (x *Suspension) String() string {
 func (*Suspension) ProtoMessage() {}
 
 func (x *Suspension) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_store_v1_store_proto_msgTypes[11]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1074,7 @@ func (x *Suspension) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Suspension.ProtoReflect.Descriptor instead.
 func (*Suspension) Descriptor() ([]byte, []int) {
-	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{11}
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Suspension) GetKind() string {
@@ -1081,7 +1146,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_tearline_store_v1_store_proto_msgTypes[12]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1158,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_store_v1_store_proto_msgTypes[12]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1171,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{12}
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AuditEntry) GetSeq() uint64 {
@@ -1208,7 +1273,7 @@ type AuditDelivery struct {
 
 func (x *AuditDelivery) Reset() {
 	*x = AuditDelivery{}
-	mi := &file_tearline_store_v1_store_proto_msgTypes[13]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1285,7 @@ func (x *AuditDelivery) String() string {
 func (*AuditDelivery) ProtoMessage() {}
 
 func (x *AuditDelivery) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_store_v1_store_proto_msgTypes[13]
+	mi := &file_tearline_store_v1_store_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1298,7 @@ func (x *AuditDelivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditDelivery.ProtoReflect.Descriptor instead.
 func (*AuditDelivery) Descriptor() ([]byte, []int) {
-	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{13}
+	return file_tearline_store_v1_store_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AuditDelivery) GetReportId() string {
@@ -1308,7 +1373,7 @@ const file_tearline_store_v1_store_proto_rawDesc = "" +
 	"\treport_id\x18\x01 \x01(\tR\breportId\x128\n" +
 	"\benvelope\x18\x02 \x01(\v2\x1c.tearline.report.v1.EnvelopeR\benvelope\x122\n" +
 	"\x06queued\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06queued\x12@\n" +
-	"\arequest\x18\x04 \x01(\v2&.tearline.federation.v1.DeliverRequestR\arequest\"\x9a\x02\n" +
+	"\arequest\x18\x04 \x01(\v2&.tearline.federation.v1.DeliverRequestR\arequest\"\xdd\x02\n" +
 	"\x05Event\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1b\n" +
@@ -1318,7 +1383,14 @@ const file_tearline_store_v1_store_proto_rawDesc = "" +
 	"\asubject\x18\x06 \x01(\tR\asubject\x12:\n" +
 	"\tdecisions\x18\a \x03(\v2\x1c.tearline.report.v1.DecisionR\tdecisions\x12\x16\n" +
 	"\x06detail\x18\b \x01(\tR\x06detail\x12\x1a\n" +
-	"\bportions\x18\t \x03(\rR\bportions\"\xd2\x01\n" +
+	"\bportions\x18\t \x03(\rR\bportions\x12A\n" +
+	"\n" +
+	"recipients\x18\n" +
+	" \x03(\v2!.tearline.store.v1.EventRecipientR\n" +
+	"recipients\"Z\n" +
+	"\x0eEventRecipient\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xd2\x01\n" +
 	"\x0eQuarantineItem\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
@@ -1406,7 +1478,7 @@ func file_tearline_store_v1_store_proto_rawDescGZIP() []byte {
 	return file_tearline_store_v1_store_proto_rawDescData
 }
 
-var file_tearline_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_tearline_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_tearline_store_v1_store_proto_goTypes = []any{
 	(*StoredReport)(nil),          // 0: tearline.store.v1.StoredReport
 	(*AppliedWithdrawal)(nil),     // 1: tearline.store.v1.AppliedWithdrawal
@@ -1414,56 +1486,59 @@ var file_tearline_store_v1_store_proto_goTypes = []any{
 	(*WithdrawalParty)(nil),       // 3: tearline.store.v1.WithdrawalParty
 	(*OutboxItem)(nil),            // 4: tearline.store.v1.OutboxItem
 	(*Event)(nil),                 // 5: tearline.store.v1.Event
-	(*QuarantineItem)(nil),        // 6: tearline.store.v1.QuarantineItem
-	(*ConsentRecord)(nil),         // 7: tearline.store.v1.ConsentRecord
-	(*CrisisRecord)(nil),          // 8: tearline.store.v1.CrisisRecord
-	(*SecurityEvent)(nil),         // 9: tearline.store.v1.SecurityEvent
-	(*CrisisRelease)(nil),         // 10: tearline.store.v1.CrisisRelease
-	(*Suspension)(nil),            // 11: tearline.store.v1.Suspension
-	(*AuditEntry)(nil),            // 12: tearline.store.v1.AuditEntry
-	(*AuditDelivery)(nil),         // 13: tearline.store.v1.AuditDelivery
-	nil,                           // 14: tearline.store.v1.WithdrawalRecord.PartiesEntry
-	(*v1.Envelope)(nil),           // 15: tearline.report.v1.Envelope
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*v1.Signed)(nil),             // 17: tearline.report.v1.Signed
-	(*v11.DeliverRequest)(nil),    // 18: tearline.federation.v1.DeliverRequest
-	(*v1.Decision)(nil),           // 19: tearline.report.v1.Decision
+	(*EventRecipient)(nil),        // 6: tearline.store.v1.EventRecipient
+	(*QuarantineItem)(nil),        // 7: tearline.store.v1.QuarantineItem
+	(*ConsentRecord)(nil),         // 8: tearline.store.v1.ConsentRecord
+	(*CrisisRecord)(nil),          // 9: tearline.store.v1.CrisisRecord
+	(*SecurityEvent)(nil),         // 10: tearline.store.v1.SecurityEvent
+	(*CrisisRelease)(nil),         // 11: tearline.store.v1.CrisisRelease
+	(*Suspension)(nil),            // 12: tearline.store.v1.Suspension
+	(*AuditEntry)(nil),            // 13: tearline.store.v1.AuditEntry
+	(*AuditDelivery)(nil),         // 14: tearline.store.v1.AuditDelivery
+	nil,                           // 15: tearline.store.v1.WithdrawalRecord.PartiesEntry
+	(*v1.Envelope)(nil),           // 16: tearline.report.v1.Envelope
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*v1.Signed)(nil),             // 18: tearline.report.v1.Signed
+	(*v11.DeliverRequest)(nil),    // 19: tearline.federation.v1.DeliverRequest
+	(*v1.Decision)(nil),           // 20: tearline.report.v1.Decision
 }
 var file_tearline_store_v1_store_proto_depIdxs = []int32{
-	15, // 0: tearline.store.v1.StoredReport.envelope:type_name -> tearline.report.v1.Envelope
-	16, // 1: tearline.store.v1.StoredReport.stored:type_name -> google.protobuf.Timestamp
+	16, // 0: tearline.store.v1.StoredReport.envelope:type_name -> tearline.report.v1.Envelope
+	17, // 1: tearline.store.v1.StoredReport.stored:type_name -> google.protobuf.Timestamp
 	1,  // 2: tearline.store.v1.StoredReport.withdrawn:type_name -> tearline.store.v1.AppliedWithdrawal
-	17, // 3: tearline.store.v1.AppliedWithdrawal.withdrawal:type_name -> tearline.report.v1.Signed
-	16, // 4: tearline.store.v1.AppliedWithdrawal.applied:type_name -> google.protobuf.Timestamp
-	17, // 5: tearline.store.v1.WithdrawalRecord.withdrawal:type_name -> tearline.report.v1.Signed
-	14, // 6: tearline.store.v1.WithdrawalRecord.parties:type_name -> tearline.store.v1.WithdrawalRecord.PartiesEntry
-	16, // 7: tearline.store.v1.WithdrawalParty.time:type_name -> google.protobuf.Timestamp
-	15, // 8: tearline.store.v1.OutboxItem.envelope:type_name -> tearline.report.v1.Envelope
-	16, // 9: tearline.store.v1.OutboxItem.queued:type_name -> google.protobuf.Timestamp
-	18, // 10: tearline.store.v1.OutboxItem.request:type_name -> tearline.federation.v1.DeliverRequest
-	16, // 11: tearline.store.v1.Event.time:type_name -> google.protobuf.Timestamp
-	19, // 12: tearline.store.v1.Event.decisions:type_name -> tearline.report.v1.Decision
-	16, // 13: tearline.store.v1.QuarantineItem.time:type_name -> google.protobuf.Timestamp
-	15, // 14: tearline.store.v1.QuarantineItem.envelope:type_name -> tearline.report.v1.Envelope
-	16, // 15: tearline.store.v1.ConsentRecord.requested:type_name -> google.protobuf.Timestamp
-	16, // 16: tearline.store.v1.ConsentRecord.decided:type_name -> google.protobuf.Timestamp
-	17, // 17: tearline.store.v1.ConsentRecord.grant:type_name -> tearline.report.v1.Signed
-	16, // 18: tearline.store.v1.ConsentRecord.expires:type_name -> google.protobuf.Timestamp
-	17, // 19: tearline.store.v1.CrisisRecord.declaration:type_name -> tearline.report.v1.Signed
-	17, // 20: tearline.store.v1.CrisisRecord.end:type_name -> tearline.report.v1.Signed
-	16, // 21: tearline.store.v1.SecurityEvent.time:type_name -> google.protobuf.Timestamp
-	16, // 22: tearline.store.v1.CrisisRelease.time:type_name -> google.protobuf.Timestamp
-	16, // 23: tearline.store.v1.Suspension.since:type_name -> google.protobuf.Timestamp
-	16, // 24: tearline.store.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	19, // 25: tearline.store.v1.AuditEntry.decisions:type_name -> tearline.report.v1.Decision
-	13, // 26: tearline.store.v1.AuditEntry.deliveries:type_name -> tearline.store.v1.AuditDelivery
-	19, // 27: tearline.store.v1.AuditDelivery.decisions:type_name -> tearline.report.v1.Decision
-	3,  // 28: tearline.store.v1.WithdrawalRecord.PartiesEntry.value:type_name -> tearline.store.v1.WithdrawalParty
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	18, // 3: tearline.store.v1.AppliedWithdrawal.withdrawal:type_name -> tearline.report.v1.Signed
+	17, // 4: tearline.store.v1.AppliedWithdrawal.applied:type_name -> google.protobuf.Timestamp
+	18, // 5: tearline.store.v1.WithdrawalRecord.withdrawal:type_name -> tearline.report.v1.Signed
+	15, // 6: tearline.store.v1.WithdrawalRecord.parties:type_name -> tearline.store.v1.WithdrawalRecord.PartiesEntry
+	17, // 7: tearline.store.v1.WithdrawalParty.time:type_name -> google.protobuf.Timestamp
+	16, // 8: tearline.store.v1.OutboxItem.envelope:type_name -> tearline.report.v1.Envelope
+	17, // 9: tearline.store.v1.OutboxItem.queued:type_name -> google.protobuf.Timestamp
+	19, // 10: tearline.store.v1.OutboxItem.request:type_name -> tearline.federation.v1.DeliverRequest
+	17, // 11: tearline.store.v1.Event.time:type_name -> google.protobuf.Timestamp
+	20, // 12: tearline.store.v1.Event.decisions:type_name -> tearline.report.v1.Decision
+	6,  // 13: tearline.store.v1.Event.recipients:type_name -> tearline.store.v1.EventRecipient
+	17, // 14: tearline.store.v1.EventRecipient.time:type_name -> google.protobuf.Timestamp
+	17, // 15: tearline.store.v1.QuarantineItem.time:type_name -> google.protobuf.Timestamp
+	16, // 16: tearline.store.v1.QuarantineItem.envelope:type_name -> tearline.report.v1.Envelope
+	17, // 17: tearline.store.v1.ConsentRecord.requested:type_name -> google.protobuf.Timestamp
+	17, // 18: tearline.store.v1.ConsentRecord.decided:type_name -> google.protobuf.Timestamp
+	18, // 19: tearline.store.v1.ConsentRecord.grant:type_name -> tearline.report.v1.Signed
+	17, // 20: tearline.store.v1.ConsentRecord.expires:type_name -> google.protobuf.Timestamp
+	18, // 21: tearline.store.v1.CrisisRecord.declaration:type_name -> tearline.report.v1.Signed
+	18, // 22: tearline.store.v1.CrisisRecord.end:type_name -> tearline.report.v1.Signed
+	17, // 23: tearline.store.v1.SecurityEvent.time:type_name -> google.protobuf.Timestamp
+	17, // 24: tearline.store.v1.CrisisRelease.time:type_name -> google.protobuf.Timestamp
+	17, // 25: tearline.store.v1.Suspension.since:type_name -> google.protobuf.Timestamp
+	17, // 26: tearline.store.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	20, // 27: tearline.store.v1.AuditEntry.decisions:type_name -> tearline.report.v1.Decision
+	14, // 28: tearline.store.v1.AuditEntry.deliveries:type_name -> tearline.store.v1.AuditDelivery
+	20, // 29: tearline.store.v1.AuditDelivery.decisions:type_name -> tearline.report.v1.Decision
+	3,  // 30: tearline.store.v1.WithdrawalRecord.PartiesEntry.value:type_name -> tearline.store.v1.WithdrawalParty
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_tearline_store_v1_store_proto_init() }
@@ -1477,7 +1552,7 @@ func file_tearline_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_store_v1_store_proto_rawDesc), len(file_tearline_store_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,259 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
+)
+
+// rawEvents reads a report's provenance keys as stored, without expanding
+// shared deliveries.
+func rawEvents(t *testing.T, s *Store, reportID string) []*storev1.Event {
+	t.Helper()
+	var out []*storev1.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketProvenance).Cursor()
+		prefix := append([]byte(reportID), 0)
+		for k, v := c.Seek(prefix); k != nil && len(k) > len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = c.Next() {
+			e := &storev1.Event{}
+			if err := proto.Unmarshal(v, e); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// deliveryCall is one subscriber's record of deliveries, as the node's
+// RecordDelivered writes it.
+func deliveryCall(now time.Time, subject string, reports []string, portions []uint32) *groupCall {
+	return &groupCall{now: now, done: make(chan error, 1), fn: func(tx *Tx) error {
+		for _, id := range reports {
+			if err := tx.AddEvent(&storev1.Event{ReportId: id, Kind: "delivered", Subject: subject, Portions: portions}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+}
+
+// TestDeliveriesShareAnEvent: the deliveries of a report to many
+// subscribers committed together are one stored event; readers see one
+// event per subscriber, with its own time, and the audit log's delivery
+// entries refer to the shared event's seq.
+func TestDeliveriesShareAnEvent(t *testing.T) {
+	s := openTestStore(t)
+	if err := s.AddEvent(t0, &storev1.Event{ReportId: "r1", Kind: "received", Party: "USA"}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	var group []*groupCall
+	var subjects []string
+	for i := range n {
+		subjects = append(subjects, fmt.Sprintf("GBR/svc-%02d", i))
+		group = append(group, deliveryCall(t0.Add(time.Duration(i)*time.Millisecond), subjects[i], []string{"r1", "r2"}, []uint32{0, 1}))
+	}
+	// One subscriber cleared for portion 0 only: its deliveries share an
+	// event of their own.
+	group = append(group, deliveryCall(t0, "GBR/low", []string{"r1"}, []uint32{0}))
+	s.commitGroup(group)
+	for _, c := range group {
+		if err := <-c.done; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	raw := rawEvents(t, s.Store, "r1")
+	if len(raw) != 3 {
+		t.Fatalf("r1 is stored as %d events, want 3 (received, delivered to %d, delivered to 1)", len(raw), n)
+	}
+	if got := len(raw[1].GetRecipients()); got != n || raw[1].GetSubject() != "" {
+		t.Errorf("shared event has %d recipients and subject %q, want %d and none", got, raw[1].GetSubject(), n)
+	}
+	if raw[2].GetSubject() != "GBR/low" || len(raw[2].GetRecipients()) != 0 {
+		t.Errorf("a delivery with no other recipient is stored as %v, want an ordinary event", raw[2])
+	}
+
+	evs, err := s.Events("r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1+n+1 {
+		t.Fatalf("Events(r1) = %d events, want %d", len(evs), n+2)
+	}
+	for i := range n {
+		e := evs[1+i]
+		if e.GetKind() != "delivered" || e.GetSubject() != subjects[i] || e.GetSeq() != raw[1].GetSeq() ||
+			!e.GetTime().AsTime().Equal(t0.Add(time.Duration(i)*time.Millisecond)) || !slices.Equal(e.GetPortions(), []uint32{0, 1}) {
+			t.Errorf("event %d = %v, want %s's delivery at its own time with seq %d", i, e, subjects[i], raw[1].GetSeq())
+		}
+		if len(e.GetRecipients()) != 0 {
+			t.Errorf("event %d is handed out with its recipients: %v", i, e)
+		}
+	}
+	if r2, err := s.Events("r2"); err != nil || len(r2) != n {
+		t.Errorf("Events(r2) = %d events (%v), want %d", len(r2), err, n)
+	}
+
+	// Each subscriber's audit entry names each of its deliveries with the
+	// seq of the event that holds it.
+	seqs := map[string]uint64{} // report/subject → seq of its event
+	for _, id := range []string{"r1", "r2"} {
+		evs, err := s.Events(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			seqs[id+"/"+e.GetSubject()] = e.GetSeq()
+		}
+	}
+	audited := 0
+	err = s.AuditEntries(1, func(e *storev1.AuditEntry, _ []byte) error {
+		for _, d := range e.GetDeliveries() {
+			audited++
+			want, ok := seqs[d.GetReportId()+"/"+e.GetSubject()]
+			if !ok || d.GetEventSeq() != want {
+				t.Errorf("%s's delivery of %s is audited with event seq %d, want %d", e.GetSubject(), d.GetReportId(), d.GetEventSeq(), want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if audited != 2*n+1 {
+		t.Errorf("%d deliveries audited, want %d", audited, 2*n+1)
+	}
+	if res := verifyStore(t, s.Store); !res.OK {
+		t.Errorf("audit log: %+v", res)
+	}
+}
+
+// TestSharedDeliveriesSeenInTheirTransaction: a writer reading a report's
+// events sees the deliveries its transaction recorded before them, in
+// order of seq, though they are written at its end.
+func TestSharedDeliveriesSeenInTheirTransaction(t *testing.T) {
+	s := openTestStore(t)
+	err := s.Update(t0, func(tx *Tx) error {
+		for _, e := range []*storev1.Event{
+			{ReportId: "r1", Kind: "delivered", Subject: "GBR/a"},
+			{ReportId: "r1", Kind: "released", Party: "CAN"},
+			{ReportId: "r1", Kind: "delivered", Subject: "GBR/b"},
+		} {
+			if err := tx.AddEvent(e); err != nil {
+				return err
+			}
+		}
+		evs, err := tx.Events("r1")
+		if err != nil {
+			return err
+		}
+		var got []string
+		for _, e := range evs {
+			got = append(got, fmt.Sprintf("%d %s %s%s", e.GetSeq(), e.GetKind(), e.GetSubject(), e.GetParty()))
+		}
+		if want := []string{"1 delivered GBR/a", "1 delivered GBR/b", "2 released CAN"}; !slices.Equal(got, want) {
+			t.Errorf("inside the transaction, Events = %q, want %q", got, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evs, err := s.Events("r1"); err != nil || len(evs) != 3 {
+		t.Errorf("after it, Events = %d events (%v), want 3", len(evs), err)
+	}
+}
+
+// TestSharedDeliveriesAfterAFailedWriter: when one writer of a group fails,
+// the others' deliveries are recorded all the same, and nothing of the
+// failed one is.
+func TestSharedDeliveriesAfterAFailedWriter(t *testing.T) {
+	s := openTestStore(t)
+	boom := errors.New("boom")
+	failing := &groupCall{now: t0, done: make(chan error, 1), fn: func(tx *Tx) error {
+		if err := tx.AddEvent(&storev1.Event{ReportId: "r1", Kind: "delivered", Subject: "GBR/failing"}); err != nil {
+			return err
+		}
+		return boom
+	}}
+	group := []*groupCall{
+		deliveryCall(t0, "GBR/a", []string{"r1"}, nil),
+		failing,
+		deliveryCall(t0, "GBR/b", []string{"r1"}, nil),
+	}
+	s.commitGroup(group)
+	for i, c := range group {
+		if err := <-c.done; (c == failing) != errors.Is(err, boom) {
+			t.Errorf("writer %d: %v", i, err)
+		}
+	}
+	evs, err := s.Events("r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, e.GetSubject())
+	}
+	if !slices.Equal(got, []string{"GBR/a", "GBR/b"}) {
+		t.Errorf("recorded deliveries to %q, want GBR/a and GBR/b", got)
+	}
+}
+
+// setSchema writes v as the schema version of the closed store at path.
+func setSchema(t *testing.T, path, v string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put([]byte("schema"), []byte(v)) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func schemaOf(t *testing.T, s *Store) string {
+	t.Helper()
+	var v string
+	if err := s.db.View(func(tx *bolt.Tx) error { v = string(tx.Bucket(bucketMeta).Get([]byte("schema"))); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestOpenMarksSchema2: a store of schema 2 keeps what it holds and is
+// marked 3 when opened.
+func TestOpenMarksSchema2(t *testing.T) {
+	s := openTestStore(t)
+	if err := s.AddEvent(t0, &storev1.Event{ReportId: "r1", Kind: "delivered", Subject: "GBR/a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	setSchema(t, s.path, "2")
+	var err error
+	if s.Store, err = Open(s.path); err != nil {
+		t.Fatalf("Open of a schema 2 file: %v", err)
+	}
+	if v := schemaOf(t, s.Store); v != schemaVersion {
+		t.Errorf("schema = %q, want %q", v, schemaVersion)
+	}
+	if evs, err := s.Events("r1"); err != nil || len(evs) != 1 || evs[0].GetSubject() != "GBR/a" {
+		t.Errorf("Events after the upgrade = %v (%v), want GBR/a's delivery", evs, err)
+	}
+}
