@@ -29,8 +29,10 @@ type txAudit struct {
 	seq      uint64
 	head     []byte
 	appended []*storev1.AuditEntry
-	// deliveries grouped by subscriber, in order of first appearance.
+	// deliveries grouped by subscriber, in order of first appearance, and
+	// by subscriber
 	batches []*storev1.AuditEntry
+	batchOf map[string]*storev1.AuditEntry
 }
 
 func (t *Tx) loadHead() {
@@ -76,15 +78,14 @@ func (t *Tx) auditEvent(e *storev1.Event) error {
 	if !deliveryKinds[e.GetKind()] {
 		return t.Audit(audit.EntryFromEvent(e))
 	}
-	var b *storev1.AuditEntry
-	for _, x := range t.audit.batches {
-		if x.GetSubject() == e.GetSubject() {
-			b = x
-		}
-	}
+	b := t.audit.batchOf[e.GetSubject()]
 	if b == nil {
 		b = &storev1.AuditEntry{Kind: "deliveries", Subject: e.GetSubject()}
+		if t.audit.batchOf == nil {
+			t.audit.batchOf = map[string]*storev1.AuditEntry{}
+		}
 		t.audit.batches = append(t.audit.batches, b)
+		t.audit.batchOf[b.Subject] = b
 	}
 	b.Deliveries = append(b.Deliveries, &storev1.AuditDelivery{
 		ReportId: e.GetReportId(), Kind: e.GetKind(), Portions: e.GetPortions(), Decisions: e.GetDecisions(), EventSeq: e.GetSeq(),
@@ -96,7 +97,7 @@ func (t *Tx) auditEvent(e *storev1.Event) error {
 // delivery entries and the log's head. Update and Batch call it after fn.
 func (t *Tx) finish() error {
 	batches := t.audit.batches
-	t.audit.batches = nil
+	t.audit.batches, t.audit.batchOf = nil, nil
 	for _, b := range batches {
 		if err := t.Audit(b); err != nil {
 			return err

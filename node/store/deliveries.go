@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -23,6 +24,11 @@ type deliveryGroup struct {
 	byKey    map[string]*storev1.Event
 	byReport map[string][]*storev1.Event
 	order    []*storev1.Event
+	key      []byte // deliveryKey's buffer
+	// the time of the writer whose deliveries are being added, shared by
+	// its events (it is not modified)
+	now   time.Time
+	nowPB *timestamppb.Timestamp
 }
 
 // sharable reports whether e is a delivery to a subscriber that can share
@@ -38,8 +44,10 @@ func sharable(e *storev1.Event) bool {
 		len(e.GetDecisions()) == 0 && len(e.GetRecipients()) == 0
 }
 
-func deliveryKey(e *storev1.Event) string {
-	k := make([]byte, 0, len(e.GetReportId())+len(e.GetKind())+2+4*len(e.GetPortions()))
+// deliveryKey is the key of the event e can share, in a buffer that the
+// next call overwrites.
+func (g *deliveryGroup) deliveryKey(e *storev1.Event) []byte {
+	k := g.key[:0]
 	k = append(k, e.GetReportId()...)
 	k = append(k, 0)
 	k = append(k, e.GetKind()...)
@@ -47,19 +55,23 @@ func deliveryKey(e *storev1.Event) string {
 	for _, p := range e.GetPortions() {
 		k = binary.BigEndian.AppendUint32(k, p)
 	}
-	return string(k)
+	g.key = k
+	return k
 }
 
 // addDelivery adds e to the event it shares with the transaction's other
 // deliveries of the report, creating that event (and its seq) if it is the
 // first. e gets the shared event's seq, which its audit entry refers to.
 func (t *Tx) addDelivery(e *storev1.Event) error {
-	if e.Time == nil {
-		e.Time = timestamppb.New(t.now)
-	}
 	g := t.group
-	key := deliveryKey(e)
-	shared := g.byKey[key]
+	if e.Time == nil {
+		if g.nowPB == nil || !g.now.Equal(t.now) {
+			g.now, g.nowPB = t.now, timestamppb.New(t.now)
+		}
+		e.Time = g.nowPB
+	}
+	key := g.deliveryKey(e)
+	shared := g.byKey[string(key)]
 	if shared == nil {
 		seq, err := t.tx.Bucket(bucketProvenance).NextSequence()
 		if err != nil {
@@ -69,7 +81,7 @@ func (t *Tx) addDelivery(e *storev1.Event) error {
 		if g.byKey == nil {
 			g.byKey, g.byReport = map[string]*storev1.Event{}, map[string][]*storev1.Event{}
 		}
-		g.byKey[key] = shared
+		g.byKey[string(key)] = shared
 		g.byReport[shared.ReportId] = append(g.byReport[shared.ReportId], shared)
 		g.order = append(g.order, shared)
 	}
