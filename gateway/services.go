@@ -355,7 +355,7 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	// (or skipped as not for this subscriber), so --resume continues
 	// exactly there.
 	type sentUpTo struct {
-		ds     []node.Delivery
+		d      *node.Delivery // nil: only the cursor moved
 		cursor uint64
 	}
 	// When it finds its queue full it has fallen behind, and its record
@@ -365,18 +365,19 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	s.recorders.Add(1)
 	go func() {
 		defer s.recorders.Done()
+		var ds []node.Delivery // reused: RecordDelivered keeps none of it
 		for r := range record {
-			ds, upTo := r.ds, r.cursor
-		more:
-			for {
+			ds = ds[:0]
+			upTo := uint64(0)
+			for ok := true; ok; {
+				if r.d != nil {
+					ds = append(ds, *r.d)
+				}
+				upTo = max(upTo, r.cursor)
 				select {
-				case r, ok := <-record:
-					if !ok {
-						break more
-					}
-					ds, upTo = append(ds, r.ds...), max(upTo, r.cursor)
+				case r, ok = <-record:
 				default:
-					break more
+					ok = false
 				}
 			}
 			if err := s.node.RecordDelivered(who, ds, key, upTo); err != nil {
@@ -436,7 +437,7 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 				return
 			}
 			sentCursor.Store(q.cursor)
-			record <- sentUpTo{[]node.Delivery{*q.d}, q.cursor}
+			record <- sentUpTo{q.d, q.cursor}
 			last = q.cursor
 		}
 	}()
