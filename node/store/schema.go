@@ -11,7 +11,10 @@ var (
 	// bucketFeed: feed seq → report id. The order in which reports became
 	// held here; subscribers read it from a cursor.
 	bucketFeed = []byte("feed")
-	// bucketProvenance: report id ‖ 0x00 ‖ event seq → storev1.Event.
+	// bucketProvenance: report id ‖ 0x00 ‖ event seq → storev1.Event. One
+	// event may hold the deliveries of the report to several subscribers
+	// (Event.recipients, see deliveryGroup); Tx.Events hands out one event
+	// per subscriber.
 	bucketProvenance = []byte("provenance")
 	// bucketReceipts: report id ‖ 0x00 ‖ SHA-256 of the last hop → empty.
 	// Makes receipt idempotent: the same report and hop again is a duplicate.
