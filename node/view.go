@@ -233,7 +233,7 @@ func (n *Node) Deliveries(ctx context.Context, who pki.Identity, sub policy.Subs
 				continue // View shows it withheld
 			}
 			if !officer {
-				if r := policy.Deliver(n.scheme, sub, policy.Portion{Index: p.GetIndex(), Marking: m}); !r.Allowed {
+				if r := policy.MayDeliver(n.scheme, sub, policy.Portion{Index: p.GetIndex(), Marking: m}); !r.Allowed {
 					withheld = append(withheld, r)
 					continue
 				}
@@ -253,7 +253,7 @@ func (n *Node) Deliveries(ctx context.Context, who pki.Identity, sub policy.Subs
 			withheld = nil
 			for _, p := range e.Report.GetEnvelope().GetPortions() {
 				if m, err := report.MarkingFromProto(p.GetMarking()); err == nil &&
-					(officer || policy.Deliver(n.scheme, sub, policy.Portion{Index: p.GetIndex(), Marking: m}).Allowed) {
+					(officer || policy.MayDeliver(n.scheme, sub, policy.Portion{Index: p.GetIndex(), Marking: m}).Allowed) {
 					held = true
 				}
 			}

@@ -69,6 +69,15 @@ func TestDeliver(t *testing.T) {
 				t.Errorf("Banner = %q", r.Banner)
 			}
 			checkReason(t, r)
+			// MayDeliver decides the same: a denial with the same
+			// reason, an allowed one without its banner and message.
+			want := r
+			if r.Allowed {
+				want.Banner, want.Message = "", ""
+			}
+			if got := MayDeliver(nil, sub, p); got != want {
+				t.Errorf("MayDeliver = %+v, want %+v", got, want)
+			}
 		})
 	}
 
@@ -77,6 +86,9 @@ func TestDeliver(t *testing.T) {
 	p.Marking.Topics = []string{"b", "a"}
 	if r := Deliver(nil, analyst, p); r.Rule != RuleBadInput || r.Allowed || r.Banner != "" {
 		t.Fatalf("Deliver of an unsorted marking = %s", r)
+	}
+	if r := MayDeliver(nil, analyst, p); r != Deliver(nil, analyst, p) {
+		t.Fatalf("MayDeliver of an unsorted marking = %s", r)
 	}
 }
 
@@ -87,6 +99,18 @@ func BenchmarkDeliver(b *testing.B) {
 	p := portion(b, 3, "SECRET//REL TO GBR, USA", "cyber")
 	for b.Loop() {
 		if r := Deliver(nil, sub, p); !r.Allowed {
+			b.Fatal(r)
+		}
+	}
+}
+
+// BenchmarkMayDeliver is the same decision when only its verdict is used,
+// as a fan-out does.
+func BenchmarkMayDeliver(b *testing.B) {
+	sub := Subscriber{Name: "analysis", Clearance: "SECRET", NeedToKnow: []string{"cyber", "flood"}}
+	p := portion(b, 3, "SECRET//REL TO GBR, USA", "cyber")
+	for b.Loop() {
+		if r := MayDeliver(nil, sub, p); !r.Allowed {
 			b.Fatal(r)
 		}
 	}
