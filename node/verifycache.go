@@ -20,9 +20,12 @@ type verifyCache struct {
 	hops    *lru.Map[[32]byte, *report.VerifiedHop]
 }
 
-// verifyCacheSize is how many statements of each kind a generation holds:
-// enough for subscribers reading well behind the reports arriving.
-const verifyCacheSize = 32768
+// verifyCacheSize is how many statements of each kind a generation holds
+// (the cache holds up to two): enough for subscribers reading well behind
+// the reports arriving. With 32,768 the node held every header and hop of
+// a benchmark's throughput phase, ~50 MiB of heap it did not use again
+// (BENCHMARKS.md, issue 7); the catch-up figure is the same at 8,192.
+const verifyCacheSize = 8192
 
 func newVerifyCache() verifyCache {
 	return verifyCache{
