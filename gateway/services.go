@@ -674,8 +674,10 @@ type preparedKey struct {
 	cursor uint64
 }
 
-// maxPrepared is how many encodings a generation of the memo holds.
-const maxPrepared = 4096
+// maxPrepared is how many encodings a generation of the memo holds: an
+// encoding serves the subscribers that send the same report at about the
+// same time (see store.maxDecoded for the size).
+const maxPrepared = 2048
 
 func newPreparedMemo() preparedMemo {
 	return preparedMemo{lru.New[preparedKey, *grpc.PreparedMsg](maxPrepared)}

@@ -186,8 +186,9 @@ type viewKey struct {
 	kept portionSet
 }
 
-// maxViews is how many views a generation of the memo holds.
-const maxViews = 4096
+// maxViews is how many views a generation of the memo holds (see
+// store.maxDecoded for the size).
+const maxViews = 2048
 
 // view returns the shared view of r showing the portions in kept. The
 // view must not be modified.

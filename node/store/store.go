@@ -650,8 +650,10 @@ type reportCache struct {
 }
 
 // maxDecoded is the size of a generation of the cache: it holds at most
-// twice that.
-const maxDecoded = 4096
+// twice that. Like the views and prepared messages built from them, these
+// are ~3.5 KB each for a 2 KiB report; at 4,096 the three caches held
+// ~60 MiB of one benchmark phase's reports into the next (issue 7).
+const maxDecoded = 2048
 
 func newReportCache() *reportCache {
 	return &reportCache{m: lru.New[string, *storev1.StoredReport](maxDecoded)}
