@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/http"
+	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"strings"
 	"time"
@@ -89,6 +92,24 @@ func writeMetrics(w io.Writer, n *node.Node) {
 		fmt.Fprintln(w, "# HELP tearline_audit_entries Entries in the node's audit log.")
 		fmt.Fprintln(w, "# TYPE tearline_audit_entries gauge")
 		fmt.Fprintf(w, "tearline_audit_entries %d\n", seq)
+	}
+	writeMemoryMetrics(w)
+}
+
+// writeMemoryMetrics writes the process's own memory as the Go runtime
+// counts it against memory_limit_mib, and that limit if one is set.
+func writeMemoryMetrics(w io.Writer) {
+	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 && s[1].Value.Kind() == metrics.KindUint64 {
+		fmt.Fprintln(w, "# HELP tearline_memory_bytes The node process's own memory (Go heap, stacks, runtime; not the store file's mapped pages), as memory_limit_mib counts it.")
+		fmt.Fprintln(w, "# TYPE tearline_memory_bytes gauge")
+		fmt.Fprintf(w, "tearline_memory_bytes %d\n", s[0].Value.Uint64()-s[1].Value.Uint64())
+	}
+	if limit := debug.SetMemoryLimit(-1); limit != math.MaxInt64 {
+		fmt.Fprintln(w, "# HELP tearline_memory_limit_bytes The soft limit on tearline_memory_bytes (memory_limit_mib or GOMEMLIMIT).")
+		fmt.Fprintln(w, "# TYPE tearline_memory_limit_bytes gauge")
+		fmt.Fprintf(w, "tearline_memory_limit_bytes %d\n", limit)
 	}
 }
 

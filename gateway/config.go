@@ -47,6 +47,14 @@ type Config struct {
 	// may stay full (the subscriber reading too slowly) before the node
 	// disconnects it, keeping its cursor (default 30s).
 	SubscriberStall time.Duration `yaml:"subscriber_stall,omitempty"`
+	// MemoryLimitMiB, when set, is a soft limit on the node process's own
+	// memory (Go heap, goroutine stacks, runtime), in MiB: as the process
+	// nears it, the node collects garbage more often (spending more CPU)
+	// instead of letting the heap grow to twice what is live. It does not
+	// count the store file's pages the kernel maps in (page cache). Set it
+	// well above what is live (see tearline_memory_bytes); 0: no limit
+	// (the GOMEMLIMIT environment variable, if set, applies).
+	MemoryLimitMiB int `yaml:"memory_limit_mib,omitempty"`
 	// MetricsListen, when set, serves Prometheus metrics over plain HTTP at
 	// http://<address>/metrics (counts only; a loopback address unless a
 	// scraper elsewhere needs it).
@@ -56,6 +64,13 @@ type Config struct {
 
 	dir string // the config file's folder; relative paths are relative to it
 }
+
+// MinMemoryLimitMiB is the smallest memory_limit_mib a node accepts: below
+// it an idle node's own memory would keep it collecting garbage.
+const MinMemoryLimitMiB = 64
+
+// maxMemoryLimitMiB (1 TiB) catches a limit given in bytes by mistake.
+const maxMemoryLimitMiB = 1 << 20
 
 // PKIConfig selects the certificate source.
 type PKIConfig struct {
@@ -238,6 +253,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxMessageBytes < 1<<20 {
 		return bad("max_message_bytes %d is below 1 MiB", c.MaxMessageBytes)
+	}
+	if c.MemoryLimitMiB != 0 && (c.MemoryLimitMiB < MinMemoryLimitMiB || c.MemoryLimitMiB > maxMemoryLimitMiB) {
+		return bad("memory_limit_mib %d: want 0 (no limit) or %d to %d", c.MemoryLimitMiB, MinMemoryLimitMiB, maxMemoryLimitMiB)
 	}
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":

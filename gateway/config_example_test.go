@@ -39,6 +39,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"checkpoint interval", "checkpoint_interval: 30s", "checkpoint_interval: 10ms", "audit.checkpoint_interval"},
 		{"delivery factor", "delivery_factor: 10", "delivery_factor: 0.5", "audit.anomalies.delivery_factor"},
 		{"denials", "denials_per_partner: 20", "denials_per_partner: -1", "audit.anomalies.denials_per_partner"},
+		{"memory limit too small", "memory_limit_mib: 1024", "memory_limit_mib: 16", "memory_limit_mib 16: want 0 (no limit) or 64"},
+		{"memory limit negative", "memory_limit_mib: 1024", "memory_limit_mib: -5", "memory_limit_mib -5"},
+		{"memory limit in bytes", "memory_limit_mib: 1024", "memory_limit_mib: 268435456", "memory_limit_mib 268435456"},
 		{"metrics address", "metrics_listen: 127.0.0.1:9401", "metrics_listen: nowhere", "metrics_listen"},
 	}
 	for _, tc := range cases {

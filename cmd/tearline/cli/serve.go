@@ -2,6 +2,7 @@ package cli
 
 import (
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 
@@ -77,6 +78,12 @@ gracefully on SIGINT or SIGTERM.`,
 			cfg, err := gateway.LoadConfig(path)
 			if err != nil {
 				return err
+			}
+			if cfg.MemoryLimitMiB > 0 {
+				// The process is this one node, so the node's limit is
+				// the process's (tearline dev runs several in one and
+				// leaves the runtime's default).
+				debug.SetMemoryLimit(int64(cfg.MemoryLimitMiB) << 20)
 			}
 			s, err := gateway.NewServer(cfg, newLogger(g.stderr, cfg.LogLevel))
 			if err != nil {

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/tearline/tearline/gateway"
+	"github.com/tearline/tearline/internal/freeport"
+)
+
+// A node process given memory_limit_mib runs under that soft limit, and
+// its metrics show the limit and the memory it counts; one without it
+// shows no limit.
+func TestE2EMemoryLimit(t *testing.T) {
+	f := newFederation(t, "USA", "GBR")
+	ports, err := freeport.Range(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := map[string]string{"USA": "127.0.0.1:" + strconv.Itoa(ports), "GBR": "127.0.0.1:" + strconv.Itoa(ports+1)}
+	f.editConfig("USA", func(c *gateway.Config) {
+		c.MemoryLimitMiB = 300
+		c.MetricsListen = addrs["USA"]
+	})
+	f.editConfig("GBR", func(c *gateway.Config) { c.MetricsListen = addrs["GBR"] })
+	f.startAll("USA", "GBR")
+
+	usa := scrapeMetrics(t, addrs["USA"])
+	if m := regexp.MustCompile(`(?m)^tearline_memory_limit_bytes (\d+)$`).FindStringSubmatch(usa); m == nil || m[1] != strconv.Itoa(300<<20) {
+		t.Errorf("USA (memory_limit_mib 300): want tearline_memory_limit_bytes %d, metrics:\n%s", 300<<20, usa)
+	}
+	for party, m := range map[string]string{"USA": usa, "GBR": scrapeMetrics(t, addrs["GBR"])} {
+		got := regexp.MustCompile(`(?m)^tearline_memory_bytes (\d+)$`).FindStringSubmatch(m)
+		if got == nil {
+			t.Fatalf("%s: no tearline_memory_bytes in metrics:\n%s", party, m)
+		}
+		// A running node holds at least its runtime and a few MiB of heap.
+		if b, _ := strconv.ParseUint(got[1], 10, 64); b < 1<<20 || b > 300<<20 {
+			t.Errorf("%s: tearline_memory_bytes %d, want 1 MiB to 300 MiB for an idle node", party, b)
+		}
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		if gbr := scrapeMetrics(t, addrs["GBR"]); regexp.MustCompile(`(?m)^tearline_memory_limit_bytes `).MatchString(gbr) {
+			t.Errorf("GBR has no memory_limit_mib, yet its metrics show a limit:\n%s", gbr)
+		}
+	}
+}
+
+func scrapeMetrics(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s\n%s", resp.Status, b)
+	}
+	return string(b)
+}
