@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tearline/tearline/gateway"
 	"github.com/tearline/tearline/node/store"
 )
 
@@ -23,7 +24,7 @@ func TestE2EBenchSmoke(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "federation")
 	cmd := exec.Command(binary(t), "bench", "--json", "--duration", "1s", "--rate", "100",
 		"--subscribers", "20", "--fanout-reports", "20", "--catchup", "300", "--dir", dir,
-		"--cpuprofile-dir", profiles)
+		"--cpuprofile-dir", profiles, "--node-memory-limit", "200")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -51,6 +52,19 @@ func TestE2EBenchSmoke(t *testing.T) {
 	// least the resident set then.
 	if peak, start := r["fanout_peak_rss_mib"].(float64), r["fanout_start_rss_mib"].(float64); peak < start {
 		t.Errorf("fan-out peak RSS %v MiB below the RSS at the phase's start %v MiB", peak, start)
+	}
+	// Each node runs with the memory limit asked for.
+	if n := r["node_memory_limit_mib"].(float64); n != 200 {
+		t.Errorf("node_memory_limit_mib %v, want 200", n)
+	}
+	for _, party := range []string{"USA", "GBR"} {
+		c, err := gateway.LoadConfig(filepath.Join(dir, party, "node.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.MemoryLimitMiB != 200 {
+			t.Errorf("%s node.yaml: memory_limit_mib %d, want 200", party, c.MemoryLimitMiB)
+		}
 	}
 	if n := r["catchup_reports"].(float64); n != 300 {
 		t.Errorf("catch-up counted %v reports, want 300", n)

@@ -36,6 +36,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tearline/tearline/gateway"
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -60,12 +61,20 @@ type Options struct {
 	FanoutReports int
 	// CatchUp is how many reports A accepts while B is offline.
 	CatchUp int
+	// NodeMemoryLimitMiB is each node's memory_limit_mib (0: none).
+	NodeMemoryLimitMiB int
 	// Profiles, when set, is a folder where each node process writes a CPU
 	// profile (PARTY-N.pprof, N counting its starts).
 	Profiles string
 	// Progress receives one line per phase; nil: none.
 	Progress io.Writer
 }
+
+// DefaultNodeMemoryLimitMiB is the nodes' memory_limit_mib unless told
+// otherwise: well above the ~140 MiB a node holds live while it serves the
+// fan-out's 1,000 streams, below the ~300-330 MiB of anonymous memory it
+// reaches then with no limit (BENCHMARKS.md).
+const DefaultNodeMemoryLimitMiB = 256
 
 // DefaultWorkers is how many publish calls the publisher keeps in flight
 // unless told otherwise. With 64, A's single store writer sat idle between
@@ -97,6 +106,9 @@ func (o *Options) defaults() error {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
+	if o.NodeMemoryLimitMiB < 0 || (o.NodeMemoryLimitMiB > 0 && o.NodeMemoryLimitMiB < gateway.MinMemoryLimitMiB) {
+		return fmt.Errorf("bench: node memory limit %d MiB: want 0 (none) or at least %d", o.NodeMemoryLimitMiB, gateway.MinMemoryLimitMiB)
+	}
 	return nil
 }
 
@@ -104,6 +116,7 @@ func (o *Options) defaults() error {
 type Result struct {
 	Date                 string  `json:"date"`
 	CPUs                 int     `json:"cpus"`
+	NodeMemoryLimitMiB   int     `json:"node_memory_limit_mib"`
 	MessageBytes         int     `json:"message_bytes"`
 	GRPCBaselineMsgsPerS float64 `json:"grpc_baseline_msgs_per_s"`
 	DiskLimits
@@ -147,7 +160,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	r := &Result{Date: time.Now().UTC().Format(time.RFC3339), CPUs: runtime.NumCPU()}
+	r := &Result{Date: time.Now().UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), NodeMemoryLimitMiB: o.NodeMemoryLimitMiB}
 	say := func(format string, args ...any) { fmt.Fprintf(o.Progress, format+"\n", args...) }
 
 	// The disk first, before the nodes start, so that its scratch file's
@@ -161,7 +174,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	say("  a write made durable %.2f ms; per 16 KiB page made durable in a batch of 64: %.0f µs scattered, %.0f µs contiguous", r.SyncMs, r.ScatteredPageUs, r.ContiguousPageUs)
 
 	fanoutIDs := (o.Subscribers + streamsPerSubscriber - 1) / streamsPerSubscriber
-	f, err := newFederation(dir, o.Exe, fanoutIDs)
+	f, err := newFederation(dir, o.Exe, fanoutIDs, o.NodeMemoryLimitMiB)
 	if err != nil {
 		return nil, fmt.Errorf("bench: lay out the federation: %w", err)
 	}

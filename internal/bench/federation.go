@@ -58,8 +58,9 @@ type nodeProc struct {
 func subscriberName(i int) string { return fmt.Sprintf("bench%04d", i) }
 
 // newFederation lays out A and B in dir with subscribers subscriber
-// identities at B (SECRET, need-to-know CT), each with a profile.
-func newFederation(dir, exe string, subscribers int) (*federation, error) {
+// identities at B (SECRET, need-to-know CT), each with a profile, and
+// each node's memory_limit_mib set to memLimitMiB.
+func newFederation(dir, exe string, subscribers, memLimitMiB int) (*federation, error) {
 	base, err := freeport.Range(2)
 	if err != nil {
 		return nil, err
@@ -75,6 +76,7 @@ func newFederation(dir, exe string, subscribers int) (*federation, error) {
 			return nil, err
 		}
 		cfg.LogLevel = "warn"
+		cfg.MemoryLimitMiB = memLimitMiB
 		if cfg.Party == partyB {
 			for i := range subscribers {
 				cfg.Subscribers = append(cfg.Subscribers, gateway.SubscriberConfig{Name: subscriberName(i), Clearance: "SECRET", NeedToKnow: []string{topic}})

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tearline/tearline/gateway"
 )
 
 // TestNodeExitingAtStart: a node process that exits at once is reported
@@ -13,7 +15,7 @@ import (
 // returns. (It waited forever: start had consumed the exit, and stop then
 // waited for it again.)
 func TestNodeExitingAtStart(t *testing.T) {
-	f, err := newFederation(t.TempDir(), "/bin/false", 1)
+	f, err := newFederation(t.TempDir(), "/bin/false", 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,5 +61,37 @@ func TestDiskLimitsStayInsideTheFile(t *testing.T) {
 	}
 	if fi, err := f.Stat(); err != nil || fi.Size() != probeFileSize {
 		t.Errorf("scratch file after the probe: %v, %v; want %d bytes", fi.Size(), err, probeFileSize)
+	}
+}
+
+// A node memory limit the node would refuse is refused before anything is
+// laid out or started, with the smallest it accepts.
+func TestRunRefusesASmallNodeMemoryLimit(t *testing.T) {
+	for _, limit := range []int{-1, 10} {
+		dir := t.TempDir()
+		_, err := Run(context.Background(), Options{Exe: "/bin/false", Dir: dir, NodeMemoryLimitMiB: limit})
+		if err == nil || !strings.Contains(err.Error(), "want 0 (none) or at least 64") {
+			t.Fatalf("limit %d: Run error %v, want one naming the smallest limit", limit, err)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Errorf("limit %d: Run laid out %d entries before refusing", limit, len(entries))
+		}
+	}
+}
+
+// The limit given reaches both nodes' configs.
+func TestFederationNodesGetTheMemoryLimit(t *testing.T) {
+	f, err := newFederation(t.TempDir(), "/bin/false", 1, 128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for party, n := range f.nodes {
+		c, err := gateway.LoadConfig(n.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.MemoryLimitMiB != 128 {
+			t.Errorf("%s: memory_limit_mib %d, want 128", party, c.MemoryLimitMiB)
+		}
 	}
 }

@@ -64,6 +64,7 @@ with --json, one object. It takes a few minutes and both cores.`,
 	f.IntVar(&o.Subscribers, "subscribers", 1000, "subscriber streams in the fan-out phase")
 	f.IntVar(&o.FanoutReports, "fanout-reports", 500, "reports each fan-out stream receives")
 	f.IntVar(&o.CatchUp, "catchup", 100_000, "reports accepted while the receiver is offline")
+	f.IntVar(&o.NodeMemoryLimitMiB, "node-memory-limit", bench.DefaultNodeMemoryLimitMiB, "each node's memory_limit_mib (soft limit on its own memory, MiB; 0: none)")
 	f.StringVar(&o.Profiles, "cpuprofile-dir", "", "write each node process's CPU profile (pprof) into this folder")
 	f.StringVar(&o.Dir, "dir", "", "lay the federation out here and keep it (default: a temporary folder, removed)")
 	return c
@@ -71,7 +72,11 @@ with --json, one object. It takes a few minutes and both cores.`,
 
 func printBench(g *globals, r *bench.Result) {
 	w := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(w, "Tearline bench, %s, %d CPUs\n\n", r.Date, r.CPUs)
+	limit := "no memory_limit_mib"
+	if r.NodeMemoryLimitMiB > 0 {
+		limit = fmt.Sprintf("memory_limit_mib %d", r.NodeMemoryLimitMiB)
+	}
+	fmt.Fprintf(w, "Tearline bench, %s, %d CPUs; nodes with %s\n\n", r.Date, r.CPUs, limit)
 	fmt.Fprintf(w, "figure\tvalue\ttarget\tratio to limit\n")
 	fmt.Fprintf(w, "grpc baseline (%d-byte msgs, mTLS)\t%.0f msgs/s\t\tlimit\n", r.MessageBytes, r.GRPCBaselineMsgsPerS)
 	fmt.Fprintf(w, "ed25519 sign / verify\t%.1f / %.1f µs\t\t\n", r.SignMicros, r.VerifyMicros)
