@@ -2,10 +2,12 @@ package store
 
 import (
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
@@ -91,22 +93,53 @@ func (t *Tx) addDelivery(e *storev1.Event) error {
 }
 
 // flush writes the transaction's shared delivery events. One with a single
-// recipient is written as an ordinary event.
+// recipient is written as an ordinary event. One with several is written
+// in bucketDeliveries under its seq, and its provenance key gets an empty
+// value: the events of a fan-out commit, one for each report it covers,
+// are appended side by side there, and only the small keys land among
+// each report's events (writing the events there rewrote a page of each
+// report's events at each commit: most of a fan-out's dirty pages).
 func (g *deliveryGroup) flush(tx *bolt.Tx) error {
 	if len(g.order) == 0 {
 		return nil
 	}
 	b := tx.Bucket(bucketProvenance)
+	shared := tx.Bucket(bucketDeliveries)
 	for _, e := range g.order {
+		key := provKey(e.GetReportId(), e.GetSeq())
 		if len(e.Recipients) == 1 {
 			r := e.Recipients[0]
 			e.Subject, e.Time, e.Recipients = r.GetSubject(), r.GetTime(), nil
+			if err := put(b, key, e); err != nil {
+				return err
+			}
+			continue
 		}
-		if err := put(b, provKey(e.GetReportId(), e.GetSeq()), e); err != nil {
+		if err := put(shared, u64(e.GetSeq()), e); err != nil {
+			return err
+		}
+		if err := b.Put(key, []byte{}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// sharedEvent reads the shared delivery event that the provenance key k
+// (with an empty value) stands for.
+func sharedEvent(tx *bolt.Tx, k []byte) (*storev1.Event, error) {
+	var v []byte
+	if b := tx.Bucket(bucketDeliveries); b != nil && len(k) >= 8 {
+		v = b.Get(k[len(k)-8:])
+	}
+	if v == nil {
+		return nil, fmt.Errorf("%w: provenance key %x refers to a shared delivery event that is not held", ErrCorrupt, k)
+	}
+	e := &storev1.Event{}
+	if err := proto.Unmarshal(v, e); err != nil {
+		return nil, fmt.Errorf("%w: shared delivery event %x: %v", ErrCorrupt, k[len(k)-8:], err)
+	}
+	return e, nil
 }
 
 // expand appends to out the events e stands for: e itself, or one per

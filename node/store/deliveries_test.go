@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,25 +17,31 @@ import (
 
 // rawEvents reads a report's provenance keys as stored, without expanding
 // shared deliveries.
-func rawEvents(t *testing.T, s *Store, reportID string) []*storev1.Event {
+func rawEvents(t *testing.T, s *Store, reportID string) (events []*storev1.Event, inDeliveries []bool) {
 	t.Helper()
-	var out []*storev1.Event
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketProvenance).Cursor()
 		prefix := append([]byte(reportID), 0)
 		for k, v := c.Seek(prefix); k != nil && len(k) > len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = c.Next() {
+			shared := len(v) == 0
+			if shared {
+				// The event is in bucketDeliveries under its seq.
+				if v = tx.Bucket(bucketDeliveries).Get(k[len(k)-8:]); v == nil {
+					return fmt.Errorf("provenance key %x has an empty value and no shared event", k)
+				}
+			}
 			e := &storev1.Event{}
 			if err := proto.Unmarshal(v, e); err != nil {
 				return err
 			}
-			out = append(out, e)
+			events, inDeliveries = append(events, e), append(inDeliveries, shared)
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	return events, inDeliveries
 }
 
 // deliveryCall is one subscriber's record of deliveries, as the node's
@@ -76,9 +83,14 @@ func TestDeliveriesShareAnEvent(t *testing.T) {
 		}
 	}
 
-	raw := rawEvents(t, s.Store, "r1")
+	raw, inDeliveries := rawEvents(t, s.Store, "r1")
 	if len(raw) != 3 {
 		t.Fatalf("r1 is stored as %d events, want 3 (received, delivered to %d, delivered to 1)", len(raw), n)
+	}
+	// Only the event shared by several recipients is kept in the
+	// deliveries bucket (its provenance key holding no value).
+	if !slices.Equal(inDeliveries, []bool{false, true, false}) {
+		t.Errorf("events kept in the deliveries bucket: %v, want only the shared one [false true false]", inDeliveries)
 	}
 	if got := len(raw[1].GetRecipients()); got != n || raw[1].GetSubject() != "" {
 		t.Errorf("shared event has %d recipients and subject %q, want %d and none", got, raw[1].GetSubject(), n)
@@ -236,26 +248,90 @@ func schemaOf(t *testing.T, s *Store) string {
 	return v
 }
 
-// TestOpenMarksSchema2: a store of schema 2 keeps what it holds and is
-// marked 3 when opened.
-func TestOpenMarksSchema2(t *testing.T) {
+// makeOlder makes the store file at path look written by a build of
+// schema v (2 or 3): that schema, and no deliveries bucket.
+func makeOlder(t *testing.T, path, v string) {
+	t.Helper()
+	setSchema(t, path, v)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketDeliveries) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOpenMarksOlderSchemas: a store of schema 2 or 3 keeps what it holds,
+// gains the deliveries bucket and is marked 4 when opened; the deliveries
+// it then records are shared as in a new store.
+func TestOpenMarksOlderSchemas(t *testing.T) {
+	for _, v := range []string{"2", "3"} {
+		t.Run("schema "+v, func(t *testing.T) {
+			s := openTestStore(t)
+			if err := s.AddEvent(t0, &storev1.Event{ReportId: "r1", Kind: "delivered", Subject: "GBR/a"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Store.Close(); err != nil {
+				t.Fatal(err)
+			}
+			makeOlder(t, s.path, v)
+			var err error
+			if s.Store, err = Open(s.path); err != nil {
+				t.Fatalf("Open of a schema %s file: %v", v, err)
+			}
+			if got := schemaOf(t, s.Store); got != schemaVersion {
+				t.Errorf("schema = %q, want %q", got, schemaVersion)
+			}
+			if evs, err := s.Events("r1"); err != nil || len(evs) != 1 || evs[0].GetSubject() != "GBR/a" {
+				t.Errorf("Events after the upgrade = %v (%v), want GBR/a's delivery", evs, err)
+			}
+			group := []*groupCall{deliveryCall(t0, "GBR/b", []string{"r1"}, []uint32{0}), deliveryCall(t0, "GBR/c", []string{"r1"}, []uint32{0})}
+			s.commitGroup(group)
+			for _, c := range group {
+				if err := <-c.done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, shared := rawEvents(t, s.Store, "r1"); !slices.Equal(shared, []bool{false, true}) {
+				t.Errorf("after the upgrade, events kept in the deliveries bucket: %v, want [false true]", shared)
+			}
+			evs, err := s.Events("r1")
+			if err != nil || len(evs) != 3 || evs[1].GetSubject() != "GBR/b" || evs[2].GetSubject() != "GBR/c" {
+				t.Errorf("Events = %v (%v), want GBR/a's, GBR/b's and GBR/c's deliveries", evs, err)
+			}
+		})
+	}
+}
+
+// A provenance key with an empty value whose shared event is missing is
+// reported as corruption, naming the key, not read as an empty event.
+func TestMissingSharedEventIsCorrupt(t *testing.T) {
 	s := openTestStore(t)
-	if err := s.AddEvent(t0, &storev1.Event{ReportId: "r1", Kind: "delivered", Subject: "GBR/a"}); err != nil {
+	group := []*groupCall{deliveryCall(t0, "GBR/b", []string{"r1"}, []uint32{0}), deliveryCall(t0, "GBR/c", []string{"r1"}, []uint32{0})}
+	s.commitGroup(group)
+	for _, c := range group {
+		if err := <-c.done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if evs, err := s.Events("r1"); err != nil || len(evs) != 2 {
+		t.Fatalf("Events = %v (%v), want two deliveries", evs, err)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDeliveries)
+		k, _ := b.Cursor().First()
+		if k == nil {
+			return errors.New("no shared event was written")
+		}
+		return b.Delete(k)
+	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Store.Close(); err != nil {
-		t.Fatal(err)
-	}
-	setSchema(t, s.path, "2")
-	var err error
-	if s.Store, err = Open(s.path); err != nil {
-		t.Fatalf("Open of a schema 2 file: %v", err)
-	}
-	if v := schemaOf(t, s.Store); v != schemaVersion {
-		t.Errorf("schema = %q, want %q", v, schemaVersion)
-	}
-	if evs, err := s.Events("r1"); err != nil || len(evs) != 1 || evs[0].GetSubject() != "GBR/a" {
-		t.Errorf("Events after the upgrade = %v (%v), want GBR/a's delivery", evs, err)
+	_, err := s.Events("r1")
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "shared delivery event that is not held") {
+		t.Fatalf("Events with the shared event gone: %v, want ErrCorrupt saying so", err)
 	}
 }
 

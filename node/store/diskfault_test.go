@@ -146,8 +146,9 @@ func TestReadOnlyFileSystem(t *testing.T) {
 		t.Fatal(err)
 	}
 	s0.Close()
-	// Written by the previous schema, which this build reads as it is.
-	setSchema(t, path, "2")
+	// Written by an earlier schema (no deliveries bucket), which this
+	// build reads as it is.
+	makeOlder(t, path, "3")
 	if err := faultfs.SetReadOnly(dir, true); err != nil {
 		t.Fatal(err)
 	}

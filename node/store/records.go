@@ -192,6 +192,14 @@ func (t *Tx) Events(reportID string) ([]*storev1.Event, error) {
 	prefix := append([]byte(reportID), 0)
 	c := t.tx.Bucket(bucketProvenance).Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(v) == 0 {
+			e, err := sharedEvent(t.tx, k)
+			if err != nil {
+				return nil, err
+			}
+			out = expand(out, e)
+			continue
+		}
 		e := &storev1.Event{}
 		if err := proto.Unmarshal(v, e); err != nil {
 			return nil, fmt.Errorf("%w: event %x: %v", ErrCorrupt, k, err)

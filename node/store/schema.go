@@ -14,8 +14,14 @@ var (
 	// bucketProvenance: report id ‖ 0x00 ‖ event seq → storev1.Event. One
 	// event may hold the deliveries of the report to several subscribers
 	// (Event.recipients, see deliveryGroup); Tx.Events hands out one event
-	// per subscriber.
+	// per subscriber. Such a shared event is kept in bucketDeliveries, and
+	// its key here has an empty value.
 	bucketProvenance = []byte("provenance")
+	// bucketDeliveries: event seq → storev1.Event, the shared delivery
+	// events (schema 4). Keyed by seq, a commit's shared events are
+	// appended side by side instead of each rewriting a page of its
+	// report's events in the provenance bucket.
+	bucketDeliveries = []byte("deliveries")
 	// bucketReceipts: report id ‖ 0x00 ‖ SHA-256 of the last hop → empty.
 	// Makes receipt idempotent: the same report and hop again is a duplicate.
 	bucketReceipts = []byte("receipts")
@@ -58,14 +64,18 @@ var (
 // subscribers (storev1.Event.recipients), which a build reading version 2
 // would show without their subscribers; a version 2 file is only marked 3
 // on open (nothing in it changes), and one that cannot be written is read
-// as it is.
-const schemaVersion = "3"
+// as it is. Version 4 keeps shared delivery events in bucketDeliveries,
+// with an empty value under their provenance key, which a build reading
+// version 3 would take for an empty event; a version 2 or 3 file gains the
+// bucket and is marked 4 on open (its events stay where they are), and
+// one that cannot be written is read as it is.
+const schemaVersion = "4"
 
 // metaAuditHead is the meta key of the audit log's head.
 var metaAuditHead = []byte("audit_head")
 
 var allBuckets = [][]byte{
-	bucketReports, bucketFeed, bucketProvenance, bucketReceipts,
+	bucketReports, bucketFeed, bucketProvenance, bucketDeliveries, bucketReceipts,
 	bucketOutbox, bucketCursors, bucketQuarantine, bucketMeta,
 	bucketConsents, bucketCrises, bucketSecurity, bucketCrisisReleases,
 	bucketSuspensions, bucketWithdrawals,
@@ -87,6 +97,7 @@ var packedBuckets = []struct {
 	{bucketProvenance, 0.9},
 	{bucketReceipts, 0.9},
 	{bucketFeed, 1},
+	{bucketDeliveries, 1},
 	{bucketAudit, 1},
 	{bucketQuarantine, 1},
 	{bucketSecurity, 1},

@@ -20,6 +20,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -152,16 +153,19 @@ func (s *Store) initSchema() error {
 	check := func(tx *bolt.Tx) (complete bool, err error) {
 		complete = true
 		for _, b := range allBuckets {
-			complete = complete && tx.Bucket(b) != nil
+			complete = complete && (tx.Bucket(b) != nil || bytes.Equal(b, bucketDeliveries))
 		}
 		if meta := tx.Bucket(bucketMeta); meta != nil {
 			switch v := meta.Get([]byte("schema")); {
 			case v == nil, string(v) == "1":
 				complete = false
-			case string(v) == "2":
-				// Marked 3 when the store can be written; read as it is
-				// when it cannot (version 3 reads every version 2 record).
+			case string(v) == "2", string(v) == "3":
+				// Marked 4 (gaining bucketDeliveries) when the store can
+				// be written; read as it is when it cannot (version 4
+				// reads every version 2 and 3 record).
 				complete = complete && s.readOnly
+			case string(v) == schemaVersion:
+				complete = complete && tx.Bucket(bucketDeliveries) != nil
 			case string(v) != schemaVersion:
 				return false, fmt.Errorf("%w %q (this build reads %q)", ErrSchema, v, schemaVersion)
 			}
@@ -202,7 +206,7 @@ func (s *Store) initSchema() error {
 				return err
 			}
 			return t.finish()
-		case string(v) == "2":
+		case string(v) == "2", string(v) == "3":
 			return meta.Put([]byte("schema"), []byte(schemaVersion))
 		case string(v) != schemaVersion:
 			return fmt.Errorf("%w %q (this build reads %q)", ErrSchema, v, schemaVersion)

@@ -741,7 +741,7 @@ func TestOpenRefusesOtherSchema(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return b.Put([]byte("schema"), []byte("4"))
+		return b.Put([]byte("schema"), []byte("5"))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -755,12 +755,12 @@ func TestOpenRefusesOtherSchema(t *testing.T) {
 		if s != nil {
 			s.Close()
 		}
-		t.Fatalf("Open of a schema 4 file = %v, want ErrSchema", err)
+		t.Fatalf("Open of a schema 5 file = %v, want ErrSchema", err)
 	}
 	if s != nil {
 		t.Errorf("Open returned a store with an error")
 	}
-	if !strings.Contains(err.Error(), `"4"`) || !strings.Contains(err.Error(), path) {
+	if !strings.Contains(err.Error(), `"5"`) || !strings.Contains(err.Error(), path) {
 		t.Errorf("error %q does not name the version and the file", err)
 	}
 
