@@ -36,7 +36,7 @@ func TestE2EBenchSmoke(t *testing.T) {
 	}
 	for _, k := range []string{
 		"grpc_baseline_msgs_per_s", "crypto_floor_reports_per_s", "federation_reports_per_s",
-		"disk_sync_ms", "disk_scattered_page_us", "disk_contiguous_page_us",
+		"disk_sync_ms", "disk_scattered_page_us", "disk_contiguous_page_us", "disk_map_fault_kib",
 		"latency_p50_ms", "latency_p99_ms", "latency_p999_ms",
 		"fanout_deliveries_per_s", "fanout_peak_rss_mib", "fanout_start_rss_mib", "catchup_reports_per_s",
 	} {

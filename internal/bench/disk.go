@@ -22,6 +22,12 @@ type DiskLimits struct {
 	// file or one after another.
 	ScatteredPageUs  float64 `json:"disk_scattered_page_us"`
 	ContiguousPageUs float64 `json:"disk_contiguous_page_us"`
+	// MapFaultKiB is how much of a file in the page cache one read through
+	// a map of it (bbolt reads its file so) brings into the resident set:
+	// the kernel maps the cached pages around the page read too. A node's
+	// mapped store file is that much per page it reads (0: not measured,
+	// off Linux).
+	MapFaultKiB float64 `json:"disk_map_fault_kib"`
 }
 
 // probeFileSize is the size of the probe's scratch file.
@@ -35,7 +41,12 @@ func diskLimits(dir string, rounds int) (DiskLimits, error) {
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	return probe(f, rounds)
+	d, err := probe(f, rounds)
+	if err != nil {
+		return d, err
+	}
+	d.MapFaultKiB, err = mapFaultKiB(dir)
+	return d, err
 }
 
 // probe measures DiskLimits in the empty file f, which it fills to
