@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
@@ -96,43 +97,81 @@ func (c *Chain) Head() []byte { return c.prev }
 func (c *Chain) Next() uint64 { return c.next }
 
 // AddValue checks a stored value (hash ‖ canonical) kept under key seq.
-func (c *Chain) AddValue(seq uint64, value []byte) (*storev1.AuditEntry, *Fault) {
+func (c *Chain) AddValue(seq uint64, value []byte) *Fault {
 	if seq != c.next {
-		return nil, c.gap(seq)
+		return c.gap(seq)
 	}
 	canonical, err := Canonical(value)
 	if err != nil {
-		return nil, &Fault{Seq: seq, Reason: "the stored value is truncated"}
+		return &Fault{Seq: seq, Reason: "the stored value is truncated"}
 	}
-	if !bytes.Equal(value[:HashSize], Hash(canonical)) {
-		return nil, &Fault{Seq: seq, Reason: "the entry's bytes do not match its stored hash (altered)"}
+	h := Hash(canonical)
+	if !bytes.Equal(value[:HashSize], h) {
+		return &Fault{Seq: seq, Reason: "the entry's bytes do not match its stored hash (altered)"}
 	}
-	return c.Add(seq, canonical)
+	return c.add(seq, canonical, h)
 }
 
 // Add checks canonical bytes of the entry at seq.
-func (c *Chain) Add(seq uint64, canonical []byte) (*storev1.AuditEntry, *Fault) {
+func (c *Chain) Add(seq uint64, canonical []byte) *Fault {
+	return c.add(seq, canonical, Hash(canonical))
+}
+
+// add checks the entry at seq, whose canonical bytes hash to h. It reads
+// only the entry's seq and prev, the chain's links: an entry altered in
+// any other field no longer hashes to the next entry's prev (or, the last
+// one, to the head the store and its checkpoints recorded), so decoding
+// the rest (a delivery entry holds hundreds of deliveries) would find
+// nothing more.
+func (c *Chain) add(seq uint64, canonical, h []byte) *Fault {
 	if seq != c.next {
-		return nil, c.gap(seq)
+		return c.gap(seq)
 	}
-	e, err := Decode(canonical)
-	if err != nil {
-		return nil, &Fault{Seq: seq, Reason: "the entry does not decode (altered)"}
+	got, prev, ok := links(canonical)
+	if !ok {
+		return &Fault{Seq: seq, Reason: "the entry does not decode (altered)"}
 	}
-	if e.GetSeq() != seq {
-		return nil, &Fault{Seq: seq, Reason: fmt.Sprintf("the entry kept at %d is entry %d (moved or reordered)", seq, e.GetSeq())}
+	if got != seq {
+		return &Fault{Seq: seq, Reason: fmt.Sprintf("the entry kept at %d is entry %d (moved or reordered)", seq, got)}
 	}
-	if !c.anchor && !bytes.Equal(e.GetPrev(), c.prev) {
-		return nil, &Fault{Seq: seq, Reason: fmt.Sprintf("its prev hash is not the hash of entry %d (the chain was altered here)", seq-1)}
+	if !c.anchor && !bytes.Equal(prev, c.prev) {
+		return &Fault{Seq: seq, Reason: fmt.Sprintf("its prev hash is not the hash of entry %d (the chain was altered here)", seq-1)}
 	}
-	if c.anchor && len(e.GetPrev()) != HashSize {
-		return nil, &Fault{Seq: seq, Reason: "its prev hash is malformed"}
+	if c.anchor && len(prev) != HashSize {
+		return &Fault{Seq: seq, Reason: "its prev hash is malformed"}
 	}
 	c.anchor = false
-	c.prev = Hash(canonical)
+	c.prev = h
 	c.next++
 	c.n++
-	return e, nil
+	return nil
+}
+
+// links reads an entry's seq (field 1) and prev (field 3) from its
+// canonical bytes as proto.Unmarshal would (the last occurrence wins; a
+// field of another wire type is skipped as unknown). ok is false when the
+// bytes are not a well-formed message.
+func links(canonical []byte) (seq uint64, prev []byte, ok bool) {
+	for b := canonical; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, nil, false
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			seq, n = protowire.ConsumeVarint(b)
+		case num == 3 && typ == protowire.BytesType:
+			prev, n = protowire.ConsumeBytes(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return 0, nil, false
+		}
+		b = b[n:]
+	}
+	return seq, prev, true
 }
 
 func (c *Chain) gap(seq uint64) *Fault {

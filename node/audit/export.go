@@ -223,7 +223,7 @@ func VerifyExport(r io.Reader, trust report.Verifier) (Result, Header, error) {
 				bad(in.Seq, "entry %d was edited: the line is not what its canonical bytes say", in.Seq)
 				continue
 			}
-			if _, f := chain.Add(in.Seq, canonical); f != nil {
+			if f := chain.Add(in.Seq, canonical); f != nil {
 				bad(f.Seq, "%s", f.Reason)
 				continue
 			}

@@ -65,7 +65,7 @@ func Verify(log Log, party string, trust report.Verifier) (Result, error) {
 		if fault != nil {
 			return nil // count the rest
 		}
-		if _, f := chain.AddValue(seq, value); f != nil {
+		if f := chain.AddValue(seq, value); f != nil {
 			fault = f
 			return nil
 		}
@@ -135,7 +135,7 @@ func VerifyTail(log Log, from uint64, prev []byte) (Result, uint64, []byte, erro
 	chain := ResumeChain(from, prev)
 	var fault *Fault
 	err := log.Scan(from, func(seq uint64, value []byte) error {
-		if _, f := chain.AddValue(seq, value); f != nil {
+		if f := chain.AddValue(seq, value); f != nil {
 			fault = f
 			return ErrStop
 		}
