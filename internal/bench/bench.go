@@ -71,10 +71,11 @@ type Options struct {
 }
 
 // DefaultNodeMemoryLimitMiB is the nodes' memory_limit_mib unless told
-// otherwise: well above the ~140 MiB a node holds live while it serves the
-// fan-out's 1,000 streams, below the ~300-330 MiB of anonymous memory it
-// reaches then with no limit (BENCHMARKS.md).
-const DefaultNodeMemoryLimitMiB = 256
+// otherwise: above the ~140 MiB a node holds live while it serves the
+// fan-out's 1,000 streams, below the ~280-310 MiB of anonymous memory it
+// reaches then with no limit. With 224, GBR ended the phase at ~210 MiB
+// anonymous and still sent over 120,000 deliveries/s (BENCHMARKS.md).
+const DefaultNodeMemoryLimitMiB = 224
 
 // DefaultWorkers is how many publish calls the publisher keeps in flight
 // unless told otherwise. With 64, A's single store writer sat idle between
