@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/tearline/tearline/gateway"
@@ -29,6 +30,9 @@ func TestE2EMemoryLimit(t *testing.T) {
 	f.editConfig("GBR", func(c *gateway.Config) { c.MetricsListen = addrs["GBR"] })
 	f.startAll("USA", "GBR")
 
+	if l := f.log("USA"); !strings.Contains(l, "memory_limit_mib=300") {
+		t.Errorf("USA's log does not say its memory limit:\n%s", l)
+	}
 	usa := scrapeMetrics(t, addrs["USA"])
 	if m := regexp.MustCompile(`(?m)^tearline_memory_limit_bytes (\d+)$`).FindStringSubmatch(usa); m == nil || m[1] != strconv.Itoa(300<<20) {
 		t.Errorf("USA (memory_limit_mib 300): want tearline_memory_limit_bytes %d, metrics:\n%s", 300<<20, usa)

@@ -79,13 +79,15 @@ gracefully on SIGINT or SIGTERM.`,
 			if err != nil {
 				return err
 			}
+			log := newLogger(g.stderr, cfg.LogLevel)
 			if cfg.MemoryLimitMiB > 0 {
 				// The process is this one node, so the node's limit is
 				// the process's (tearline dev runs several in one and
 				// leaves the runtime's default).
 				debug.SetMemoryLimit(int64(cfg.MemoryLimitMiB) << 20)
+				log.Info("memory limit set", "memory_limit_mib", cfg.MemoryLimitMiB)
 			}
-			s, err := gateway.NewServer(cfg, newLogger(g.stderr, cfg.LogLevel))
+			s, err := gateway.NewServer(cfg, log)
 			if err != nil {
 				return err
 			}
