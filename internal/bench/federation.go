@@ -2,11 +2,11 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -213,28 +213,37 @@ func (f *federation) memory(party string) (peak, anon, file float64, err error) 
 	if n.cmd == nil {
 		return 0, 0, 0, fmt.Errorf("%s node is not running", party)
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid))
+	kib, err := procStatusKiB(strconv.Itoa(n.cmd.Process.Pid), "VmHWM", "RssAnon", "RssFile")
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	fields := map[string]*float64{"VmHWM:": &peak, "RssAnon:": &anon, "RssFile:": &file}
+	return kib[0] / 1024, kib[1] / 1024, kib[2] / 1024, nil
+}
+
+// procStatusKiB reads the named fields (in kB) of /proc/PID/status, pid
+// being a process id or "self".
+func procStatusKiB(pid string, names ...string) ([]float64, error) {
+	data, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float64, len(names))
 	found := 0
 	for _, line := range strings.Split(string(data), "\n") {
-		for name, v := range fields {
-			if rest, ok := strings.CutPrefix(line, name); ok {
-				kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-				if err != nil {
-					return 0, 0, 0, fmt.Errorf("%s %w", name, err)
-				}
-				*v = kb / 1024
-				found++
-			}
+		name, rest, ok := strings.Cut(line, ":")
+		i := slices.Index(names, name)
+		if !ok || i < 0 {
+			continue
 		}
+		if out[i], err = strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64); err != nil {
+			return nil, fmt.Errorf("/proc/%s/status %s: %w", pid, name, err)
+		}
+		found++
 	}
-	if found != len(fields) {
-		return 0, 0, 0, errors.New("VmHWM, RssAnon or RssFile missing from /proc status")
+	if found != len(names) {
+		return nil, fmt.Errorf("/proc/%s/status lacks one of %s", pid, strings.Join(names, ", "))
 	}
-	return peak, anon, file, nil
+	return out, nil
 }
 
 func (f *federation) dial(party, profileDir string) (clientv1.ClientServiceClient, error) {

@@ -3,8 +3,6 @@ package bench
 import (
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
 )
 
@@ -52,21 +50,16 @@ func mapFaultKiB(dir string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return float64(after-before) / (size / stride), nil
+	return (after - before) / (size / stride), nil
 }
 
 var mapProbeSink byte
 
 // rssFileKiB is this process's resident mapped file pages (RssFile).
-func rssFileKiB() (int64, error) {
-	b, err := os.ReadFile("/proc/self/status")
+func rssFileKiB() (float64, error) {
+	kib, err := procStatusKiB("self", "RssFile")
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "RssFile:"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no RssFile in /proc/self/status")
+	return kib[0], nil
 }
