@@ -44,6 +44,18 @@ func rawEvents(t *testing.T, s *Store, reportID string) (events []*storev1.Event
 	return events, inDeliveries
 }
 
+// commitAll commits group as one transaction and fails tb if a writer's
+// call failed.
+func commitAll(tb testing.TB, s *Store, group []*groupCall) {
+	tb.Helper()
+	s.commitGroup(group)
+	for _, c := range group {
+		if err := <-c.done; err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
 // deliveryCall is one subscriber's record of deliveries, as the node's
 // RecordDelivered writes it.
 func deliveryCall(now time.Time, subject string, reports []string, portions []uint32) *groupCall {
@@ -76,12 +88,7 @@ func TestDeliveriesShareAnEvent(t *testing.T) {
 	// One subscriber cleared for portion 0 only: its deliveries share an
 	// event of their own.
 	group = append(group, deliveryCall(t0, "GBR/low", []string{"r1"}, []uint32{0}))
-	s.commitGroup(group)
-	for _, c := range group {
-		if err := <-c.done; err != nil {
-			t.Fatal(err)
-		}
-	}
+	commitAll(t, s.Store, group)
 
 	raw, inDeliveries := rawEvents(t, s.Store, "r1")
 	if len(raw) != 3 {
@@ -288,12 +295,7 @@ func TestOpenMarksOlderSchemas(t *testing.T) {
 				t.Errorf("Events after the upgrade = %v (%v), want GBR/a's delivery", evs, err)
 			}
 			group := []*groupCall{deliveryCall(t0, "GBR/b", []string{"r1"}, []uint32{0}), deliveryCall(t0, "GBR/c", []string{"r1"}, []uint32{0})}
-			s.commitGroup(group)
-			for _, c := range group {
-				if err := <-c.done; err != nil {
-					t.Fatal(err)
-				}
-			}
+			commitAll(t, s.Store, group)
 			if _, shared := rawEvents(t, s.Store, "r1"); !slices.Equal(shared, []bool{false, true}) {
 				t.Errorf("after the upgrade, events kept in the deliveries bucket: %v, want [false true]", shared)
 			}
@@ -310,12 +312,7 @@ func TestOpenMarksOlderSchemas(t *testing.T) {
 func TestMissingSharedEventIsCorrupt(t *testing.T) {
 	s := openTestStore(t)
 	group := []*groupCall{deliveryCall(t0, "GBR/b", []string{"r1"}, []uint32{0}), deliveryCall(t0, "GBR/c", []string{"r1"}, []uint32{0})}
-	s.commitGroup(group)
-	for _, c := range group {
-		if err := <-c.done; err != nil {
-			t.Fatal(err)
-		}
-	}
+	commitAll(t, s.Store, group)
 	if evs, err := s.Events("r1"); err != nil || len(evs) != 2 {
 		t.Fatalf("Events = %v (%v), want two deliveries", evs, err)
 	}
@@ -355,12 +352,7 @@ func BenchmarkFanOutRecord(b *testing.B) {
 		for k := range group {
 			group[k] = deliveryCall(t0, fmt.Sprintf("GBR/svc-%04d", k), ids, []uint32{0})
 		}
-		s.commitGroup(group)
-		for _, c := range group {
-			if err := <-c.done; err != nil {
-				b.Fatal(err)
-			}
-		}
+		commitAll(b, s, group)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*subscribers*reports), "ns/delivery")
 }
@@ -391,12 +383,7 @@ func BenchmarkFanOutCommits(b *testing.B) {
 		for k := range group {
 			group[k] = deliveryCall(t0, fmt.Sprintf("GBR/svc-%04d-%d", k, i), ids, []uint32{0})
 		}
-		s.commitGroup(group)
-		for _, c := range group {
-			if err := <-c.done; err != nil {
-				b.Fatal(err)
-			}
-		}
+		commitAll(b, s, group)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*reports*subscribers), "ns/delivery")
