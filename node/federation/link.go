@@ -154,7 +154,7 @@ func (l *Link) session(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("dial: %w", err)
 	}
 	defer conn.Close()
-	stream, err := federationv1.NewFederationServiceClient(conn).Deliver(ctx, grpc.WaitForReady(false))
+	stream, err := federationv1.NewFederationServiceClient(conn).Deliver(ctx, grpc.WaitForReady(false), grpc.ForceCodecV2(codec))
 	if err != nil {
 		return 0, fmt.Errorf("open stream: %w", err)
 	}
@@ -221,22 +221,16 @@ func (l *Link) session(ctx context.Context) (int, error) {
 	for {
 		wake := l.Node.OutboxChanged(l.Party)
 		if room := l.Window - len(inflight) - unrecorded; room > 0 {
-			items, err := st.Outbox(l.Party, lastSent, room)
+			items, err := st.OutboxWire(l.Party, lastSent, room)
 			if err != nil {
 				return delivered, fmt.Errorf("read outbox: %w", err)
 			}
 			for _, it := range items {
-				req := &federationv1.DeliverRequest{Seq: it.Seq, Item: &federationv1.DeliverRequest_Envelope{Envelope: it.Item.GetEnvelope()}}
-				item := ""
-				if r := it.Item.GetRequest(); r != nil {
-					req = r
-					req.Seq = it.Seq
-					item = itemKind(r)
-				}
-				if err := stream.Send(req); err != nil {
+				msg, item := outboxRequest(it)
+				if err := stream.SendMsg(msg); err != nil {
 					return delivered, fmt.Errorf("send: %w", err)
 				}
-				inflight = append(inflight, pending{seq: it.Seq, reportID: it.Item.GetReportId(), item: item})
+				inflight = append(inflight, pending{seq: it.Seq, reportID: it.ReportID, item: item})
 				lastSent = it.Seq
 			}
 			if len(items) == room {
@@ -322,6 +316,20 @@ func ackEvent(party, reportID, item string, resp *federationv1.DeliverResponse) 
 		ev.Detail = strings.TrimSuffix(item+": "+ev.Detail, ": ")
 	}
 	return ev
+}
+
+// outboxRequest is the message that sends an outbox item, and the item's
+// kind for provenance ("" for an envelope). An envelope is sent as it was
+// stored, in an encodedRequest.
+func outboxRequest(it store.OutboxWireEntry) (any, string) {
+	if it.Item == nil {
+		return &encodedRequest{head: requestHead(it.Seq, len(it.Envelope)), envelope: it.Envelope}, ""
+	}
+	if r := it.Item.GetRequest(); r != nil {
+		r.Seq = it.Seq
+		return r, itemKind(r)
+	}
+	return &federationv1.DeliverRequest{Seq: it.Seq, Item: &federationv1.DeliverRequest_Envelope{Envelope: it.Item.GetEnvelope()}}, ""
 }
 
 // itemKind names a request item for provenance.

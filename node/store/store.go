@@ -35,6 +35,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -824,25 +825,112 @@ type OutboxEntry struct {
 // Outbox returns up to limit items of party's outbox after seq `after`.
 func (s *Store) Outbox(party string, after uint64, limit int) ([]OutboxEntry, error) {
 	var out []OutboxEntry
-	if after == math.MaxUint64 {
-		return nil, nil // after+1 would wrap to the start
+	err := s.outbox(party, after, limit, func(seq uint64, v []byte) error {
+		it := &storev1.OutboxItem{}
+		if err := proto.Unmarshal(v, it); err != nil {
+			return fmt.Errorf("%w: outbox %s %d: %v", ErrCorrupt, party, seq, err)
+		}
+		out = append(out, OutboxEntry{Seq: seq, Item: it})
+		return nil
+	})
+	return out, err
+}
+
+// OutboxWireEntry is one queued item as a link sends it. An envelope
+// keeps its stored encoding (Envelope, a copy) so that it is sent without
+// being decoded and encoded again; any other item is decoded (Item).
+type OutboxWireEntry struct {
+	Seq      uint64
+	ReportID string
+	Envelope []byte              // the encoded envelope; nil when Item is set
+	Item     *storev1.OutboxItem // the item decoded, when it is not an envelope
+}
+
+// OutboxWire is Outbox for a link: envelopes stay encoded.
+func (s *Store) OutboxWire(party string, after uint64, limit int) ([]OutboxWireEntry, error) {
+	var out []OutboxWireEntry
+	err := s.outbox(party, after, limit, func(seq uint64, v []byte) error {
+		e, err := outboxWireEntry(seq, v)
+		if err != nil {
+			return fmt.Errorf("%w: outbox %s %d: %v", ErrCorrupt, party, seq, err)
+		}
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}
+
+// Field numbers of storev1.OutboxItem.
+const (
+	outboxReportID = 1
+	outboxEnvelope = 2
+	outboxRequest  = 4
+)
+
+// outboxWireEntry reads the report id and the envelope of a stored item
+// without decoding the envelope. An item that is not a lone envelope
+// (a request, or none) is decoded whole.
+func outboxWireEntry(seq uint64, v []byte) (OutboxWireEntry, error) {
+	e := OutboxWireEntry{Seq: seq}
+	var envelope []byte
+	envelopes := 0
+	for b := v; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return e, protowire.ParseError(n)
+		}
+		b = b[n:]
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return e, protowire.ParseError(m)
+		}
+		if typ == protowire.BytesType {
+			val, _ := protowire.ConsumeBytes(b)
+			switch num {
+			case outboxReportID:
+				e.ReportID = string(val)
+			case outboxEnvelope:
+				envelope = val
+				envelopes++
+			case outboxRequest:
+				envelopes = -1 // not an envelope item
+			}
+		}
+		b = b[m:]
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	if envelopes == 1 {
+		e.Envelope = bytes.Clone(envelope)
+		return e, nil
+	}
+	e.Item = &storev1.OutboxItem{}
+	if err := proto.Unmarshal(v, e.Item); err != nil {
+		return e, err
+	}
+	e.ReportID = e.Item.GetReportId()
+	return e, nil
+}
+
+// outbox calls each with up to limit of party's outbox items after seq
+// `after`, in order; v is valid only during the call.
+func (s *Store) outbox(party string, after uint64, limit int, each func(seq uint64, v []byte) error) error {
+	if after == math.MaxUint64 {
+		return nil // after+1 would wrap to the start
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
 		ob := tx.Bucket(bucketOutbox).Bucket([]byte(party))
 		if ob == nil {
 			return nil
 		}
 		c := ob.Cursor()
-		for k, v := c.Seek(u64(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
-			it := &storev1.OutboxItem{}
-			if err := proto.Unmarshal(v, it); err != nil {
-				return fmt.Errorf("%w: outbox %s %x: %v", ErrCorrupt, party, k, err)
+		n := 0
+		for k, v := c.Seek(u64(after + 1)); k != nil && n < limit; k, v = c.Next() {
+			if err := each(binary.BigEndian.Uint64(k), v); err != nil {
+				return err
 			}
-			out = append(out, OutboxEntry{Seq: binary.BigEndian.Uint64(k), Item: it})
+			n++
 		}
 		return nil
 	})
-	return out, err
 }
 
 // OutboxLen returns how many items wait for party.
