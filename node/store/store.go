@@ -88,6 +88,9 @@ type Store struct {
 	later     chan *groupCall
 	laterWait time.Duration // laterDelay; tests set it longer
 	committed chan struct{} // closed when commitLoop has ended
+
+	stopUnmap chan struct{} // closed by Close
+	unmapped  chan struct{} // closed when unmapLoop has ended
 }
 
 // groupCall is one writer waiting for a group commit.
@@ -143,6 +146,9 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
 	go s.commitLoop()
+	s.unmap() // opening read the whole file (the freelist's rebuild)
+	s.stopUnmap, s.unmapped = make(chan struct{}), make(chan struct{})
+	go s.unmapLoop(s.stopUnmap, s.unmapped)
 	return s, nil
 }
 
@@ -249,12 +255,17 @@ func lostErrno(err error, errno syscall.Errno) bool {
 // Later writes fail with ErrClosed.
 func (s *Store) Close() error {
 	s.closing.Lock()
-	if !s.closed {
+	first := !s.closed
+	if first {
 		s.closed = true
 		close(s.calls)
 	}
 	s.closing.Unlock()
 	<-s.committed
+	if first {
+		close(s.stopUnmap)
+	}
+	<-s.unmapped
 	return s.db.Close()
 }
 
