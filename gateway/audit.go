@@ -93,6 +93,13 @@ func writeMetrics(w io.Writer, n *node.Node) {
 		fmt.Fprintln(w, "# TYPE tearline_audit_entries gauge")
 		fmt.Fprintf(w, "tearline_audit_entries %d\n", seq)
 	}
+	st := n.Store().Stats()
+	fmt.Fprintln(w, "# HELP tearline_store_commits_total Write transactions the node's store committed since it started, each made durable with two fdatasyncs.")
+	fmt.Fprintln(w, "# TYPE tearline_store_commits_total counter")
+	fmt.Fprintf(w, "tearline_store_commits_total %d\n", st.Commits)
+	fmt.Fprintln(w, "# HELP tearline_store_writes_total Writes those commits made to the store file: each B+tree page rewritten (with its overflow) and the meta page, each at its own place.")
+	fmt.Fprintln(w, "# TYPE tearline_store_writes_total counter")
+	fmt.Fprintf(w, "tearline_store_writes_total %d\n", st.Writes)
 	writeMemoryMetrics(w)
 }
 

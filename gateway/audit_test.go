@@ -113,6 +113,8 @@ func TestAnomaliesRaiseEventsAndMetrics(t *testing.T) {
 		`(?m)^tearline_audit_anomalies_total\{kind="anomaly-delivery-rate"\} [1-9][0-9]*$`,
 		`(?m)^tearline_audit_anomalies_total\{kind="audit-chain-broken"\} 0$`,
 		`(?m)^# TYPE tearline_audit_anomalies_total counter$`,
+		`(?m)^tearline_store_commits_total [1-9][0-9]*$`,
+		`(?m)^tearline_store_writes_total [1-9][0-9]*$`,
 	} {
 		if !regexp.MustCompile(want).MatchString(m) {
 			t.Errorf("metrics do not match %s:\n%s", want, m)

@@ -89,6 +89,8 @@ type Store struct {
 	laterWait time.Duration // laterDelay; tests set it longer
 	committed chan struct{} // closed when commitLoop has ended
 
+	commits atomic.Uint64 // write transactions committed (see Stats)
+
 	stopUnmap chan struct{} // closed by Close
 	unmapped  chan struct{} // closed when unmapLoop has ended
 }
@@ -267,6 +269,23 @@ func (s *Store) Close() error {
 	}
 	<-s.unmapped
 	return s.db.Close()
+}
+
+// Stats counts what the store's commits have done since it opened.
+type Stats struct {
+	// Commits is the write transactions committed after Open's own, each
+	// made durable with two fdatasyncs (its pages, then the meta page).
+	Commits uint64
+	// Writes is the writes they made to the file: one for each B+tree
+	// page a commit rewrote (with its overflow pages) and one for the meta
+	// page, each where the page lies in the file.
+	Writes uint64
+}
+
+// Stats returns the store's counts since it opened.
+func (s *Store) Stats() Stats {
+	st := s.db.Stats()
+	return Stats{Commits: s.commits.Load(), Writes: uint64(st.TxStats.GetWrite())}
 }
 
 // Path is the file's path.
@@ -479,6 +498,7 @@ func (s *Store) update(now time.Time, fn func(*Tx) error) ([]*storev1.AuditEntry
 // one writer of a group may be rewritten by a later one) and wakes the
 // feed's readers if the feed grew.
 func (s *Store) committed1(grown bool, fresh []decodedReport, changed []string) {
+	s.commits.Add(1)
 	s.decoded.seed(fresh)
 	s.decoded.invalidate(changed)
 	if grown {

@@ -1092,3 +1092,38 @@ func TestDecodedCacheKeepsTheLatest(t *testing.T) {
 		t.Fatalf("after the rewrite Feed = %v, %v; want the rewritten r00100", es, err)
 	}
 }
+
+// TestStats: each commit counts once, whether alone (Update) or shared by
+// a group (Batch), and makes at least two writes (a page and the meta
+// page); a failed write transaction counts nothing.
+func TestStats(t *testing.T) {
+	s := openTestStore(t)
+	before := s.Stats()
+	s.put("r1", stored("r1", ""))
+	one := s.Stats()
+	if one.Commits != before.Commits+1 || one.Writes < before.Writes+2 {
+		t.Errorf("after one commit: %+v, before %+v; want one more commit and at least two more writes", one, before)
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if err := s.Batch(t0, func(tx *Tx) error { return tx.PutReport(fmt.Sprint("b", i), stored("b", "")) }); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	after := s.Stats()
+	if n := after.Commits - one.Commits; n < 1 || n > 8 {
+		t.Errorf("8 batched writers made %d commits, want 1 to 8", n)
+	}
+	if after.Writes < one.Writes+2*(after.Commits-one.Commits) {
+		t.Errorf("writes %d → %d for %d commits", one.Writes, after.Writes, after.Commits-one.Commits)
+	}
+	if err := s.Update(t0, func(*Tx) error { return errors.New("no") }); err == nil {
+		t.Fatal("a failing write committed")
+	}
+	if got := s.Stats(); got != after {
+		t.Errorf("after a failed write: %+v, want %+v", got, after)
+	}
+}
