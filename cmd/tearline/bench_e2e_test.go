@@ -38,6 +38,8 @@ func TestE2EBenchSmoke(t *testing.T) {
 		"grpc_baseline_msgs_per_s", "crypto_floor_reports_per_s", "federation_reports_per_s",
 		"disk_sync_ms", "disk_scattered_page_us", "disk_contiguous_page_us", "disk_map_fault_kib",
 		"latency_p50_ms", "latency_p99_ms", "latency_p999_ms",
+		"latency_commits_per_s_a", "latency_commits_per_s_b", "latency_writes_per_commit_a", "latency_writes_per_commit_b",
+		"latency_disk_floor_p50_ms", "latency_disk_floor_p99_ms", "latency_disk_floor_p999_ms", "latency_disk_floor_commits",
 		"fanout_deliveries_per_s", "fanout_peak_rss_mib", "fanout_start_rss_mib", "catchup_reports_per_s",
 	} {
 		v, ok := r[k].(float64)
@@ -47,6 +49,19 @@ func TestE2EBenchSmoke(t *testing.T) {
 	}
 	if r["latency_p50_ms"].(float64) > r["latency_p999_ms"].(float64) {
 		t.Errorf("p50 %v above p99.9 %v", r["latency_p50_ms"], r["latency_p999_ms"])
+	}
+	// A bbolt commit writes at least one page and the meta page; the floor
+	// replays about as many commits as the phase made (1 s of each node's).
+	for _, k := range []string{"latency_writes_per_commit_a", "latency_writes_per_commit_b"} {
+		if w, _ := r[k].(float64); w < 2 {
+			t.Errorf("%s = %v, want at least 2", k, r[k])
+		}
+	}
+	if p50, p999 := r["latency_disk_floor_p50_ms"].(float64), r["latency_disk_floor_p999_ms"].(float64); p50 > p999 {
+		t.Errorf("disk floor p50 %v above its p99.9 %v", p50, p999)
+	}
+	if n, a, b := r["latency_disk_floor_commits"].(float64), r["latency_commits_per_s_a"].(float64), r["latency_commits_per_s_b"].(float64); n < min(a, b)/2 || n > max(a, b)*2 {
+		t.Errorf("the floor replayed %v commit pairs in 1 s, for %v and %v commits/s", n, a, b)
 	}
 	// The peak is the fan-out phase's own: reset as it starts, so it is at
 	// least the resident set then.

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/tearline/tearline/gateway"
+	"github.com/tearline/tearline/node/store"
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -132,15 +133,16 @@ type Result struct {
 	LatencyP50Ms           float64 `json:"latency_p50_ms"`
 	LatencyP99Ms           float64 `json:"latency_p99_ms"`
 	LatencyP999Ms          float64 `json:"latency_p999_ms"`
-	FanoutSubscribers      int     `json:"fanout_subscribers"`
-	FanoutReports          int     `json:"fanout_reports"`
-	FanoutDeliveriesPerS   float64 `json:"fanout_deliveries_per_s"`
-	FanoutStartRSSMiB      float64 `json:"fanout_start_rss_mib"`
-	FanoutPeakRSSMiB       float64 `json:"fanout_peak_rss_mib"`
-	FanoutAnonRSSMiB       float64 `json:"fanout_rss_anon_mib"`
-	FanoutFileRSSMiB       float64 `json:"fanout_rss_file_mib"`
-	CatchupReports         int     `json:"catchup_reports"`
-	CatchupReportsPerS     float64 `json:"catchup_reports_per_s"`
+	LatencyDisk
+	FanoutSubscribers    int     `json:"fanout_subscribers"`
+	FanoutReports        int     `json:"fanout_reports"`
+	FanoutDeliveriesPerS float64 `json:"fanout_deliveries_per_s"`
+	FanoutStartRSSMiB    float64 `json:"fanout_start_rss_mib"`
+	FanoutPeakRSSMiB     float64 `json:"fanout_peak_rss_mib"`
+	FanoutAnonRSSMiB     float64 `json:"fanout_rss_anon_mib"`
+	FanoutFileRSSMiB     float64 `json:"fanout_rss_file_mib"`
+	CatchupReports       int     `json:"catchup_reports"`
+	CatchupReportsPerS   float64 `json:"catchup_reports_per_s"`
 }
 
 // Run runs every phase and returns the figures.
@@ -220,6 +222,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("bench: latency: %w", err)
 	}
 	say("  p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms over %d reports", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyP999Ms, r.LatencyReports)
+	say("limits: the latency phase's commits replayed on the disk (%s %.0f/s of %.1f writes, %s %.0f/s of %.1f) for %s...", partyA, r.CommitsPerSA, r.WritesPerCommitA, partyB, r.CommitsPerSB, r.WritesPerCommitB, o.Duration)
+	if err := b.latencyDisk(dir, r, o.Duration); err != nil {
+		return nil, fmt.Errorf("bench: latency disk floor: %w", err)
+	}
+	say("  two commits in series: p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms over %d pairs", r.DiskFloorP50Ms, r.DiskFloorP99Ms, r.DiskFloorP999Ms, r.DiskFloorCommits)
 
 	say("fan-out: %d reports to %d subscriber streams at %s...", o.FanoutReports, o.Subscribers, partyB)
 	if err := b.fanout(ctx, r, fanoutIDs); err != nil {
@@ -486,6 +493,10 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 	if err != nil {
 		return err
 	}
+	before, err := b.storeStats(ctx)
+	if err != nil {
+		return err
+	}
 	sent := make([]time.Time, n)
 	period := time.Second / time.Duration(b.o.LatencyRate)
 	errs := make(chan error, n)
@@ -514,6 +525,13 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 	if err := s.wait(ctx, time.Minute); err != nil {
 		return err
 	}
+	elapsed := time.Since(start)
+	after, err := b.storeStats(ctx)
+	if err != nil {
+		return err
+	}
+	r.CommitsPerSA, r.WritesPerCommitA = commitRate(before[0], after[0], elapsed)
+	r.CommitsPerSB, r.WritesPerCommitB = commitRate(before[1], after[1], elapsed)
 	lat := make([]time.Duration, n)
 	s.mu.Lock()
 	for i := range n {
@@ -526,6 +544,43 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 	r.LatencyP99Ms = ms(percentile(lat, 0.99))
 	r.LatencyP999Ms = ms(percentile(lat, 0.999))
 	b.feed.Store(cursor.Load())
+	return nil
+}
+
+// storeStats reads A's and B's store counts.
+func (b *bench) storeStats(ctx context.Context) ([2]store.Stats, error) {
+	var out [2]store.Stats
+	for i, p := range []string{partyA, partyB} {
+		st, err := b.f.storeStats(ctx, p)
+		if err != nil {
+			return out, err
+		}
+		out[i] = st
+	}
+	return out, nil
+}
+
+// commitRate is the commits a second, and the writes a commit, between
+// two counts taken d apart.
+func commitRate(before, after store.Stats, d time.Duration) (perS, writes float64) {
+	commits := after.Commits - before.Commits
+	if commits == 0 || d <= 0 {
+		return 0, 0
+	}
+	return float64(commits) / d.Seconds(), float64(after.Writes-before.Writes) / float64(commits)
+}
+
+// latencyDisk replays the latency phase's commits on the disk with no
+// node busy, for d (see LatencyDisk).
+func (b *bench) latencyDisk(dir string, r *Result, d time.Duration) error {
+	sums, err := commitFloor(dir, commitShape{r.CommitsPerSA, r.WritesPerCommitA}, commitShape{r.CommitsPerSB, r.WritesPerCommitB}, d)
+	if err != nil {
+		return err
+	}
+	r.DiskFloorCommits = len(sums)
+	r.DiskFloorP50Ms = ms(percentile(sums, 0.50))
+	r.DiskFloorP99Ms = ms(percentile(sums, 0.99))
+	r.DiskFloorP999Ms = ms(percentile(sums, 0.999))
 	return nil
 }
 

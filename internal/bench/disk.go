@@ -55,14 +55,8 @@ func probe(f *os.File, rounds int) (DiskLimits, error) {
 	const page, pages, fileSize = 16 << 10, 64, probeFileSize
 	// Fill the file, so that the writes below overwrite allocated blocks
 	// as a store's commits mostly do.
-	chunk := make([]byte, 1<<20)
-	for off := int64(0); off < fileSize; off += int64(len(chunk)) {
-		if _, err := f.WriteAt(chunk, off); err != nil {
-			return DiskLimits{}, fmt.Errorf("disk probe %s: %w", filepath.Base(f.Name()), err)
-		}
-	}
-	if err := f.Sync(); err != nil {
-		return DiskLimits{}, err
+	if err := fill(f, fileSize); err != nil {
+		return DiskLimits{}, fmt.Errorf("disk probe %s: %w", filepath.Base(f.Name()), err)
 	}
 	buf := make([]byte, page)
 	// run writes n pages at offset(base, i) and syncs them, rounds times,

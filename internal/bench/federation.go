@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/tearline/tearline/gateway"
 	"github.com/tearline/tearline/internal/freeport"
+	"github.com/tearline/tearline/node/store"
 	"github.com/tearline/tearline/pki"
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 )
@@ -49,6 +52,7 @@ type federation struct {
 
 type nodeProc struct {
 	party, config, addr string
+	metrics             string // its /metrics listen address
 	cmd                 *exec.Cmd
 	exited              chan struct{} // closed when the process has exited
 	exitErr             error         // its exit status, once exited is closed
@@ -61,7 +65,7 @@ func subscriberName(i int) string { return fmt.Sprintf("bench%04d", i) }
 // identities at B (SECRET, need-to-know CT), each with a profile, and
 // each node's memory_limit_mib set to memLimitMiB.
 func newFederation(dir, exe string, subscribers, memLimitMiB int) (*federation, error) {
-	base, err := freeport.Range(2)
+	base, err := freeport.Range(4) // two nodes' listen ports, then their metrics
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +81,7 @@ func newFederation(dir, exe string, subscribers, memLimitMiB int) (*federation, 
 		}
 		cfg.LogLevel = "warn"
 		cfg.MemoryLimitMiB = memLimitMiB
+		cfg.MetricsListen = fmt.Sprintf("127.0.0.1:%d", base+2+len(f.nodes))
 		if cfg.Party == partyB {
 			for i := range subscribers {
 				cfg.Subscribers = append(cfg.Subscribers, gateway.SubscriberConfig{Name: subscriberName(i), Clearance: "SECRET", NeedToKnow: []string{topic}})
@@ -85,7 +90,7 @@ func newFederation(dir, exe string, subscribers, memLimitMiB int) (*federation, 
 		if err := gateway.WriteConfig(p, cfg); err != nil {
 			return nil, err
 		}
-		f.nodes[cfg.Party] = &nodeProc{party: cfg.Party, config: p, addr: cfg.Listen}
+		f.nodes[cfg.Party] = &nodeProc{party: cfg.Party, config: p, addr: cfg.Listen, metrics: cfg.MetricsListen}
 	}
 	ca, err := pki.OpenDevCA(filepath.Join(dir, partyB, "ca"), partyB)
 	if err != nil {
@@ -269,4 +274,52 @@ func (f *federation) officer(party string) (clientv1.ClientServiceClient, error)
 // subscriber is a new connection as B's fan-out subscriber i.
 func (f *federation) subscriber(i int) (clientv1.ClientServiceClient, error) {
 	return f.dial(partyB, f.subscriberDir(i))
+}
+
+// storeStats reads party's store counts (tearline_store_commits_total,
+// tearline_store_writes_total) from its /metrics.
+func (f *federation) storeStats(ctx context.Context, party string) (store.Stats, error) {
+	var st store.Stats
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.nodes[party].metrics+"/metrics", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, fmt.Errorf("%s metrics: %w", party, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("%s metrics: %s", party, resp.Status)
+	}
+	found := 0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		var dst *uint64
+		switch name {
+		case "tearline_store_commits_total":
+			dst = &st.Commits
+		case "tearline_store_writes_total":
+			dst = &st.Writes
+		}
+		if !ok || dst == nil {
+			continue
+		}
+		n, err := strconv.ParseUint(value, 10, 64)
+		if err != nil {
+			return st, fmt.Errorf("%s metrics: %q: %w", party, sc.Text(), err)
+		}
+		*dst = n
+		found++
+	}
+	if err := sc.Err(); err != nil {
+		return st, fmt.Errorf("%s metrics: %w", party, err)
+	}
+	if found != 2 {
+		return st, fmt.Errorf("%s metrics: no store counts", party)
+	}
+	return st, nil
 }

@@ -3,11 +3,14 @@ package bench
 import (
 	"context"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tearline/tearline/gateway"
+	"github.com/tearline/tearline/node/store"
 )
 
 // TestNodeExitingAtStart: a node process that exits at once is reported
@@ -93,5 +96,41 @@ func TestFederationNodesGetTheMemoryLimit(t *testing.T) {
 		if c.MemoryLimitMiB != 128 {
 			t.Errorf("%s: memory_limit_mib %d, want 128", party, c.MemoryLimitMiB)
 		}
+	}
+}
+
+// TestCommitFloor: the replay makes about rate x duration commits on each
+// writer, pairs them, and returns the sums sorted; a shape that is not a
+// commit (no rate, fewer than two writes) is refused.
+func TestCommitFloor(t *testing.T) {
+	dir := t.TempDir()
+	sums, err := commitFloor(dir, commitShape{perS: 100, writes: 3}, commitShape{perS: 50, writes: 2.4}, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sums) < 5 || len(sums) > 16 {
+		t.Errorf("%d pairs in 300 ms at 50 and 100 commits/s, want about 15", len(sums))
+	}
+	if !slices.IsSorted(sums) || sums[0] <= 0 {
+		t.Errorf("sums not sorted and positive: %v", sums)
+	}
+	for _, bad := range []commitShape{{perS: 0, writes: 3}, {perS: 10, writes: 1}} {
+		if _, err := commitFloor(dir, bad, commitShape{perS: 10, writes: 3}, 100*time.Millisecond); err == nil {
+			t.Errorf("shape %+v accepted", bad)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+		t.Errorf("scratch files left: %v", left)
+	}
+}
+
+// TestCommitRate: commits a second and writes a commit from two counts.
+func TestCommitRate(t *testing.T) {
+	perS, writes := commitRate(store.Stats{Commits: 10, Writes: 100}, store.Stats{Commits: 30, Writes: 420}, 2*time.Second)
+	if perS != 10 || writes != 16 {
+		t.Errorf("commitRate = %v/s of %v writes, want 10/s of 16", perS, writes)
+	}
+	if perS, writes := commitRate(store.Stats{Commits: 5}, store.Stats{Commits: 5}, time.Second); perS != 0 || writes != 0 {
+		t.Errorf("no commits: %v/s of %v writes, want 0, 0", perS, writes)
 	}
 }

@@ -91,6 +91,8 @@ func printBench(g *globals, r *bench.Result) {
 	fmt.Fprintf(w, "latency p50 at %d/s\t%.2f ms\t\t\n", r.LatencyRatePerS, r.LatencyP50Ms)
 	fmt.Fprintf(w, "latency p99\t%.2f ms\t<= 5 ms\t\n", r.LatencyP99Ms)
 	fmt.Fprintf(w, "latency p99.9\t%.2f ms\t<= 20 ms\t\n", r.LatencyP999Ms)
+	fmt.Fprintf(w, "  disk alone: two commits in series, p50 / p99 / p99.9\t%.2f / %.2f / %.2f ms\t\tlimit (the phase's commits replayed)\n", r.DiskFloorP50Ms, r.DiskFloorP99Ms, r.DiskFloorP999Ms)
+	fmt.Fprintf(w, "  (the phase's commits: USA / GBR)\t%.0f/s of %.1f writes / %.0f/s of %.1f\t\t\n", r.CommitsPerSA, r.WritesPerCommitA, r.CommitsPerSB, r.WritesPerCommitB)
 	fmt.Fprintf(w, "fan-out (%d streams x %d reports)\t%.0f deliveries/s\t>= 100000\t%.0f%% of grpc\n",
 		r.FanoutSubscribers, r.FanoutReports, r.FanoutDeliveriesPerS, 100*r.FanoutDeliveriesPerS/r.GRPCBaselineMsgsPerS)
 	fmt.Fprintf(w, "fan-out peak RSS (GBR node)\t%.0f MiB\t<= 512 MiB\t\n", r.FanoutPeakRSSMiB)
