@@ -170,21 +170,33 @@ func (n *Node) OutboxChanged(party string) <-chan struct{} {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ch, ok := n.wakeOf[party]
-	if !ok {
+	if !ok || isClosed(ch) {
+		// A wake closed the last one: the next wake closes this one.
 		ch = make(chan struct{})
 		n.wakeOf[party] = ch
 	}
 	return ch
 }
 
+// wake closes the parties' channels from OutboxChanged. A closed one is
+// replaced only when a link asks for it again, not at every wake (one
+// channel per report published, before).
 func (n *Node) wake(parties []string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, p := range parties {
-		if ch, ok := n.wakeOf[p]; ok {
+		if ch, ok := n.wakeOf[p]; ok && !isClosed(ch) {
 			close(ch)
-			n.wakeOf[p] = make(chan struct{})
 		}
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 

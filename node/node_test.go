@@ -267,3 +267,41 @@ func TestDeliveriesShareViewsOnlyBetweenEqualRights(t *testing.T) {
 		t.Errorf("CONFIDENTIAL subscriber's withheld reasons = %v, want one clearance denial", views["c"].Withheld)
 	}
 }
+
+// TestOutboxChangedWakesOnce: the channel OutboxChanged returns is closed
+// by the next publish to that partner, not before; wakes without a reader
+// in between close it once (no panic); a link asking again after a wake
+// gets an open channel, and asking again without one gets the same.
+func TestOutboxChangedWakesOnce(t *testing.T) {
+	dir, trust := t.TempDir(), pki.NewTrust()
+	all := []string{"USA", "CAN"}
+	usa := testNode(t, dir, trust, "USA", all)
+	ctx := context.Background()
+	off := pki.Identity{Party: "USA", Kind: pki.KindOfficer, Name: "o"}
+	publish := func() {
+		t.Helper()
+		if _, _, err := usa.Publish(ctx, off, PublishInput{Portions: []NewPortion{{Banner: "SECRET//REL TO USA, CAN", Body: []byte("x")}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch := usa.OutboxChanged("CAN")
+	if again := usa.OutboxChanged("CAN"); again != ch {
+		t.Error("asked twice without a wake, OutboxChanged gave two channels")
+	}
+	if isClosed(ch) {
+		t.Fatal("closed before anything was queued")
+	}
+	publish()
+	if !isClosed(ch) {
+		t.Fatal("a publish to CAN left the link's channel open")
+	}
+	publish() // a second wake with the channel already closed
+	next := usa.OutboxChanged("CAN")
+	if isClosed(next) {
+		t.Fatal("after the wake OutboxChanged gave a closed channel")
+	}
+	publish()
+	if !isClosed(next) {
+		t.Fatal("the next publish left the new channel open")
+	}
+}
