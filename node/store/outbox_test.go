@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	federationv1 "github.com/tearline/tearline/proto/tearline/federation/v1"
@@ -79,6 +80,46 @@ func TestOutboxWire(t *testing.T) {
 	var back reportv1.Envelope
 	if err := proto.Unmarshal(again[0].Envelope, &back); err != nil || !proto.Equal(&back, env) {
 		t.Errorf("after changing a returned encoding the store gives %v (%v), want %v", &back, err, env)
+	}
+}
+
+// TestOutboxWireOddItems: values no node writes but that decode (a
+// request beside envelopes, an envelope given twice, which protobuf
+// merges) are decoded whole, as Outbox reads them, not sent raw.
+func TestOutboxWireOddItems(t *testing.T) {
+	env := func(title string) []byte {
+		b, err := proto.Marshal(&reportv1.Envelope{Portions: []*reportv1.Portion{{Index: 1, Title: title}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	req, err := proto.Marshal(&federationv1.DeliverRequest{Item: &federationv1.DeliverRequest_Withdrawal{Withdrawal: &reportv1.Signed{Payload: []byte("w")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	field := func(b []byte, num protowire.Number, v []byte) []byte {
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		return protowire.AppendBytes(b, v)
+	}
+	for name, v := range map[string][]byte{
+		"request then two envelopes": field(field(field(nil, outboxRequest, req), outboxEnvelope, env("a")), outboxEnvelope, env("b")),
+		"envelope then request":      field(field(nil, outboxEnvelope, env("a")), outboxRequest, req),
+		"two envelopes":              field(field(nil, outboxEnvelope, env("a")), outboxEnvelope, env("b")),
+	} {
+		t.Run(name, func(t *testing.T) {
+			e, err := outboxWireEntry(1, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := &storev1.OutboxItem{}
+			if err := proto.Unmarshal(v, want); err != nil {
+				t.Fatal(err)
+			}
+			if e.Envelope != nil || !proto.Equal(e.Item, want) {
+				t.Errorf("read as Envelope %x, Item %v; want the item decoded: %v", e.Envelope, e.Item, want)
+			}
+		})
 	}
 }
 

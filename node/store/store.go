@@ -904,7 +904,7 @@ const (
 func outboxWireEntry(seq uint64, v []byte) (OutboxWireEntry, error) {
 	e := OutboxWireEntry{Seq: seq}
 	var envelope []byte
-	envelopes := 0
+	envelopes, request := 0, false
 	for b := v; len(b) > 0; {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -924,12 +924,12 @@ func outboxWireEntry(seq uint64, v []byte) (OutboxWireEntry, error) {
 				envelope = val
 				envelopes++
 			case outboxRequest:
-				envelopes = -1 // not an envelope item
+				request = true
 			}
 		}
 		b = b[m:]
 	}
-	if envelopes == 1 {
+	if envelopes == 1 && !request {
 		e.Envelope = bytes.Clone(envelope)
 		return e, nil
 	}
