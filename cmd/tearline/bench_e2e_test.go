@@ -36,6 +36,7 @@ func TestE2EBenchSmoke(t *testing.T) {
 	}
 	for _, k := range []string{
 		"grpc_baseline_msgs_per_s", "crypto_floor_reports_per_s", "federation_reports_per_s",
+		"federation_cpu_us_per_report_a", "federation_cpu_us_per_report_b", "federation_cpu_us_per_report_bench",
 		"disk_sync_ms", "disk_scattered_page_us", "disk_contiguous_page_us", "disk_map_fault_kib",
 		"latency_p50_ms", "latency_p99_ms", "latency_p999_ms",
 		"latency_commits_per_s_a", "latency_commits_per_s_b", "latency_writes_per_commit_a", "latency_writes_per_commit_b",

@@ -128,11 +128,16 @@ type Result struct {
 	PublishReportsPerS     float64 `json:"publish_reports_per_s"`
 	FederationReports      int     `json:"federation_reports"`
 	FederationReportsPerS  float64 `json:"federation_reports_per_s"`
-	LatencyRatePerS        int     `json:"latency_rate_per_s"`
-	LatencyReports         int     `json:"latency_reports"`
-	LatencyP50Ms           float64 `json:"latency_p50_ms"`
-	LatencyP99Ms           float64 `json:"latency_p99_ms"`
-	LatencyP999Ms          float64 `json:"latency_p999_ms"`
+	// CPU time (user and system) that A, B and the benchmark process
+	// used in the throughput phase, per report published.
+	FederationCPUMicrosA     float64 `json:"federation_cpu_us_per_report_a"`
+	FederationCPUMicrosB     float64 `json:"federation_cpu_us_per_report_b"`
+	FederationCPUMicrosBench float64 `json:"federation_cpu_us_per_report_bench"`
+	LatencyRatePerS          int     `json:"latency_rate_per_s"`
+	LatencyReports           int     `json:"latency_reports"`
+	LatencyP50Ms             float64 `json:"latency_p50_ms"`
+	LatencyP99Ms             float64 `json:"latency_p99_ms"`
+	LatencyP999Ms            float64 `json:"latency_p999_ms"`
 	LatencyDisk
 	FanoutSubscribers    int     `json:"fanout_subscribers"`
 	FanoutReports        int     `json:"fanout_reports"`
@@ -203,7 +208,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := b.throughput(ctx, r); err != nil {
 		return nil, fmt.Errorf("bench: throughput: %w", err)
 	}
-	say("  %.0f reports/s end to end (%d reports; %s accepted %.0f/s)", r.FederationReportsPerS, r.FederationReports, partyA, r.PublishReportsPerS)
+	say("  %.0f reports/s end to end (%d reports; %s accepted %.0f/s); CPU a report: %s %.0f µs, %s %.0f µs, this process %.0f µs", r.FederationReportsPerS, r.FederationReports, partyA, r.PublishReportsPerS, partyA, r.FederationCPUMicrosA, partyB, r.FederationCPUMicrosB, r.FederationCPUMicrosBench)
 
 	say("limits: grpc-go streaming over mTLS (%d-byte messages) and ed25519...", r.MessageBytes)
 	if r.GRPCBaselineMsgsPerS, err = grpcBaseline(ctx, dir, b.sample, min(o.Duration, 3*time.Second)); err != nil {
@@ -456,6 +461,10 @@ func (b *bench) throughput(ctx context.Context, r *Result) error {
 	if err := proto.Unmarshal(*first.Load(), b.sample); err != nil {
 		return fmt.Errorf("warm-up: decode a delivery in full: %w", err)
 	}
+	cpu0, err := b.f.cpu()
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	n, err := b.publishMany(sctx, "T", 0, start.Add(b.o.Duration), nil)
 	if err != nil {
@@ -472,6 +481,12 @@ func (b *bench) throughput(ctx context.Context, r *Result) error {
 	if err := s.wait(ctx, 2*time.Minute); err != nil {
 		return err
 	}
+	cpu1, err := b.f.cpu()
+	if err != nil {
+		return err
+	}
+	perReport := func(i int) float64 { return micros(cpu1[i]-cpu0[i]) / float64(max(n, 1)) }
+	r.FederationCPUMicrosA, r.FederationCPUMicrosB, r.FederationCPUMicrosBench = perReport(0), perReport(1), perReport(2)
 	r.FederationReports = n
 	r.PublishReportsPerS = float64(n) / published.Seconds()
 	r.FederationReportsPerS = float64(n) / s.last(n).Sub(start).Seconds()

@@ -251,6 +251,61 @@ func procStatusKiB(pid string, names ...string) ([]float64, error) {
 	return out, nil
 }
 
+// userHZ is the unit of the CPU times in /proc/PID/stat (USER_HZ, 100 on
+// Linux whatever the kernel's own tick).
+const userHZ = 100
+
+// procCPU is the CPU time, user and system, that process pid ("self" or a
+// number) has used, from /proc/PID/stat.
+func procCPU(pid string) (time.Duration, error) {
+	data, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	d, err := statCPU(string(data))
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%s/stat: %w", pid, err)
+	}
+	return d, nil
+}
+
+// statCPU reads utime and stime (fields 14 and 15) from a /proc/PID/stat
+// line. The command name, in parentheses, may hold spaces and
+// parentheses: the fields from the state (the third) on follow the last
+// ')'.
+func statCPU(line string) (time.Duration, error) {
+	i := strings.LastIndexByte(line, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("%q is not a stat line", line)
+	}
+	fields := strings.Fields(line[i+1:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("%q is not a stat line", line)
+	}
+	var ticks uint64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
+}
+
+// cpu returns the CPU time used so far by A, B and the benchmark itself.
+func (f *federation) cpu() ([3]time.Duration, error) {
+	var out [3]time.Duration
+	for i, pid := range []string{strconv.Itoa(f.nodes[partyA].cmd.Process.Pid), strconv.Itoa(f.nodes[partyB].cmd.Process.Pid), "self"} {
+		d, err := procCPU(pid)
+		if err != nil {
+			return out, err
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
 func (f *federation) dial(party, profileDir string) (clientv1.ClientServiceClient, error) {
 	prof, err := pki.LoadProfile(profileDir)
 	if err != nil {

@@ -134,3 +134,49 @@ func TestCommitRate(t *testing.T) {
 		t.Errorf("no commits: %v/s of %v writes, want 0, 0", perS, writes)
 	}
 }
+
+// TestStatCPU: utime + stime from a stat line whose command name holds
+// spaces and parentheses; a line that is not one is an error.
+func TestStatCPU(t *testing.T) {
+	line := "4242 (tl (a) b) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 9 0 1 2 3\n"
+	d, err := statCPU(line)
+	if err != nil || d != 2870*time.Millisecond {
+		t.Errorf("statCPU = %v, %v; want 2.87s (287 ticks)", d, err)
+	}
+	for _, bad := range []string{"", "4242 tl S 1", "4242 (tl) S 1 2 3", "4242 (tl) S 1 4242 4242 0 -1 4194560 100 0 0 0 x 37 0"} {
+		if _, err := statCPU(bad); err == nil {
+			t.Errorf("statCPU(%q) gave no error", bad)
+		}
+	}
+}
+
+// TestProcCPUCounts: the benchmark's own CPU time grows while it spins,
+// and by no more than the wall time the spinning took (one goroutine).
+func TestProcCPUCounts(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc here")
+	}
+	before, err := procCPU("self")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	x := 0
+	for time.Since(start) < 20*time.Second {
+		for range 1 << 20 {
+			x++
+		}
+		now, err := procCPU("self")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now-before >= 200*time.Millisecond {
+			// Ticks of 10 ms; the test's other goroutines are idle.
+			if wall := time.Since(start); now-before > wall+100*time.Millisecond {
+				t.Errorf("%v of CPU time in %v of spinning", now-before, wall)
+			}
+			return
+		}
+	}
+	t.Errorf("20 s of spinning (%d turns) added under 200 ms of CPU time", x)
+}

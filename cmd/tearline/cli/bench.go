@@ -88,6 +88,9 @@ func printBench(g *globals, r *bench.Result) {
 	fmt.Fprintf(w, "federation throughput\t%.0f reports/s\t>= 10000 and >= 40%% of floor\t%.0f%% of crypto floor, %.0f%% of grpc\n",
 		r.FederationReportsPerS, 100*r.FederationReportsPerS/r.CryptoFloorReportsPerS, 100*r.FederationReportsPerS/r.GRPCBaselineMsgsPerS)
 	fmt.Fprintf(w, "  (publish accepted at USA)\t%.0f reports/s\t\t\n", r.PublishReportsPerS)
+	cpu := r.FederationCPUMicrosA + r.FederationCPUMicrosB + r.FederationCPUMicrosBench
+	fmt.Fprintf(w, "  (CPU a report: USA / GBR / bench client)\t%.0f / %.0f / %.0f µs\t\t%.0f%% of the cores at this rate\n",
+		r.FederationCPUMicrosA, r.FederationCPUMicrosB, r.FederationCPUMicrosBench, cpu*r.FederationReportsPerS/(1e4*float64(r.CPUs)))
 	fmt.Fprintf(w, "latency p50 at %d/s\t%.2f ms\t\t\n", r.LatencyRatePerS, r.LatencyP50Ms)
 	fmt.Fprintf(w, "latency p99\t%.2f ms\t<= 5 ms\t\n", r.LatencyP99Ms)
 	fmt.Fprintf(w, "latency p99.9\t%.2f ms\t<= 20 ms\t\n", r.LatencyP999Ms)
