@@ -88,8 +88,9 @@ func TestE2EBenchSmoke(t *testing.T) {
 	if n := r["fanout_subscribers"].(float64); n != 20 {
 		t.Errorf("fan-out ran %v streams, want 20", n)
 	}
-	// USA runs once; GBR is restarted for the catch-up.
-	for _, name := range []string{"USA-1.pprof", "GBR-1.pprof", "GBR-2.pprof"} {
+	// USA runs once; GBR is restarted for the catch-up; the bench
+	// profiles itself.
+	for _, name := range []string{"USA-1.pprof", "GBR-1.pprof", "GBR-2.pprof", "bench.pprof"} {
 		if fi, err := os.Stat(filepath.Join(profiles, name)); err != nil || fi.Size() == 0 {
 			t.Errorf("profile %s: %v (want a non-empty file)", name, err)
 		}

@@ -28,7 +28,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,7 +67,9 @@ type Options struct {
 	// NodeMemoryLimitMiB is each node's memory_limit_mib (0: none).
 	NodeMemoryLimitMiB int
 	// Profiles, when set, is a folder where each node process writes a CPU
-	// profile (PARTY-N.pprof, N counting its starts).
+	// profile (PARTY-N.pprof, N counting its starts), and the benchmark
+	// process its own (bench.pprof: the client's side of every phase, and
+	// the limits it measures itself).
 	Profiles string
 	// Progress receives one line per phase; nil: none.
 	Progress io.Writer
@@ -190,6 +194,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if err := os.MkdirAll(o.Profiles, 0o755); err != nil {
 			return nil, fmt.Errorf("bench: profiles folder: %w", err)
 		}
+		stop, err := profileSelf(filepath.Join(o.Profiles, "bench.pprof"))
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		defer stop()
 	}
 	f.profiles = o.Profiles
 	defer f.close()
@@ -560,6 +569,19 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 	r.LatencyP999Ms = ms(percentile(lat, 0.999))
 	b.feed.Store(cursor.Load())
 	return nil
+}
+
+// profileSelf writes this process's CPU profile to path until stop.
+func profileSelf(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("CPU profile of the benchmark: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // storeStats reads A's and B's store counts.

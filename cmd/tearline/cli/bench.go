@@ -66,7 +66,7 @@ with --json, one object. It takes a few minutes and both cores.`,
 	f.IntVar(&o.FanoutReports, "fanout-reports", 500, "reports each fan-out stream receives")
 	f.IntVar(&o.CatchUp, "catchup", 100_000, "reports accepted while the receiver is offline")
 	f.IntVar(&o.NodeMemoryLimitMiB, "node-memory-limit", bench.DefaultNodeMemoryLimitMiB, "each node's memory_limit_mib (soft limit on its own memory, MiB; 0: none)")
-	f.StringVar(&o.Profiles, "cpuprofile-dir", "", "write each node process's CPU profile (pprof) into this folder")
+	f.StringVar(&o.Profiles, "cpuprofile-dir", "", "write each node process's CPU profile (pprof) into this folder, and the bench's own (bench.pprof)")
 	f.StringVar(&o.Dir, "dir", "", "lay the federation out here and keep it (default: a temporary folder, removed)")
 	return c
 }
