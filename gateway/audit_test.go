@@ -1,33 +1,29 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"io"
-	"net/http"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tearline/tearline/internal/scrape"
 	"github.com/tearline/tearline/node/audit"
 	"github.com/tearline/tearline/pki"
 	adminv1 "github.com/tearline/tearline/proto/tearline/admin/v1"
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 )
 
-func scrape(t *testing.T, addr string) string {
+func scrapeMetrics(t *testing.T, addr string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	text, err := scrape.Get(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return text
 }
 
 // Repeated denials for one partner and a subscriber's delivery burst far
@@ -107,7 +103,7 @@ func TestAnomaliesRaiseEventsAndMetrics(t *testing.T) {
 	}
 	// Every publish is a denial for CAN too (outside REL TO), and a burst
 	// may straddle two windows: at least one of each.
-	m := scrape(t, f.servers["USA"].MetricsAddr())
+	m := scrapeMetrics(t, f.servers["USA"].MetricsAddr())
 	for _, want := range []string{
 		`(?m)^tearline_audit_anomalies_total\{kind="anomaly-repeated-denials"\} [1-9][0-9]*$`,
 		`(?m)^tearline_audit_anomalies_total\{kind="anomaly-delivery-rate"\} [1-9][0-9]*$`,

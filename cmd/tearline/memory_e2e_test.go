@@ -1,8 +1,7 @@
 package main
 
 import (
-	"io"
-	"net/http"
+	"context"
 	"os"
 	"regexp"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/tearline/tearline/gateway"
 	"github.com/tearline/tearline/internal/freeport"
+	"github.com/tearline/tearline/internal/scrape"
 )
 
 // A node process given memory_limit_mib runs under that soft limit, and
@@ -56,17 +56,9 @@ func TestE2EMemoryLimit(t *testing.T) {
 
 func scrapeMetrics(t *testing.T, addr string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	text, err := scrape.Get(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %s\n%s", resp.Status, b)
-	}
-	return string(b)
+	return text
 }

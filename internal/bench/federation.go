@@ -1,10 +1,8 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/tearline/tearline/gateway"
 	"github.com/tearline/tearline/internal/freeport"
+	"github.com/tearline/tearline/internal/scrape"
 	"github.com/tearline/tearline/node/store"
 	"github.com/tearline/tearline/pki"
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
@@ -335,46 +334,15 @@ func (f *federation) subscriber(i int) (clientv1.ClientServiceClient, error) {
 // tearline_store_writes_total) from its /metrics.
 func (f *federation) storeStats(ctx context.Context, party string) (store.Stats, error) {
 	var st store.Stats
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.nodes[party].metrics+"/metrics", nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	text, err := scrape.Get(ctx, f.nodes[party].metrics)
 	if err != nil {
 		return st, fmt.Errorf("%s metrics: %w", party, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("%s metrics: %s", party, resp.Status)
+	if st.Commits, err = scrape.Uint(text, "tearline_store_commits_total"); err != nil {
+		return st, fmt.Errorf("%s: %w", party, err)
 	}
-	found := 0
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		var dst *uint64
-		switch name {
-		case "tearline_store_commits_total":
-			dst = &st.Commits
-		case "tearline_store_writes_total":
-			dst = &st.Writes
-		}
-		if !ok || dst == nil {
-			continue
-		}
-		n, err := strconv.ParseUint(value, 10, 64)
-		if err != nil {
-			return st, fmt.Errorf("%s metrics: %q: %w", party, sc.Text(), err)
-		}
-		*dst = n
-		found++
-	}
-	if err := sc.Err(); err != nil {
-		return st, fmt.Errorf("%s metrics: %w", party, err)
-	}
-	if found != 2 {
-		return st, fmt.Errorf("%s metrics: no store counts", party)
+	if st.Writes, err = scrape.Uint(text, "tearline_store_writes_total"); err != nil {
+		return st, fmt.Errorf("%s: %w", party, err)
 	}
 	return st, nil
 }
