@@ -142,6 +142,16 @@ type Result struct {
 	LatencyP50Ms             float64 `json:"latency_p50_ms"`
 	LatencyP99Ms             float64 `json:"latency_p99_ms"`
 	LatencyP999Ms            float64 `json:"latency_p999_ms"`
+	// The latency path's first part: publish to A's acknowledgement
+	// (signed, checked and committed at A).
+	LatencyPublishP50Ms  float64 `json:"latency_publish_p50_ms"`
+	LatencyPublishP99Ms  float64 `json:"latency_publish_p99_ms"`
+	LatencyPublishP999Ms float64 `json:"latency_publish_p999_ms"`
+	// CPU time that A, B and the benchmark process used in the latency
+	// phase, per report: at a fixed low rate few reports share a commit.
+	LatencyCPUMicrosA     float64 `json:"latency_cpu_us_per_report_a"`
+	LatencyCPUMicrosB     float64 `json:"latency_cpu_us_per_report_b"`
+	LatencyCPUMicrosBench float64 `json:"latency_cpu_us_per_report_bench"`
 	LatencyDisk
 	FanoutSubscribers    int     `json:"fanout_subscribers"`
 	FanoutReports        int     `json:"fanout_reports"`
@@ -254,6 +264,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	say("  %.0f reports/s", r.CatchupReportsPerS)
 	return r, nil
+}
+
+// perReport is process i's CPU time between before and after (see
+// federation.cpu), per report of n.
+func perReport(before, after [3]time.Duration, i, n int) float64 {
+	return micros(after[i]-before[i]) / float64(max(n, 1))
 }
 
 func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
@@ -494,8 +510,7 @@ func (b *bench) throughput(ctx context.Context, r *Result) error {
 	if err != nil {
 		return err
 	}
-	perReport := func(i int) float64 { return micros(cpu1[i]-cpu0[i]) / float64(max(n, 1)) }
-	r.FederationCPUMicrosA, r.FederationCPUMicrosB, r.FederationCPUMicrosBench = perReport(0), perReport(1), perReport(2)
+	r.FederationCPUMicrosA, r.FederationCPUMicrosB, r.FederationCPUMicrosBench = perReport(cpu0, cpu1, 0, n), perReport(cpu0, cpu1, 1, n), perReport(cpu0, cpu1, 2, n)
 	r.FederationReports = n
 	r.PublishReportsPerS = float64(n) / published.Seconds()
 	r.FederationReportsPerS = float64(n) / s.last(n).Sub(start).Seconds()
@@ -521,7 +536,12 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 	if err != nil {
 		return err
 	}
+	cpu0, err := b.f.cpu()
+	if err != nil {
+		return err
+	}
 	sent := make([]time.Time, n)
+	acked := make([]time.Time, n)
 	period := time.Second / time.Duration(b.o.LatencyRate)
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
@@ -539,6 +559,7 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 			if err := b.publish(sctx, title("L", i)); err != nil {
 				errs <- err
 			}
+			acked[i] = time.Now()
 		}()
 	}
 	wg.Wait()
@@ -550,10 +571,15 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 		return err
 	}
 	elapsed := time.Since(start)
+	cpu1, err := b.f.cpu()
+	if err != nil {
+		return err
+	}
 	after, err := b.storeStats(ctx)
 	if err != nil {
 		return err
 	}
+	r.LatencyCPUMicrosA, r.LatencyCPUMicrosB, r.LatencyCPUMicrosBench = perReport(cpu0, cpu1, 0, n), perReport(cpu0, cpu1, 1, n), perReport(cpu0, cpu1, 2, n)
 	r.CommitsPerSA, r.WritesPerCommitA = commitRate(before[0], after[0], elapsed)
 	r.CommitsPerSB, r.WritesPerCommitB = commitRate(before[1], after[1], elapsed)
 	lat := make([]time.Duration, n)
@@ -567,6 +593,13 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 	r.LatencyP50Ms = ms(percentile(lat, 0.50))
 	r.LatencyP99Ms = ms(percentile(lat, 0.99))
 	r.LatencyP999Ms = ms(percentile(lat, 0.999))
+	for i := range n {
+		lat[i] = acked[i].Sub(sent[i])
+	}
+	slices.Sort(lat)
+	r.LatencyPublishP50Ms = ms(percentile(lat, 0.50))
+	r.LatencyPublishP99Ms = ms(percentile(lat, 0.99))
+	r.LatencyPublishP999Ms = ms(percentile(lat, 0.999))
 	b.feed.Store(cursor.Load())
 	return nil
 }

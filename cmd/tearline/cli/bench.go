@@ -94,6 +94,10 @@ func printBench(g *globals, r *bench.Result) {
 	fmt.Fprintf(w, "latency p50 at %d/s\t%.2f ms\t\t\n", r.LatencyRatePerS, r.LatencyP50Ms)
 	fmt.Fprintf(w, "latency p99\t%.2f ms\t<= 5 ms\t\n", r.LatencyP99Ms)
 	fmt.Fprintf(w, "latency p99.9\t%.2f ms\t<= 20 ms\t\n", r.LatencyP999Ms)
+	fmt.Fprintf(w, "  (of which publish to USA's answer: p50 / p99 / p99.9)\t%.2f / %.2f / %.2f ms\t\t\n", r.LatencyPublishP50Ms, r.LatencyPublishP99Ms, r.LatencyPublishP999Ms)
+	lcpu := r.LatencyCPUMicrosA + r.LatencyCPUMicrosB + r.LatencyCPUMicrosBench
+	fmt.Fprintf(w, "  (CPU a report: USA / GBR / bench client)\t%.0f / %.0f / %.0f µs\t\t%.0f%% of the cores at this rate\n",
+		r.LatencyCPUMicrosA, r.LatencyCPUMicrosB, r.LatencyCPUMicrosBench, lcpu*float64(r.LatencyRatePerS)/(1e4*float64(r.CPUs)))
 	fmt.Fprintf(w, "  disk alone: two commits in series, p50 / p99 / p99.9\t%.2f / %.2f / %.2f ms\t\tlimit (the phase's commits replayed)\n", r.DiskFloorP50Ms, r.DiskFloorP99Ms, r.DiskFloorP999Ms)
 	fmt.Fprintf(w, "  (the phase's commits: USA / GBR)\t%.0f/s of %.1f writes / %.0f/s of %.1f\t\t\n", r.CommitsPerSA, r.WritesPerCommitA, r.CommitsPerSB, r.WritesPerCommitB)
 	fmt.Fprintf(w, "fan-out (%d streams x %d reports)\t%.0f deliveries/s\t>= 100000\t%.0f%% of grpc\n",
