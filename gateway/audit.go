@@ -100,6 +100,12 @@ func writeMetrics(w io.Writer, n *node.Node) {
 	fmt.Fprintln(w, "# HELP tearline_store_writes_total Writes those commits made to the store file: each B+tree page rewritten (with its overflow) and the meta page, each at its own place.")
 	fmt.Fprintln(w, "# TYPE tearline_store_writes_total counter")
 	fmt.Fprintf(w, "tearline_store_writes_total %d\n", st.Writes)
+	fmt.Fprintln(w, "# HELP tearline_store_commit_seconds_total Wall time of those commits, from each transaction's start to its second fdatasync.")
+	fmt.Fprintln(w, "# TYPE tearline_store_commit_seconds_total counter")
+	fmt.Fprintf(w, "tearline_store_commit_seconds_total %.6f\n", st.CommitTime.Seconds())
+	fmt.Fprintln(w, "# HELP tearline_store_write_seconds_total The part of it spent writing pages and the meta page to the file and making each durable.")
+	fmt.Fprintln(w, "# TYPE tearline_store_write_seconds_total counter")
+	fmt.Fprintf(w, "tearline_store_write_seconds_total %.6f\n", st.WriteTime.Seconds())
 	writeMemoryMetrics(w)
 }
 

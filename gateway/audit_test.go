@@ -111,6 +111,8 @@ func TestAnomaliesRaiseEventsAndMetrics(t *testing.T) {
 		`(?m)^# TYPE tearline_audit_anomalies_total counter$`,
 		`(?m)^tearline_store_commits_total [1-9][0-9]*$`,
 		`(?m)^tearline_store_writes_total [1-9][0-9]*$`,
+		`(?m)^tearline_store_commit_seconds_total 0\.0*[1-9][0-9]*$|^tearline_store_commit_seconds_total [1-9][0-9]*\.[0-9]+$`,
+		`(?m)^tearline_store_write_seconds_total 0\.0*[1-9][0-9]*$|^tearline_store_write_seconds_total [1-9][0-9]*\.[0-9]+$`,
 	} {
 		if !regexp.MustCompile(want).MatchString(m) {
 			t.Errorf("metrics do not match %s:\n%s", want, m)

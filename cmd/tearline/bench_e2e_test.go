@@ -42,6 +42,7 @@ func TestE2EBenchSmoke(t *testing.T) {
 		"latency_publish_p50_ms", "latency_publish_p99_ms", "latency_publish_p999_ms",
 		"latency_cpu_us_per_report_a", "latency_cpu_us_per_report_b", "latency_cpu_us_per_report_bench",
 		"latency_commits_per_s_a", "latency_commits_per_s_b", "latency_writes_per_commit_a", "latency_writes_per_commit_b",
+		"latency_commit_ms_a", "latency_commit_ms_b", "latency_commit_write_ms_a", "latency_commit_write_ms_b",
 		"latency_disk_floor_p50_ms", "latency_disk_floor_p99_ms", "latency_disk_floor_p999_ms", "latency_disk_floor_commits",
 		"fanout_deliveries_per_s", "fanout_peak_rss_mib", "fanout_start_rss_mib", "catchup_reports_per_s",
 	} {
@@ -63,6 +64,11 @@ func TestE2EBenchSmoke(t *testing.T) {
 	for _, k := range []string{"latency_writes_per_commit_a", "latency_writes_per_commit_b"} {
 		if w, _ := r[k].(float64); w < 2 {
 			t.Errorf("%s = %v, want at least 2", k, r[k])
+		}
+	}
+	for _, p := range []string{"a", "b"} {
+		if c, w := r["latency_commit_ms_"+p].(float64), r["latency_commit_write_ms_"+p].(float64); w > c {
+			t.Errorf("node %s: a commit took %v ms, of which %v ms writing", p, c, w)
 		}
 	}
 	if p50, p999 := r["latency_disk_floor_p50_ms"].(float64), r["latency_disk_floor_p999_ms"].(float64); p50 > p999 {

@@ -582,6 +582,8 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 	r.LatencyCPUMicrosA, r.LatencyCPUMicrosB, r.LatencyCPUMicrosBench = perReport(cpu0, cpu1, 0, n), perReport(cpu0, cpu1, 1, n), perReport(cpu0, cpu1, 2, n)
 	r.CommitsPerSA, r.WritesPerCommitA = commitRate(before[0], after[0], elapsed)
 	r.CommitsPerSB, r.WritesPerCommitB = commitRate(before[1], after[1], elapsed)
+	r.CommitMsA, r.CommitWriteMsA = commitTime(before[0], after[0])
+	r.CommitMsB, r.CommitWriteMsB = commitTime(before[1], after[1])
 	lat := make([]time.Duration, n)
 	s.mu.Lock()
 	for i := range n {
@@ -638,6 +640,16 @@ func commitRate(before, after store.Stats, d time.Duration) (perS, writes float6
 		return 0, 0
 	}
 	return float64(commits) / d.Seconds(), float64(after.Writes-before.Writes) / float64(commits)
+}
+
+// commitTime is the mean wall time of a commit, and of its writes,
+// between two counts, in ms.
+func commitTime(before, after store.Stats) (commit, write float64) {
+	n := after.Commits - before.Commits
+	if n == 0 {
+		return 0, 0
+	}
+	return ms(after.CommitTime-before.CommitTime) / float64(n), ms(after.WriteTime-before.WriteTime) / float64(n)
 }
 
 // latencyDisk replays the latency phase's commits on the disk with no

@@ -26,6 +26,12 @@ type LatencyDisk struct {
 	CommitsPerSB     float64 `json:"latency_commits_per_s_b"`
 	WritesPerCommitA float64 `json:"latency_writes_per_commit_a"`
 	WritesPerCommitB float64 `json:"latency_writes_per_commit_b"`
+	// The mean wall time of those commits, and of its part spent writing
+	// and syncing (bbolt's count).
+	CommitMsA        float64 `json:"latency_commit_ms_a"`
+	CommitMsB        float64 `json:"latency_commit_ms_b"`
+	CommitWriteMsA   float64 `json:"latency_commit_write_ms_a"`
+	CommitWriteMsB   float64 `json:"latency_commit_write_ms_b"`
 	DiskFloorP50Ms   float64 `json:"latency_disk_floor_p50_ms"`
 	DiskFloorP99Ms   float64 `json:"latency_disk_floor_p99_ms"`
 	DiskFloorP999Ms  float64 `json:"latency_disk_floor_p999_ms"`

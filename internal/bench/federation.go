@@ -344,5 +344,15 @@ func (f *federation) storeStats(ctx context.Context, party string) (store.Stats,
 	if st.Writes, err = scrape.Uint(text, "tearline_store_writes_total"); err != nil {
 		return st, fmt.Errorf("%s: %w", party, err)
 	}
+	for name, d := range map[string]*time.Duration{
+		"tearline_store_commit_seconds_total": &st.CommitTime,
+		"tearline_store_write_seconds_total":  &st.WriteTime,
+	} {
+		secs, err := scrape.Float(text, name)
+		if err != nil {
+			return st, fmt.Errorf("%s: %w", party, err)
+		}
+		*d = time.Duration(secs * float64(time.Second))
+	}
 	return st, nil
 }

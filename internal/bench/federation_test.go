@@ -135,6 +135,18 @@ func TestCommitRate(t *testing.T) {
 	}
 }
 
+// TestCommitTime: a commit's mean time and writing time from two counts.
+func TestCommitTime(t *testing.T) {
+	before := store.Stats{Commits: 10, CommitTime: time.Second, WriteTime: 500 * time.Millisecond}
+	after := store.Stats{Commits: 30, CommitTime: 1100 * time.Millisecond, WriteTime: 540 * time.Millisecond}
+	if commit, write := commitTime(before, after); commit != 5 || write != 2 {
+		t.Errorf("commitTime = %v ms, of which %v writing; want 5, 2", commit, write)
+	}
+	if commit, write := commitTime(after, after); commit != 0 || write != 0 {
+		t.Errorf("no commits: %v, %v; want 0, 0", commit, write)
+	}
+}
+
 // TestStatCPU: utime + stime from a stat line whose command name holds
 // spaces and parentheses; a line that is not one is an error.
 func TestStatCPU(t *testing.T) {

@@ -39,16 +39,28 @@ func Get(ctx context.Context, addr string) (string, error) {
 
 // Uint reads the unlabelled sample `name value` from a metrics page.
 func Uint(text, name string) (uint64, error) {
+	return parse(text, name, func(v string) (uint64, error) { return strconv.ParseUint(v, 10, 64) })
+}
+
+// Float reads the unlabelled sample `name value` from a metrics page, a
+// number of seconds for instance.
+func Float(text, name string) (float64, error) {
+	return parse(text, name, func(v string) (float64, error) { return strconv.ParseFloat(v, 64) })
+}
+
+// parse finds the sample name and parses its value.
+func parse[T any](text, name string, value func(string) (T, error)) (T, error) {
 	for line := range strings.Lines(text) {
 		n, v, ok := strings.Cut(strings.TrimSpace(line), " ")
 		if !ok || n != name {
 			continue
 		}
-		u, err := strconv.ParseUint(v, 10, 64)
+		x, err := value(v)
 		if err != nil {
-			return 0, fmt.Errorf("metric %s: %q: %w", name, v, err)
+			return x, fmt.Errorf("metric %s: %q: %w", name, v, err)
 		}
-		return u, nil
+		return x, nil
 	}
-	return 0, fmt.Errorf("metric %s: not on the page", name)
+	var zero T
+	return zero, fmt.Errorf("metric %s: not on the page", name)
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-func TestGetAndUint(t *testing.T) {
+func TestGetUintAndFloat(t *testing.T) {
 	page := "# HELP a_total A.\n# TYPE a_total counter\na_total 42\nb{kind=\"x\"} 7\nc 1.5\n"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/metrics" {
@@ -29,6 +29,17 @@ func TestGetAndUint(t *testing.T) {
 	for _, name := range []string{"b", "c", "missing", "a"} {
 		if n, err := Uint(text, name); err == nil {
 			t.Errorf("Uint(%s) = %d, want an error", name, n)
+		}
+	}
+	if x, err := Float(text, "c"); err != nil || x != 1.5 {
+		t.Errorf("Float(c) = %v, %v; want 1.5", x, err)
+	}
+	if x, err := Float(text, "a_total"); err != nil || x != 42 {
+		t.Errorf("Float(a_total) = %v, %v; want 42", x, err)
+	}
+	for _, name := range []string{"b", "missing", "a"} {
+		if x, err := Float(text, name); err == nil {
+			t.Errorf("Float(%s) = %v, want an error", name, x)
 		}
 	}
 	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

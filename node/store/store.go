@@ -89,7 +89,8 @@ type Store struct {
 	laterWait time.Duration // laterDelay; tests set it longer
 	committed chan struct{} // closed when commitLoop has ended
 
-	commits atomic.Uint64 // write transactions committed (see Stats)
+	commits    atomic.Uint64 // write transactions committed (see Stats)
+	commitTime atomic.Int64  // their wall time, ns (see Stats)
 
 	stopUnmap chan struct{} // closed by Close
 	unmapped  chan struct{} // closed when unmapLoop has ended
@@ -280,12 +281,24 @@ type Stats struct {
 	// page a commit rewrote (with its overflow pages) and one for the meta
 	// page, each where the page lies in the file.
 	Writes uint64
+	// CommitTime is their wall time, from the start of each transaction
+	// to its second fdatasync: the writers' functions, bbolt's rebalance
+	// and spill, and WriteTime.
+	CommitTime time.Duration
+	// WriteTime is the part of it spent writing the pages and the meta
+	// page and making each durable (bbolt's count).
+	WriteTime time.Duration
 }
 
 // Stats returns the store's counts since it opened.
 func (s *Store) Stats() Stats {
 	st := s.db.Stats()
-	return Stats{Commits: s.commits.Load(), Writes: uint64(st.TxStats.GetWrite())}
+	return Stats{
+		Commits:    s.commits.Load(),
+		Writes:     uint64(st.TxStats.GetWrite()),
+		CommitTime: time.Duration(s.commitTime.Load()),
+		WriteTime:  st.TxStats.GetWriteTime(),
+	}
 }
 
 // Path is the file's path.
@@ -475,6 +488,7 @@ func (s *Store) Update(now time.Time, fn func(*Tx) error) error {
 // update is Update without the audit hook (which the caller runs).
 func (s *Store) update(now time.Time, fn func(*Tx) error) ([]*storev1.AuditEntry, error) {
 	var t *Tx
+	start := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		packBuckets(tx)
 		t = &Tx{tx: tx, now: now, st: s, group: &deliveryGroup{}}
@@ -489,16 +503,17 @@ func (s *Store) update(now time.Time, fn func(*Tx) error) ([]*storev1.AuditEntry
 	if err != nil {
 		return nil, err
 	}
-	s.committed1(t.fedGrown, t.fresh, t.changed)
+	s.committed1(start, t.fedGrown, t.fresh, t.changed)
 	return t.audit.appended, nil
 }
 
-// committed1 runs after a commit: it adds the new reports to the decoded
+// committed1 runs after a commit that started at start: it counts it, adds the new reports to the decoded
 // cache as they were written, drops the rewritten ones (a report new in
 // one writer of a group may be rewritten by a later one) and wakes the
 // feed's readers if the feed grew.
-func (s *Store) committed1(grown bool, fresh []decodedReport, changed []string) {
+func (s *Store) committed1(start time.Time, grown bool, fresh []decodedReport, changed []string) {
 	s.commits.Add(1)
+	s.commitTime.Add(int64(time.Since(start)))
 	s.decoded.seed(fresh)
 	s.decoded.invalidate(changed)
 	if grown {
@@ -627,6 +642,7 @@ func (s *Store) commitGroup(group []*groupCall) {
 	var grown bool
 	var changed []string
 	var fresh []decodedReport
+	start := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		packBuckets(tx)
 		shared := &deliveryGroup{}
@@ -648,7 +664,7 @@ func (s *Store) commitGroup(group []*groupCall) {
 		return shared.flush(tx)
 	})
 	if err == nil {
-		s.committed1(grown, fresh, changed)
+		s.committed1(start, grown, fresh, changed)
 		for _, c := range group {
 			c.done <- nil
 		}

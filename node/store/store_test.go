@@ -1120,6 +1120,13 @@ func TestStats(t *testing.T) {
 	if after.Writes < one.Writes+2*(after.Commits-one.Commits) {
 		t.Errorf("writes %d → %d for %d commits", one.Writes, after.Writes, after.Commits-one.Commits)
 	}
+	// Each commit takes time, and its writes happen within it.
+	for _, d := range [][2]Stats{{before, one}, {one, after}} {
+		commit, write := d[1].CommitTime-d[0].CommitTime, d[1].WriteTime-d[0].WriteTime
+		if write <= 0 || commit < write {
+			t.Errorf("commit time %v, of which writing %v, from %+v to %+v", commit, write, d[0], d[1])
+		}
+	}
 	if err := s.Update(t0, func(*Tx) error { return errors.New("no") }); err == nil {
 		t.Fatal("a failing write committed")
 	}
