@@ -288,8 +288,12 @@ func TestE2EAuditScenario(t *testing.T) {
 		t.Errorf("GBR's summary for USA: %s", sumOut)
 	}
 
-	// GBR holds USA's checkpoints: they match now.
-	f.mustCLI("USA", "audit", "export") // one more checkpoint, sent to GBR
+	// GBR holds USA's checkpoints: they match now. Each export records
+	// itself and signs a checkpoint that covers it, sent to GBR: two of
+	// them, whether or not USA's one-second timer has signed any yet (the
+	// steps above can take less than a second).
+	f.mustCLI("USA", "audit", "export")
+	f.mustCLI("USA", "audit", "export")
 	var pv verifyJSON
 	eventually(t, 15*time.Second, "GBR to hold USA's checkpoints", func() bool {
 		f.jsonCLI(&pv, "GBR", "audit", "verify", "--against", "USA")
