@@ -507,10 +507,11 @@ func (s *Store) update(now time.Time, fn func(*Tx) error) ([]*storev1.AuditEntry
 	return t.audit.appended, nil
 }
 
-// committed1 runs after a commit that started at start: it counts it, adds the new reports to the decoded
-// cache as they were written, drops the rewritten ones (a report new in
-// one writer of a group may be rewritten by a later one) and wakes the
-// feed's readers if the feed grew.
+// committed1 runs after a commit that started at start: it counts the
+// commit and its time (Stats), adds the new reports to the decoded cache
+// as they were written, drops the rewritten ones (a report new in one
+// writer of a group may be rewritten by a later one) and wakes the feed's
+// readers if the feed grew.
 func (s *Store) committed1(start time.Time, grown bool, fresh []decodedReport, changed []string) {
 	s.commits.Add(1)
 	s.commitTime.Add(int64(time.Since(start)))
