@@ -100,7 +100,8 @@ func printBench(g *globals, r *bench.Result) {
 		r.LatencyCPUMicrosA, r.LatencyCPUMicrosB, r.LatencyCPUMicrosBench, lcpu*float64(r.LatencyRatePerS)/(1e4*float64(r.CPUs)))
 	fmt.Fprintf(w, "  disk alone: two commits in series, p50 / p99 / p99.9\t%.2f / %.2f / %.2f ms\t\tlimit (the phase's commits replayed)\n", r.DiskFloorP50Ms, r.DiskFloorP99Ms, r.DiskFloorP999Ms)
 	fmt.Fprintf(w, "  (the phase's commits: USA / GBR)\t%.0f/s of %.1f writes / %.0f/s of %.1f\t\t\n", r.CommitsPerSA, r.WritesPerCommitA, r.CommitsPerSB, r.WritesPerCommitB)
-	fmt.Fprintf(w, "  (a commit's mean time, of which writing: USA / GBR)\t%.2f, %.2f / %.2f, %.2f ms\t\t\n", r.CommitMsA, r.CommitWriteMsA, r.CommitMsB, r.CommitWriteMsB)
+	fmt.Fprintf(w, "  (a commit's mean time, of which writing: USA / GBR)\t%.2f, %.2f / %.2f, %.2f ms\t\tthe committer busy %.0f%% / %.0f%% of the time\n",
+		r.CommitMsA, r.CommitWriteMsA, r.CommitMsB, r.CommitWriteMsB, r.CommitsPerSA*r.CommitMsA/10, r.CommitsPerSB*r.CommitMsB/10)
 	fmt.Fprintf(w, "fan-out (%d streams x %d reports)\t%.0f deliveries/s\t>= 100000\t%.0f%% of grpc\n",
 		r.FanoutSubscribers, r.FanoutReports, r.FanoutDeliveriesPerS, 100*r.FanoutDeliveriesPerS/r.GRPCBaselineMsgsPerS)
 	fmt.Fprintf(w, "fan-out peak RSS (GBR node)\t%.0f MiB\t<= 512 MiB\t\n", r.FanoutPeakRSSMiB)
