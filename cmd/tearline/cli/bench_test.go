@@ -1,0 +1,40 @@
+package cli
+
+import (
+	"bytes"
+	"regexp"
+	"testing"
+
+	"github.com/tearline/tearline/internal/bench"
+)
+
+// TestPrintBench: the table shows each figure with its ratio to the
+// limits, and the latency phase's rows derived from the result: the
+// cores' share and how busy each committer was.
+func TestPrintBench(t *testing.T) {
+	r := &bench.Result{
+		Date: "2026-12-06T00:00:00Z", CPUs: 2, NodeMemoryLimitMiB: 224, MessageBytes: 2335,
+		GRPCBaselineMsgsPerS: 200000, CryptoFloorReportsPerS: 25000,
+		FederationReportsPerS: 5000,
+		LatencyRatePerS:       500, LatencyP50Ms: 3, LatencyP99Ms: 16, LatencyP999Ms: 25,
+		LatencyPublishP50Ms: 1.5, LatencyPublishP99Ms: 8, LatencyPublishP999Ms: 12,
+		LatencyCPUMicrosA: 1000, LatencyCPUMicrosB: 1000, LatencyCPUMicrosBench: 400,
+		LatencyDisk: bench.LatencyDisk{CommitsPerSA: 500, CommitsPerSB: 400, CommitMsA: 1.2, CommitWriteMsA: 0.9, CommitMsB: 1.5, CommitWriteMsB: 1.1},
+		CatchupReportsPerS: 6000,
+	}
+	var out bytes.Buffer
+	printBench(&globals{stdout: &out}, r)
+	for _, want := range []string{
+		`(?m)^federation throughput +5000 reports/s +>= 10000 and >= 40% of floor +20% of crypto floor, 2% of grpc$`,
+		`(?m)^  \(of which publish to USA's answer: p50 / p99 / p99.9\) +1.50 / 8.00 / 12.00 ms`,
+		// (1000 + 1000 + 400) µs x 500/s = 1.2 cores of 2.
+		`(?m)^  \(CPU a report: USA / GBR / bench client\) +1000 / 1000 / 400 µs +60% of the cores at this rate$`,
+		// 500/s x 1.2 ms and 400/s x 1.5 ms.
+		`(?m)^  \(a commit's mean time, of which writing: USA / GBR\) +1.20, 0.90 / 1.50, 1.10 ms +the committer busy 60% / 60% of the time$`,
+		`(?m)^catch-up \(0 reports\) +6000 reports/s +>= 80% of federation +120% of federation$`,
+	} {
+		if !regexp.MustCompile(want).MatchString(out.String()) {
+			t.Errorf("the table does not match %s:\n%s", want, out.String())
+		}
+	}
+}
