@@ -19,7 +19,7 @@ func TestPrintBench(t *testing.T) {
 		LatencyRatePerS:       500, LatencyP50Ms: 3, LatencyP99Ms: 16, LatencyP999Ms: 25,
 		LatencyPublishP50Ms: 1.5, LatencyPublishP99Ms: 8, LatencyPublishP999Ms: 12,
 		LatencyCPUMicrosA: 1000, LatencyCPUMicrosB: 1000, LatencyCPUMicrosBench: 400,
-		LatencyDisk: bench.LatencyDisk{CommitsPerSA: 500, CommitsPerSB: 400, CommitMsA: 1.2, CommitWriteMsA: 0.9, CommitMsB: 1.5, CommitWriteMsB: 1.1},
+		LatencyDisk:        bench.LatencyDisk{CommitsPerSA: 500, CommitsPerSB: 400, CommitMsA: 1.2, CommitWriteMsA: 0.9, CommitMsB: 1.5, CommitWriteMsB: 1.1},
 		CatchupReportsPerS: 6000,
 	}
 	var out bytes.Buffer
