@@ -26,7 +26,10 @@ temporary folder, on loopback mTLS with their own bbolt files, and measure:
                of a cached file one read through a map of it makes resident
   federation   reports (one 2 KiB portion) published at USA, counted at a
                subscriber at GBR: reports/s end to end
-  latency      publish at USA to delivery at GBR's subscriber at a fixed rate
+  latency      publish at USA to delivery at GBR's subscriber at a fixed rate,
+               and to USA's answer; each process's CPU, each node's commits
+               (how long, how busy its committer), and those commits
+               replayed on the disk alone
   fan-out      every report to --subscribers streams at GBR; GBR's peak RSS
                during the phase (Linux)
   catch-up     GBR stopped while USA accepts --catchup reports; reports/s
