@@ -124,3 +124,10 @@ func isClosed(ch <-chan struct{}) bool {
 		return false
 	}
 }
+
+// waiting is how many Batch and BatchLater writers wait for a commit.
+func (s *Store) waiting() (calls, later int) {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	return len(s.calls), len(s.later)
+}

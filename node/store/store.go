@@ -79,15 +79,17 @@ type Store struct {
 	// decoded holds reports as Feed decoded them, shared by every reader.
 	decoded *reportCache
 
-	// The group committer: Batch sends its write to calls, BatchLater to
-	// later; commitLoop commits what has arrived together. closing guards
-	// both.
-	closing   sync.RWMutex
-	closed    bool
-	calls     chan *groupCall
-	later     chan *groupCall
-	laterWait time.Duration // laterDelay; tests set it longer
-	committed chan struct{} // closed when commitLoop has ended
+	// The group commit (see batch). gmu guards the fields below it;
+	// ended is signalled when a leader stops leading.
+	gmu        sync.Mutex
+	ended      sync.Cond
+	closed     bool
+	leading    bool         // a writer is committing, or has been handed the lead
+	calls      []*groupCall // Batch writers waiting, in order
+	later      []*groupCall // BatchLater writers waiting
+	laterTimer *time.Timer  // commits the BatchLater writers after laterWait
+	laterArmed bool
+	laterWait  time.Duration // laterDelay; tests set it longer
 
 	commits    atomic.Uint64 // write transactions committed (see Stats)
 	commitTime atomic.Int64  // their wall time, ns (see Stats)
@@ -143,12 +145,12 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, classify(err))
 	}
-	s := &Store{db: db, readOnly: readOnly, notify: make(chan struct{}), calls: make(chan *groupCall, maxGroup), later: make(chan *groupCall, maxGroup), laterWait: laterDelay, decoded: newReportCache(), committed: make(chan struct{})}
+	s := &Store{db: db, readOnly: readOnly, notify: make(chan struct{}), laterWait: laterDelay, decoded: newReportCache()}
+	s.ended.L = &s.gmu
 	if err := s.initSchema(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
-	go s.commitLoop()
 	s.unmap() // opening read the whole file (the freelist's rebuild)
 	s.stopUnmap, s.unmapped = make(chan struct{}), make(chan struct{})
 	go s.unmapLoop(s.stopUnmap, s.unmapped)
@@ -257,14 +259,23 @@ func lostErrno(err error, errno syscall.Errno) bool {
 // Close commits the writes already handed to Batch, then closes the file.
 // Later writes fail with ErrClosed.
 func (s *Store) Close() error {
-	s.closing.Lock()
+	s.gmu.Lock()
 	first := !s.closed
-	if first {
-		s.closed = true
-		close(s.calls)
+	s.closed = true
+	for {
+		for s.leading {
+			s.ended.Wait()
+		}
+		if len(s.calls) == 0 && len(s.later) == 0 {
+			break
+		}
+		s.lead() // unlocks
+		s.gmu.Lock()
 	}
-	s.closing.Unlock()
-	<-s.committed
+	if s.laterTimer != nil {
+		s.laterTimer.Stop()
+	}
+	s.gmu.Unlock()
 	if first {
 		close(s.stopUnmap)
 	}
@@ -523,7 +534,7 @@ func (s *Store) committed1(start time.Time, grown bool, fresh []decodedReport, c
 }
 
 // audited runs the audit hook with a commit's entries, in the writer's own
-// goroutine (never the commit loop's: the hook may write).
+// goroutine once it has given up the lead (the hook may write).
 func (s *Store) audited(entries []*storev1.AuditEntry) {
 	if len(entries) > 0 && s.onAudit != nil {
 		s.onAudit(entries)
@@ -535,104 +546,128 @@ func (s *Store) audited(entries []*storev1.AuditEntry) {
 // more than once (alone, if another writer of its group failed) and must
 // only touch the store.
 func (s *Store) Batch(now time.Time, fn func(*Tx) error) error {
-	return s.batch(s.calls, now, fn)
+	return s.batch(false, now, fn)
 }
 
 // BatchLater is Batch for a write that may wait: it joins the next commit
 // that another writer starts, or is committed after laterDelay if none
 // starts by then. It returns, like Batch, once its write is on disk.
 func (s *Store) BatchLater(now time.Time, fn func(*Tx) error) error {
-	return s.batch(s.later, now, fn)
+	return s.batch(true, now, fn)
 }
 
 // laterDelay is the longest a BatchLater write waits for another commit
 // to join.
 const laterDelay = 10 * time.Millisecond
 
-func (s *Store) batch(ch chan *groupCall, now time.Time, fn func(*Tx) error) error {
+// errLead is what a waiting Batch writer receives when the commit before
+// its own hands it the lead.
+var errLead = errors.New("store: lead the next commit")
+
+// batch queues a write for the group commit. There is no committer
+// goroutine: a Batch writer that finds no commit running leads one in its
+// own goroutine, with every writer waiting by then (up to maxGroup, and
+// the BatchLater writers). Writers that arrive during a commit wait;
+// once it is on disk the leader hands the lead to the first of them, which
+// commits them all together, and so on. A lone writer thus commits at
+// once with no hand-over to another goroutine and back, which on this
+// kind of machine costs a thread's wake-up each way (BENCHMARKS.md, issue
+// 7). BatchLater writers lead only when maxGroup of them wait, or when
+// laterWait has passed since the first of them came (laterFired).
+func (s *Store) batch(later bool, now time.Time, fn func(*Tx) error) error {
 	c := &groupCall{now: now, fn: fn, done: make(chan error, 1)}
-	s.closing.RLock()
+	s.gmu.Lock()
 	if s.closed {
-		s.closing.RUnlock()
+		s.gmu.Unlock()
 		return ErrClosed
 	}
-	ch <- c
-	s.closing.RUnlock()
+	switch {
+	case !later:
+		s.calls = append(s.calls, c)
+		if s.leading {
+			s.gmu.Unlock()
+			break
+		}
+		s.lead()
+	case len(s.later)+1 >= maxGroup && !s.leading:
+		s.later = append(s.later, c)
+		s.lead()
+	default:
+		s.later = append(s.later, c)
+		if !s.laterArmed {
+			s.armLater()
+		}
+		s.gmu.Unlock()
+	}
 	err := <-c.done
+	for err == errLead {
+		s.gmu.Lock()
+		s.lead()
+		err = <-c.done
+	}
 	if err == nil {
 		s.audited(c.audited)
 	}
 	return classify(err)
 }
 
-// commitLoop commits the writers waiting in calls: the first one at once,
-// with every other that has arrived by then, up to maxGroup, and the
-// BatchLater writers waiting. Those alone start a commit laterWait after
-// the first of them arrived, or once maxGroup of them wait.
-func (s *Store) commitLoop() {
-	defer close(s.committed)
-	group := make([]*groupCall, 0, maxGroup)
-	var waiting []*groupCall // BatchLater writers
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	calls := s.calls
-	for calls != nil || len(waiting) > 0 {
-		group = group[:0]
-		select {
-		case c, ok := <-calls:
-			if !ok {
-				// Closed: no writer sends any more (Close holds closing).
-				calls = nil
-				s.drainLater(&waiting)
-				if len(waiting) == 0 {
-					continue
-				}
-				break
-			}
-			group = append(group, c)
-		more:
-			for len(group) < maxGroup {
-				select {
-				case c, ok := <-calls:
-					if !ok {
-						calls = nil
-						break more
-					}
-					group = append(group, c)
-				default:
-					break more
-				}
-			}
-		case c := <-s.later:
-			if len(waiting) == 0 {
-				timer.Reset(s.laterWait)
-			}
-			if waiting = append(waiting, c); len(waiting) < maxGroup {
-				continue
-			}
-		case <-timer.C:
-		}
-		s.drainLater(&waiting)
-		group = append(group, waiting...)
-		clear(waiting)
-		waiting = waiting[:0]
-		timer.Stop()
-		if len(group) > 0 {
-			s.commitGroup(group)
-		}
-	}
-}
-
-// drainLater moves the BatchLater writers that have arrived to waiting.
-func (s *Store) drainLater(waiting *[]*groupCall) {
+// lead commits the writers waiting, holding the lead. It is called with
+// gmu held and returns with it released. Once the commit is on disk it
+// hands the lead to the first Batch writer that came during it, if any.
+func (s *Store) lead() {
+	s.leading = true
 	for {
-		select {
-		case c := <-s.later:
-			*waiting = append(*waiting, c)
-		default:
+		n := min(len(s.calls), maxGroup)
+		group := make([]*groupCall, 0, n+len(s.later))
+		group = append(group, s.calls[:n]...)
+		group = append(group, s.later...)
+		clear(s.calls[:n])
+		s.calls = s.calls[n:]
+		clear(s.later)
+		s.later = s.later[:0]
+		if s.laterArmed {
+			s.laterTimer.Stop()
+			s.laterArmed = false
+		}
+		s.gmu.Unlock()
+
+		s.commitGroup(group)
+
+		s.gmu.Lock()
+		if len(s.calls) > 0 {
+			s.calls[0].done <- errLead
+			s.gmu.Unlock()
 			return
 		}
+		if len(s.later) < maxGroup {
+			break
+		}
 	}
+	s.leading = false
+	s.ended.Broadcast()
+	s.gmu.Unlock()
+}
+
+// armLater starts the BatchLater writers' wait; gmu is held.
+func (s *Store) armLater() {
+	s.laterArmed = true
+	if s.laterTimer == nil {
+		s.laterTimer = time.AfterFunc(s.laterWait, s.laterFired)
+		return
+	}
+	s.laterTimer.Reset(s.laterWait)
+}
+
+// laterFired commits the BatchLater writers whose wait is over, unless a
+// commit is running: its leader (or the next) takes them.
+func (s *Store) laterFired() {
+	s.gmu.Lock()
+	s.laterArmed = false
+	if s.leading || len(s.later) == 0 {
+		s.gmu.Unlock()
+		return
+	}
+	s.lead()
 }
 
 // commitGroup commits group in one transaction. If one writer fails, it
@@ -746,7 +781,7 @@ type decodedReport struct {
 }
 
 // seed adds reports a commit wrote as new, so that readers of the feed
-// need not decode them. Only the commit loop calls it, after the commit and
+// need not decode them. A commit's writer calls it, after the commit and
 // before waking the readers.
 func (c *reportCache) seed(rs []decodedReport) {
 	if len(rs) == 0 {

@@ -878,7 +878,7 @@ func TestBatchGroupsWriters(t *testing.T) {
 			}
 		})
 	}
-	for len(s.calls) < n {
+	for c, _ := s.waiting(); c < n; c, _ = s.waiting() {
 		time.Sleep(time.Millisecond)
 	}
 	close(release)
@@ -920,7 +920,7 @@ func TestCloseCommitsWaitingWriters(t *testing.T) {
 			return tx.AddEvent(&storev1.Event{ReportId: "kept-later", Kind: "acknowledged"})
 		})
 	}()
-	for len(s.later) == 0 { // handed over while the commit above runs
+	for _, l := s.waiting(); l == 0; _, l = s.waiting() { // queued while the commit above runs
 		time.Sleep(time.Millisecond)
 	}
 	closeErr := make(chan error, 1)
