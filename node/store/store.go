@@ -90,6 +90,8 @@ type Store struct {
 	laterTimer *time.Timer  // commits the BatchLater writers after laterWait
 	laterArmed bool
 	laterWait  time.Duration // laterDelay; tests set it longer
+	handed     chan struct{} // a leader hands the lead to commitLoop
+	loopDone   chan struct{} // closed when commitLoop has ended
 
 	commits    atomic.Uint64 // write transactions committed (see Stats)
 	commitTime atomic.Int64  // their wall time, ns (see Stats)
@@ -145,12 +147,13 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, classify(err))
 	}
-	s := &Store{db: db, readOnly: readOnly, notify: make(chan struct{}), laterWait: laterDelay, decoded: newReportCache()}
+	s := &Store{db: db, readOnly: readOnly, notify: make(chan struct{}), laterWait: laterDelay, decoded: newReportCache(), handed: make(chan struct{}, 1), loopDone: make(chan struct{})}
 	s.ended.L = &s.gmu
 	if err := s.initSchema(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
+	go s.commitLoop()
 	s.unmap() // opening read the whole file (the freelist's rebuild)
 	s.stopUnmap, s.unmapped = make(chan struct{}), make(chan struct{})
 	go s.unmapLoop(s.stopUnmap, s.unmapped)
@@ -269,7 +272,7 @@ func (s *Store) Close() error {
 		if len(s.calls) == 0 && len(s.later) == 0 {
 			break
 		}
-		s.lead() // unlocks
+		s.lead(false) // unlocks
 		s.gmu.Lock()
 	}
 	if s.laterTimer != nil {
@@ -277,8 +280,10 @@ func (s *Store) Close() error {
 	}
 	s.gmu.Unlock()
 	if first {
+		close(s.handed)
 		close(s.stopUnmap)
 	}
+	<-s.loopDone
 	<-s.unmapped
 	return s.db.Close()
 }
@@ -560,20 +565,18 @@ func (s *Store) BatchLater(now time.Time, fn func(*Tx) error) error {
 // to join.
 const laterDelay = 10 * time.Millisecond
 
-// errLead is what a waiting Batch writer receives when the commit before
-// its own hands it the lead.
-var errLead = errors.New("store: lead the next commit")
-
-// batch queues a write for the group commit. There is no committer
-// goroutine: a Batch writer that finds no commit running leads one in its
-// own goroutine, with every writer waiting by then (up to maxGroup, and
-// the BatchLater writers). Writers that arrive during a commit wait;
-// once it is on disk the leader hands the lead to the first of them, which
-// commits them all together, and so on. A lone writer thus commits at
-// once with no hand-over to another goroutine and back, which on this
-// kind of machine costs a thread's wake-up each way (BENCHMARKS.md, issue
-// 7). BatchLater writers lead only when maxGroup of them wait, or when
-// laterWait has passed since the first of them came (laterFired).
+// batch queues a write for the group commit. A Batch writer that finds no
+// commit running commits at once in its own goroutine, with every writer
+// waiting by then (up to maxGroup, and the BatchLater writers): a lone
+// writer thus needs no hand-over to another goroutine and back, which on
+// this kind of machine costs a thread's wake-up each way (BENCHMARKS.md,
+// issue 7). Writers that arrive during a commit wait; once it is on disk
+// its leader hands the lead to the store's committer goroutine, which
+// commits them together and goes on while writers keep coming (so under
+// load the commits follow each other without a hand-over, and the first
+// writer returns as soon as its own write is on disk). BatchLater writers
+// lead only when maxGroup of them wait, or when laterWait has passed since
+// the first of them came (laterFired).
 func (s *Store) batch(later bool, now time.Time, fn func(*Tx) error) error {
 	c := &groupCall{now: now, fn: fn, done: make(chan error, 1)}
 	s.gmu.Lock()
@@ -588,10 +591,10 @@ func (s *Store) batch(later bool, now time.Time, fn func(*Tx) error) error {
 			s.gmu.Unlock()
 			break
 		}
-		s.lead()
+		s.lead(true)
 	case len(s.later)+1 >= maxGroup && !s.leading:
 		s.later = append(s.later, c)
-		s.lead()
+		s.lead(true)
 	default:
 		s.later = append(s.later, c)
 		if !s.laterArmed {
@@ -600,21 +603,17 @@ func (s *Store) batch(later bool, now time.Time, fn func(*Tx) error) error {
 		s.gmu.Unlock()
 	}
 	err := <-c.done
-	for err == errLead {
-		s.gmu.Lock()
-		s.lead()
-		err = <-c.done
-	}
 	if err == nil {
 		s.audited(c.audited)
 	}
 	return classify(err)
 }
 
-// lead commits the writers waiting, holding the lead. It is called with
-// gmu held and returns with it released. Once the commit is on disk it
-// hands the lead to the first Batch writer that came during it, if any.
-func (s *Store) lead() {
+// lead commits the writers waiting, holding the lead, and goes on while
+// more wait. It is called with gmu held and returns with it released. A
+// writer leading in its own goroutine (handOver) commits once, then hands
+// the lead to commitLoop if more writers wait.
+func (s *Store) lead(handOver bool) {
 	s.leading = true
 	for {
 		n := min(len(s.calls), maxGroup)
@@ -634,18 +633,32 @@ func (s *Store) lead() {
 		s.commitGroup(group)
 
 		s.gmu.Lock()
-		if len(s.calls) > 0 {
-			s.calls[0].done <- errLead
+		if len(s.calls) == 0 && len(s.later) < maxGroup {
+			break
+		}
+		if handOver {
+			s.handed <- struct{}{} // commitLoop leads on
 			s.gmu.Unlock()
 			return
 		}
-		if len(s.later) < maxGroup {
-			break
-		}
+	}
+	if len(s.later) > 0 && !s.laterArmed {
+		// Their wait ended during the commit (laterFired left them to
+		// the leader): start it again.
+		s.armLater()
 	}
 	s.leading = false
 	s.ended.Broadcast()
 	s.gmu.Unlock()
+}
+
+// commitLoop leads the commits a writer's commit hands over, until Close.
+func (s *Store) commitLoop() {
+	defer close(s.loopDone)
+	for range s.handed {
+		s.gmu.Lock()
+		s.lead(false)
+	}
 }
 
 // armLater starts the BatchLater writers' wait; gmu is held.
@@ -667,7 +680,7 @@ func (s *Store) laterFired() {
 		s.gmu.Unlock()
 		return
 	}
-	s.lead()
+	s.lead(false)
 }
 
 // commitGroup commits group in one transaction. If one writer fails, it
