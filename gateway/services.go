@@ -37,6 +37,8 @@ func (s *federationService) Deliver(stream grpc.BidiStreamingServer[federationv1
 	if err != nil {
 		return err
 	}
+	// The partner is up: our link to it need not wait out its backoff.
+	s.node.PartnerConnected(from.Party)
 	// A reader keeps receiving while the items before are checked and
 	// committed; the loop below takes what has arrived (up to a sender's
 	// window) and commits the envelopes among it together.

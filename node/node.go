@@ -89,6 +89,7 @@ type Node struct {
 
 	mu     sync.Mutex
 	wakeOf map[string]chan struct{} // per partner: closed when its outbox grows
+	upOf   map[string]chan struct{} // per partner: closed when its node connects here
 
 	susp   suspensions
 	vcache verifyCache
@@ -117,6 +118,7 @@ func New(cfg Config) (*Node, error) {
 		clock:       cfg.Clock,
 		log:         cfg.Logger,
 		wakeOf:      make(map[string]chan struct{}),
+		upOf:        make(map[string]chan struct{}),
 		vcache:      newVerifyCache(),
 		views:       newViewMemo(),
 	}
@@ -138,6 +140,7 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.partners[p.Party] = p
 		n.wakeOf[p.Party] = make(chan struct{})
+		n.upOf[p.Party] = make(chan struct{})
 	}
 	for _, s := range cfg.Subscribers {
 		n.subscribers[s.Name] = s
@@ -167,15 +170,7 @@ func (n *Node) Partners() []Partner {
 
 // OutboxChanged returns a channel closed the next time party's outbox grows.
 func (n *Node) OutboxChanged(party string) <-chan struct{} {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	ch, ok := n.wakeOf[party]
-	if !ok || isClosed(ch) {
-		// A wake closed the last one: the next wake closes this one.
-		ch = make(chan struct{})
-		n.wakeOf[party] = ch
-	}
-	return ch
+	return n.next(n.wakeOf, party)
 }
 
 // wake closes the parties' channels from OutboxChanged. A closed one is
@@ -185,9 +180,43 @@ func (n *Node) wake(parties []string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, p := range parties {
-		if ch, ok := n.wakeOf[p]; ok && !isClosed(ch) {
-			close(ch)
-		}
+		closeOnce(n.wakeOf[p])
+	}
+}
+
+// PartnerUp returns a channel closed the next time party's node connects
+// to this one (PartnerConnected).
+func (n *Node) PartnerUp(party string) <-chan struct{} {
+	return n.next(n.upOf, party)
+}
+
+// PartnerConnected notes that party's node has opened a federation stream
+// to this one, so it is up: the link to it, if waiting out a backoff after
+// failing to reach it, tries again at once instead of up to MaxBackoff
+// later (a partner that restarts gets its backlog without that wait).
+func (n *Node) PartnerConnected(party string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	closeOnce(n.upOf[party])
+}
+
+// next returns m's channel for party, replacing it if it was closed (a
+// signal closed the last one: the next signal closes this one).
+func (n *Node) next(m map[string]chan struct{}, party string) <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ch, ok := m[party]
+	if !ok || isClosed(ch) {
+		ch = make(chan struct{})
+		m[party] = ch
+	}
+	return ch
+}
+
+// closeOnce closes ch unless it is nil or closed already.
+func closeOnce(ch chan struct{}) {
+	if ch != nil && !isClosed(ch) {
+		close(ch)
 	}
 }
 

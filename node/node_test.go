@@ -305,3 +305,33 @@ func TestOutboxChangedWakesOnce(t *testing.T) {
 		t.Fatal("the next publish left the new channel open")
 	}
 }
+
+// TestPartnerUpClosedWhenThePartnerConnects: the channel PartnerUp returns
+// is closed by the partner's next connection and by nothing else (a
+// publish to it, another partner's connection); connecting twice closes it
+// once; asking again after that gives an open channel.
+func TestPartnerUpClosedWhenThePartnerConnects(t *testing.T) {
+	dir, trust := t.TempDir(), pki.NewTrust()
+	usa := testNode(t, dir, trust, "USA", []string{"USA", "CAN", "GBR"})
+	up := usa.PartnerUp("CAN")
+	if again := usa.PartnerUp("CAN"); again != up {
+		t.Error("asked twice without a connection, PartnerUp gave two channels")
+	}
+	off := pki.Identity{Party: "USA", Kind: pki.KindOfficer, Name: "o"}
+	if _, _, err := usa.Publish(context.Background(), off, PublishInput{Portions: []NewPortion{{Banner: "SECRET//REL TO USA, CAN", Body: []byte("x")}}}); err != nil {
+		t.Fatal(err)
+	}
+	usa.PartnerConnected("GBR")
+	usa.PartnerConnected("NZL") // not a partner: nothing to wake
+	if isClosed(up) {
+		t.Fatal("closed by a publish or by another party's connection")
+	}
+	usa.PartnerConnected("CAN")
+	usa.PartnerConnected("CAN")
+	if !isClosed(up) {
+		t.Fatal("CAN connected and its channel stayed open")
+	}
+	if next := usa.PartnerUp("CAN"); isClosed(next) {
+		t.Fatal("after the connection PartnerUp gave a closed channel")
+	}
+}

@@ -31,6 +31,9 @@ import (
 type Outbox interface {
 	Store() *store.Store
 	OutboxChanged(party string) <-chan struct{}
+	// PartnerUp is closed when the partner's node connects to this one:
+	// a link waiting out a backoff tries again at once.
+	PartnerUp(party string) <-chan struct{}
 	// PartnerSuspended and SuspensionChanged hold the link while a security
 	// team has suspended the partner: nothing is sent, nothing is dropped.
 	PartnerSuspended(party string) bool
@@ -104,6 +107,7 @@ func (l *Link) Run(ctx context.Context) error {
 			case <-changed:
 			}
 		}
+		up := l.Node.PartnerUp(l.Party)
 		delivered, err := l.session(ctx)
 		if errors.Is(err, errSuspended) {
 			continue
@@ -115,22 +119,26 @@ func (l *Link) Run(ctx context.Context) error {
 			backoff = l.MinBackoff
 		}
 		log.Warn("link down", "error", err, "retry_in", backoff.String())
-		// Wait out the backoff, but try again early (after MinBackoff) when
-		// there is something new to deliver.
+		// Wait out the backoff, but try again early: after MinBackoff when
+		// there is something new to deliver, at once when the partner's
+		// node connects here (it has come back).
 		jitter := time.Duration(rand.Int64N(int64(backoff)/5 + 1))
 		wake := l.Node.OutboxChanged(l.Party)
 		timer := time.NewTimer(backoff + jitter)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil
-		case <-timer.C:
-		case <-wake:
-			timer.Stop()
+	wait:
+		for {
 			select {
 			case <-ctx.Done():
+				timer.Stop()
 				return nil
-			case <-time.After(l.MinBackoff):
+			case <-timer.C:
+				break wait
+			case <-up:
+				timer.Stop()
+				break wait
+			case <-wake:
+				wake = nil
+				timer.Reset(l.MinBackoff)
 			}
 		}
 		backoff = min(backoff*2, l.MaxBackoff)
