@@ -84,7 +84,7 @@ type Store struct {
 	gmu        sync.Mutex
 	ended      sync.Cond
 	closed     bool
-	leading    bool         // a writer is committing, or has been handed the lead
+	leading    bool         // a commit is running, or commitLoop has been handed the lead
 	calls      []*groupCall // Batch writers waiting, in order
 	later      []*groupCall // BatchLater writers waiting
 	laterTimer *time.Timer  // commits the BatchLater writers after laterWait
@@ -794,7 +794,7 @@ type decodedReport struct {
 }
 
 // seed adds reports a commit wrote as new, so that readers of the feed
-// need not decode them. A commit's writer calls it, after the commit and
+// need not decode them. The commit's leader calls it, after the commit and
 // before waking the readers.
 func (c *reportCache) seed(rs []decodedReport) {
 	if len(rs) == 0 {
