@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/tearline/tearline/internal/faultproxy"
-	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 )
 
 // Regression (issue 8, partition suite): a link whose connection went
@@ -33,32 +32,15 @@ func TestLinkRecoversFromSilentConnection(t *testing.T) {
 		}
 	}, "USA", "GBR")
 	usa, gbr := f.officer("USA"), f.officer("GBR")
-	publish := func() string {
-		resp, err := usa.Publish(ctxT(t), &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA, GBR", Body: []byte("x")}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.GetId()
-	}
-	arrives := func(id string, within time.Duration) bool {
-		deadline := time.Now().Add(within)
-		for time.Now().Before(deadline) {
-			if _, err := gbr.GetReport(ctxT(t), &clientv1.GetReportRequest{Id: id}); err == nil {
-				return true
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		return false
-	}
-	if !arrives(publish(), 10*time.Second) {
+	if !arrives(t, gbr, publishToGBR(t, usa), 10*time.Second) {
 		t.Fatal("the link never delivered through the proxy")
 	}
 	proxy.Set(faultproxy.Drop)
-	lost := publish() // sent into the void on the open connection
+	lost := publishToGBR(t, usa) // sent into the void on the open connection
 	time.Sleep(300 * time.Millisecond)
 	proxy.Set(faultproxy.Pass) // healed, but the dropped connection stays silent
 	began := time.Now()
-	if !arrives(lost, 40*time.Second) {
+	if !arrives(t, gbr, lost, 40*time.Second) {
 		t.Fatalf("the link did not recover from a silent connection within 40s (proxy %+v)", proxy.Stats())
 	}
 	t.Logf("recovered %s after the heal", time.Since(began).Round(100*time.Millisecond))

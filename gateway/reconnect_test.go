@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"testing"
 	"time"
-
-	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 )
 
 // TestLinkRetriesAtOnceWhenThePartnerReturns: a partner node that comes
@@ -55,36 +53,18 @@ func TestLinkRetriesAtOnceWhenThePartnerReturns(t *testing.T) {
 	defer stopUSA()
 	stopGBR := run(gbrServer)
 	usa := f.officer("USA")
-	publish := func() string {
-		t.Helper()
-		resp, err := usa.Publish(ctxT(t), &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA, GBR", Body: []byte("x")}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.GetId()
-	}
-	arrives := func(gbr clientv1.ClientServiceClient, id string, within time.Duration) bool {
-		deadline := time.Now().Add(within)
-		for time.Now().Before(deadline) {
-			if _, err := gbr.GetReport(ctxT(t), &clientv1.GetReportRequest{Id: id}); err == nil {
-				return true
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		return false
-	}
-	if !arrives(f.officer("GBR"), publish(), 10*time.Second) {
+	if !arrives(t, f.officer("GBR"), publishToGBR(t, usa), 10*time.Second) {
 		t.Fatal("the link never delivered")
 	}
 
 	t0 := time.Now()
 	stopGBR()
 	t.Logf("GBR stopped in %s", time.Since(t0).Round(10*time.Millisecond))
-	queued := publish() // USA's link cannot reach GBR: it waits its minute
+	queued := publishToGBR(t, usa) // USA's link cannot reach GBR: it waits its minute
 	began := time.Now()
 	stopGBR = run(newServer(paths[1]))
 	defer stopGBR()
-	if !arrives(f.officer("GBR"), queued, 20*time.Second) {
+	if !arrives(t, f.officer("GBR"), queued, 20*time.Second) {
 		t.Fatal("a report queued while GBR was down did not reach GBR within 20 s of its return: the link waited out its backoff")
 	}
 	t.Logf("delivered %s after GBR's restart began", time.Since(began).Round(10*time.Millisecond))

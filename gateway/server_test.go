@@ -170,6 +170,30 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
+// publishToGBR publishes at USA (through usa, an officer's client) a
+// report of one portion releasable to GBR, and returns its id.
+func publishToGBR(t testing.TB, usa clientv1.ClientServiceClient) string {
+	t.Helper()
+	resp, err := usa.Publish(ctxT(t), &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA, GBR", Body: []byte("x")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.GetId()
+}
+
+// arrives reports whether report id can be read through c (a client of
+// the receiving node) within the given time.
+func arrives(t testing.TB, c clientv1.ClientServiceClient, id string, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if _, err := c.GetReport(ctxT(t), &clientv1.GetReportRequest{Id: id}); err == nil {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
 func count(t *testing.T, c clientv1.ClientServiceClient) int {
 	t.Helper()
 	resp, err := c.ListReports(ctxT(t), &clientv1.ListReportsRequest{Limit: 1000})
