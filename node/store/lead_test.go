@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"runtime"
 	"strconv"
 	"sync"
@@ -149,4 +151,82 @@ func TestBatchLaterWaitEndingDuringACommit(t *testing.T) {
 	if evs, err := s.Events("later"); err != nil || len(evs) != 1 {
 		t.Errorf("%d events (%v), want 1", len(evs), err)
 	}
+}
+
+// TestConcurrentWritersAndClose: many writers, Batch and BatchLater
+// mixed, with Close arriving while they write. Every write that returned
+// nil is in the file once, exactly; every other returned ErrClosed and is
+// not; every writer was answered.
+func TestConcurrentWritersAndClose(t *testing.T) {
+	s := openTestStore(t)
+	s.laterWait = 2 * time.Millisecond
+	const writers = 32
+	var (
+		mu       sync.Mutex
+		kept     []string
+		refused  []string
+		wg       sync.WaitGroup
+		started  = make(chan struct{})
+		startedN sync.Once
+	)
+	for g := range writers {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				id := fmt.Sprintf("w%02d-%04d", g, i)
+				write := s.Batch
+				if (g+i)%3 == 0 {
+					write = s.BatchLater
+				}
+				err := write(t0, func(tx *Tx) error {
+					return tx.AddEvent(&storev1.Event{ReportId: id, Kind: "received"})
+				})
+				mu.Lock()
+				switch {
+				case err == nil:
+					kept = append(kept, id)
+				case errors.Is(err, ErrClosed):
+					refused = append(refused, id)
+				default:
+					t.Errorf("%s: %v", id, err)
+				}
+				n := len(kept)
+				mu.Unlock()
+				if n >= 500 {
+					startedN.Do(func() { close(started) })
+				}
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	<-started
+	if err := s.Store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait() // every writer was answered
+	if len(refused) != writers {
+		t.Errorf("%d writes refused, want one a writer (%d)", len(refused), writers)
+	}
+	s.Store = mustOpen(t, s.path)
+	for _, id := range kept {
+		if evs, err := s.Events(id); err != nil || len(evs) != 1 {
+			t.Fatalf("%s, acknowledged: %d events (%v), want 1", id, len(evs), err)
+		}
+	}
+	for _, id := range refused {
+		if evs, err := s.Events(id); err != nil || len(evs) != 0 {
+			t.Errorf("%s, refused: %d events (%v), want none", id, len(evs), err)
+		}
+	}
+	t.Logf("%d writes kept, %d refused at Close", len(kept), len(refused))
+}
+
+func mustOpen(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
