@@ -131,3 +131,17 @@ func (s *Store) waiting() (calls, later int) {
 	defer s.gmu.Unlock()
 	return len(s.calls), len(s.later)
 }
+
+// answered waits up to 10 s for a writer's answer on ch and fails the
+// test if none comes or it is an error; what names the writer.
+func answered(t testing.TB, ch <-chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-ch:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: no answer within 10 s", what)
+	}
+}

@@ -89,14 +89,7 @@ func TestLeadPassesOnAfterTheFirstCommit(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	close(release1)
-	select {
-	case err := <-firstDone:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first writer did not return while the next commit was held open")
-	}
+	answered(t, firstDone, "the first writer, while the next commit is held open")
 	close(release2)
 	wg.Wait()
 	if len(ranIn) != 1 {
@@ -140,14 +133,7 @@ func TestBatchLaterWaitEndingDuringACommit(t *testing.T) {
 	if err := <-batchErr; err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-laterErr:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a BatchLater write whose wait ended during a commit was never committed")
-	}
+	answered(t, laterErr, "a BatchLater write whose wait ended during a commit")
 	if evs, err := s.Events("later"); err != nil || len(evs) != 1 {
 		t.Errorf("%d events (%v), want 1", len(evs), err)
 	}

@@ -930,14 +930,7 @@ func TestCloseCommitsWaitingWriters(t *testing.T) {
 	if err := <-batchErr; err != nil {
 		t.Fatalf("write handed to Batch before Close: %v", err)
 	}
-	select {
-	case err := <-laterErr:
-		if err != nil {
-			t.Fatalf("write handed to BatchLater before Close: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a BatchLater write waiting at Close was never answered")
-	}
+	answered(t, laterErr, "a write handed to BatchLater before Close")
 	if err := <-closeErr; err != nil {
 		t.Fatal(err)
 	}
