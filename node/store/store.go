@@ -87,6 +87,7 @@ type Store struct {
 	leading    bool         // a commit is running, or commitLoop has been handed the lead
 	calls      []*groupCall // Batch writers waiting, in order
 	later      []*groupCall // BatchLater writers waiting
+	group      []*groupCall // the leader's group, reused from one commit to the next
 	laterTimer *time.Timer  // commits the BatchLater writers after laterWait
 	laterArmed bool
 	laterWait  time.Duration // laterDelay; tests set it longer
@@ -617,8 +618,7 @@ func (s *Store) lead(handOver bool) {
 	s.leading = true
 	for {
 		n := min(len(s.calls), maxGroup)
-		group := make([]*groupCall, 0, n+len(s.later))
-		group = append(group, s.calls[:n]...)
+		group := append(s.group[:0], s.calls[:n]...)
 		group = append(group, s.later...)
 		clear(s.calls[:n])
 		s.calls = s.calls[n:]
@@ -631,8 +631,10 @@ func (s *Store) lead(handOver bool) {
 		s.gmu.Unlock()
 
 		s.commitGroup(group)
+		clear(group)
 
 		s.gmu.Lock()
+		s.group = group
 		if len(s.calls) == 0 && len(s.later) < maxGroup {
 			break
 		}
