@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tearline/tearline/node"
+	"github.com/tearline/tearline/node/store"
 	adminv1 "github.com/tearline/tearline/proto/tearline/admin/v1"
 	federationv1 "github.com/tearline/tearline/proto/tearline/federation/v1"
 	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
@@ -94,15 +95,17 @@ func writeMetrics(w io.Writer, n *node.Node) {
 		fmt.Fprintf(w, "tearline_audit_entries %d\n", seq)
 	}
 	st := n.Store().Stats()
-	fmt.Fprintln(w, "# HELP tearline_store_commits_total Write transactions the node's store committed since it started, each made durable with two fdatasyncs.")
-	fmt.Fprintln(w, "# TYPE tearline_store_commits_total counter")
-	fmt.Fprintf(w, "tearline_store_commits_total %d\n", st.Commits)
+	fmt.Fprintln(w, "# HELP tearline_store_commit_seconds Write transactions the node's store committed since it started, each made durable with two fdatasyncs, by wall time from the transaction's start to its second fdatasync.")
+	fmt.Fprintln(w, "# TYPE tearline_store_commit_seconds histogram")
+	for i, le := range store.CommitBounds {
+		fmt.Fprintf(w, "tearline_store_commit_seconds_bucket{le=\"%g\"} %d\n", le.Seconds(), st.CommitsWithin[i])
+	}
+	fmt.Fprintf(w, "tearline_store_commit_seconds_bucket{le=\"+Inf\"} %d\n", st.Commits)
+	fmt.Fprintf(w, "tearline_store_commit_seconds_sum %.6f\n", st.CommitTime.Seconds())
+	fmt.Fprintf(w, "tearline_store_commit_seconds_count %d\n", st.Commits)
 	fmt.Fprintln(w, "# HELP tearline_store_writes_total Writes those commits made to the store file: each B+tree page rewritten (with its overflow) and the meta page, each at its own place.")
 	fmt.Fprintln(w, "# TYPE tearline_store_writes_total counter")
 	fmt.Fprintf(w, "tearline_store_writes_total %d\n", st.Writes)
-	fmt.Fprintln(w, "# HELP tearline_store_commit_seconds_total Wall time of those commits, from each transaction's start to its second fdatasync.")
-	fmt.Fprintln(w, "# TYPE tearline_store_commit_seconds_total counter")
-	fmt.Fprintf(w, "tearline_store_commit_seconds_total %.6f\n", st.CommitTime.Seconds())
 	fmt.Fprintln(w, "# HELP tearline_store_write_seconds_total The part of it spent writing pages and the meta page to the file and making each durable.")
 	fmt.Fprintln(w, "# TYPE tearline_store_write_seconds_total counter")
 	fmt.Fprintf(w, "tearline_store_write_seconds_total %.6f\n", st.WriteTime.Seconds())

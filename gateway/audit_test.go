@@ -12,6 +12,7 @@ import (
 
 	"github.com/tearline/tearline/internal/scrape"
 	"github.com/tearline/tearline/node/audit"
+	"github.com/tearline/tearline/node/store"
 	"github.com/tearline/tearline/pki"
 	adminv1 "github.com/tearline/tearline/proto/tearline/admin/v1"
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
@@ -109,14 +110,28 @@ func TestAnomaliesRaiseEventsAndMetrics(t *testing.T) {
 		`(?m)^tearline_audit_anomalies_total\{kind="anomaly-delivery-rate"\} [1-9][0-9]*$`,
 		`(?m)^tearline_audit_anomalies_total\{kind="audit-chain-broken"\} 0$`,
 		`(?m)^# TYPE tearline_audit_anomalies_total counter$`,
-		`(?m)^tearline_store_commits_total [1-9][0-9]*$`,
+		`(?m)^tearline_store_commit_seconds_count [1-9][0-9]*$`,
+		`(?m)^# TYPE tearline_store_commit_seconds histogram$`,
 		`(?m)^tearline_store_writes_total [1-9][0-9]*$`,
 	} {
 		if !regexp.MustCompile(want).MatchString(m) {
 			t.Errorf("metrics do not match %s:\n%s", want, m)
 		}
 	}
-	for _, name := range []string{"tearline_store_commit_seconds_total", "tearline_store_write_seconds_total"} {
+	// Every commit is in the histogram's last bucket, and those of this
+	// test's few reports within its highest bound.
+	commits, err := scrape.Uint(m, "tearline_store_commit_seconds_count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buckets, err := scrape.Histogram(m, "tearline_store_commit_seconds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(buckets); n != len(store.CommitBounds)+1 || buckets[n-1].Count != commits || buckets[n-2].Count == 0 {
+		t.Errorf("commit histogram %v for %d commits", buckets, commits)
+	}
+	for _, name := range []string{"tearline_store_commit_seconds_sum", "tearline_store_write_seconds_total"} {
 		if secs, err := scrape.Float(m, name); err != nil || secs <= 0 {
 			t.Errorf("%s = %v, %v; want a positive number of seconds", name, secs, err)
 		}

@@ -584,6 +584,8 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 	r.CommitsPerSB, r.WritesPerCommitB = commitRate(before[1], after[1], elapsed)
 	r.CommitMsA, r.CommitWriteMsA = commitTime(before[0], after[0])
 	r.CommitMsB, r.CommitWriteMsB = commitTime(before[1], after[1])
+	r.SlowCommitsA, r.LongestCommitMsA = slowCommits(before[0], after[0], slowCommit)
+	r.SlowCommitsB, r.LongestCommitMsB = slowCommits(before[1], after[1], slowCommit)
 	lat := make([]time.Duration, n)
 	s.mu.Lock()
 	for i := range n {
@@ -650,6 +652,32 @@ func commitTime(before, after store.Stats) (commit, write float64) {
 		return 0, 0
 	}
 	return ms(after.CommitTime-before.CommitTime) / float64(n), ms(after.WriteTime-before.WriteTime) / float64(n)
+}
+
+// slowCommit is the commit time over which the latency phase counts a
+// commit as slow: several times a commit's usual ~1 ms.
+const slowCommit = 10 * time.Millisecond
+
+// slowCommits is how many of the commits between two counts took over
+// over (a bound of store.CommitBounds), and the bound of the histogram
+// bucket holding the longest of them in ms: -1 if it took over the last
+// bound, 0 if there were no commits.
+func slowCommits(before, after store.Stats, over time.Duration) (n uint64, longestMs float64) {
+	total := after.Commits - before.Commits
+	if total == 0 {
+		return 0, 0
+	}
+	longestMs = -1
+	for i, le := range store.CommitBounds {
+		within := after.CommitsWithin[i] - before.CommitsWithin[i]
+		if le == over {
+			n = total - within
+		}
+		if within == total && longestMs < 0 {
+			longestMs = ms(le)
+		}
+	}
+	return n, longestMs
 }
 
 // latencyDisk replays the latency phase's commits on the disk with no

@@ -28,10 +28,17 @@ type LatencyDisk struct {
 	WritesPerCommitB float64 `json:"latency_writes_per_commit_b"`
 	// The mean wall time of those commits, and of its part spent writing
 	// and syncing (bbolt's count).
-	CommitMsA        float64 `json:"latency_commit_ms_a"`
-	CommitMsB        float64 `json:"latency_commit_ms_b"`
-	CommitWriteMsA   float64 `json:"latency_commit_write_ms_a"`
-	CommitWriteMsB   float64 `json:"latency_commit_write_ms_b"`
+	CommitMsA      float64 `json:"latency_commit_ms_a"`
+	CommitMsB      float64 `json:"latency_commit_ms_b"`
+	CommitWriteMsA float64 `json:"latency_commit_write_ms_a"`
+	CommitWriteMsB float64 `json:"latency_commit_write_ms_b"`
+	// How many of those commits took over 10 ms, and the bound of the
+	// histogram bucket that holds the longest (-1: over the last bound,
+	// store.CommitBounds): a disk that stalls shows here.
+	SlowCommitsA     uint64  `json:"latency_commits_over_10ms_a"`
+	SlowCommitsB     uint64  `json:"latency_commits_over_10ms_b"`
+	LongestCommitMsA float64 `json:"latency_longest_commit_within_ms_a"`
+	LongestCommitMsB float64 `json:"latency_longest_commit_within_ms_b"`
 	DiskFloorP50Ms   float64 `json:"latency_disk_floor_p50_ms"`
 	DiskFloorP99Ms   float64 `json:"latency_disk_floor_p99_ms"`
 	DiskFloorP999Ms  float64 `json:"latency_disk_floor_p999_ms"`

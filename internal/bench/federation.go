@@ -330,29 +330,42 @@ func (f *federation) subscriber(i int) (clientv1.ClientServiceClient, error) {
 	return f.dial(partyB, f.subscriberDir(i))
 }
 
-// storeStats reads party's store counts (tearline_store_commits_total,
-// tearline_store_writes_total) from its /metrics.
+// storeStats reads party's store counts (tearline_store_commit_seconds,
+// a histogram, and tearline_store_writes_total, ...) from its /metrics.
 func (f *federation) storeStats(ctx context.Context, party string) (store.Stats, error) {
 	var st store.Stats
 	text, err := scrape.Get(ctx, f.nodes[party].metrics)
 	if err != nil {
 		return st, fmt.Errorf("%s metrics: %w", party, err)
 	}
-	if st.Commits, err = scrape.Uint(text, "tearline_store_commits_total"); err != nil {
+	if st.Commits, err = scrape.Uint(text, "tearline_store_commit_seconds_count"); err != nil {
 		return st, fmt.Errorf("%s: %w", party, err)
 	}
 	if st.Writes, err = scrape.Uint(text, "tearline_store_writes_total"); err != nil {
 		return st, fmt.Errorf("%s: %w", party, err)
 	}
 	for name, d := range map[string]*time.Duration{
-		"tearline_store_commit_seconds_total": &st.CommitTime,
-		"tearline_store_write_seconds_total":  &st.WriteTime,
+		"tearline_store_commit_seconds_sum":  &st.CommitTime,
+		"tearline_store_write_seconds_total": &st.WriteTime,
 	} {
 		secs, err := scrape.Float(text, name)
 		if err != nil {
 			return st, fmt.Errorf("%s: %w", party, err)
 		}
 		*d = time.Duration(secs * float64(time.Second))
+	}
+	buckets, err := scrape.Histogram(text, "tearline_store_commit_seconds")
+	if err != nil {
+		return st, fmt.Errorf("%s: %w", party, err)
+	}
+	if len(buckets) != len(store.CommitBounds)+1 {
+		return st, fmt.Errorf("%s: tearline_store_commit_seconds has %d buckets, want %d", party, len(buckets), len(store.CommitBounds)+1)
+	}
+	for i, le := range store.CommitBounds {
+		if buckets[i].Le != le.Seconds() {
+			return st, fmt.Errorf("%s: tearline_store_commit_seconds bucket %d is le=%g, want %g", party, i, buckets[i].Le, le.Seconds())
+		}
+		st.CommitsWithin[i] = buckets[i].Count
 	}
 	return st, nil
 }

@@ -192,3 +192,40 @@ func TestProcCPUCounts(t *testing.T) {
 	}
 	t.Errorf("20 s of spinning (%d turns) added under 200 ms of CPU time", x)
 }
+
+// TestSlowCommits: the commits over 10 ms and the bucket of the longest,
+// from two readings of the commit histogram.
+func TestSlowCommits(t *testing.T) {
+	if _, ok := slices.BinarySearch(store.CommitBounds[:], slowCommit); !ok {
+		t.Fatalf("slowCommit %v is not a bound of the commit histogram %v", slowCommit, store.CommitBounds)
+	}
+	// within is a reading of total commits, counts[le] of them in the
+	// bucket whose bound is le.
+	within := func(total uint64, counts map[time.Duration]uint64) store.Stats {
+		st := store.Stats{Commits: total}
+		var sum uint64
+		for i, le := range store.CommitBounds {
+			sum += counts[le]
+			st.CommitsWithin[i] = sum
+		}
+		return st
+	}
+	before := within(100, map[time.Duration]uint64{time.Millisecond: 90, 2 * time.Millisecond: 10})
+	for _, c := range []struct {
+		name    string
+		after   store.Stats
+		n       uint64
+		longest float64
+	}{
+		{"none", before, 0, 0},
+		{"all fast", within(150, map[time.Duration]uint64{time.Millisecond: 130, 2 * time.Millisecond: 20}), 0, 2},
+		{"a stall", within(160, map[time.Duration]uint64{time.Millisecond: 130, 2 * time.Millisecond: 20, 20 * time.Millisecond: 9, 500 * time.Millisecond: 1}), 10, 500},
+		{"exactly 10 ms is not over", within(110, map[time.Duration]uint64{time.Millisecond: 90, 2 * time.Millisecond: 10, 10 * time.Millisecond: 10}), 0, 10},
+		{"over every bound", within(102, map[time.Duration]uint64{time.Millisecond: 90, 2 * time.Millisecond: 11}), 1, -1},
+	} {
+		n, longest := slowCommits(before, c.after, slowCommit)
+		if n != c.n || longest != c.longest {
+			t.Errorf("%s: slowCommits = %d, %v; want %d, %v", c.name, n, longest, c.n, c.longest)
+		}
+	}
+}

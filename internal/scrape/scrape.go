@@ -1,12 +1,13 @@
 // Package scrape reads a node's Prometheus metrics (metrics_listen) the
 // way the benchmark and the tests need them: the page's text, and one
-// unlabelled counter or gauge from it.
+// unlabelled counter or gauge, or one histogram's buckets, from it.
 package scrape
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -63,4 +64,46 @@ func parse[T any](text, name string, value func(string) (T, error)) (T, error) {
 	}
 	var zero T
 	return zero, fmt.Errorf("metric %s: not on the page", name)
+}
+
+// Bucket is one of a histogram's cumulative counts: the samples at most Le
+// (+Inf for the last bucket).
+type Bucket struct {
+	Le    float64
+	Count uint64
+}
+
+// Histogram reads the buckets `name_bucket{le="X"} N` of an unlabelled
+// histogram, in the page's order, which ends with le="+Inf".
+func Histogram(text, name string) ([]Bucket, error) {
+	prefix := name + `_bucket{le="`
+	var out []Bucket
+	for line := range strings.Lines(text) {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), prefix)
+		if !ok {
+			continue
+		}
+		le, v, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			return nil, fmt.Errorf("metric %s: bucket %q", name, line)
+		}
+		b := Bucket{Le: math.Inf(1)}
+		var err error
+		if le != "+Inf" {
+			if b.Le, err = strconv.ParseFloat(le, 64); err != nil {
+				return nil, fmt.Errorf("metric %s: bucket bound %q: %w", name, le, err)
+			}
+		}
+		if b.Count, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return nil, fmt.Errorf("metric %s: bucket le=%s: %q: %w", name, le, v, err)
+		}
+		if n := len(out); n > 0 && (b.Le <= out[n-1].Le || b.Count < out[n-1].Count) {
+			return nil, fmt.Errorf("metric %s: bucket le=%s (%d) after le=%g (%d): want rising bounds and counts", name, le, b.Count, out[n-1].Le, out[n-1].Count)
+		}
+		out = append(out, b)
+	}
+	if len(out) == 0 || !math.IsInf(out[len(out)-1].Le, 1) {
+		return nil, fmt.Errorf("metric %s: no histogram ending in le=\"+Inf\" on the page", name)
+	}
+	return out, nil
 }

@@ -2,8 +2,10 @@ package scrape
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -47,5 +49,27 @@ func TestGetUintAndFloat(t *testing.T) {
 	})
 	if _, err := Get(context.Background(), addr); err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "down") {
 		t.Errorf("Get of a 503 = %v, want an error with the status and body", err)
+	}
+}
+
+func TestHistogram(t *testing.T) {
+	page := "# TYPE h histogram\nh_bucket{le=\"0.001\"} 3\nh_bucket{le=\"0.01\"} 5\nh_bucket{le=\"+Inf\"} 6\nh_sum 0.2\nh_count 6\nhh_bucket{le=\"1\"} 9\n"
+	got, err := Histogram(page, "h")
+	want := []Bucket{{0.001, 3}, {0.01, 5}, {math.Inf(1), 6}}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("Histogram(h) = %v, %v; want %v", got, err, want)
+	}
+	for name, page := range map[string]string{
+		"missing":          "h_count 6\n",
+		"no +Inf":          "h_bucket{le=\"0.001\"} 3\n",
+		"falling count":    "h_bucket{le=\"0.001\"} 3\nh_bucket{le=\"+Inf\"} 2\n",
+		"falling bound":    "h_bucket{le=\"0.01\"} 3\nh_bucket{le=\"0.001\"} 3\nh_bucket{le=\"+Inf\"} 3\n",
+		"bad bound":        "h_bucket{le=\"x\"} 3\nh_bucket{le=\"+Inf\"} 3\n",
+		"bad count":        "h_bucket{le=\"0.1\"} -3\nh_bucket{le=\"+Inf\"} 3\n",
+		"labelled further": "h_bucket{le=\"0.1\",x=\"y\"} 3\nh_bucket{le=\"+Inf\"} 3\n",
+	} {
+		if got, err := Histogram(page, "h"); err == nil {
+			t.Errorf("%s: Histogram = %v, want an error", name, got)
+		}
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -96,6 +97,9 @@ type Store struct {
 
 	commits    atomic.Uint64 // write transactions committed (see Stats)
 	commitTime atomic.Int64  // their wall time, ns (see Stats)
+	// commitsIn counts the commits by time, commitsIn[i] those within
+	// CommitBounds[i] but not the bound before it (see Stats).
+	commitsIn [len(CommitBounds)]atomic.Uint64
 
 	stopUnmap chan struct{} // closed by Close
 	unmapped  chan struct{} // closed when unmapLoop has ended
@@ -305,17 +309,38 @@ type Stats struct {
 	// WriteTime is the part of it spent writing the pages and the meta
 	// page and making each durable (bbolt's count).
 	WriteTime time.Duration
+	// CommitsWithin[i] is how many of the commits took at most
+	// CommitBounds[i] (a histogram's cumulative counts; the commits over
+	// the last bound are Commits less the last count). A few slow commits
+	// are what a mean hides: a disk that stalls for a moment holds up
+	// every writer waiting behind it.
+	CommitsWithin [len(CommitBounds)]uint64
+}
+
+// CommitBounds are the bounds of Stats.CommitsWithin: from a commit of
+// two fdatasyncs on a fast disk (~0.5 ms) to a stalled one.
+var CommitBounds = [...]time.Duration{
+	500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
+	200 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second,
 }
 
 // Stats returns the store's counts since it opened.
 func (s *Store) Stats() Stats {
-	st := s.db.Stats()
-	return Stats{
-		Commits:    s.commits.Load(),
-		Writes:     uint64(st.TxStats.GetWrite()),
-		CommitTime: time.Duration(s.commitTime.Load()),
-		WriteTime:  st.TxStats.GetWriteTime(),
+	// The histogram is read before the count that a commit adds to
+	// first, so that no count within a bound exceeds Commits.
+	var out Stats
+	var sum uint64
+	for i := range s.commitsIn {
+		sum += s.commitsIn[i].Load()
+		out.CommitsWithin[i] = sum
 	}
+	st := s.db.Stats()
+	out.Commits = s.commits.Load()
+	out.Writes = uint64(st.TxStats.GetWrite())
+	out.CommitTime = time.Duration(s.commitTime.Load())
+	out.WriteTime = st.TxStats.GetWriteTime()
+	return out
 }
 
 // Path is the file's path.
@@ -530,8 +555,12 @@ func (s *Store) update(now time.Time, fn func(*Tx) error) ([]*storev1.AuditEntry
 // writer of a group may be rewritten by a later one) and wakes the feed's
 // readers if the feed grew.
 func (s *Store) committed1(start time.Time, grown bool, fresh []decodedReport, changed []string) {
-	s.commits.Add(1)
-	s.commitTime.Add(int64(time.Since(start)))
+	d := time.Since(start)
+	s.commits.Add(1) // before commitsIn: see Stats
+	s.commitTime.Add(int64(d))
+	if i, _ := slices.BinarySearch(CommitBounds[:], d); i < len(CommitBounds) {
+		s.commitsIn[i].Add(1)
+	}
 	s.decoded.seed(fresh)
 	s.decoded.invalidate(changed)
 	if grown {

@@ -1127,3 +1127,32 @@ func TestStats(t *testing.T) {
 		t.Errorf("after a failed write: %+v, want %+v", got, after)
 	}
 }
+
+// TestCommitHistogram: each commit is counted within the first bound its
+// time does not exceed; a commit that takes over 20 ms is not counted
+// within 20 ms.
+func TestCommitHistogram(t *testing.T) {
+	s := openTestStore(t)
+	before := s.Stats()
+	s.put("r1", stored("r1", ""))
+	if err := s.Batch(t0, func(tx *Tx) error {
+		time.Sleep(25 * time.Millisecond) // inside the transaction
+		return tx.PutReport("slow", stored("slow", ""))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	after := s.Stats()
+	last := len(CommitBounds) - 1
+	if got := after.CommitsWithin[last] - before.CommitsWithin[last]; got != 2 || after.Commits-before.Commits != 2 {
+		t.Fatalf("two commits well within %v: %d commits, %d of them counted (%+v)", CommitBounds[last], after.Commits-before.Commits, got, after)
+	}
+	i20, _ := slices.BinarySearch(CommitBounds[:], 20*time.Millisecond)
+	if got := after.CommitsWithin[i20] - before.CommitsWithin[i20]; got > 1 {
+		t.Errorf("%d commits counted within 20 ms; the one that slept 25 ms is among them (%v)", got, after.CommitsWithin)
+	}
+	for i := 1; i < len(CommitBounds); i++ {
+		if after.CommitsWithin[i] < after.CommitsWithin[i-1] {
+			t.Errorf("counts are not cumulative: %v", after.CommitsWithin)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tearline/tearline/internal/bench"
+	"github.com/tearline/tearline/node/store"
 )
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -105,6 +106,7 @@ func printBench(g *globals, r *bench.Result) {
 	fmt.Fprintf(w, "  (the phase's commits: USA / GBR)\t%.0f/s of %.1f writes / %.0f/s of %.1f\t\t\n", r.CommitsPerSA, r.WritesPerCommitA, r.CommitsPerSB, r.WritesPerCommitB)
 	fmt.Fprintf(w, "  (a commit's mean time, of which writing: USA / GBR)\t%.2f, %.2f / %.2f, %.2f ms\t\tthe committer busy %.0f%% / %.0f%% of the time\n",
 		r.CommitMsA, r.CommitWriteMsA, r.CommitMsB, r.CommitWriteMsB, r.CommitsPerSA*r.CommitMsA/10, r.CommitsPerSB*r.CommitMsB/10)
+	fmt.Fprintf(w, "  (its commits over 10 ms, and the longest: USA / GBR)\t%d, %s / %d, %s\t\t\n", r.SlowCommitsA, within(r.LongestCommitMsA), r.SlowCommitsB, within(r.LongestCommitMsB))
 	fmt.Fprintf(w, "fan-out (%d streams x %d reports)\t%.0f deliveries/s\t>= 100000\t%.0f%% of grpc\n",
 		r.FanoutSubscribers, r.FanoutReports, r.FanoutDeliveriesPerS, 100*r.FanoutDeliveriesPerS/r.GRPCBaselineMsgsPerS)
 	fmt.Fprintf(w, "fan-out peak RSS (GBR node)\t%.0f MiB\t<= 512 MiB\t\n", r.FanoutPeakRSSMiB)
@@ -113,4 +115,13 @@ func printBench(g *globals, r *bench.Result) {
 	fmt.Fprintf(w, "catch-up (%d reports)\t%.0f reports/s\t>= 80%% of federation\t%.0f%% of federation\n",
 		r.CatchupReports, r.CatchupReportsPerS, 100*r.CatchupReportsPerS/r.FederationReportsPerS)
 	w.Flush()
+}
+
+// within says how long the longest commit took, from the histogram
+// bucket that held it (see bench.LatencyDisk).
+func within(ms float64) string {
+	if ms < 0 {
+		return fmt.Sprintf("over %.0f ms", float64(store.CommitBounds[len(store.CommitBounds)-1].Milliseconds()))
+	}
+	return fmt.Sprintf("<= %g ms", ms)
 }

@@ -19,7 +19,8 @@ func TestPrintBench(t *testing.T) {
 		LatencyRatePerS:       500, LatencyP50Ms: 3, LatencyP99Ms: 16, LatencyP999Ms: 25,
 		LatencyPublishP50Ms: 1.5, LatencyPublishP99Ms: 8, LatencyPublishP999Ms: 12,
 		LatencyCPUMicrosA: 1000, LatencyCPUMicrosB: 1000, LatencyCPUMicrosBench: 400,
-		LatencyDisk:        bench.LatencyDisk{CommitsPerSA: 500, CommitsPerSB: 400, CommitMsA: 1.2, CommitWriteMsA: 0.9, CommitMsB: 1.5, CommitWriteMsB: 1.1},
+		LatencyDisk: bench.LatencyDisk{CommitsPerSA: 500, CommitsPerSB: 400, CommitMsA: 1.2, CommitWriteMsA: 0.9, CommitMsB: 1.5, CommitWriteMsB: 1.1,
+			SlowCommitsA: 0, LongestCommitMsA: 5, SlowCommitsB: 3, LongestCommitMsB: -1},
 		CatchupReportsPerS: 6000,
 	}
 	var out bytes.Buffer
@@ -31,6 +32,7 @@ func TestPrintBench(t *testing.T) {
 		`(?m)^  \(CPU a report: USA / GBR / bench client\) +1000 / 1000 / 400 µs +60% of the cores at this rate$`,
 		// 500/s x 1.2 ms and 400/s x 1.5 ms.
 		`(?m)^  \(a commit's mean time, of which writing: USA / GBR\) +1.20, 0.90 / 1.50, 1.10 ms +the committer busy 60% / 60% of the time$`,
+		`(?m)^  \(its commits over 10 ms, and the longest: USA / GBR\) +0, <= 5 ms / 3, over 5000 ms +$`,
 		`(?m)^catch-up \(0 reports\) +6000 reports/s +>= 80% of federation +120% of federation$`,
 	} {
 		if !regexp.MustCompile(want).MatchString(out.String()) {
