@@ -33,9 +33,9 @@ func Dial(addr string, prof *pki.Profile, opts ...grpc.DialOption) (*grpc.Client
 		}
 		return nil
 	}
-	opts = append([]grpc.DialOption{
+	opts = append(append(dialWindows(),
 		grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(src, trust, want, nil))),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxClientMsg), grpc.MaxCallSendMsgSize(maxClientMsg)),
-	}, opts...)
+	), opts...)
 	return grpc.NewClient(addr, opts...)
 }

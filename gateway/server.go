@@ -79,6 +79,31 @@ func WithClock(c func() time.Time) Option { return func(s *Server) { s.clock = c
 // streamWorkers is how many goroutines the gRPC server keeps to run calls.
 const streamWorkers = 256
 
+// Every connection a node serves or dials, and the CLI's, has fixed
+// HTTP/2 flow-control windows. Left dynamic, grpc-go estimates the
+// bandwidth-delay product by sending the peer a PING as the first data
+// after each PING's answer arrives: when reports come a few a millisecond
+// that is one PING and its answer per message each way, four thread
+// wake-ups in two processes for nothing the report needs (BENCHMARKS.md,
+// issue 7). The windows are what the estimate grows to on a busy link:
+// a peer sends at most streamWindow on one call and connWindow on the
+// connection before the receiver has read it, and the receiver tells it
+// to go on after a quarter of that.
+const (
+	streamWindow = 1 << 20
+	connWindow   = 4 << 20
+)
+
+// windows are the server options for those windows.
+func windows() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.StaticStreamWindowSize(streamWindow), grpc.StaticConnWindowSize(connWindow)}
+}
+
+// dialWindows are the dial options for those windows.
+func dialWindows() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithStaticStreamWindowSize(streamWindow), grpc.WithStaticConnWindowSize(connWindow)}
+}
+
 // NewServer opens the node's store, obtains its certificate, loads the
 // partners' CAs and binds the listener. Nothing runs until Run.
 func NewServer(cfg *Config, log *slog.Logger, opts ...Option) (*Server, error) {
@@ -197,7 +222,7 @@ func (s *Server) build() error {
 	tlsCfg := pki.ServerTLS(s.certs, s.trust, s.clock)
 	tlsCfg.VerifyConnection = cut.verifyConnection(tlsCfg.VerifyConnection)
 	s.vault.tls(tlsCfg)
-	s.grpc = grpc.NewServer(
+	s.grpc = grpc.NewServer(append(windows(),
 		grpc.Creds(s.vault.creds(cut.creds(credentials.NewTLS(tlsCfg)))),
 		grpc.ChainUnaryInterceptor(a.unary),
 		grpc.ChainStreamInterceptor(a.stream),
@@ -209,7 +234,7 @@ func (s *Server) build() error {
 		// CPU, BENCHMARKS.md). When every worker is busy, grpc-go starts a
 		// goroutine as before.
 		grpc.NumStreamWorkers(streamWorkers),
-	)
+	)...)
 	federationv1.RegisterFederationServiceServer(s.grpc, &federationService{node: s.node, log: s.log})
 	s.dialers = map[string]partnerDialer{}
 	s.client = &clientService{node: s.node, log: s.log, poll: time.Second, stall: cfg.SubscriberStall, cut: cut, prepared: newPreparedMemo()}
@@ -227,9 +252,9 @@ func (s *Server) build() error {
 			return nil
 		}
 		creds := credentials.NewTLS(pki.ClientTLS(s.certs, s.trust, want, s.clock))
-		opts := []grpc.DialOption{
+		opts := append(dialWindows(),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)),
-		}
+		)
 		s.links = append(s.links, &federation.Link{
 			Node: s.node, Party: party, Address: p.Address, Log: s.log, Clock: s.clock,
 			Creds: creds, DialOptions: opts,
