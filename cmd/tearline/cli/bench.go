@@ -121,7 +121,7 @@ func printBench(g *globals, r *bench.Result) {
 // bucket that held it (see bench.LatencyDisk).
 func within(ms float64) string {
 	if ms < 0 {
-		return fmt.Sprintf("over %.0f ms", float64(store.CommitBounds[len(store.CommitBounds)-1].Milliseconds()))
+		return fmt.Sprintf("over %d ms", store.CommitBounds[len(store.CommitBounds)-1].Milliseconds())
 	}
 	return fmt.Sprintf("<= %g ms", ms)
 }
