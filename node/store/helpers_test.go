@@ -145,3 +145,36 @@ func answered(t testing.TB, ch <-chan error, what string) {
 		t.Fatalf("%s: no answer within 10 s", what)
 	}
 }
+
+// holdCommit starts a Batch write of a "received" event for id whose
+// commit stays open until release is closed. It returns once that commit
+// is running; the write's answer comes on done.
+func holdCommit(s *Store, id string) (release chan struct{}, done chan error) {
+	release, done = make(chan struct{}), make(chan error, 1)
+	entered := make(chan struct{})
+	go func() {
+		done <- s.Batch(t0, func(tx *Tx) error {
+			close(entered)
+			<-release
+			return tx.AddEvent(&storev1.Event{ReportId: id, Kind: "received"})
+		})
+	}()
+	<-entered
+	return release, done
+}
+
+// queueLater starts a BatchLater write of an "acknowledged" event for id
+// and returns once it waits in the store's queue; its answer comes on the
+// channel returned.
+func queueLater(s *Store, id string) chan error {
+	done := make(chan error, 1)
+	go func() {
+		done <- s.BatchLater(t0, func(tx *Tx) error {
+			return tx.AddEvent(&storev1.Event{ReportId: id, Kind: "acknowledged"})
+		})
+	}()
+	for _, l := s.waiting(); l == 0; _, l = s.waiting() {
+		time.Sleep(time.Millisecond)
+	}
+	return done
+}

@@ -109,25 +109,8 @@ func TestLeadPassesOnAfterTheFirstCommit(t *testing.T) {
 func TestBatchLaterWaitEndingDuringACommit(t *testing.T) {
 	s := openTestStore(t)
 	s.laterWait = 20 * time.Millisecond
-	entered, release := make(chan struct{}), make(chan struct{})
-	batchErr := make(chan error, 1)
-	go func() {
-		batchErr <- s.Batch(t0, func(tx *Tx) error {
-			close(entered)
-			<-release
-			return tx.AddEvent(&storev1.Event{ReportId: "first", Kind: "received"})
-		})
-	}()
-	<-entered
-	laterErr := make(chan error, 1)
-	go func() {
-		laterErr <- s.BatchLater(t0, func(tx *Tx) error {
-			return tx.AddEvent(&storev1.Event{ReportId: "later", Kind: "acknowledged"})
-		})
-	}()
-	for _, l := s.waiting(); l == 0; _, l = s.waiting() {
-		time.Sleep(time.Millisecond)
-	}
+	release, batchErr := holdCommit(s.Store, "first")
+	laterErr := queueLater(s.Store, "later")
 	time.Sleep(5 * s.laterWait) // its wait ends while the commit runs
 	close(release)
 	if err := <-batchErr; err != nil {

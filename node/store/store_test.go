@@ -903,26 +903,8 @@ func TestCloseCommitsWaitingWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.laterWait = time.Hour // the BatchLater write waits for Close
-	release := make(chan struct{})
-	entered := make(chan struct{})
-	batchErr := make(chan error, 1)
-	go func() {
-		batchErr <- s.Batch(t0, func(tx *Tx) error {
-			close(entered)
-			<-release
-			return tx.AddEvent(&storev1.Event{ReportId: "kept", Kind: "received"})
-		})
-	}()
-	<-entered
-	laterErr := make(chan error, 1)
-	go func() {
-		laterErr <- s.BatchLater(t0, func(tx *Tx) error {
-			return tx.AddEvent(&storev1.Event{ReportId: "kept-later", Kind: "acknowledged"})
-		})
-	}()
-	for _, l := s.waiting(); l == 0; _, l = s.waiting() { // queued while the commit above runs
-		time.Sleep(time.Millisecond)
-	}
+	release, batchErr := holdCommit(s, "kept")
+	laterErr := queueLater(s, "kept-later") // queued while the commit above runs
 	closeErr := make(chan error, 1)
 	go func() { closeErr <- s.Close() }()
 	time.Sleep(20 * time.Millisecond) // Close is now waiting for the commit
