@@ -115,12 +115,17 @@ func writeMetrics(w io.Writer, n *node.Node) {
 // writeMemoryMetrics writes the process's own memory as the Go runtime
 // counts it against memory_limit_mib, and that limit if one is set.
 func writeMemoryMetrics(w io.Writer) {
-	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}, {Name: "/gc/gogc:percent"}}
 	metrics.Read(s)
 	if s[0].Value.Kind() == metrics.KindUint64 && s[1].Value.Kind() == metrics.KindUint64 {
 		fmt.Fprintln(w, "# HELP tearline_memory_bytes The node process's own memory (Go heap, stacks, runtime; not the store file's mapped pages), as memory_limit_mib counts it.")
 		fmt.Fprintln(w, "# TYPE tearline_memory_bytes gauge")
 		fmt.Fprintf(w, "tearline_memory_bytes %d\n", s[0].Value.Uint64()-s[1].Value.Uint64())
+	}
+	if s[2].Value.Kind() == metrics.KindUint64 {
+		fmt.Fprintln(w, "# HELP tearline_gc_percent How far the heap may grow over what is live before a collection, percent (gc_percent or GOGC; 0: collection off).")
+		fmt.Fprintln(w, "# TYPE tearline_gc_percent gauge")
+		fmt.Fprintf(w, "tearline_gc_percent %d\n", s[2].Value.Uint64())
 	}
 	if limit := debug.SetMemoryLimit(-1); limit != math.MaxInt64 {
 		fmt.Fprintln(w, "# HELP tearline_memory_limit_bytes The soft limit on tearline_memory_bytes (memory_limit_mib or GOMEMLIMIT).")

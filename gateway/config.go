@@ -55,6 +55,14 @@ type Config struct {
 	// well above what is live (see tearline_memory_bytes); 0: no limit
 	// (the GOMEMLIMIT environment variable, if set, applies).
 	MemoryLimitMiB int `yaml:"memory_limit_mib,omitempty"`
+	// GCPercent, when set, is how far the node process's heap may grow
+	// over what is live before the next collection, in percent (the Go
+	// runtime's GOGC): higher spends less CPU collecting garbage and holds
+	// more memory. With memory_limit_mib set the heap never grows past that
+	// limit, so a high gc_percent uses the room under it instead of
+	// collecting early. 0: the runtime's default (100, or the GOGC
+	// environment variable).
+	GCPercent int `yaml:"gc_percent,omitempty"`
 	// MetricsListen, when set, serves Prometheus metrics over plain HTTP at
 	// http://<address>/metrics (counts only; a loopback address unless a
 	// scraper elsewhere needs it).
@@ -71,6 +79,14 @@ const MinMemoryLimitMiB = 64
 
 // maxMemoryLimitMiB (1 TiB) catches a limit given in bytes by mistake.
 const maxMemoryLimitMiB = 1 << 20
+
+// MinGCPercent and MaxGCPercent bound gc_percent: below 10 the node would
+// do little but collect garbage; above 10,000 (a heap of a hundred times
+// what is live) the setting is more likely a slip than a choice.
+const (
+	MinGCPercent = 10
+	MaxGCPercent = 10_000
+)
 
 // PKIConfig selects the certificate source.
 type PKIConfig struct {
@@ -256,6 +272,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MemoryLimitMiB != 0 && (c.MemoryLimitMiB < MinMemoryLimitMiB || c.MemoryLimitMiB > maxMemoryLimitMiB) {
 		return bad("memory_limit_mib %d: want 0 (no limit) or %d to %d", c.MemoryLimitMiB, MinMemoryLimitMiB, maxMemoryLimitMiB)
+	}
+	if c.GCPercent != 0 && (c.GCPercent < MinGCPercent || c.GCPercent > MaxGCPercent) {
+		return bad("gc_percent %d: want 0 (the runtime's default) or %d to %d", c.GCPercent, MinGCPercent, MaxGCPercent)
 	}
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":

@@ -42,6 +42,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"memory limit too small", "memory_limit_mib: 1024", "memory_limit_mib: 16", "memory_limit_mib 16: want 0 (no limit) or 64"},
 		{"memory limit negative", "memory_limit_mib: 1024", "memory_limit_mib: -5", "memory_limit_mib -5"},
 		{"memory limit in bytes", "memory_limit_mib: 1024", "memory_limit_mib: 268435456", "memory_limit_mib 268435456"},
+		{"gc percent too small", "gc_percent: 400", "gc_percent: 5", "gc_percent 5: want 0 (the runtime's default) or 10 to 10000"},
+		{"gc percent negative", "gc_percent: 400", "gc_percent: -1", "gc_percent -1"},
+		{"gc percent too large", "gc_percent: 400", "gc_percent: 100000", "gc_percent 100000"},
 		{"metrics address", "metrics_listen: 127.0.0.1:9401", "metrics_listen: nowhere", "metrics_listen"},
 	}
 	for _, tc := range cases {

@@ -24,7 +24,7 @@ func TestE2EBenchSmoke(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "federation")
 	cmd := exec.Command(binary(t), "bench", "--json", "--duration", "1s", "--rate", "100",
 		"--subscribers", "20", "--fanout-reports", "20", "--catchup", "300", "--dir", dir,
-		"--cpuprofile-dir", profiles, "--node-memory-limit", "200")
+		"--cpuprofile-dir", profiles, "--node-memory-limit", "200", "--node-gc-percent", "300")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -83,16 +83,16 @@ func TestE2EBenchSmoke(t *testing.T) {
 		t.Errorf("fan-out peak RSS %v MiB below the RSS at the phase's start %v MiB", peak, start)
 	}
 	// Each node runs with the memory limit asked for.
-	if n := r["node_memory_limit_mib"].(float64); n != 200 {
-		t.Errorf("node_memory_limit_mib %v, want 200", n)
+	if n, g := r["node_memory_limit_mib"].(float64), r["node_gc_percent"].(float64); n != 200 || g != 300 {
+		t.Errorf("node_memory_limit_mib %v, node_gc_percent %v; want 200, 300", n, g)
 	}
 	for _, party := range []string{"USA", "GBR"} {
 		c, err := gateway.LoadConfig(filepath.Join(dir, party, "node.yaml"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.MemoryLimitMiB != 200 {
-			t.Errorf("%s node.yaml: memory_limit_mib %d, want 200", party, c.MemoryLimitMiB)
+		if c.MemoryLimitMiB != 200 || c.GCPercent != 300 {
+			t.Errorf("%s node.yaml: memory_limit_mib %d, gc_percent %d; want 200, 300", party, c.MemoryLimitMiB, c.GCPercent)
 		}
 	}
 	if n := r["catchup_reports"].(float64); n != 300 {

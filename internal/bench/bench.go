@@ -66,6 +66,8 @@ type Options struct {
 	CatchUp int
 	// NodeMemoryLimitMiB is each node's memory_limit_mib (0: none).
 	NodeMemoryLimitMiB int
+	// NodeGCPercent is each node's gc_percent (0: the runtime's default).
+	NodeGCPercent int
 	// Profiles, when set, is a folder where each node process writes a CPU
 	// profile (PARTY-N.pprof, N counting its starts), and the benchmark
 	// process its own (bench.pprof: the client's side of every phase, and
@@ -81,6 +83,12 @@ type Options struct {
 // reaches then with no limit. With 224, GBR ended the phase at ~210 MiB
 // anonymous and still sent over 120,000 deliveries/s (BENCHMARKS.md).
 const DefaultNodeMemoryLimitMiB = 224
+
+// DefaultNodeGCPercent is the nodes' gc_percent unless told otherwise: with
+// the memory limit above holding the heap down, 400 collects a node's
+// garbage a quarter as often as the runtime's default of 100 (BENCHMARKS.md,
+// the twelfth session, for what it changes).
+const DefaultNodeGCPercent = 400
 
 // DefaultWorkers is how many publish calls the publisher keeps in flight
 // unless told otherwise. With 64, A's single store writer sat idle between
@@ -115,6 +123,9 @@ func (o *Options) defaults() error {
 	if o.NodeMemoryLimitMiB < 0 || (o.NodeMemoryLimitMiB > 0 && o.NodeMemoryLimitMiB < gateway.MinMemoryLimitMiB) {
 		return fmt.Errorf("bench: node memory limit %d MiB: want 0 (none) or at least %d", o.NodeMemoryLimitMiB, gateway.MinMemoryLimitMiB)
 	}
+	if o.NodeGCPercent != 0 && (o.NodeGCPercent < gateway.MinGCPercent || o.NodeGCPercent > gateway.MaxGCPercent) {
+		return fmt.Errorf("bench: node GC percent %d: want 0 (the runtime's default) or %d to %d", o.NodeGCPercent, gateway.MinGCPercent, gateway.MaxGCPercent)
+	}
 	return nil
 }
 
@@ -123,6 +134,7 @@ type Result struct {
 	Date                 string  `json:"date"`
 	CPUs                 int     `json:"cpus"`
 	NodeMemoryLimitMiB   int     `json:"node_memory_limit_mib"`
+	NodeGCPercent        int     `json:"node_gc_percent"`
 	MessageBytes         int     `json:"message_bytes"`
 	GRPCBaselineMsgsPerS float64 `json:"grpc_baseline_msgs_per_s"`
 	DiskLimits
@@ -182,7 +194,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	r := &Result{Date: time.Now().UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), NodeMemoryLimitMiB: o.NodeMemoryLimitMiB}
+	r := &Result{Date: time.Now().UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), NodeMemoryLimitMiB: o.NodeMemoryLimitMiB, NodeGCPercent: o.NodeGCPercent}
 	say := func(format string, args ...any) { fmt.Fprintf(o.Progress, format+"\n", args...) }
 
 	// The disk first, before the nodes start, so that its scratch file's
@@ -196,7 +208,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	say("  a write made durable %.2f ms; per 16 KiB page made durable in a batch of 64: %.0f µs scattered, %.0f µs contiguous; a read through a map of a cached file maps %.0f KiB", r.SyncMs, r.ScatteredPageUs, r.ContiguousPageUs, r.MapFaultKiB)
 
 	fanoutIDs := (o.Subscribers + streamsPerSubscriber - 1) / streamsPerSubscriber
-	f, err := newFederation(dir, o.Exe, fanoutIDs, o.NodeMemoryLimitMiB)
+	f, err := newFederation(dir, o.Exe, fanoutIDs, o.NodeMemoryLimitMiB, o.NodeGCPercent)
 	if err != nil {
 		return nil, fmt.Errorf("bench: lay out the federation: %w", err)
 	}

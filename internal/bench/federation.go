@@ -62,8 +62,9 @@ func subscriberName(i int) string { return fmt.Sprintf("bench%04d", i) }
 
 // newFederation lays out A and B in dir with subscribers subscriber
 // identities at B (SECRET, need-to-know CT), each with a profile, and
-// each node's memory_limit_mib set to memLimitMiB.
-func newFederation(dir, exe string, subscribers, memLimitMiB int) (*federation, error) {
+// each node's memory_limit_mib set to memLimitMiB and gc_percent to
+// gcPercent.
+func newFederation(dir, exe string, subscribers, memLimitMiB, gcPercent int) (*federation, error) {
 	base, err := freeport.Range(4) // two nodes' listen ports, then their metrics
 	if err != nil {
 		return nil, err
@@ -80,6 +81,7 @@ func newFederation(dir, exe string, subscribers, memLimitMiB int) (*federation, 
 		}
 		cfg.LogLevel = "warn"
 		cfg.MemoryLimitMiB = memLimitMiB
+		cfg.GCPercent = gcPercent
 		cfg.MetricsListen = fmt.Sprintf("127.0.0.1:%d", base+2+len(f.nodes))
 		if cfg.Party == partyB {
 			for i := range subscribers {

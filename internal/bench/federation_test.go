@@ -18,7 +18,7 @@ import (
 // returns. (It waited forever: start had consumed the exit, and stop then
 // waited for it again.)
 func TestNodeExitingAtStart(t *testing.T) {
-	f, err := newFederation(t.TempDir(), "/bin/false", 1, 0)
+	f, err := newFederation(t.TempDir(), "/bin/false", 1, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,24 +67,34 @@ func TestDiskLimitsStayInsideTheFile(t *testing.T) {
 	}
 }
 
-// A node memory limit the node would refuse is refused before anything is
-// laid out or started, with the smallest it accepts.
-func TestRunRefusesASmallNodeMemoryLimit(t *testing.T) {
-	for _, limit := range []int{-1, 10} {
+// A node memory limit or GC percent the node would refuse is refused
+// before anything is laid out or started, with the range it accepts.
+func TestRunRefusesNodeSettingsTheNodeWouldRefuse(t *testing.T) {
+	for _, tc := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{NodeMemoryLimitMiB: -1}, "node memory limit -1 MiB: want 0 (none) or at least 64"},
+		{Options{NodeMemoryLimitMiB: 10}, "node memory limit 10 MiB: want 0 (none) or at least 64"},
+		{Options{NodeGCPercent: -1}, "node GC percent -1: want 0 (the runtime's default) or 10 to 10000"},
+		{Options{NodeGCPercent: 5}, "node GC percent 5: want 0 (the runtime's default) or 10 to 10000"},
+		{Options{NodeGCPercent: 20_000}, "node GC percent 20000: want 0 (the runtime's default) or 10 to 10000"},
+	} {
 		dir := t.TempDir()
-		_, err := Run(context.Background(), Options{Exe: "/bin/false", Dir: dir, NodeMemoryLimitMiB: limit})
-		if err == nil || !strings.Contains(err.Error(), "want 0 (none) or at least 64") {
-			t.Fatalf("limit %d: Run error %v, want one naming the smallest limit", limit, err)
+		tc.o.Exe, tc.o.Dir = "/bin/false", dir
+		_, err := Run(context.Background(), tc.o)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("Run error %v, want one saying %q", err, tc.want)
 		}
 		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-			t.Errorf("limit %d: Run laid out %d entries before refusing", limit, len(entries))
+			t.Errorf("%q: Run laid out %d entries before refusing", tc.want, len(entries))
 		}
 	}
 }
 
-// The limit given reaches both nodes' configs.
+// The memory limit and GC percent given reach both nodes' configs.
 func TestFederationNodesGetTheMemoryLimit(t *testing.T) {
-	f, err := newFederation(t.TempDir(), "/bin/false", 1, 128)
+	f, err := newFederation(t.TempDir(), "/bin/false", 1, 128, 250)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +103,8 @@ func TestFederationNodesGetTheMemoryLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.MemoryLimitMiB != 128 {
-			t.Errorf("%s: memory_limit_mib %d, want 128", party, c.MemoryLimitMiB)
+		if c.MemoryLimitMiB != 128 || c.GCPercent != 250 {
+			t.Errorf("%s: memory_limit_mib %d, gc_percent %d; want 128, 250", party, c.MemoryLimitMiB, c.GCPercent)
 		}
 	}
 }

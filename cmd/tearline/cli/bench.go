@@ -70,6 +70,7 @@ with --json, one object. It takes a few minutes and both cores.`,
 	f.IntVar(&o.FanoutReports, "fanout-reports", 500, "reports each fan-out stream receives")
 	f.IntVar(&o.CatchUp, "catchup", 100_000, "reports accepted while the receiver is offline")
 	f.IntVar(&o.NodeMemoryLimitMiB, "node-memory-limit", bench.DefaultNodeMemoryLimitMiB, "each node's memory_limit_mib (soft limit on its own memory, MiB; 0: none)")
+	f.IntVar(&o.NodeGCPercent, "node-gc-percent", bench.DefaultNodeGCPercent, "each node's gc_percent (how far its heap grows over what is live before a collection, percent; 0: the runtime's default)")
 	f.StringVar(&o.Profiles, "cpuprofile-dir", "", "write each node process's CPU profile (pprof) into this folder, and the bench's own (bench.pprof)")
 	f.StringVar(&o.Dir, "dir", "", "lay the federation out here and keep it (default: a temporary folder, removed)")
 	return c
@@ -80,6 +81,9 @@ func printBench(g *globals, r *bench.Result) {
 	limit := "no memory_limit_mib"
 	if r.NodeMemoryLimitMiB > 0 {
 		limit = fmt.Sprintf("memory_limit_mib %d", r.NodeMemoryLimitMiB)
+	}
+	if r.NodeGCPercent > 0 {
+		limit += fmt.Sprintf(", gc_percent %d", r.NodeGCPercent)
 	}
 	fmt.Fprintf(w, "Tearline bench, %s, %d CPUs; nodes with %s\n\n", r.Date, r.CPUs, limit)
 	fmt.Fprintf(w, "figure\tvalue\ttarget\tratio to limit\n")

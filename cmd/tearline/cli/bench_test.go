@@ -13,7 +13,7 @@ import (
 // cores' share and how busy each committer was.
 func TestPrintBench(t *testing.T) {
 	r := &bench.Result{
-		Date: "2026-12-06T00:00:00Z", CPUs: 2, NodeMemoryLimitMiB: 224, MessageBytes: 2335,
+		Date: "2026-12-06T00:00:00Z", CPUs: 2, NodeMemoryLimitMiB: 224, NodeGCPercent: 400, MessageBytes: 2335,
 		GRPCBaselineMsgsPerS: 200000, CryptoFloorReportsPerS: 25000,
 		FederationReportsPerS: 5000,
 		LatencyRatePerS:       500, LatencyP50Ms: 3, LatencyP99Ms: 16, LatencyP999Ms: 25,
@@ -26,6 +26,7 @@ func TestPrintBench(t *testing.T) {
 	var out bytes.Buffer
 	printBench(&globals{stdout: &out}, r)
 	for _, want := range []string{
+		`(?m)^Tearline bench, 2026-12-06T00:00:00Z, 2 CPUs; nodes with memory_limit_mib 224, gc_percent 400$`,
 		`(?m)^federation throughput +5000 reports/s +>= 10000 and >= 40% of floor +20% of crypto floor, 2% of grpc$`,
 		`(?m)^  \(of which publish to USA's answer: p50 / p99 / p99.9\) +1.50 / 8.00 / 12.00 ms`,
 		// (1000 + 1000 + 400) µs x 500/s = 1.2 cores of 2.

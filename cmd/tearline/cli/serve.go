@@ -81,11 +81,15 @@ gracefully on SIGINT or SIGTERM.`,
 			}
 			log := newLogger(g.stderr, cfg.LogLevel)
 			if cfg.MemoryLimitMiB > 0 {
-				// The process is this one node, so the node's limit is
-				// the process's (tearline dev runs several in one and
-				// leaves the runtime's default).
+				// The process is this one node, so the node's limit and
+				// GC target are the process's (tearline dev runs several
+				// in one and leaves the runtime's defaults).
 				debug.SetMemoryLimit(int64(cfg.MemoryLimitMiB) << 20)
 				log.Info("memory limit set", "memory_limit_mib", cfg.MemoryLimitMiB)
+			}
+			if cfg.GCPercent > 0 {
+				debug.SetGCPercent(cfg.GCPercent)
+				log.Info("garbage collection target set", "gc_percent", cfg.GCPercent)
 			}
 			s, err := gateway.NewServer(cfg, log)
 			if err != nil {
