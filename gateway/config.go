@@ -50,7 +50,8 @@ type Config struct {
 	// MemoryLimitMiB, when set, is a soft limit on the node process's own
 	// memory (Go heap, goroutine stacks, runtime), in MiB: as the process
 	// nears it, the node collects garbage more often (spending more CPU)
-	// instead of letting the heap grow to twice what is live. It does not
+	// instead of letting the heap grow as gc_percent allows (by default
+	// to twice what is live). It does not
 	// count the store file's pages the kernel maps in (page cache). Set it
 	// well above what is live (see tearline_memory_bytes); 0: no limit
 	// (the GOMEMLIMIT environment variable, if set, applies).
