@@ -180,7 +180,7 @@ func RunDev(ctx context.Context, o DevOptions, log *slog.Logger, out io.Writer) 
 		if err != nil {
 			return err
 		}
-		s, err := NewServer(cfg, log.With("party", cfg.Party), WithClock(o.Clock))
+		s, err := NewServer(cfg, log, WithClock(o.Clock))
 		if err != nil {
 			return fmt.Errorf("%s node: %w", cfg.Party, err)
 		}

@@ -107,7 +107,9 @@ func dialWindows() []grpc.DialOption {
 // NewServer opens the node's store, obtains its certificate, loads the
 // partners' CAs and binds the listener. Nothing runs until Run.
 func NewServer(cfg *Config, log *slog.Logger, opts ...Option) (*Server, error) {
-	s := &Server{cfg: cfg, log: log, clock: time.Now}
+	// Every line the node logs names its party once, here (tearline dev
+	// runs several nodes into one log).
+	s := &Server{cfg: cfg, log: log.With("party", cfg.Party), clock: time.Now}
 	for _, o := range opts {
 		o(s)
 	}
@@ -301,7 +303,7 @@ func (s *Server) Run(ctx context.Context) error {
 			errc := make(chan error, 1)
 			go func() { errc <- s.grpc.Serve(s.lis) }()
 			s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-			s.log.Info("node serving", "party", s.cfg.Party, "address", s.Addr(), "identity", s.certs.Identity().String())
+			s.log.Info("node serving", "address", s.Addr(), "identity", s.certs.Identity().String())
 			select {
 			case err := <-errc:
 				return fmt.Errorf("grpc serve: %w", err)
@@ -331,7 +333,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if _, cerr := s.node.Checkpoint(context.Background()); cerr != nil {
 		s.log.Error("final audit checkpoint", "error", cerr)
 	}
-	s.log.Info("node stopped", "party", s.cfg.Party)
+	s.log.Info("node stopped")
 	return err
 }
 
