@@ -113,7 +113,8 @@ func writeMetrics(w io.Writer, n *node.Node) {
 }
 
 // writeMemoryMetrics writes the process's own memory as the Go runtime
-// counts it against memory_limit_mib, and that limit if one is set.
+// counts it against memory_limit_mib, the GC target (gc_percent), and the
+// memory limit if one is set.
 func writeMemoryMetrics(w io.Writer) {
 	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}, {Name: "/gc/gogc:percent"}}
 	metrics.Read(s)
@@ -123,9 +124,10 @@ func writeMemoryMetrics(w io.Writer) {
 		fmt.Fprintf(w, "tearline_memory_bytes %d\n", s[0].Value.Uint64()-s[1].Value.Uint64())
 	}
 	if s[2].Value.Kind() == metrics.KindUint64 {
-		fmt.Fprintln(w, "# HELP tearline_gc_percent How far the heap may grow over what is live before a collection, percent (gc_percent or GOGC; 0: collection off).")
+		fmt.Fprintln(w, "# HELP tearline_gc_percent How far the heap may grow over what is live before a collection, percent (gc_percent, or GOGC; -1: collection off).")
 		fmt.Fprintln(w, "# TYPE tearline_gc_percent gauge")
-		fmt.Fprintf(w, "tearline_gc_percent %d\n", s[2].Value.Uint64())
+		// The runtime keeps "off" as -1 in a uint64.
+		fmt.Fprintf(w, "tearline_gc_percent %d\n", int64(s[2].Value.Uint64()))
 	}
 	if limit := debug.SetMemoryLimit(-1); limit != math.MaxInt64 {
 		fmt.Fprintln(w, "# HELP tearline_memory_limit_bytes The soft limit on tearline_memory_bytes (memory_limit_mib or GOMEMLIMIT).")

@@ -59,10 +59,10 @@ type Config struct {
 	// GCPercent, when set, is how far the node process's heap may grow
 	// over what is live before the next collection, in percent (the Go
 	// runtime's GOGC): higher spends less CPU collecting garbage and holds
-	// more memory. With memory_limit_mib set the heap never grows past that
-	// limit, so a high gc_percent uses the room under it instead of
-	// collecting early. 0: the runtime's default (100, or the GOGC
-	// environment variable).
+	// more memory. With memory_limit_mib set the runtime still works to
+	// keep the process under that (soft) limit, so a high gc_percent uses
+	// the room under it instead of collecting early. 0: the runtime's
+	// default (100, or the GOGC environment variable).
 	GCPercent int `yaml:"gc_percent,omitempty"`
 	// MetricsListen, when set, serves Prometheus metrics over plain HTTP at
 	// http://<address>/metrics (counts only; a loopback address unless a
@@ -88,6 +88,12 @@ const (
 	MinGCPercent = 10
 	MaxGCPercent = 10_000
 )
+
+// ValidGCPercent reports whether p is a gc_percent a node accepts: 0 (the
+// runtime's default) or MinGCPercent to MaxGCPercent.
+func ValidGCPercent(p int) bool {
+	return p == 0 || (p >= MinGCPercent && p <= MaxGCPercent)
+}
 
 // PKIConfig selects the certificate source.
 type PKIConfig struct {
@@ -274,7 +280,7 @@ func (c *Config) Validate() error {
 	if c.MemoryLimitMiB != 0 && (c.MemoryLimitMiB < MinMemoryLimitMiB || c.MemoryLimitMiB > maxMemoryLimitMiB) {
 		return bad("memory_limit_mib %d: want 0 (no limit) or %d to %d", c.MemoryLimitMiB, MinMemoryLimitMiB, maxMemoryLimitMiB)
 	}
-	if c.GCPercent != 0 && (c.GCPercent < MinGCPercent || c.GCPercent > MaxGCPercent) {
+	if !ValidGCPercent(c.GCPercent) {
 		return bad("gc_percent %d: want 0 (the runtime's default) or %d to %d", c.GCPercent, MinGCPercent, MaxGCPercent)
 	}
 	switch c.LogLevel {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,5 +62,24 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 				t.Fatalf("LoadConfig error = %v, want ErrConfig mentioning %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// The ends of gc_percent's range, and 0, are accepted as given.
+func TestGCPercentRangeAccepted(t *testing.T) {
+	base, err := os.ReadFile(filepath.Join("..", "deploy", "node.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []int{0, MinGCPercent, MaxGCPercent} {
+		path := filepath.Join(t.TempDir(), "node.yaml")
+		text := strings.Replace(string(base), "gc_percent: 400", fmt.Sprintf("gc_percent: %d", v), 1)
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := LoadConfig(path)
+		if err != nil || c.GCPercent != v {
+			t.Errorf("gc_percent %d: LoadConfig = %v, GCPercent %v; want it accepted as given", v, err, c.GCPercent)
+		}
 	}
 }

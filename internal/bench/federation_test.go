@@ -93,7 +93,7 @@ func TestRunRefusesNodeSettingsTheNodeWouldRefuse(t *testing.T) {
 }
 
 // The memory limit and GC percent given reach both nodes' configs.
-func TestFederationNodesGetTheMemoryLimit(t *testing.T) {
+func TestFederationNodesGetTheMemorySettings(t *testing.T) {
 	f, err := newFederation(t.TempDir(), "/bin/false", 1, 128, 250)
 	if err != nil {
 		t.Fatal(err)
