@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/tearline/tearline/internal/bench"
@@ -26,7 +27,6 @@ func TestPrintBench(t *testing.T) {
 	var out bytes.Buffer
 	printBench(&globals{stdout: &out}, r)
 	for _, want := range []string{
-		`(?m)^Tearline bench, 2026-12-06T00:00:00Z, 2 CPUs; nodes with memory_limit_mib 224, gc_percent 400$`,
 		`(?m)^federation throughput +5000 reports/s +>= 10000 and >= 40% of floor +20% of crypto floor, 2% of grpc$`,
 		`(?m)^  \(of which publish to USA's answer: p50 / p99 / p99.9\) +1.50 / 8.00 / 12.00 ms`,
 		// (1000 + 1000 + 400) µs x 500/s = 1.2 cores of 2.
@@ -38,6 +38,24 @@ func TestPrintBench(t *testing.T) {
 	} {
 		if !regexp.MustCompile(want).MatchString(out.String()) {
 			t.Errorf("the table does not match %s:\n%s", want, out.String())
+		}
+	}
+}
+
+// The table's heading names only the node settings the run set.
+func TestPrintBenchHeading(t *testing.T) {
+	for _, tc := range []struct {
+		mem, gc int
+		want    string
+	}{
+		{224, 400, "nodes with memory_limit_mib 224, gc_percent 400"},
+		{224, 0, "nodes with memory_limit_mib 224\n"},
+		{0, 0, "nodes with no memory_limit_mib\n"},
+	} {
+		var out bytes.Buffer
+		printBench(&globals{stdout: &out}, &bench.Result{Date: "2026-12-06T00:00:00Z", CPUs: 2, NodeMemoryLimitMiB: tc.mem, NodeGCPercent: tc.gc})
+		if !strings.Contains(out.String(), tc.want) {
+			t.Errorf("memory limit %d, gc percent %d: the heading does not say %q:\n%s", tc.mem, tc.gc, tc.want, out.String())
 		}
 	}
 }
