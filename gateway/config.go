@@ -51,10 +51,10 @@ type Config struct {
 	// memory (Go heap, goroutine stacks, runtime), in MiB: as the process
 	// nears it, the node collects garbage more often (spending more CPU)
 	// instead of letting the heap grow as gc_percent allows (by default
-	// to twice what is live). It does not
-	// count the store file's pages the kernel maps in (page cache). Set it
-	// well above what is live (see tearline_memory_bytes); 0: no limit
-	// (the GOMEMLIMIT environment variable, if set, applies).
+	// to twice what is live). It does not count the store file's pages
+	// the kernel maps in (page cache). Set it well above what is live (see
+	// tearline_memory_bytes); 0: no limit (the GOMEMLIMIT environment
+	// variable, if set, applies).
 	MemoryLimitMiB int `yaml:"memory_limit_mib,omitempty"`
 	// GCPercent, when set, is how far the node process's heap may grow
 	// over what is live before the next collection, in percent (the Go
