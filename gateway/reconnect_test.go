@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 )
@@ -21,18 +20,11 @@ func TestLinkRetriesAtOnceWhenThePartnerReturns(t *testing.T) {
 	// newServer makes a node (listening already); run serves until stop.
 	newServer := func(path string) *Server {
 		t.Helper()
-		cfg, err := LoadConfig(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := NewServer(cfg, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := loadServer(t, path)
 		for _, l := range s.links {
 			l.MinBackoff, l.MaxBackoff = time.Minute, time.Minute
 		}
-		f.servers[cfg.Party] = s
+		f.servers[s.cfg.Party] = s
 		return s
 	}
 	run := func(s *Server) (stop func()) {

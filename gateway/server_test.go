@@ -87,15 +87,8 @@ func startFedWith(t testing.TB, mutate func(*Config), parties ...string) *fed {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, len(paths))
 	for _, p := range paths {
-		cfg, err := LoadConfig(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := NewServer(cfg, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.servers[cfg.Party] = s
+		s := loadServer(t, p)
+		f.servers[s.cfg.Party] = s
 		go func() { done <- s.Run(ctx) }()
 	}
 	t.Cleanup(func() {
@@ -107,6 +100,21 @@ func startFedWith(t testing.TB, mutate func(*Config), parties ...string) *fed {
 		}
 	})
 	return f
+}
+
+// loadServer makes the node whose config is at path, listening already
+// and logging nowhere; nothing runs until its Run.
+func loadServer(t testing.TB, path string) *Server {
+	t.Helper()
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewServer(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // client connects as the profile in dir to party's node.

@@ -178,3 +178,15 @@ func queueLater(s *Store, id string) chan error {
 	}
 	return done
 }
+
+// reopenHoldsOneEventEach reopens s and checks that each report id has
+// exactly one event on disk.
+func (s *testStore) reopenHoldsOneEventEach(ids ...string) {
+	s.t.Helper()
+	s.reopen()
+	for _, id := range ids {
+		if evs, err := s.Events(id); err != nil || len(evs) != 1 {
+			s.t.Errorf("%s after reopening: %d events (%v), want 1", id, len(evs), err)
+		}
+	}
+}

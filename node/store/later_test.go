@@ -40,12 +40,7 @@ func TestBatchLaterJoinsTheNextCommit(t *testing.T) {
 	if got := <-laterTx; got != batchTx {
 		t.Error("the BatchLater write was committed in a transaction of its own, not in the next Batch's")
 	}
-	s.reopen()
-	for _, id := range []string{"later", "now"} {
-		if evs, err := s.Events(id); err != nil || len(evs) != 1 {
-			t.Errorf("%s after reopening: %d events (%v), want 1", id, len(evs), err)
-		}
-	}
+	s.reopenHoldsOneEventEach("later", "now")
 }
 
 // TestBatchLaterAlone: with no other writer, a BatchLater write is
@@ -61,10 +56,7 @@ func TestBatchLaterAlone(t *testing.T) {
 	if took := time.Since(start); took < laterDelay {
 		t.Errorf("BatchLater alone returned after %v, before its wait of %v", took, laterDelay)
 	}
-	s.reopen()
-	if evs, err := s.Events("alone"); err != nil || len(evs) != 1 {
-		t.Errorf("after reopening: %d events (%v), want 1", len(evs), err)
-	}
+	s.reopenHoldsOneEventEach("alone")
 }
 
 // TestBatchLaterManyWaiting: maxGroup BatchLater writes waiting start a

@@ -45,10 +45,7 @@ func TestLoneWriterCommitsInItsOwnGoroutine(t *testing.T) {
 	if ran != caller {
 		t.Errorf("the write ran in goroutine %d, not in its caller's (%d)", ran, caller)
 	}
-	s.reopen()
-	if evs, err := s.Events("alone"); err != nil || len(evs) != 1 {
-		t.Errorf("after reopening: %d events (%v), want 1", len(evs), err)
-	}
+	s.reopenHoldsOneEventEach("alone")
 }
 
 // TestLeadPassesOnAfterTheFirstCommit: the writers that arrive during a
