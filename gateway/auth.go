@@ -38,6 +38,7 @@ var authz = map[string]who{
 	"/tearline.federation.v1.FederationService/AuditDigests": partnerNode,
 
 	"/tearline.client.v1.ClientService/Publish":        ownOfficer,
+	"/tearline.client.v1.ClientService/PublishStream":  ownOfficer,
 	"/tearline.client.v1.ClientService/ListReports":    ownOfficer,
 	"/tearline.client.v1.ClientService/GetReport":      ownOfficer,
 	"/tearline.client.v1.ClientService/GetProvenance":  ownOfficer,

@@ -211,28 +211,39 @@ func count(t *testing.T, c clientv1.ClientServiceClient) int {
 	return len(resp.GetReports())
 }
 
-// Bad publish input gets InvalidArgument with a sentence that says what is
-// wrong, and stores nothing.
-func TestPublishBadInput(t *testing.T) {
-	f := startFed(t, "USA", "GBR")
-	usa := f.officer("USA")
+// badPublish is a publish request the node refuses, what it answers,
+// and a phrase its message holds.
+type badPublish struct {
+	name string
+	req  *clientv1.PublishRequest
+	code codes.Code
+	want string
+}
+
+// badPublishes are the bad inputs of TestPublishBadInput and
+// TestPublishStreamAnswersEachRequest. All but the last fit in a message.
+func badPublishes() []badPublish {
 	ok := &clientv1.NewPortion{Banner: "SECRET//REL TO USA, GBR", Body: []byte("x")}
-	cases := []struct {
-		name string
-		req  *clientv1.PublishRequest
-		code codes.Code
-		want string
-	}{
+	return []badPublish{
 		{"malformed banner", &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: "SECRT//REL TO GBR", Body: []byte("x")}}}, codes.InvalidArgument, `"SECRT"`},
 		{"bad control", &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: "SECRET//NOFRON", Body: []byte("x")}}}, codes.InvalidArgument, "NOFRON"},
 		{"unknown party in REL TO", &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA, FRA", Body: []byte("x")}}}, codes.InvalidArgument, "FRA"},
 		{"empty report", &clientv1.PublishRequest{}, codes.InvalidArgument, "at least one portion"},
 		{"empty portion", &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA"}}}, codes.InvalidArgument, "empty"},
 		{"content over 4 MiB", &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA", Body: make([]byte, 4<<20+1)}}}, codes.InvalidArgument, "the limit is"},
-		{"message over 8 MiB", &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA", Body: make([]byte, 9<<20)}}}, codes.ResourceExhausted, ""},
 		{"bad topic", &clientv1.PublishRequest{Topics: []string{"no spaces allowed"}, Portions: []*clientv1.NewPortion{ok}}, codes.InvalidArgument, "topic"},
 		{"route via non-partner", &clientv1.PublishRequest{Route: []*reportv1.RouteEntry{{Via: "CAN", To: "GBR"}}, Portions: []*clientv1.NewPortion{ok}}, codes.InvalidArgument, "CAN"},
+		{"message over 8 MiB", &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA", Body: make([]byte, 9<<20)}}}, codes.ResourceExhausted, ""},
 	}
+}
+
+// Bad publish input gets InvalidArgument with a sentence that says what is
+// wrong, and stores nothing.
+func TestPublishBadInput(t *testing.T) {
+	f := startFed(t, "USA", "GBR")
+	usa := f.officer("USA")
+	ok := &clientv1.NewPortion{Banner: "SECRET//REL TO USA, GBR", Body: []byte("x")}
+	cases := badPublishes()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := usa.Publish(ctxT(t), tc.req)
@@ -377,6 +388,13 @@ func TestAuthorisationTable(t *testing.T) {
 	c = f.clientWith("USA", issue(pki.KindNode, "gbr"), usaBundle)
 	if _, err := c.Publish(ctxT(t), &clientv1.PublishRequest{}); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("GBR node publishing at USA: %v, want PermissionDenied", err)
+	}
+	ps, err := c.PublishStream(ctxT(t))
+	if err == nil {
+		_, err = ps.Recv()
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("GBR node publishing at USA over a stream: %v, want PermissionDenied", err)
 	}
 }
 

@@ -219,6 +219,11 @@ func (s *clientService) Publish(ctx context.Context, req *clientv1.PublishReques
 	if err != nil {
 		return nil, err
 	}
+	return s.publish(ctx, "Publish", by, req)
+}
+
+// publish publishes one report for Publish and PublishStream.
+func (s *clientService) publish(ctx context.Context, method string, by pki.Identity, req *clientv1.PublishRequest) (*clientv1.PublishResponse, error) {
 	in := node.PublishInput{Topics: req.GetTopics()}
 	for _, p := range req.GetPortions() {
 		in.Portions = append(in.Portions, node.NewPortion{
@@ -230,7 +235,7 @@ func (s *clientService) Publish(ctx context.Context, req *clientv1.PublishReques
 	}
 	id, rels, err := s.node.Publish(ctx, by, in)
 	if err != nil {
-		return nil, toStatus(s.log, "Publish", err)
+		return nil, toStatus(s.log, method, err)
 	}
 	resp := &clientv1.PublishResponse{Id: id}
 	for _, r := range rels {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tearline/tearline/internal/faultfs"
 	"github.com/tearline/tearline/node"
@@ -187,9 +188,28 @@ func TestNodeWithReadOnlyStore(t *testing.T) {
 	if n := count(t, gbr); n != 0 {
 		t.Fatalf("reads on a read-only store: %d reports", n)
 	}
-	_, err = gbr.Publish(ctxT(t), &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO GBR", Body: []byte("x")}}})
+	req := &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO GBR", Body: []byte("x")}}}
+	_, err = gbr.Publish(ctxT(t), req)
 	s := status.Convert(err)
 	if s.Code() != codes.Unavailable || errorInfo(s).GetReason() != ReasonStoreReadOnly || !strings.Contains(s.Message(), "read-only") {
 		t.Fatalf("publish on a read-only store: %v", err)
+	}
+	// A PublishStream's answer carries the same status, details and all.
+	stream, err := gbr.PublishStream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&clientv1.PublishStreamRequest{Seq: 9, Report: req}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := drainPublishStream(t, stream)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("stream on a read-only store: %v, %v", got, err)
+	}
+	if have := status.Convert(PublishStreamErr(got[9])); !proto.Equal(have.Proto(), s.Proto()) {
+		t.Fatalf("stream answered %v, Publish %v", have.Proto(), s.Proto())
 	}
 }

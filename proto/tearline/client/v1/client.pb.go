@@ -10,6 +10,7 @@ import (
 	v1 "github.com/tearline/tearline/proto/tearline/report/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	anypb "google.golang.org/protobuf/types/known/anypb"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -165,6 +166,216 @@ func (x *PublishRequest) GetRoute() []*v1.RouteEntry {
 	return nil
 }
 
+type PublishStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the client and named in the answer, so that the client can
+	// match answers to requests; the node does not require it to be unique.
+	Seq           uint64          `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Report        *PublishRequest `protobuf:"bytes,2,opt,name=report,proto3" json:"report,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishStreamRequest) Reset() {
+	*x = PublishStreamRequest{}
+	mi := &file_tearline_client_v1_client_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishStreamRequest) ProtoMessage() {}
+
+func (x *PublishStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_client_v1_client_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishStreamRequest.ProtoReflect.Descriptor instead.
+func (*PublishStreamRequest) Descriptor() ([]byte, []int) {
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PublishStreamRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *PublishStreamRequest) GetReport() *PublishRequest {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
+type PublishStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The seq of the request this answers.
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*PublishStreamResponse_Published
+	//	*PublishStreamResponse_Error
+	Result        isPublishStreamResponse_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishStreamResponse) Reset() {
+	*x = PublishStreamResponse{}
+	mi := &file_tearline_client_v1_client_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishStreamResponse) ProtoMessage() {}
+
+func (x *PublishStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_client_v1_client_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishStreamResponse.ProtoReflect.Descriptor instead.
+func (*PublishStreamResponse) Descriptor() ([]byte, []int) {
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PublishStreamResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *PublishStreamResponse) GetResult() isPublishStreamResponse_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *PublishStreamResponse) GetPublished() *PublishResponse {
+	if x != nil {
+		if x, ok := x.Result.(*PublishStreamResponse_Published); ok {
+			return x.Published
+		}
+	}
+	return nil
+}
+
+func (x *PublishStreamResponse) GetError() *PublishError {
+	if x != nil {
+		if x, ok := x.Result.(*PublishStreamResponse_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isPublishStreamResponse_Result interface {
+	isPublishStreamResponse_Result()
+}
+
+type PublishStreamResponse_Published struct {
+	Published *PublishResponse `protobuf:"bytes,2,opt,name=published,proto3,oneof"`
+}
+
+type PublishStreamResponse_Error struct {
+	// Why the report was refused: what Publish would have answered.
+	Error *PublishError `protobuf:"bytes,3,opt,name=error,proto3,oneof"`
+}
+
+func (*PublishStreamResponse_Published) isPublishStreamResponse_Result() {}
+
+func (*PublishStreamResponse_Error) isPublishStreamResponse_Result() {}
+
+// PublishError is a refused report's status, as google.rpc.Status holds it.
+type PublishError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A google.rpc.Code (gRPC status code), never 0 (OK).
+	Code    int32  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// The same details Publish's status carries (google.rpc.ErrorInfo,
+	// PreconditionFailure).
+	Details       []*anypb.Any `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishError) Reset() {
+	*x = PublishError{}
+	mi := &file_tearline_client_v1_client_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishError) ProtoMessage() {}
+
+func (x *PublishError) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_client_v1_client_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishError.ProtoReflect.Descriptor instead.
+func (*PublishError) Descriptor() ([]byte, []int) {
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PublishError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *PublishError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *PublishError) GetDetails() []*anypb.Any {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
 // Release is what one partner was sent, and why the rest was withheld.
 type Release struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -176,7 +387,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[2]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -188,7 +399,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[2]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -201,7 +412,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{2}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Release) GetParty() string {
@@ -228,7 +439,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[3]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -240,7 +451,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[3]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -253,7 +464,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{3}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PublishResponse) GetId() string {
@@ -280,7 +491,7 @@ type ListReportsRequest struct {
 
 func (x *ListReportsRequest) Reset() {
 	*x = ListReportsRequest{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[4]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -292,7 +503,7 @@ func (x *ListReportsRequest) String() string {
 func (*ListReportsRequest) ProtoMessage() {}
 
 func (x *ListReportsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[4]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -305,7 +516,7 @@ func (x *ListReportsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReportsRequest.ProtoReflect.Descriptor instead.
 func (*ListReportsRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{4}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListReportsRequest) GetLimit() uint32 {
@@ -334,7 +545,7 @@ type ReportSummary struct {
 
 func (x *ReportSummary) Reset() {
 	*x = ReportSummary{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[5]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +557,7 @@ func (x *ReportSummary) String() string {
 func (*ReportSummary) ProtoMessage() {}
 
 func (x *ReportSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[5]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +570,7 @@ func (x *ReportSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSummary.ProtoReflect.Descriptor instead.
 func (*ReportSummary) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{5}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReportSummary) GetId() string {
@@ -427,7 +638,7 @@ type ListReportsResponse struct {
 
 func (x *ListReportsResponse) Reset() {
 	*x = ListReportsResponse{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[6]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +650,7 @@ func (x *ListReportsResponse) String() string {
 func (*ListReportsResponse) ProtoMessage() {}
 
 func (x *ListReportsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[6]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +663,7 @@ func (x *ListReportsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReportsResponse.ProtoReflect.Descriptor instead.
 func (*ListReportsResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{6}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListReportsResponse) GetReports() []*ReportSummary {
@@ -471,7 +682,7 @@ type GetReportRequest struct {
 
 func (x *GetReportRequest) Reset() {
 	*x = GetReportRequest{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[7]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +694,7 @@ func (x *GetReportRequest) String() string {
 func (*GetReportRequest) ProtoMessage() {}
 
 func (x *GetReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[7]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +707,7 @@ func (x *GetReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReportRequest.ProtoReflect.Descriptor instead.
 func (*GetReportRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{7}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetReportRequest) GetId() string {
@@ -526,7 +737,7 @@ type PortionView struct {
 
 func (x *PortionView) Reset() {
 	*x = PortionView{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[8]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +749,7 @@ func (x *PortionView) String() string {
 func (*PortionView) ProtoMessage() {}
 
 func (x *PortionView) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[8]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +762,7 @@ func (x *PortionView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortionView.ProtoReflect.Descriptor instead.
 func (*PortionView) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{8}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PortionView) GetIndex() uint32 {
@@ -631,7 +842,7 @@ type HopView struct {
 
 func (x *HopView) Reset() {
 	*x = HopView{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[9]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +854,7 @@ func (x *HopView) String() string {
 func (*HopView) ProtoMessage() {}
 
 func (x *HopView) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[9]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +867,7 @@ func (x *HopView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HopView.ProtoReflect.Descriptor instead.
 func (*HopView) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{9}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HopView) GetFrom() string {
@@ -716,7 +927,7 @@ type ReportView struct {
 
 func (x *ReportView) Reset() {
 	*x = ReportView{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[10]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +939,7 @@ func (x *ReportView) String() string {
 func (*ReportView) ProtoMessage() {}
 
 func (x *ReportView) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[10]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +952,7 @@ func (x *ReportView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportView.ProtoReflect.Descriptor instead.
 func (*ReportView) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{10}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReportView) GetId() string {
@@ -827,7 +1038,7 @@ type WithdrawalView struct {
 
 func (x *WithdrawalView) Reset() {
 	*x = WithdrawalView{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[11]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +1050,7 @@ func (x *WithdrawalView) String() string {
 func (*WithdrawalView) ProtoMessage() {}
 
 func (x *WithdrawalView) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[11]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +1063,7 @@ func (x *WithdrawalView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawalView.ProtoReflect.Descriptor instead.
 func (*WithdrawalView) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{11}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WithdrawalView) GetId() string {
@@ -892,7 +1103,7 @@ type GetReportResponse struct {
 
 func (x *GetReportResponse) Reset() {
 	*x = GetReportResponse{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[12]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +1115,7 @@ func (x *GetReportResponse) String() string {
 func (*GetReportResponse) ProtoMessage() {}
 
 func (x *GetReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[12]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -917,7 +1128,7 @@ func (x *GetReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReportResponse.ProtoReflect.Descriptor instead.
 func (*GetReportResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{12}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetReportResponse) GetReport() *ReportView {
@@ -936,7 +1147,7 @@ type GetProvenanceRequest struct {
 
 func (x *GetProvenanceRequest) Reset() {
 	*x = GetProvenanceRequest{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[13]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1159,7 @@ func (x *GetProvenanceRequest) String() string {
 func (*GetProvenanceRequest) ProtoMessage() {}
 
 func (x *GetProvenanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[13]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1172,7 @@ func (x *GetProvenanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProvenanceRequest.ProtoReflect.Descriptor instead.
 func (*GetProvenanceRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{13}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetProvenanceRequest) GetId() string {
@@ -992,7 +1203,7 @@ type ProvenanceEvent struct {
 
 func (x *ProvenanceEvent) Reset() {
 	*x = ProvenanceEvent{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[14]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1004,7 +1215,7 @@ func (x *ProvenanceEvent) String() string {
 func (*ProvenanceEvent) ProtoMessage() {}
 
 func (x *ProvenanceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[14]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1017,7 +1228,7 @@ func (x *ProvenanceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvenanceEvent.ProtoReflect.Descriptor instead.
 func (*ProvenanceEvent) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{14}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ProvenanceEvent) GetSeq() uint64 {
@@ -1086,7 +1297,7 @@ type GetProvenanceResponse struct {
 
 func (x *GetProvenanceResponse) Reset() {
 	*x = GetProvenanceResponse{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[15]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1309,7 @@ func (x *GetProvenanceResponse) String() string {
 func (*GetProvenanceResponse) ProtoMessage() {}
 
 func (x *GetProvenanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[15]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1322,7 @@ func (x *GetProvenanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProvenanceResponse.ProtoReflect.Descriptor instead.
 func (*GetProvenanceResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{15}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetProvenanceResponse) GetReport() *ReportView {
@@ -1142,7 +1353,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[16]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1365,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[16]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1378,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{16}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubscribeRequest) GetAfter() uint64 {
@@ -1202,7 +1413,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[17]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1425,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[17]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1438,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{17}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SubscribeResponse) GetCursor() uint64 {
@@ -1257,7 +1468,7 @@ type ShareRequest struct {
 
 func (x *ShareRequest) Reset() {
 	*x = ShareRequest{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[18]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1480,7 @@ func (x *ShareRequest) String() string {
 func (*ShareRequest) ProtoMessage() {}
 
 func (x *ShareRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[18]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1493,7 @@ func (x *ShareRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareRequest.ProtoReflect.Descriptor instead.
 func (*ShareRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{18}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ShareRequest) GetId() string {
@@ -1315,7 +1526,7 @@ type ShareResponse struct {
 
 func (x *ShareResponse) Reset() {
 	*x = ShareResponse{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[19]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1538,7 @@ func (x *ShareResponse) String() string {
 func (*ShareResponse) ProtoMessage() {}
 
 func (x *ShareResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[19]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1551,7 @@ func (x *ShareResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareResponse.ProtoReflect.Descriptor instead.
 func (*ShareResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{19}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ShareResponse) GetDecisions() []*v1.Decision {
@@ -1364,7 +1575,7 @@ type RequestConsentRequest struct {
 
 func (x *RequestConsentRequest) Reset() {
 	*x = RequestConsentRequest{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[20]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1376,7 +1587,7 @@ func (x *RequestConsentRequest) String() string {
 func (*RequestConsentRequest) ProtoMessage() {}
 
 func (x *RequestConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[20]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1389,7 +1600,7 @@ func (x *RequestConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestConsentRequest.ProtoReflect.Descriptor instead.
 func (*RequestConsentRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{20}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RequestConsentRequest) GetId() string {
@@ -1448,7 +1659,7 @@ type Consent struct {
 
 func (x *Consent) Reset() {
 	*x = Consent{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[21]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1460,7 +1671,7 @@ func (x *Consent) String() string {
 func (*Consent) ProtoMessage() {}
 
 func (x *Consent) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[21]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1473,7 +1684,7 @@ func (x *Consent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Consent.ProtoReflect.Descriptor instead.
 func (*Consent) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{21}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Consent) GetId() string {
@@ -1576,7 +1787,7 @@ type RequestConsentResponse struct {
 
 func (x *RequestConsentResponse) Reset() {
 	*x = RequestConsentResponse{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[22]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1799,7 @@ func (x *RequestConsentResponse) String() string {
 func (*RequestConsentResponse) ProtoMessage() {}
 
 func (x *RequestConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[22]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1812,7 @@ func (x *RequestConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestConsentResponse.ProtoReflect.Descriptor instead.
 func (*RequestConsentResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{22}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RequestConsentResponse) GetConsent() *Consent {
@@ -1619,7 +1830,7 @@ type ListConsentsRequest struct {
 
 func (x *ListConsentsRequest) Reset() {
 	*x = ListConsentsRequest{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[23]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1631,7 +1842,7 @@ func (x *ListConsentsRequest) String() string {
 func (*ListConsentsRequest) ProtoMessage() {}
 
 func (x *ListConsentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[23]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1644,7 +1855,7 @@ func (x *ListConsentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsentsRequest.ProtoReflect.Descriptor instead.
 func (*ListConsentsRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{23}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{26}
 }
 
 type ListConsentsResponse struct {
@@ -1656,7 +1867,7 @@ type ListConsentsResponse struct {
 
 func (x *ListConsentsResponse) Reset() {
 	*x = ListConsentsResponse{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[24]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +1879,7 @@ func (x *ListConsentsResponse) String() string {
 func (*ListConsentsResponse) ProtoMessage() {}
 
 func (x *ListConsentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[24]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +1892,7 @@ func (x *ListConsentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsentsResponse.ProtoReflect.Descriptor instead.
 func (*ListConsentsResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{24}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListConsentsResponse) GetConsents() []*Consent {
@@ -1705,7 +1916,7 @@ type DecideConsentRequest struct {
 
 func (x *DecideConsentRequest) Reset() {
 	*x = DecideConsentRequest{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[25]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1928,7 @@ func (x *DecideConsentRequest) String() string {
 func (*DecideConsentRequest) ProtoMessage() {}
 
 func (x *DecideConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[25]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1941,7 @@ func (x *DecideConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideConsentRequest.ProtoReflect.Descriptor instead.
 func (*DecideConsentRequest) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{25}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DecideConsentRequest) GetId() string {
@@ -1770,7 +1981,7 @@ type DecideConsentResponse struct {
 
 func (x *DecideConsentResponse) Reset() {
 	*x = DecideConsentResponse{}
-	mi := &file_tearline_client_v1_client_proto_msgTypes[26]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1782,7 +1993,7 @@ func (x *DecideConsentResponse) String() string {
 func (*DecideConsentResponse) ProtoMessage() {}
 
 func (x *DecideConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tearline_client_v1_client_proto_msgTypes[26]
+	mi := &file_tearline_client_v1_client_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1795,7 +2006,7 @@ func (x *DecideConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideConsentResponse.ProtoReflect.Descriptor instead.
 func (*DecideConsentResponse) Descriptor() ([]byte, []int) {
-	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{26}
+	return file_tearline_client_v1_client_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DecideConsentResponse) GetConsent() *Consent {
@@ -1809,7 +2020,7 @@ var File_tearline_client_v1_client_proto protoreflect.FileDescriptor
 
 const file_tearline_client_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x1ftearline/client/v1/client.proto\x12\x12tearline.client.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftearline/report/v1/report.proto\"\x89\x01\n" +
+	"\x1ftearline/client/v1/client.proto\x12\x12tearline.client.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftearline/report/v1/report.proto\"\x89\x01\n" +
 	"\n" +
 	"NewPortion\x12\x16\n" +
 	"\x06banner\x18\x01 \x01(\tR\x06banner\x12\x16\n" +
@@ -1820,7 +2031,19 @@ const file_tearline_client_v1_client_proto_rawDesc = "" +
 	"\x0ePublishRequest\x12:\n" +
 	"\bportions\x18\x01 \x03(\v2\x1e.tearline.client.v1.NewPortionR\bportions\x12\x16\n" +
 	"\x06topics\x18\x02 \x03(\tR\x06topics\x124\n" +
-	"\x05route\x18\x03 \x03(\v2\x1e.tearline.report.v1.RouteEntryR\x05route\"[\n" +
+	"\x05route\x18\x03 \x03(\v2\x1e.tearline.report.v1.RouteEntryR\x05route\"d\n" +
+	"\x14PublishStreamRequest\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12:\n" +
+	"\x06report\x18\x02 \x01(\v2\".tearline.client.v1.PublishRequestR\x06report\"\xb2\x01\n" +
+	"\x15PublishStreamResponse\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12C\n" +
+	"\tpublished\x18\x02 \x01(\v2#.tearline.client.v1.PublishResponseH\x00R\tpublished\x128\n" +
+	"\x05error\x18\x03 \x01(\v2 .tearline.client.v1.PublishErrorH\x00R\x05errorB\b\n" +
+	"\x06result\"l\n" +
+	"\fPublishError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12.\n" +
+	"\adetails\x18\x03 \x03(\v2\x14.google.protobuf.AnyR\adetails\"[\n" +
 	"\aRelease\x12\x14\n" +
 	"\x05party\x18\x01 \x01(\tR\x05party\x12:\n" +
 	"\tdecisions\x18\x02 \x03(\v2\x1c.tearline.report.v1.DecisionR\tdecisions\"Z\n" +
@@ -1944,9 +2167,10 @@ const file_tearline_client_v1_client_proto_rawDesc = "" +
 	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\"N\n" +
 	"\x15DecideConsentResponse\x125\n" +
-	"\aconsent\x18\x01 \x01(\v2\x1b.tearline.client.v1.ConsentR\aconsent2\xdf\x06\n" +
+	"\aconsent\x18\x01 \x01(\v2\x1b.tearline.client.v1.ConsentR\aconsent2\xc9\a\n" +
 	"\rClientService\x12R\n" +
-	"\aPublish\x12\".tearline.client.v1.PublishRequest\x1a#.tearline.client.v1.PublishResponse\x12^\n" +
+	"\aPublish\x12\".tearline.client.v1.PublishRequest\x1a#.tearline.client.v1.PublishResponse\x12h\n" +
+	"\rPublishStream\x12(.tearline.client.v1.PublishStreamRequest\x1a).tearline.client.v1.PublishStreamResponse(\x010\x01\x12^\n" +
 	"\vListReports\x12&.tearline.client.v1.ListReportsRequest\x1a'.tearline.client.v1.ListReportsResponse\x12X\n" +
 	"\tGetReport\x12$.tearline.client.v1.GetReportRequest\x1a%.tearline.client.v1.GetReportResponse\x12d\n" +
 	"\rGetProvenance\x12(.tearline.client.v1.GetProvenanceRequest\x1a).tearline.client.v1.GetProvenanceResponse\x12Z\n" +
@@ -1968,93 +2192,103 @@ func file_tearline_client_v1_client_proto_rawDescGZIP() []byte {
 	return file_tearline_client_v1_client_proto_rawDescData
 }
 
-var file_tearline_client_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_tearline_client_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_tearline_client_v1_client_proto_goTypes = []any{
 	(*NewPortion)(nil),             // 0: tearline.client.v1.NewPortion
 	(*PublishRequest)(nil),         // 1: tearline.client.v1.PublishRequest
-	(*Release)(nil),                // 2: tearline.client.v1.Release
-	(*PublishResponse)(nil),        // 3: tearline.client.v1.PublishResponse
-	(*ListReportsRequest)(nil),     // 4: tearline.client.v1.ListReportsRequest
-	(*ReportSummary)(nil),          // 5: tearline.client.v1.ReportSummary
-	(*ListReportsResponse)(nil),    // 6: tearline.client.v1.ListReportsResponse
-	(*GetReportRequest)(nil),       // 7: tearline.client.v1.GetReportRequest
-	(*PortionView)(nil),            // 8: tearline.client.v1.PortionView
-	(*HopView)(nil),                // 9: tearline.client.v1.HopView
-	(*ReportView)(nil),             // 10: tearline.client.v1.ReportView
-	(*WithdrawalView)(nil),         // 11: tearline.client.v1.WithdrawalView
-	(*GetReportResponse)(nil),      // 12: tearline.client.v1.GetReportResponse
-	(*GetProvenanceRequest)(nil),   // 13: tearline.client.v1.GetProvenanceRequest
-	(*ProvenanceEvent)(nil),        // 14: tearline.client.v1.ProvenanceEvent
-	(*GetProvenanceResponse)(nil),  // 15: tearline.client.v1.GetProvenanceResponse
-	(*SubscribeRequest)(nil),       // 16: tearline.client.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),      // 17: tearline.client.v1.SubscribeResponse
-	(*ShareRequest)(nil),           // 18: tearline.client.v1.ShareRequest
-	(*ShareResponse)(nil),          // 19: tearline.client.v1.ShareResponse
-	(*RequestConsentRequest)(nil),  // 20: tearline.client.v1.RequestConsentRequest
-	(*Consent)(nil),                // 21: tearline.client.v1.Consent
-	(*RequestConsentResponse)(nil), // 22: tearline.client.v1.RequestConsentResponse
-	(*ListConsentsRequest)(nil),    // 23: tearline.client.v1.ListConsentsRequest
-	(*ListConsentsResponse)(nil),   // 24: tearline.client.v1.ListConsentsResponse
-	(*DecideConsentRequest)(nil),   // 25: tearline.client.v1.DecideConsentRequest
-	(*DecideConsentResponse)(nil),  // 26: tearline.client.v1.DecideConsentResponse
-	(*v1.RouteEntry)(nil),          // 27: tearline.report.v1.RouteEntry
-	(*v1.Decision)(nil),            // 28: tearline.report.v1.Decision
-	(*timestamppb.Timestamp)(nil),  // 29: google.protobuf.Timestamp
-	(*v1.PortionRelease)(nil),      // 30: tearline.report.v1.PortionRelease
-	(*durationpb.Duration)(nil),    // 31: google.protobuf.Duration
+	(*PublishStreamRequest)(nil),   // 2: tearline.client.v1.PublishStreamRequest
+	(*PublishStreamResponse)(nil),  // 3: tearline.client.v1.PublishStreamResponse
+	(*PublishError)(nil),           // 4: tearline.client.v1.PublishError
+	(*Release)(nil),                // 5: tearline.client.v1.Release
+	(*PublishResponse)(nil),        // 6: tearline.client.v1.PublishResponse
+	(*ListReportsRequest)(nil),     // 7: tearline.client.v1.ListReportsRequest
+	(*ReportSummary)(nil),          // 8: tearline.client.v1.ReportSummary
+	(*ListReportsResponse)(nil),    // 9: tearline.client.v1.ListReportsResponse
+	(*GetReportRequest)(nil),       // 10: tearline.client.v1.GetReportRequest
+	(*PortionView)(nil),            // 11: tearline.client.v1.PortionView
+	(*HopView)(nil),                // 12: tearline.client.v1.HopView
+	(*ReportView)(nil),             // 13: tearline.client.v1.ReportView
+	(*WithdrawalView)(nil),         // 14: tearline.client.v1.WithdrawalView
+	(*GetReportResponse)(nil),      // 15: tearline.client.v1.GetReportResponse
+	(*GetProvenanceRequest)(nil),   // 16: tearline.client.v1.GetProvenanceRequest
+	(*ProvenanceEvent)(nil),        // 17: tearline.client.v1.ProvenanceEvent
+	(*GetProvenanceResponse)(nil),  // 18: tearline.client.v1.GetProvenanceResponse
+	(*SubscribeRequest)(nil),       // 19: tearline.client.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),      // 20: tearline.client.v1.SubscribeResponse
+	(*ShareRequest)(nil),           // 21: tearline.client.v1.ShareRequest
+	(*ShareResponse)(nil),          // 22: tearline.client.v1.ShareResponse
+	(*RequestConsentRequest)(nil),  // 23: tearline.client.v1.RequestConsentRequest
+	(*Consent)(nil),                // 24: tearline.client.v1.Consent
+	(*RequestConsentResponse)(nil), // 25: tearline.client.v1.RequestConsentResponse
+	(*ListConsentsRequest)(nil),    // 26: tearline.client.v1.ListConsentsRequest
+	(*ListConsentsResponse)(nil),   // 27: tearline.client.v1.ListConsentsResponse
+	(*DecideConsentRequest)(nil),   // 28: tearline.client.v1.DecideConsentRequest
+	(*DecideConsentResponse)(nil),  // 29: tearline.client.v1.DecideConsentResponse
+	(*v1.RouteEntry)(nil),          // 30: tearline.report.v1.RouteEntry
+	(*anypb.Any)(nil),              // 31: google.protobuf.Any
+	(*v1.Decision)(nil),            // 32: tearline.report.v1.Decision
+	(*timestamppb.Timestamp)(nil),  // 33: google.protobuf.Timestamp
+	(*v1.PortionRelease)(nil),      // 34: tearline.report.v1.PortionRelease
+	(*durationpb.Duration)(nil),    // 35: google.protobuf.Duration
 }
 var file_tearline_client_v1_client_proto_depIdxs = []int32{
 	0,  // 0: tearline.client.v1.PublishRequest.portions:type_name -> tearline.client.v1.NewPortion
-	27, // 1: tearline.client.v1.PublishRequest.route:type_name -> tearline.report.v1.RouteEntry
-	28, // 2: tearline.client.v1.Release.decisions:type_name -> tearline.report.v1.Decision
-	2,  // 3: tearline.client.v1.PublishResponse.releases:type_name -> tearline.client.v1.Release
-	29, // 4: tearline.client.v1.ReportSummary.created:type_name -> google.protobuf.Timestamp
-	5,  // 5: tearline.client.v1.ListReportsResponse.reports:type_name -> tearline.client.v1.ReportSummary
-	29, // 6: tearline.client.v1.HopView.sent:type_name -> google.protobuf.Timestamp
-	30, // 7: tearline.client.v1.HopView.portions:type_name -> tearline.report.v1.PortionRelease
-	29, // 8: tearline.client.v1.ReportView.created:type_name -> google.protobuf.Timestamp
-	27, // 9: tearline.client.v1.ReportView.route:type_name -> tearline.report.v1.RouteEntry
-	8,  // 10: tearline.client.v1.ReportView.portions:type_name -> tearline.client.v1.PortionView
-	9,  // 11: tearline.client.v1.ReportView.hops:type_name -> tearline.client.v1.HopView
-	11, // 12: tearline.client.v1.ReportView.withdrawal:type_name -> tearline.client.v1.WithdrawalView
-	29, // 13: tearline.client.v1.WithdrawalView.applied:type_name -> google.protobuf.Timestamp
-	10, // 14: tearline.client.v1.GetReportResponse.report:type_name -> tearline.client.v1.ReportView
-	29, // 15: tearline.client.v1.ProvenanceEvent.time:type_name -> google.protobuf.Timestamp
-	28, // 16: tearline.client.v1.ProvenanceEvent.decisions:type_name -> tearline.report.v1.Decision
-	10, // 17: tearline.client.v1.GetProvenanceResponse.report:type_name -> tearline.client.v1.ReportView
-	14, // 18: tearline.client.v1.GetProvenanceResponse.events:type_name -> tearline.client.v1.ProvenanceEvent
-	10, // 19: tearline.client.v1.SubscribeResponse.report:type_name -> tearline.client.v1.ReportView
-	28, // 20: tearline.client.v1.ShareResponse.decisions:type_name -> tearline.report.v1.Decision
-	29, // 21: tearline.client.v1.Consent.requested:type_name -> google.protobuf.Timestamp
-	29, // 22: tearline.client.v1.Consent.decided:type_name -> google.protobuf.Timestamp
-	29, // 23: tearline.client.v1.Consent.expires:type_name -> google.protobuf.Timestamp
-	21, // 24: tearline.client.v1.RequestConsentResponse.consent:type_name -> tearline.client.v1.Consent
-	21, // 25: tearline.client.v1.ListConsentsResponse.consents:type_name -> tearline.client.v1.Consent
-	31, // 26: tearline.client.v1.DecideConsentRequest.ttl:type_name -> google.protobuf.Duration
-	21, // 27: tearline.client.v1.DecideConsentResponse.consent:type_name -> tearline.client.v1.Consent
-	1,  // 28: tearline.client.v1.ClientService.Publish:input_type -> tearline.client.v1.PublishRequest
-	4,  // 29: tearline.client.v1.ClientService.ListReports:input_type -> tearline.client.v1.ListReportsRequest
-	7,  // 30: tearline.client.v1.ClientService.GetReport:input_type -> tearline.client.v1.GetReportRequest
-	13, // 31: tearline.client.v1.ClientService.GetProvenance:input_type -> tearline.client.v1.GetProvenanceRequest
-	16, // 32: tearline.client.v1.ClientService.Subscribe:input_type -> tearline.client.v1.SubscribeRequest
-	18, // 33: tearline.client.v1.ClientService.Share:input_type -> tearline.client.v1.ShareRequest
-	20, // 34: tearline.client.v1.ClientService.RequestConsent:input_type -> tearline.client.v1.RequestConsentRequest
-	23, // 35: tearline.client.v1.ClientService.ListConsents:input_type -> tearline.client.v1.ListConsentsRequest
-	25, // 36: tearline.client.v1.ClientService.DecideConsent:input_type -> tearline.client.v1.DecideConsentRequest
-	3,  // 37: tearline.client.v1.ClientService.Publish:output_type -> tearline.client.v1.PublishResponse
-	6,  // 38: tearline.client.v1.ClientService.ListReports:output_type -> tearline.client.v1.ListReportsResponse
-	12, // 39: tearline.client.v1.ClientService.GetReport:output_type -> tearline.client.v1.GetReportResponse
-	15, // 40: tearline.client.v1.ClientService.GetProvenance:output_type -> tearline.client.v1.GetProvenanceResponse
-	17, // 41: tearline.client.v1.ClientService.Subscribe:output_type -> tearline.client.v1.SubscribeResponse
-	19, // 42: tearline.client.v1.ClientService.Share:output_type -> tearline.client.v1.ShareResponse
-	22, // 43: tearline.client.v1.ClientService.RequestConsent:output_type -> tearline.client.v1.RequestConsentResponse
-	24, // 44: tearline.client.v1.ClientService.ListConsents:output_type -> tearline.client.v1.ListConsentsResponse
-	26, // 45: tearline.client.v1.ClientService.DecideConsent:output_type -> tearline.client.v1.DecideConsentResponse
-	37, // [37:46] is the sub-list for method output_type
-	28, // [28:37] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	30, // 1: tearline.client.v1.PublishRequest.route:type_name -> tearline.report.v1.RouteEntry
+	1,  // 2: tearline.client.v1.PublishStreamRequest.report:type_name -> tearline.client.v1.PublishRequest
+	6,  // 3: tearline.client.v1.PublishStreamResponse.published:type_name -> tearline.client.v1.PublishResponse
+	4,  // 4: tearline.client.v1.PublishStreamResponse.error:type_name -> tearline.client.v1.PublishError
+	31, // 5: tearline.client.v1.PublishError.details:type_name -> google.protobuf.Any
+	32, // 6: tearline.client.v1.Release.decisions:type_name -> tearline.report.v1.Decision
+	5,  // 7: tearline.client.v1.PublishResponse.releases:type_name -> tearline.client.v1.Release
+	33, // 8: tearline.client.v1.ReportSummary.created:type_name -> google.protobuf.Timestamp
+	8,  // 9: tearline.client.v1.ListReportsResponse.reports:type_name -> tearline.client.v1.ReportSummary
+	33, // 10: tearline.client.v1.HopView.sent:type_name -> google.protobuf.Timestamp
+	34, // 11: tearline.client.v1.HopView.portions:type_name -> tearline.report.v1.PortionRelease
+	33, // 12: tearline.client.v1.ReportView.created:type_name -> google.protobuf.Timestamp
+	30, // 13: tearline.client.v1.ReportView.route:type_name -> tearline.report.v1.RouteEntry
+	11, // 14: tearline.client.v1.ReportView.portions:type_name -> tearline.client.v1.PortionView
+	12, // 15: tearline.client.v1.ReportView.hops:type_name -> tearline.client.v1.HopView
+	14, // 16: tearline.client.v1.ReportView.withdrawal:type_name -> tearline.client.v1.WithdrawalView
+	33, // 17: tearline.client.v1.WithdrawalView.applied:type_name -> google.protobuf.Timestamp
+	13, // 18: tearline.client.v1.GetReportResponse.report:type_name -> tearline.client.v1.ReportView
+	33, // 19: tearline.client.v1.ProvenanceEvent.time:type_name -> google.protobuf.Timestamp
+	32, // 20: tearline.client.v1.ProvenanceEvent.decisions:type_name -> tearline.report.v1.Decision
+	13, // 21: tearline.client.v1.GetProvenanceResponse.report:type_name -> tearline.client.v1.ReportView
+	17, // 22: tearline.client.v1.GetProvenanceResponse.events:type_name -> tearline.client.v1.ProvenanceEvent
+	13, // 23: tearline.client.v1.SubscribeResponse.report:type_name -> tearline.client.v1.ReportView
+	32, // 24: tearline.client.v1.ShareResponse.decisions:type_name -> tearline.report.v1.Decision
+	33, // 25: tearline.client.v1.Consent.requested:type_name -> google.protobuf.Timestamp
+	33, // 26: tearline.client.v1.Consent.decided:type_name -> google.protobuf.Timestamp
+	33, // 27: tearline.client.v1.Consent.expires:type_name -> google.protobuf.Timestamp
+	24, // 28: tearline.client.v1.RequestConsentResponse.consent:type_name -> tearline.client.v1.Consent
+	24, // 29: tearline.client.v1.ListConsentsResponse.consents:type_name -> tearline.client.v1.Consent
+	35, // 30: tearline.client.v1.DecideConsentRequest.ttl:type_name -> google.protobuf.Duration
+	24, // 31: tearline.client.v1.DecideConsentResponse.consent:type_name -> tearline.client.v1.Consent
+	1,  // 32: tearline.client.v1.ClientService.Publish:input_type -> tearline.client.v1.PublishRequest
+	2,  // 33: tearline.client.v1.ClientService.PublishStream:input_type -> tearline.client.v1.PublishStreamRequest
+	7,  // 34: tearline.client.v1.ClientService.ListReports:input_type -> tearline.client.v1.ListReportsRequest
+	10, // 35: tearline.client.v1.ClientService.GetReport:input_type -> tearline.client.v1.GetReportRequest
+	16, // 36: tearline.client.v1.ClientService.GetProvenance:input_type -> tearline.client.v1.GetProvenanceRequest
+	19, // 37: tearline.client.v1.ClientService.Subscribe:input_type -> tearline.client.v1.SubscribeRequest
+	21, // 38: tearline.client.v1.ClientService.Share:input_type -> tearline.client.v1.ShareRequest
+	23, // 39: tearline.client.v1.ClientService.RequestConsent:input_type -> tearline.client.v1.RequestConsentRequest
+	26, // 40: tearline.client.v1.ClientService.ListConsents:input_type -> tearline.client.v1.ListConsentsRequest
+	28, // 41: tearline.client.v1.ClientService.DecideConsent:input_type -> tearline.client.v1.DecideConsentRequest
+	6,  // 42: tearline.client.v1.ClientService.Publish:output_type -> tearline.client.v1.PublishResponse
+	3,  // 43: tearline.client.v1.ClientService.PublishStream:output_type -> tearline.client.v1.PublishStreamResponse
+	9,  // 44: tearline.client.v1.ClientService.ListReports:output_type -> tearline.client.v1.ListReportsResponse
+	15, // 45: tearline.client.v1.ClientService.GetReport:output_type -> tearline.client.v1.GetReportResponse
+	18, // 46: tearline.client.v1.ClientService.GetProvenance:output_type -> tearline.client.v1.GetProvenanceResponse
+	20, // 47: tearline.client.v1.ClientService.Subscribe:output_type -> tearline.client.v1.SubscribeResponse
+	22, // 48: tearline.client.v1.ClientService.Share:output_type -> tearline.client.v1.ShareResponse
+	25, // 49: tearline.client.v1.ClientService.RequestConsent:output_type -> tearline.client.v1.RequestConsentResponse
+	27, // 50: tearline.client.v1.ClientService.ListConsents:output_type -> tearline.client.v1.ListConsentsResponse
+	29, // 51: tearline.client.v1.ClientService.DecideConsent:output_type -> tearline.client.v1.DecideConsentResponse
+	42, // [42:52] is the sub-list for method output_type
+	32, // [32:42] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_tearline_client_v1_client_proto_init() }
@@ -2062,13 +2296,17 @@ func file_tearline_client_v1_client_proto_init() {
 	if File_tearline_client_v1_client_proto != nil {
 		return
 	}
+	file_tearline_client_v1_client_proto_msgTypes[3].OneofWrappers = []any{
+		(*PublishStreamResponse_Published)(nil),
+		(*PublishStreamResponse_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_client_v1_client_proto_rawDesc), len(file_tearline_client_v1_client_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

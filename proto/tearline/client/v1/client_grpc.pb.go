@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	ClientService_Publish_FullMethodName        = "/tearline.client.v1.ClientService/Publish"
+	ClientService_PublishStream_FullMethodName  = "/tearline.client.v1.ClientService/PublishStream"
 	ClientService_ListReports_FullMethodName    = "/tearline.client.v1.ClientService/ListReports"
 	ClientService_GetReport_FullMethodName      = "/tearline.client.v1.ClientService/GetReport"
 	ClientService_GetProvenance_FullMethodName  = "/tearline.client.v1.ClientService/GetProvenance"
@@ -43,6 +44,19 @@ type ClientServiceClient interface {
 	//
 	// Authorisation: officers of this node's party.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
+	// PublishStream publishes many reports over one stream, for a system
+	// that feeds a node many reports at a time. Each request is published
+	// exactly as Publish would publish it, and answered with one response
+	// naming the request's seq, in the order the reports are stored (which
+	// need not be the order they were sent). A report Publish would refuse is
+	// answered with the status Publish would give (code, message and the
+	// same details); the stream goes on. The node works on up to 256 of a
+	// stream's requests at once and reads no more until one is answered.
+	// The stream ends (OK) once the client has closed its side and every
+	// request has been answered.
+	//
+	// Authorisation: officers of this node's party.
+	PublishStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishStreamRequest, PublishStreamResponse], error)
 	// ListReports lists the reports this node holds, newest first.
 	//
 	// Authorisation: officers of this node's party.
@@ -102,6 +116,19 @@ func (c *clientServiceClient) Publish(ctx context.Context, in *PublishRequest, o
 	return out, nil
 }
 
+func (c *clientServiceClient) PublishStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishStreamRequest, PublishStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ClientService_ServiceDesc.Streams[0], ClientService_PublishStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PublishStreamRequest, PublishStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ClientService_PublishStreamClient = grpc.BidiStreamingClient[PublishStreamRequest, PublishStreamResponse]
+
 func (c *clientServiceClient) ListReports(ctx context.Context, in *ListReportsRequest, opts ...grpc.CallOption) (*ListReportsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListReportsResponse)
@@ -134,7 +161,7 @@ func (c *clientServiceClient) GetProvenance(ctx context.Context, in *GetProvenan
 
 func (c *clientServiceClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &ClientService_ServiceDesc.Streams[0], ClientService_Subscribe_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &ClientService_ServiceDesc.Streams[1], ClientService_Subscribe_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -204,6 +231,19 @@ type ClientServiceServer interface {
 	//
 	// Authorisation: officers of this node's party.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
+	// PublishStream publishes many reports over one stream, for a system
+	// that feeds a node many reports at a time. Each request is published
+	// exactly as Publish would publish it, and answered with one response
+	// naming the request's seq, in the order the reports are stored (which
+	// need not be the order they were sent). A report Publish would refuse is
+	// answered with the status Publish would give (code, message and the
+	// same details); the stream goes on. The node works on up to 256 of a
+	// stream's requests at once and reads no more until one is answered.
+	// The stream ends (OK) once the client has closed its side and every
+	// request has been answered.
+	//
+	// Authorisation: officers of this node's party.
+	PublishStream(grpc.BidiStreamingServer[PublishStreamRequest, PublishStreamResponse]) error
 	// ListReports lists the reports this node holds, newest first.
 	//
 	// Authorisation: officers of this node's party.
@@ -255,6 +295,9 @@ type UnimplementedClientServiceServer struct{}
 
 func (UnimplementedClientServiceServer) Publish(context.Context, *PublishRequest) (*PublishResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Publish not implemented")
+}
+func (UnimplementedClientServiceServer) PublishStream(grpc.BidiStreamingServer[PublishStreamRequest, PublishStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method PublishStream not implemented")
 }
 func (UnimplementedClientServiceServer) ListReports(context.Context, *ListReportsRequest) (*ListReportsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListReports not implemented")
@@ -318,6 +361,13 @@ func _ClientService_Publish_Handler(srv interface{}, ctx context.Context, dec fu
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _ClientService_PublishStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ClientServiceServer).PublishStream(&grpc.GenericServerStream[PublishStreamRequest, PublishStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ClientService_PublishStreamServer = grpc.BidiStreamingServer[PublishStreamRequest, PublishStreamResponse]
 
 func _ClientService_ListReports_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListReportsRequest)
@@ -497,6 +547,12 @@ var ClientService_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "PublishStream",
+			Handler:       _ClientService_PublishStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "Subscribe",
 			Handler:       _ClientService_Subscribe_Handler,

@@ -1,0 +1,112 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+
+	"github.com/tearline/tearline/pki"
+	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
+)
+
+// PublishWindow is how many of one PublishStream's requests a node works
+// on at once; it reads the stream's next request only when one of them is
+// answered (the proto comment states it).
+const PublishWindow = 256
+
+// PublishStream publishes each request as Publish would, up to
+// PublishWindow at once, and answers each with its seq once it is stored.
+// One goroutine reads the stream, one per request publishes, and one
+// sends the answers: grpc allows one Recv and one Send at a time.
+func (s *clientService) PublishStream(stream grpc.BidiStreamingServer[clientv1.PublishStreamRequest, clientv1.PublishStreamResponse]) error {
+	by, err := mustCaller(stream.Context())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+
+	// answers never blocks a publisher for long: it holds as many answers
+	// as there can be publishers, and the sender keeps draining it after a
+	// failed Send (discarding what it can no longer send).
+	answers := make(chan *clientv1.PublishStreamResponse, PublishWindow)
+	sent := make(chan error, 1)
+	go func() {
+		var err error
+		for a := range answers {
+			if err != nil {
+				continue
+			}
+			if err = stream.Send(a); err != nil {
+				cancel(err)
+			}
+		}
+		sent <- err
+	}()
+
+	slots := make(chan struct{}, PublishWindow)
+	var publishers sync.WaitGroup
+	var readErr error
+	for readErr == nil {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			readErr = context.Cause(ctx)
+			continue
+		}
+		req, err := stream.Recv()
+		if err != nil {
+			<-slots
+			readErr = err
+			continue
+		}
+		publishers.Go(func() {
+			defer func() { <-slots }()
+			answers <- s.publishAnswer(ctx, by, req)
+		})
+	}
+	publishers.Wait()
+	close(answers)
+	sendErr := <-sent
+	switch {
+	case sendErr != nil:
+		return sendErr
+	case errors.Is(readErr, io.EOF):
+		return nil
+	}
+	return readErr
+}
+
+// publishAnswer publishes one request of a PublishStream and gives its
+// answer: the report's id and releases, or the status Publish would give.
+func (s *clientService) publishAnswer(ctx context.Context, by pki.Identity, req *clientv1.PublishStreamRequest) *clientv1.PublishStreamResponse {
+	resp, err := s.publish(ctx, "PublishStream", by, req.GetReport())
+	if err != nil {
+		st := grpcstatus.Convert(err).Proto()
+		return &clientv1.PublishStreamResponse{Seq: req.GetSeq(), Result: &clientv1.PublishStreamResponse_Error{
+			Error: &clientv1.PublishError{Code: st.GetCode(), Message: st.GetMessage(), Details: st.GetDetails()},
+		}}
+	}
+	return &clientv1.PublishStreamResponse{Seq: req.GetSeq(), Result: &clientv1.PublishStreamResponse_Published{Published: resp}}
+}
+
+// PublishStreamErr is the error a PublishStream answer carries, as the
+// status error Publish would have returned (codes, message and details
+// intact), or nil when the report was published.
+func PublishStreamErr(a *clientv1.PublishStreamResponse) error {
+	e := a.GetError()
+	if e == nil {
+		return nil
+	}
+	code := e.GetCode()
+	if code == int32(codes.OK) {
+		code = int32(codes.Unknown) // an error answer is never OK
+	}
+	return grpcstatus.ErrorProto(&status.Status{Code: code, Message: e.GetMessage(), Details: e.GetDetails()})
+}
