@@ -95,6 +95,9 @@ func TestE2EBenchSmoke(t *testing.T) {
 			t.Errorf("%s node.yaml: memory_limit_mib %d, gc_percent %d; want 200, 300", party, c.MemoryLimitMiB, c.GCPercent)
 		}
 	}
+	if api := r["publish_api"]; api != "PublishStream" {
+		t.Errorf("publish_api %v, want PublishStream (the default)", api)
+	}
 	if n := r["catchup_reports"].(float64); n != 300 {
 		t.Errorf("catch-up counted %v reports, want 300", n)
 	}

@@ -54,8 +54,11 @@ type Options struct {
 	Dir string
 	// Duration is how long each timed phase (throughput, latency) runs.
 	Duration time.Duration
-	// Workers is how many publish calls the publisher keeps in flight.
+	// Workers is how many reports the publisher keeps unanswered.
 	Workers int
+	// Unary publishes with one Publish call per report; otherwise the
+	// publisher sends its reports over one PublishStream.
+	Unary bool
 	// LatencyRate is the fixed publish rate of the latency phase.
 	LatencyRate int
 	// Subscribers is the number of subscriber streams in the fan-out phase,
@@ -136,6 +139,7 @@ type Result struct {
 	CPUs                 int     `json:"cpus"`
 	NodeMemoryLimitMiB   int     `json:"node_memory_limit_mib"`
 	NodeGCPercent        int     `json:"node_gc_percent"`
+	PublishAPI           string  `json:"publish_api"` // "PublishStream" (one stream, Workers reports unanswered) or "Publish" (Workers calls in flight)
 	MessageBytes         int     `json:"message_bytes"`
 	GRPCBaselineMsgsPerS float64 `json:"grpc_baseline_msgs_per_s"`
 	DiskLimits
@@ -195,7 +199,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	r := &Result{Date: time.Now().UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), NodeMemoryLimitMiB: o.NodeMemoryLimitMiB, NodeGCPercent: o.NodeGCPercent}
+	r := &Result{Date: time.Now().UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), NodeMemoryLimitMiB: o.NodeMemoryLimitMiB, NodeGCPercent: o.NodeGCPercent, PublishAPI: "PublishStream"}
+	if o.Unary {
+		r.PublishAPI = "Publish"
+	}
 	say := func(format string, args ...any) { fmt.Fprintf(o.Progress, format+"\n", args...) }
 
 	// The disk first, before the nodes start, so that its scratch file's
@@ -308,40 +315,81 @@ type bench struct {
 	sample *clientv1.SubscribeResponse
 }
 
-func (b *bench) publish(ctx context.Context, title string) error {
-	_, err := b.pub.Publish(ctx, &clientv1.PublishRequest{
-		Portions: []*clientv1.NewPortion{{Banner: banner, Title: title, Body: b.body}},
-		Topics:   []string{topic},
-	})
-	return err
+// publication says what publishReports sends: reports phase-0.. until n
+// are answered (n > 0) or, n == 0, until the deadline.
+type publication struct {
+	phase string
+	n     int
+	until time.Time
+	// due, when given, is when report i is to be sent: the sender waits
+	// for it (open loop, as long as fewer than o.Workers are unanswered).
+	due func(i int) time.Time
+	// sent[i] and acked[i], when given, note when report i was sent and
+	// when its answer arrived.
+	sent, acked []time.Time
 }
 
-// publishMany publishes titles phase-0.. with o.Workers calls in flight,
-// until n are published (n > 0) or until the deadline. It returns how many
-// were published; sent[i], when given, is when report i was sent.
-func (b *bench) publishMany(ctx context.Context, phase string, n int, until time.Time, sent []time.Time) (int, error) {
+func (b *bench) request(phase string, i int) *clientv1.PublishRequest {
+	return &clientv1.PublishRequest{
+		Portions: []*clientv1.NewPortion{{Banner: banner, Title: title(phase, i), Body: b.body}},
+		Topics:   []string{topic},
+	}
+}
+
+// publishReports publishes what p says at A, with at most o.Workers
+// reports unanswered, and returns how many were published. It publishes
+// over one PublishStream, or with one Publish call per report when
+// o.Unary is set.
+func (b *bench) publishReports(ctx context.Context, p publication) (int, error) {
+	if b.o.Unary {
+		return b.publishUnary(ctx, p)
+	}
+	return b.publishStream(ctx, p)
+}
+
+// next reports whether report i is to be sent, and waits until it is due.
+func (p publication) next(i int) bool {
+	if (p.n > 0 && i >= p.n) || (p.n == 0 && time.Now().After(p.until)) {
+		return false
+	}
+	if p.due != nil {
+		if d := time.Until(p.due(i)); d > 0 {
+			time.Sleep(d)
+		}
+	}
+	if p.sent != nil {
+		p.sent[i] = time.Now()
+	}
+	return true
+}
+
+func (b *bench) publishUnary(ctx context.Context, p publication) (int, error) {
 	var next atomic.Int64
+	var mu sync.Mutex // orders the workers' sends, as the stream's one sender
 	var wg sync.WaitGroup
 	errs := make(chan error, b.o.Workers)
 	for range b.o.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for {
-				i := int(next.Add(1) - 1)
-				if (n > 0 && i >= n) || (n == 0 && time.Now().After(until)) {
-					next.Add(-1)
+				mu.Lock()
+				i := int(next.Load())
+				ok := p.next(i)
+				if ok {
+					next.Add(1)
+				}
+				mu.Unlock()
+				if !ok {
 					return
 				}
-				if sent != nil {
-					sent[i] = time.Now()
-				}
-				if err := b.publish(ctx, title(phase, i)); err != nil {
-					errs <- fmt.Errorf("publish %s: %w", title(phase, i), err)
+				if _, err := b.pub.Publish(ctx, b.request(p.phase, i)); err != nil {
+					errs <- fmt.Errorf("publish %s: %w", title(p.phase, i), err)
 					return
+				}
+				if p.acked != nil {
+					p.acked[i] = time.Now()
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
@@ -349,6 +397,63 @@ func (b *bench) publishMany(ctx context.Context, phase string, n int, until time
 		return 0, err
 	}
 	return int(next.Load()), nil
+}
+
+func (b *bench) publishStream(ctx context.Context, p publication) (int, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	st, err := b.pub.PublishStream(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("publish stream: %w", err)
+	}
+	slots := make(chan struct{}, b.o.Workers)
+	answered := make(chan error, 1)
+	go func() {
+		for {
+			a, err := st.Recv()
+			if errors.Is(err, io.EOF) {
+				answered <- nil
+				return
+			}
+			if err == nil {
+				if err = gateway.PublishStreamErr(a); err != nil {
+					err = fmt.Errorf("publish %s: %w", title(p.phase, int(a.GetSeq())), err)
+				}
+			}
+			if err != nil {
+				cancel(err)
+				answered <- err
+				return
+			}
+			if p.acked != nil && a.GetSeq() < uint64(len(p.acked)) {
+				p.acked[a.GetSeq()] = time.Now()
+			}
+			<-slots
+		}
+	}()
+	n := 0
+	for ; ctx.Err() == nil; n++ {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		if !p.next(n) {
+			break
+		}
+		if err := st.Send(&clientv1.PublishStreamRequest{Seq: uint64(n), Report: b.request(p.phase, n)}); err != nil {
+			break // Recv gives the stream's status
+		}
+	}
+	if ctx.Err() == nil {
+		if err := st.CloseSend(); err != nil {
+			return 0, fmt.Errorf("publish stream: %w", err)
+		}
+	}
+	if err := <-answered; err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 func title(phase string, i int) string { return phase + "-" + strconv.Itoa(i) }
@@ -485,7 +590,7 @@ func (b *bench) throughput(ctx context.Context, r *Result) error {
 	if err != nil {
 		return err
 	}
-	if _, err := b.publishMany(sctx, "warm", warmUpReports, time.Time{}, nil); err != nil {
+	if _, err := b.publishReports(sctx, publication{phase: "warm", n: warmUpReports}); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
 	select {
@@ -504,7 +609,7 @@ func (b *bench) throughput(ctx context.Context, r *Result) error {
 		return err
 	}
 	start := time.Now()
-	n, err := b.publishMany(sctx, "T", 0, start.Add(b.o.Duration), nil)
+	n, err := b.publishReports(sctx, publication{phase: "T", until: start.Add(b.o.Duration)})
 	if err != nil {
 		return err
 	}
@@ -556,28 +661,11 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 	sent := make([]time.Time, n)
 	acked := make([]time.Time, n)
 	period := time.Second / time.Duration(b.o.LatencyRate)
-	errs := make(chan error, n)
-	var wg sync.WaitGroup
 	start := time.Now()
-	for i := range n {
-		// Open loop: report i goes at start + i*period whatever the
-		// previous calls are doing.
-		if d := time.Until(start.Add(time.Duration(i) * period)); d > 0 {
-			time.Sleep(d)
-		}
-		wg.Add(1)
-		sent[i] = time.Now()
-		go func() {
-			defer wg.Done()
-			if err := b.publish(sctx, title("L", i)); err != nil {
-				errs <- err
-			}
-			acked[i] = time.Now()
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	// Open loop: report i goes at start + i*period whatever the answers
+	// to the previous ones are doing.
+	due := func(i int) time.Time { return start.Add(time.Duration(i) * period) }
+	if _, err := b.publishReports(sctx, publication{phase: "L", n: n, due: due, sent: sent, acked: acked}); err != nil {
 		return err
 	}
 	if err := s.wait(ctx, time.Minute); err != nil {
@@ -750,7 +838,7 @@ func (b *bench) fanout(ctx context.Context, r *Result, ids int) error {
 			streams = append(streams, s)
 		}
 	}
-	if err := b.publish(sctx, title("F", n)); err != nil {
+	if _, err := b.pub.Publish(sctx, b.request("F", n)); err != nil {
 		return err
 	}
 	for _, s := range streams {
@@ -769,7 +857,7 @@ func (b *bench) fanout(ctx context.Context, r *Result, ids int) error {
 		}
 	}
 	start := time.Now()
-	if _, err := b.publishMany(sctx, "F", n, time.Time{}, nil); err != nil {
+	if _, err := b.publishReports(sctx, publication{phase: "F", n: n}); err != nil {
 		return err
 	}
 	var end time.Time
@@ -795,7 +883,7 @@ func (b *bench) catchUp(ctx context.Context, r *Result) error {
 		return err
 	}
 	n := b.o.CatchUp
-	if _, err := b.publishMany(ctx, "C", n, time.Time{}, nil); err != nil {
+	if _, err := b.publishReports(ctx, publication{phase: "C", n: n}); err != nil {
 		return err
 	}
 	start := time.Now()

@@ -64,7 +64,8 @@ with --json, one object. It takes a few minutes and both cores.`,
 	}
 	f := c.Flags()
 	f.DurationVar(&o.Duration, "duration", 10*time.Second, "how long the throughput and latency phases each run")
-	f.IntVar(&o.Workers, "workers", bench.DefaultWorkers, "publish calls kept in flight")
+	f.IntVar(&o.Workers, "workers", bench.DefaultWorkers, "reports the publisher keeps unanswered")
+	f.BoolVar(&o.Unary, "publish-unary", false, "publish with one Publish call per report (default: all over one PublishStream)")
 	f.IntVar(&o.LatencyRate, "rate", 500, "publish rate of the latency phase, reports/s")
 	f.IntVar(&o.Subscribers, "subscribers", 1000, "subscriber streams in the fan-out phase")
 	f.IntVar(&o.FanoutReports, "fanout-reports", 500, "reports each fan-out stream receives")
@@ -85,7 +86,7 @@ func printBench(g *globals, r *bench.Result) {
 	if r.NodeGCPercent > 0 {
 		limit += fmt.Sprintf(", gc_percent %d", r.NodeGCPercent)
 	}
-	fmt.Fprintf(w, "Tearline bench, %s, %d CPUs; nodes with %s\n\n", r.Date, r.CPUs, limit)
+	fmt.Fprintf(w, "Tearline bench, %s, %d CPUs; nodes with %s; published with %s\n\n", r.Date, r.CPUs, limit, r.PublishAPI)
 	fmt.Fprintf(w, "figure\tvalue\ttarget\tratio to limit\n")
 	fmt.Fprintf(w, "grpc baseline (%d-byte msgs, mTLS)\t%.0f msgs/s\t\tlimit\n", r.MessageBytes, r.GRPCBaselineMsgsPerS)
 	fmt.Fprintf(w, "ed25519 sign / verify\t%.1f / %.1f µs\t\t\n", r.SignMicros, r.VerifyMicros)

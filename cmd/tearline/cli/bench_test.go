@@ -46,14 +46,15 @@ func TestPrintBench(t *testing.T) {
 func TestPrintBenchHeading(t *testing.T) {
 	for _, tc := range []struct {
 		mem, gc int
+		api     string
 		want    string
 	}{
-		{224, 400, "nodes with memory_limit_mib 224, gc_percent 400"},
-		{224, 0, "nodes with memory_limit_mib 224\n"},
-		{0, 0, "nodes with no memory_limit_mib\n"},
+		{224, 400, "PublishStream", "nodes with memory_limit_mib 224, gc_percent 400; published with PublishStream\n"},
+		{224, 0, "Publish", "nodes with memory_limit_mib 224; published with Publish\n"},
+		{0, 0, "PublishStream", "nodes with no memory_limit_mib; published with PublishStream\n"},
 	} {
 		var out bytes.Buffer
-		printBench(&globals{stdout: &out}, &bench.Result{Date: "2026-12-06T00:00:00Z", CPUs: 2, NodeMemoryLimitMiB: tc.mem, NodeGCPercent: tc.gc})
+		printBench(&globals{stdout: &out}, &bench.Result{Date: "2026-12-06T00:00:00Z", CPUs: 2, NodeMemoryLimitMiB: tc.mem, NodeGCPercent: tc.gc, PublishAPI: tc.api})
 		if !strings.Contains(out.String(), tc.want) {
 			t.Errorf("memory limit %d, gc percent %d: the heading does not say %q:\n%s", tc.mem, tc.gc, tc.want, out.String())
 		}
