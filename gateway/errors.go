@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"strconv"
@@ -35,6 +36,9 @@ func toStatus(log *slog.Logger, method string, err error) error {
 		return status.Error(codes.NotFound, userText(err, node.ErrNotFound))
 	case errors.Is(err, node.ErrDenied):
 		return status.Error(codes.PermissionDenied, userText(err, node.ErrDenied))
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		// The caller went away or ran out of time: nothing to log.
+		return status.FromContextError(err).Err()
 	}
 	if st := storeStatus(err, clientStoreText); st != nil {
 		log.Warn("request refused: the store cannot be written", "method", method, "error", err)

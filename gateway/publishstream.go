@@ -15,15 +15,19 @@ import (
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 )
 
-// PublishWindow is how many of one PublishStream's requests a node works
-// on at once; it reads the stream's next request only when one of them is
-// answered (the proto comment states it).
+// PublishWindow is how many of one PublishStream's requests a node holds
+// unanswered: it reads the stream's next request only once the answer to
+// one of them is sent (the proto comment states it).
 const PublishWindow = 256
 
-// PublishStream publishes each request as Publish would, up to
-// PublishWindow at once, and answers each with its seq once it is stored.
-// One goroutine reads the stream, one per request publishes, and one
-// sends the answers: grpc allows one Recv and one Send at a time.
+const publishStreamMethod = "/tearline.client.v1.ClientService/PublishStream"
+
+// PublishStream publishes each request as Publish would, and sends its
+// answer with its seq as each finishes. One goroutine reads the stream,
+// one per request publishes, and one sends the answers: grpc allows one
+// Recv and one Send at a time. A slot of the window is taken before a
+// request is read and given back once its answer is sent (or discarded,
+// once sending has failed).
 func (s *clientService) PublishStream(stream grpc.BidiStreamingServer[clientv1.PublishStreamRequest, clientv1.PublishStreamResponse]) error {
 	by, err := mustCaller(stream.Context())
 	if err != nil {
@@ -32,25 +36,24 @@ func (s *clientService) PublishStream(stream grpc.BidiStreamingServer[clientv1.P
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
 
-	// answers never blocks a publisher for long: it holds as many answers
-	// as there can be publishers, and the sender keeps draining it after a
-	// failed Send (discarding what it can no longer send).
+	slots := make(chan struct{}, PublishWindow)
+	// answers holds at most PublishWindow answers (one per slot), so a
+	// publisher never waits to hand its answer over.
 	answers := make(chan *clientv1.PublishStreamResponse, PublishWindow)
 	sent := make(chan error, 1)
 	go func() {
 		var err error
 		for a := range answers {
-			if err != nil {
-				continue
+			if err == nil {
+				if err = stream.Send(a); err != nil {
+					cancel(err)
+				}
 			}
-			if err = stream.Send(a); err != nil {
-				cancel(err)
-			}
+			<-slots
 		}
 		sent <- err
 	}()
 
-	slots := make(chan struct{}, PublishWindow)
 	var publishers sync.WaitGroup
 	var readErr error
 	for readErr == nil {
@@ -61,13 +64,17 @@ func (s *clientService) PublishStream(stream grpc.BidiStreamingServer[clientv1.P
 			continue
 		}
 		req, err := stream.Recv()
+		if err == nil {
+			// As a unary call is: the certificate may have expired, or
+			// its CA left this node's trust, since the stream opened.
+			_, err = s.authn.identify(stream.Context(), publishStreamMethod)
+		}
 		if err != nil {
 			<-slots
 			readErr = err
 			continue
 		}
 		publishers.Go(func() {
-			defer func() { <-slots }()
 			answers <- s.publishAnswer(ctx, by, req)
 		})
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tearline/tearline/pki"
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 )
 
@@ -124,8 +125,8 @@ func TestPublishStreamAnswersEachRequest(t *testing.T) {
 }
 
 // A request over the message limit ends the stream with ResourceExhausted,
-// as it fails a Publish call; what was answered before stays published,
-// and the node serves the next stream.
+// as it fails a Publish call, with requests still in flight: every report
+// answered before the end is stored, and the node serves the next stream.
 func TestPublishStreamOversizedMessageEndsIt(t *testing.T) {
 	f := startFed(t, "USA", "GBR")
 	usa := f.officer("USA")
@@ -135,20 +136,26 @@ func TestPublishStreamOversizedMessageEndsIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Send(&clientv1.PublishStreamRequest{Seq: 1, Report: ok}); err != nil {
+	for i := range 200 {
+		if err := st.Send(&clientv1.PublishStreamRequest{Seq: uint64(i), Report: ok}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Send(&clientv1.PublishStreamRequest{Seq: 200, Report: over.req}); err != nil && !errors.Is(err, io.EOF) {
 		t.Fatal(err)
 	}
-	if a, err := st.Recv(); err != nil || PublishStreamErr(a) != nil || a.GetSeq() != 1 {
-		t.Fatalf("first answer: %v, %v", a, err)
-	}
-	if err := st.Send(&clientv1.PublishStreamRequest{Seq: 2, Report: over.req}); err != nil && !errors.Is(err, io.EOF) {
-		t.Fatal(err)
-	}
-	if _, err := drainPublishStream(t, st); status.Code(err) != codes.ResourceExhausted {
+	got, err := drainPublishStream(t, st)
+	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("stream ended with %v, want ResourceExhausted", err)
 	}
-	if n := count(t, usa); n != 1 {
-		t.Fatalf("USA holds %d reports, want 1", n)
+	for seq, a := range got {
+		if _, err := usa.GetReport(ctxT(t), &clientv1.GetReportRequest{Id: a.GetPublished().GetId()}); err != nil {
+			t.Fatalf("answered seq %d (%v) is not stored: %v", seq, a, err)
+		}
+	}
+	stored, err := f.servers["USA"].Node().Store().Count()
+	if err != nil || stored < len(got) || stored > 200 {
+		t.Fatalf("USA stored %d reports (%v); %d were answered, 200 sent", stored, err, len(got))
 	}
 	st, err = usa.PublishStream(ctxT(t))
 	if err != nil {
@@ -165,37 +172,106 @@ func TestPublishStreamOversizedMessageEndsIt(t *testing.T) {
 	}
 }
 
-// A client that goes away mid-stream, with requests in flight and answers
-// unread, leaves no goroutine behind (TestMain checks) and the node
-// serving; every report it stored is whole.
-func TestPublishStreamClientCancels(t *testing.T) {
+// A client that stops reading answers stops the node reading its
+// requests (the window is only freed as answers are sent): the node stops
+// publishing, well short of what was sent, until the client reads again;
+// then every request is answered. A client that then goes away leaves no
+// goroutine behind (TestMain checks).
+func TestPublishStreamClientStopsReading(t *testing.T) {
 	f := startFed(t, "USA", "GBR")
 	usa := f.officer("USA")
+	store := f.servers["USA"].Node().Store()
 	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
 	st, err := usa.PublishStream(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	const sent = 6000
 	req := &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA, GBR", Body: []byte("x")}}}
+	sendErr := make(chan error, 1)
+	go func() {
+		for i := range sent {
+			if err := st.Send(&clientv1.PublishStreamRequest{Seq: uint64(i), Report: req}); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- st.CloseSend()
+	}()
+	// Wait until the node's count holds still for half a second.
+	stored, since := -1, time.Now()
+	for time.Since(since) < 500*time.Millisecond {
+		time.Sleep(50 * time.Millisecond)
+		n, err := store.Count()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != stored {
+			stored, since = n, time.Now()
+		}
+	}
+	if stored == 0 || stored >= sent {
+		t.Fatalf("with no answer read, USA stored %d of %d reports; want it to stop short", stored, sent)
+	}
+	t.Logf("with no answer read, USA stopped at %d of %d reports", stored, sent)
+	got, err := drainPublishStream(t, st)
+	if err != nil || len(got) != sent {
+		t.Fatalf("once read: %d answers, %v", len(got), err)
+	}
+	if err := <-sendErr; err != nil {
+		t.Fatal(err)
+	}
+	// And one that goes away with requests in flight and answers unread.
+	st, err = usa.PublishStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range 2 * PublishWindow {
 		if err := st.Send(&clientv1.PublishStreamRequest{Seq: uint64(i), Report: req}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := st.Recv(); err != nil {
-		t.Fatal(err)
-	}
 	cancel()
 	if _, err := usa.Publish(ctxT(t), req); err != nil {
 		t.Fatalf("publish after a cancelled stream: %v", err)
 	}
-	resp, err := usa.ListReports(ctxT(t), &clientv1.ListReportsRequest{Limit: 1000})
+}
+
+// The caller's certificate is checked again before each request: once it
+// expires, the stream ends with Unauthenticated, as a unary call would
+// fail, after answering what was read before.
+func TestPublishStreamEndsWhenTheCertificateExpires(t *testing.T) {
+	f := startFed(t, "USA", "GBR")
+	id, err := pki.NewIdentity("USA", pki.KindOfficer, "shortlived")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range resp.GetReports() {
-		if _, err := usa.GetReport(ctxT(t), &clientv1.GetReportRequest{Id: r.GetId()}); err != nil {
-			t.Fatalf("report %s: %v", r.GetId(), err)
-		}
+	is, err := f.ca("USA").Issue(context.Background(), pki.IssueRequest{Identity: id, TTL: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, _ := f.ca("USA").Bundle(context.Background())
+	c := f.clientWith("USA", is, bundle)
+	st, err := c.PublishStream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &clientv1.PublishRequest{Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA, GBR", Body: []byte("x")}}}
+	if err := st.Send(&clientv1.PublishStreamRequest{Seq: 1, Report: req}); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := st.Recv(); err != nil || PublishStreamErr(a) != nil {
+		t.Fatalf("before expiry: %v, %v", a, err)
+	}
+	time.Sleep(time.Until(is.Leaf().NotAfter) + time.Second)
+	if err := st.Send(&clientv1.PublishStreamRequest{Seq: 2, Report: req}); err != nil && !errors.Is(err, io.EOF) {
+		t.Fatal(err)
+	}
+	if got, err := drainPublishStream(t, st); status.Code(err) != codes.Unauthenticated || len(got) != 0 {
+		t.Fatalf("after expiry: %v answers, %v; want none and Unauthenticated", got, err)
+	}
+	if n, _ := f.servers["USA"].Node().Store().Count(); n != 1 {
+		t.Fatalf("USA holds %d reports, want 1", n)
 	}
 }

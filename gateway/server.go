@@ -239,7 +239,7 @@ func (s *Server) build() error {
 	)...)
 	federationv1.RegisterFederationServiceServer(s.grpc, &federationService{node: s.node, log: s.log})
 	s.dialers = map[string]partnerDialer{}
-	s.client = &clientService{node: s.node, log: s.log, poll: time.Second, stall: cfg.SubscriberStall, cut: cut, prepared: newPreparedMemo()}
+	s.client = &clientService{node: s.node, log: s.log, authn: a, poll: time.Second, stall: cfg.SubscriberStall, cut: cut, prepared: newPreparedMemo()}
 	clientv1.RegisterClientServiceServer(s.grpc, s.client)
 	adminv1.RegisterAdminServiceServer(s.grpc, &adminService{node: s.node, log: s.log, fetch: s.fetchDigests})
 	s.health = health.NewServer()

@@ -389,6 +389,9 @@ func TestAuthorisationTable(t *testing.T) {
 	if _, err := c.Publish(ctxT(t), &clientv1.PublishRequest{}); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("GBR node publishing at USA: %v, want PermissionDenied", err)
 	}
+	if authz["/tearline.client.v1.ClientService/PublishStream"] != authz["/tearline.client.v1.ClientService/Publish"] {
+		t.Fatal("PublishStream is open to other callers than Publish")
+	}
 	ps, err := c.PublishStream(ctxT(t))
 	if err == nil {
 		_, err = ps.Recv()

@@ -196,6 +196,8 @@ type clientService struct {
 	clientv1.UnimplementedClientServiceServer
 	node *node.Node
 	log  *slog.Logger
+	// authn checks a PublishStream's caller again before each request.
+	authn *authn
 	// poll bounds how long a subscription waits before re-reading the feed.
 	poll time.Duration
 	// stall is how long a subscription's send queue may stay full.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -73,6 +74,13 @@ func TestStoreErrorStatus(t *testing.T) {
 				t.Fatalf("partner status %v: %s", pst.Code(), pst.Message())
 			}
 		})
+	}
+	// A caller gone before the commit is told so (it is not an internal
+	// error, nor logged as one).
+	for err, code := range map[error]codes.Code{context.Canceled: codes.Canceled, context.DeadlineExceeded: codes.DeadlineExceeded} {
+		if got := status.Code(toStatus(slog.New(slog.DiscardHandler), "Publish", fmt.Errorf("publish abandoned: %w", err))); got != code {
+			t.Errorf("toStatus(%v) = %v, want %v", err, got, code)
+		}
 	}
 	// Any other failure stays an internal error with fixed text.
 	st := status.Convert(toStatus(slog.New(slog.DiscardHandler), "Publish", fmt.Errorf("%w: %w", node.ErrInternal, errors.New("disk on fire"))))

@@ -338,6 +338,12 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 		}
 		plans = append(plans, plan)
 	}
+	// A caller gone by now (its deadline passed, its stream ended) would
+	// never learn the report's id: store nothing rather than a report it
+	// may send again.
+	if err := ctx.Err(); err != nil {
+		return "", nil, fmt.Errorf("publish abandoned before it was stored: %w", ctx.Err())
+	}
 	var releases []Release
 	var woken []string
 	err = n.st.Batch(now, func(t *store.Tx) error {

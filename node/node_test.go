@@ -7,6 +7,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -333,5 +334,32 @@ func TestPartnerUpClosedWhenThePartnerConnects(t *testing.T) {
 	}
 	if next := usa.PartnerUp("CAN"); isClosed(next) {
 		t.Fatal("after the connection PartnerUp gave a closed channel")
+	}
+}
+
+// A publish whose caller is gone before the commit (its deadline passed,
+// its stream ended) stores nothing, and says why: the caller could never
+// learn the report's id, and might send it again.
+func TestPublishAbandonedStoresNothing(t *testing.T) {
+	dir, trust := t.TempDir(), pki.NewTrust()
+	usa := testNode(t, dir, trust, "USA", []string{"USA", "GBR"})
+	off := pki.Identity{Party: "USA", Kind: pki.KindOfficer, Name: "o"}
+	in := PublishInput{Portions: []NewPortion{{Banner: "SECRET//REL TO USA, GBR", Body: []byte("x")}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := usa.Publish(ctx, off, in); !errors.Is(err, context.Canceled) {
+		t.Fatalf("publish with its caller gone: %v, want context.Canceled", err)
+	}
+	if n, err := usa.Store().Count(); err != nil || n != 0 {
+		t.Fatalf("USA holds %d reports (%v), want 0", n, err)
+	}
+	if items := mustOutbox(t, usa, "GBR"); len(items) != 0 {
+		t.Fatalf("GBR's outbox holds %d items, want 0", len(items))
+	}
+	if _, _, err := usa.Publish(context.Background(), off, in); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := usa.Store().Count(); n != 1 {
+		t.Fatalf("USA holds %d reports after a publish, want 1", n)
 	}
 }

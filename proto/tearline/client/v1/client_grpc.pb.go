@@ -47,13 +47,18 @@ type ClientServiceClient interface {
 	// PublishStream publishes many reports over one stream, for a system
 	// that feeds a node many reports at a time. Each request is published
 	// exactly as Publish would publish it, and answered with one response
-	// naming the request's seq, in the order the reports are stored (which
-	// need not be the order they were sent). A report Publish would refuse is
-	// answered with the status Publish would give (code, message and the
-	// same details); the stream goes on. The node works on up to 256 of a
-	// stream's requests at once and reads no more until one is answered.
-	// The stream ends (OK) once the client has closed its side and every
-	// request has been answered.
+	// naming the request's seq, as each finishes (not necessarily in the order
+	// sent). A report Publish would refuse is answered with the status Publish
+	// would give (code, message and the same details); the stream goes on.
+	// The node holds up to 256 of a stream's requests unanswered and reads no
+	// more until an answer is sent, so a client must read answers while it
+	// sends. The caller's certificate is checked again before each request,
+	// as for a unary call. The stream ends (OK) once the client has closed
+	// its side and every request has been answered. If it ends with an error
+	// instead, every answered report stands, and a request left unanswered
+	// may or may not have been published: the node stores nothing for a
+	// request once the stream has ended, but one already being committed
+	// then is kept.
 	//
 	// Authorisation: officers of this node's party.
 	PublishStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishStreamRequest, PublishStreamResponse], error)
@@ -234,13 +239,18 @@ type ClientServiceServer interface {
 	// PublishStream publishes many reports over one stream, for a system
 	// that feeds a node many reports at a time. Each request is published
 	// exactly as Publish would publish it, and answered with one response
-	// naming the request's seq, in the order the reports are stored (which
-	// need not be the order they were sent). A report Publish would refuse is
-	// answered with the status Publish would give (code, message and the
-	// same details); the stream goes on. The node works on up to 256 of a
-	// stream's requests at once and reads no more until one is answered.
-	// The stream ends (OK) once the client has closed its side and every
-	// request has been answered.
+	// naming the request's seq, as each finishes (not necessarily in the order
+	// sent). A report Publish would refuse is answered with the status Publish
+	// would give (code, message and the same details); the stream goes on.
+	// The node holds up to 256 of a stream's requests unanswered and reads no
+	// more until an answer is sent, so a client must read answers while it
+	// sends. The caller's certificate is checked again before each request,
+	// as for a unary call. The stream ends (OK) once the client has closed
+	// its side and every request has been answered. If it ends with an error
+	// instead, every answered report stands, and a request left unanswered
+	// may or may not have been published: the node stores nothing for a
+	// request once the stream has ended, but one already being committed
+	// then is kept.
 	//
 	// Authorisation: officers of this node's party.
 	PublishStream(grpc.BidiStreamingServer[PublishStreamRequest, PublishStreamResponse]) error
