@@ -94,9 +94,11 @@ const DefaultNodeMemoryLimitMiB = 224
 // session, for what it changes).
 const DefaultNodeGCPercent = 400
 
-// DefaultWorkers is how many publish calls the publisher keeps in flight
-// unless told otherwise. With 64, A's single store writer sat idle between
-// commits waiting for calls (groups of ~22 reports); 256 keeps it busy.
+// DefaultWorkers is how many reports the publisher keeps unanswered unless
+// told otherwise (as many as a node holds unanswered on one PublishStream,
+// gateway.PublishWindow). With 64 calls in flight, A's single store writer
+// sat idle between commits waiting for calls (groups of ~22 reports); 256
+// keeps it busy.
 const DefaultWorkers = 256
 
 func (o *Options) defaults() error {
@@ -243,7 +245,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	b := &bench{o: o, f: f, pub: pub, body: body(2048)}
 
-	say("federation throughput: publishing at %s for %s with %d calls in flight...", partyA, o.Duration, o.Workers)
+	say("federation throughput: publishing at %s for %s with %s, %d reports unanswered...", partyA, o.Duration, r.PublishAPI, o.Workers)
 	if err := b.throughput(ctx, r); err != nil {
 		return nil, fmt.Errorf("bench: throughput: %w", err)
 	}
@@ -348,6 +350,9 @@ func (b *bench) publishReports(ctx context.Context, p publication) (int, error) 
 }
 
 // next reports whether report i is to be sent, and waits until it is due.
+// It notes the send time before the caller waits for room among the
+// unanswered reports, so that in the latency phase a wait for room counts
+// in the report's latency (the loop stays open).
 func (p publication) next(i int) bool {
 	if (p.n > 0 && i >= p.n) || (p.n == 0 && time.Now().After(p.until)) {
 		return false
@@ -363,40 +368,42 @@ func (p publication) next(i int) bool {
 	return true
 }
 
+// room takes a slot among the unanswered reports, or gives up when ctx
+// ends.
+func room(ctx context.Context, slots chan struct{}) bool {
+	select {
+	case slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 func (b *bench) publishUnary(ctx context.Context, p publication) (int, error) {
-	var next atomic.Int64
-	var mu sync.Mutex // orders the workers' sends, as the stream's one sender
-	var wg sync.WaitGroup
-	errs := make(chan error, b.o.Workers)
-	for range b.o.Workers {
-		wg.Go(func() {
-			for {
-				mu.Lock()
-				i := int(next.Load())
-				ok := p.next(i)
-				if ok {
-					next.Add(1)
-				}
-				mu.Unlock()
-				if !ok {
-					return
-				}
-				if _, err := b.pub.Publish(ctx, b.request(p.phase, i)); err != nil {
-					errs <- fmt.Errorf("publish %s: %w", title(p.phase, i), err)
-					return
-				}
-				if p.acked != nil {
-					p.acked[i] = time.Now()
-				}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	slots := make(chan struct{}, b.o.Workers)
+	var calls sync.WaitGroup
+	n := 0
+	for ctx.Err() == nil && p.next(n) && room(ctx, slots) {
+		i := n
+		n++
+		calls.Go(func() {
+			defer func() { <-slots }()
+			if _, err := b.pub.Publish(ctx, b.request(p.phase, i)); err != nil {
+				cancel(fmt.Errorf("publish %s: %w", title(p.phase, i), err))
+				return
+			}
+			if p.acked != nil {
+				p.acked[i] = time.Now()
 			}
 		})
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	calls.Wait()
+	if err := context.Cause(ctx); err != nil {
 		return 0, err
 	}
-	return int(next.Load()), nil
+	return n, nil
 }
 
 func (b *bench) publishStream(ctx context.Context, p publication) (int, error) {
@@ -407,43 +414,49 @@ func (b *bench) publishStream(ctx context.Context, p publication) (int, error) {
 		return 0, fmt.Errorf("publish stream: %w", err)
 	}
 	slots := make(chan struct{}, b.o.Workers)
+	var sent atomic.Int64
 	answered := make(chan error, 1)
 	go func() {
+		seen := map[uint64]bool{}
+		fail := func(err error) {
+			cancel(err)
+			answered <- err
+		}
 		for {
 			a, err := st.Recv()
-			if errors.Is(err, io.EOF) {
+			switch {
+			case errors.Is(err, io.EOF):
+				if len(seen) != int(sent.Load()) {
+					fail(fmt.Errorf("publish stream: ended with %d of %d reports answered", len(seen), sent.Load()))
+					return
+				}
 				answered <- nil
 				return
-			}
-			if err == nil {
-				if err = gateway.PublishStreamErr(a); err != nil {
-					err = fmt.Errorf("publish %s: %w", title(p.phase, int(a.GetSeq())), err)
-				}
-			}
-			if err != nil {
-				cancel(err)
-				answered <- err
+			case err != nil:
+				fail(fmt.Errorf("publish stream: %w", err))
+				return
+			case a.GetSeq() >= uint64(sent.Load()) || seen[a.GetSeq()]:
+				fail(fmt.Errorf("publish stream: an answer to seq %d, which was not sent or is answered already", a.GetSeq()))
 				return
 			}
-			if p.acked != nil && a.GetSeq() < uint64(len(p.acked)) {
+			if err := gateway.PublishStreamErr(a); err != nil {
+				fail(fmt.Errorf("publish %s: %w", title(p.phase, int(a.GetSeq())), err))
+				return
+			}
+			seen[a.GetSeq()] = true
+			if p.acked != nil {
 				p.acked[a.GetSeq()] = time.Now()
 			}
 			<-slots
 		}
 	}()
 	n := 0
-	for ; ctx.Err() == nil; n++ {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			continue
-		}
-		if !p.next(n) {
-			break
-		}
+	for ctx.Err() == nil && p.next(n) && room(ctx, slots) {
+		sent.Add(1)
 		if err := st.Send(&clientv1.PublishStreamRequest{Seq: uint64(n), Report: b.request(p.phase, n)}); err != nil {
-			break // Recv gives the stream's status
+			break // the receiver has the stream's status
 		}
+		n++
 	}
 	if ctx.Err() == nil {
 		if err := st.CloseSend(); err != nil {
@@ -662,8 +675,9 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 	acked := make([]time.Time, n)
 	period := time.Second / time.Duration(b.o.LatencyRate)
 	start := time.Now()
-	// Open loop: report i goes at start + i*period whatever the answers
-	// to the previous ones are doing.
+	// Open loop: report i is due at start + i*period, and its latency
+	// counts from then, even when it must wait for room among the
+	// unanswered reports (o.Workers).
 	due := func(i int) time.Time { return start.Add(time.Duration(i) * period) }
 	if _, err := b.publishReports(sctx, publication{phase: "L", n: n, due: due, sent: sent, acked: acked}); err != nil {
 		return err

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -27,6 +29,9 @@ type countingNode struct {
 	refuse string
 	mu     sync.Mutex
 	titles map[string]int
+	// unanswered is how many PublishStream requests are read and not yet
+	// answered, and mostUnanswered the most at any time.
+	unanswered, mostUnanswered int
 }
 
 func (c *countingNode) take(req *clientv1.PublishRequest) error {
@@ -47,7 +52,13 @@ func (c *countingNode) Publish(_ context.Context, req *clientv1.PublishRequest) 
 	return &clientv1.PublishResponse{Id: "id"}, nil
 }
 
+// PublishStream answers each request after a random pause of up to 2 ms,
+// so that answers come out of order, and notes the most requests it held
+// unanswered at once.
 func (c *countingNode) PublishStream(st grpc.BidiStreamingServer[clientv1.PublishStreamRequest, clientv1.PublishStreamResponse]) error {
+	var sendMu sync.Mutex
+	var held sync.WaitGroup
+	defer held.Wait()
 	for {
 		req, err := st.Recv()
 		if errors.Is(err, io.EOF) {
@@ -56,14 +67,24 @@ func (c *countingNode) PublishStream(st grpc.BidiStreamingServer[clientv1.Publis
 		if err != nil {
 			return err
 		}
-		a := &clientv1.PublishStreamResponse{Seq: req.GetSeq(), Result: &clientv1.PublishStreamResponse_Published{Published: &clientv1.PublishResponse{Id: "id"}}}
-		if err := c.take(req.GetReport()); err != nil {
-			s := status.Convert(err)
-			a.Result = &clientv1.PublishStreamResponse_Error{Error: &clientv1.PublishError{Code: int32(s.Code()), Message: s.Message()}}
-		}
-		if err := st.Send(a); err != nil {
-			return err
-		}
+		c.mu.Lock()
+		c.unanswered++
+		c.mostUnanswered = max(c.mostUnanswered, c.unanswered)
+		c.mu.Unlock()
+		held.Go(func() {
+			time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+			a := &clientv1.PublishStreamResponse{Seq: req.GetSeq(), Result: &clientv1.PublishStreamResponse_Published{Published: &clientv1.PublishResponse{Id: "id"}}}
+			if err := c.take(req.GetReport()); err != nil {
+				s := status.Convert(err)
+				a.Result = &clientv1.PublishStreamResponse_Error{Error: &clientv1.PublishError{Code: int32(s.Code()), Message: s.Message()}}
+			}
+			sendMu.Lock()
+			defer sendMu.Unlock()
+			c.mu.Lock()
+			c.unanswered--
+			c.mu.Unlock()
+			_ = st.Send(a)
+		})
 	}
 }
 
@@ -110,6 +131,9 @@ func TestPublishReports(t *testing.T) {
 			if len(node.titles) != n {
 				t.Fatalf("the node saw %d titles, want %d", len(node.titles), n)
 			}
+			if !unary && (node.mostUnanswered > b.o.Workers || node.mostUnanswered < 2) {
+				t.Fatalf("the node held up to %d requests unanswered; want 2 to %d", node.mostUnanswered, b.o.Workers)
+			}
 
 			got, err = b.publishReports(context.Background(), publication{phase: "D", until: time.Now().Add(50 * time.Millisecond)})
 			if err != nil || got == 0 || node.titles[title("D", got-1)] != 1 || node.titles[title("D", got)] != 0 {
@@ -123,3 +147,5 @@ func TestPublishReports(t *testing.T) {
 		})
 	}
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
