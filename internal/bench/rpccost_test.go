@@ -2,14 +2,9 @@ package bench
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
+	"log/slog"
 	"net"
 	"sync"
 	"syscall"
@@ -19,6 +14,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
+
+	"github.com/tearline/tearline/pki"
 )
 
 // What a unary call costs against a message on a stream, over mutual TLS
@@ -57,36 +54,42 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// echoClient serves echoService on loopback with mutual TLS (one
-// self-signed ed25519 certificate for both ends) and dials it.
+// echoClient serves echoService on loopback with the nodes' own mutual
+// TLS (pki.ServerTLS and pki.ClientTLS, certificates from a development
+// CA) and dials it as an officer.
 func echoClient(b *testing.B) testpb.TestServiceClient {
-	_, key, err := ed25519.GenerateKey(rand.Reader)
+	ctx := context.Background()
+	ca, err := pki.OpenDevCA(b.TempDir(), "USA")
 	if err != nil {
 		b.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "echo"}, DNSNames: []string{"echo"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	bundle, err := ca.Bundle(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
-	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	trust := pki.NewTrust()
+	trust.Set("USA", bundle)
+	source := func(kind pki.Kind, name string) *pki.CertSource {
+		id, err := pki.NewIdentity("USA", kind, name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		src, err := pki.NewCertSource(ca, id, time.Hour, pki.WithLogger(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return src
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13})))
+	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(pki.ServerTLS(source(pki.KindNode, "echo"), trust, nil))))
 	testpb.RegisterTestServiceServer(s, echoService{})
 	go s.Serve(l)
 	b.Cleanup(s.Stop)
-	cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: "echo", MinVersion: tls.VersionTLS13})))
+	anyNode := func(pki.Identity) error { return nil }
+	cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(source(pki.KindOfficer, "bench"), trust, anyNode, nil))))
 	if err != nil {
 		b.Fatal(err)
 	}
