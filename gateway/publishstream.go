@@ -20,8 +20,6 @@ import (
 // one of them is sent (the proto comment states it).
 const PublishWindow = 256
 
-const publishStreamMethod = "/tearline.client.v1.ClientService/PublishStream"
-
 // PublishStream publishes each request as Publish would, and sends its
 // answer with its seq as each finishes. One goroutine reads the stream,
 // one per request publishes, and one sends the answers: grpc allows one
@@ -67,7 +65,7 @@ func (s *clientService) PublishStream(stream grpc.BidiStreamingServer[clientv1.P
 		if err == nil {
 			// As a unary call is: the certificate may have expired, or
 			// its CA left this node's trust, since the stream opened.
-			_, err = s.authn.identify(stream.Context(), publishStreamMethod)
+			_, err = s.authn.identify(stream.Context(), clientv1.ClientService_PublishStream_FullMethodName)
 		}
 		if err != nil {
 			<-slots

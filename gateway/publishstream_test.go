@@ -37,6 +37,23 @@ func drainPublishStream(t *testing.T, st clientv1.ClientService_PublishStreamCli
 	}
 }
 
+// publishOne publishes one report over a new PublishStream of c, as seq,
+// and gives the stream's answers and how it ended.
+func publishOne(t *testing.T, c clientv1.ClientServiceClient, seq uint64, req *clientv1.PublishRequest) (map[uint64]*clientv1.PublishStreamResponse, error) {
+	t.Helper()
+	st, err := c.PublishStream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&clientv1.PublishStreamRequest{Seq: seq, Report: req}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	return drainPublishStream(t, st)
+}
+
 // Every request on a PublishStream gets one answer with its seq: good ones
 // are published (and reach the partner), bad ones get exactly the status
 // Publish gives them, and the stream goes on past them. More requests than
@@ -157,17 +174,7 @@ func TestPublishStreamOversizedMessageEndsIt(t *testing.T) {
 	if err != nil || stored < len(got) || stored > 200 {
 		t.Fatalf("USA stored %d reports (%v); %d were answered, 200 sent", stored, err, len(got))
 	}
-	st, err = usa.PublishStream(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Send(&clientv1.PublishStreamRequest{Seq: 3, Report: ok}); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.CloseSend(); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := drainPublishStream(t, st); err != nil || len(got) != 1 || PublishStreamErr(got[3]) != nil {
+	if got, err := publishOne(t, usa, 3, ok); err != nil || len(got) != 1 || PublishStreamErr(got[3]) != nil {
 		t.Fatalf("the next stream: %v, %v", got, err)
 	}
 }

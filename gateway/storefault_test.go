@@ -203,17 +203,7 @@ func TestNodeWithReadOnlyStore(t *testing.T) {
 		t.Fatalf("publish on a read-only store: %v", err)
 	}
 	// A PublishStream's answer carries the same status, details and all.
-	stream, err := gbr.PublishStream(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&clientv1.PublishStreamRequest{Seq: 9, Report: req}); err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.CloseSend(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := drainPublishStream(t, stream)
+	got, err := publishOne(t, gbr, 9, req)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("stream on a read-only store: %v, %v", got, err)
 	}
