@@ -105,7 +105,7 @@ var knownRules = []policy.Rule{
 
 func checkChain(t *testing.T, n *Node, env *reportv1.Envelope) {
 	now := time.Now()
-	r, v, err := n.check(now, "GBR", env)
+	r, v, _, err := n.check(now, "GBR", env)
 	if err != nil {
 		t.Fatalf("check: %v", err)
 	}
@@ -168,10 +168,10 @@ func checkChain(t *testing.T, n *Node, env *reportv1.Envelope) {
 	if err := proto.Unmarshal(b, again); err != nil {
 		t.Fatal(err)
 	}
-	if r2, _, _ := n.check(now, "GBR", again); !r2.Allowed {
+	if r2, _, _, _ := n.check(now, "GBR", again); !r2.Allowed {
 		t.Fatalf("accepted, then refused after a round trip: %s", r2)
 	}
-	if r3, _, _ := n.check(now, "CAN", env); r3.Allowed {
+	if r3, _, _, _ := n.check(now, "CAN", env); r3.Allowed {
 		t.Fatalf("an envelope whose last hop is GBR -> USA was accepted from CAN")
 	}
 }
@@ -327,7 +327,7 @@ func TestHopChainSeeds(t *testing.T) {
 		if err := proto.Unmarshal(b, env); err != nil {
 			t.Fatal(err)
 		}
-		r, _, err := fx.node.check(time.Now(), "GBR", env)
+		r, _, _, err := fx.node.check(time.Now(), "GBR", env)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -352,7 +352,7 @@ func TestHopChainSeeds(t *testing.T) {
 		if err := proto.Unmarshal([]byte(raw), env); err != nil {
 			t.Fatal(err)
 		}
-		if r, _, _ := fx.node.check(time.Now(), "GBR", env); !r.Allowed {
+		if r, _, _, _ := fx.node.check(time.Now(), "GBR", env); !r.Allowed {
 			t.Errorf("committed seed %s: %s", name, r)
 		}
 	}

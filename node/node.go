@@ -93,8 +93,10 @@ type Node struct {
 
 	susp   suspensions
 	vcache verifyCache
-	views  viewMemo
-	aud    *auditState
+	// received: what receipt checked of reports just stored, for View.
+	received receivedChecks
+	views    viewMemo
+	aud      *auditState
 }
 
 // New makes a node from cfg.
@@ -121,6 +123,7 @@ func New(cfg Config) (*Node, error) {
 		upOf:        make(map[string]chan struct{}),
 		vcache:      newVerifyCache(),
 		views:       newViewMemo(),
+		received:    newReceivedChecks(),
 	}
 	if n.scheme == nil {
 		n.scheme = marking.Default
@@ -669,6 +672,7 @@ func (n *Node) Receive(ctx context.Context, from pki.Identity, env *reportv1.Env
 // transaction.
 type receiptPlan struct {
 	v       *report.Verified
+	hops    []*report.VerifiedHop // the envelope's, as check verified them
 	relayTo []string
 	auth    authorities
 }
@@ -682,7 +686,7 @@ func (n *Node) ReceiveBatch(ctx context.Context, from pki.Identity, rs []Receipt
 	plans := make([]receiptPlan, len(rs))
 	errs := make([]error, len(rs))
 	parallel(len(rs), func(i int) {
-		rs[i].Reason, plans[i].v, errs[i] = n.check(now, from.Party, rs[i].Envelope)
+		rs[i].Reason, plans[i].v, plans[i].hops, errs[i] = n.check(now, from.Party, rs[i].Envelope)
 	})
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -788,6 +792,7 @@ func (n *Node) storeReceipt(t *store.Tx, now time.Time, from string, env *report
 		return Duplicate, nil, nil
 	}
 	held, err := t.Report(id)
+	fresh := false
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		if _, werr := t.Withdrawal(id); werr == nil {
@@ -795,6 +800,7 @@ func (n *Node) storeReceipt(t *store.Tx, now time.Time, from string, env *report
 			return Duplicate, nil, t.MarkReceipt(id, last[:])
 		}
 		held = &storev1.StoredReport{Envelope: &reportv1.Envelope{Header: env.GetHeader()}, ReceivedFrom: from}
+		fresh = true
 	case err != nil:
 		return 0, nil, err
 	case held.GetWithdrawn() != nil:
@@ -806,6 +812,10 @@ func (n *Node) storeReceipt(t *store.Tx, now time.Time, from string, env *report
 	merge(held.Envelope, env)
 	if err := t.PutReport(id, held); err != nil {
 		return 0, nil, err
+	}
+	if fresh {
+		// Made of env alone, which check verified: View need not again.
+		n.received.put(held, env, p.v, p.hops)
 	}
 	if err := t.MarkReceipt(id, last[:]); err != nil {
 		return 0, nil, err
@@ -849,63 +859,66 @@ func mergeSigned(have, add []*reportv1.Signed) []*reportv1.Signed {
 }
 
 // check verifies env as received from party `from`. It returns the first
-// failing reason, or an allowing reason for the whole envelope.
-func (n *Node) check(now time.Time, from string, env *reportv1.Envelope) (policy.Reason, *report.Verified, error) {
+// failing reason, or an allowing reason for the whole envelope with each of
+// env's hops as it verified (in env's order).
+func (n *Node) check(now time.Time, from string, env *reportv1.Envelope) (policy.Reason, *report.Verified, []*report.VerifiedHop, error) {
 	deny := func(rule policy.Rule, format string, args ...any) policy.Reason {
 		return policy.Reason{Rule: rule, Party: n.party, Message: fmt.Sprintf(format, args...), Next: "none: the envelope is kept in quarantine as evidence against " + from}
 	}
 	p, ok := n.partners[from]
 	if !ok {
-		return deny(policy.RuleNoAgreement, "%s is not a partner of %s", from, n.party), nil, nil
+		return deny(policy.RuleNoAgreement, "%s is not a partner of %s", from, n.party), nil, nil, nil
 	}
 	v, err := report.OpenHeader(env.GetHeader(), n.trust)
 	if err != nil {
 		if rule := reportRule(err); rule != policy.RuleBadSignature {
-			return deny(rule, "the originator's header is malformed or over a limit: %v", err), nil, nil
+			return deny(rule, "the originator's header is malformed or over a limit: %v", err), nil, nil, nil
 		}
-		return deny(policy.RuleBadSignature, "the originator's signature does not verify: %v", err), nil, nil
+		return deny(policy.RuleBadSignature, "the originator's signature does not verify: %v", err), nil, nil, nil
 	}
 	n.vcache.putHeader(env.GetHeader(), v)
 	if v.Header.GetOriginator() == n.party {
 		// A report of our own coming back: we hold it already as originator.
-		return deny(policy.RuleBadChain, "%s sent back a report that %s originated", from, n.party), v, nil
+		return deny(policy.RuleBadChain, "%s sent back a report that %s originated", from, n.party), v, nil, nil
 	}
 	if len(env.GetPortions()) == 0 {
-		return deny(policy.RuleBadChain, "the envelope from %s carries no portion", from), v, nil
+		return deny(policy.RuleBadChain, "the envelope from %s carries no portion", from), v, nil, nil
 	}
 	if err := report.CheckAgainstHeader(v.Header, env.GetPortions()); err != nil {
-		return deny(reportRule(err), "%v", err), v, nil
+		return deny(reportRule(err), "%v", err), v, nil, nil
 	}
 	if len(env.GetHops()) == 0 {
-		return deny(policy.RuleBadChain, "the envelope from %s carries no hop", from), v, nil
+		return deny(policy.RuleBadChain, "the envelope from %s carries no hop", from), v, nil, nil
 	}
 	if len(env.GetHops()) > maxEnvelopeHops {
-		return deny(policy.RuleBadInput, "the envelope from %s carries %d hops; the limit is %d", from, len(env.GetHops()), maxEnvelopeHops), v, nil
+		return deny(policy.RuleBadInput, "the envelope from %s carries %d hops; the limit is %d", from, len(env.GetHops()), maxEnvelopeHops), v, nil, nil
 	}
 	if len(env.GetAuthorities()) > report.MaxAuthorities {
-		return deny(policy.RuleBadInput, "the envelope from %s carries %d consent grants and crisis declarations; the limit is %d", from, len(env.GetAuthorities()), report.MaxAuthorities), v, nil
+		return deny(policy.RuleBadInput, "the envelope from %s carries %d consent grants and crisis declarations; the limit is %d", from, len(env.GetAuthorities()), report.MaxAuthorities), v, nil, nil
 	}
 	consents, crises, err := n.envelopeAuthorities(env, v.Header.GetOriginator())
 	if err != nil {
-		return deny(reportRule(err), "%v", err), v, nil
+		return deny(reportRule(err), "%v", err), v, nil, nil
 	}
 	var facts []hopFact
+	hops := make([]*report.VerifiedHop, 0, len(env.GetHops()))
 	for _, sh := range env.GetHops() {
 		h, err := report.OpenHop(sh, v.Digest, v.Header.GetId(), n.trust)
 		if err != nil {
-			return deny(policy.RuleBadChain, "a hop does not verify: %v", err), v, nil
+			return deny(policy.RuleBadChain, "a hop does not verify: %v", err), v, nil, nil
 		}
 		n.vcache.putHop(sh, v.Digest, v.Header.GetId(), h)
 		facts = append(facts, hopFact{h.Hop})
+		hops = append(hops, h)
 	}
 	lastHop := facts[len(facts)-1].hop
 	if lastHop.GetFrom() != from || lastHop.GetTo() != n.party {
-		return deny(policy.RuleBadChain, "the last hop is %s -> %s but the envelope came from %s to %s", lastHop.GetFrom(), lastHop.GetTo(), from, n.party), v, nil
+		return deny(policy.RuleBadChain, "the last hop is %s -> %s but the envelope came from %s to %s", lastHop.GetFrom(), lastHop.GetTo(), from, n.party), v, nil, nil
 	}
 	for _, pt := range env.GetPortions() {
 		m, err := report.MarkingFromProto(pt.GetMarking())
 		if err != nil {
-			return deny(policy.RuleBadSignature, "portion %d: %v", pt.GetIndex(), err), v, nil
+			return deny(policy.RuleBadSignature, "portion %d: %v", pt.GetIndex(), err), v, nil, nil
 		}
 		r := policy.Receipt(policy.ReceiptInput{
 			Scheme: n.scheme, Now: now,
@@ -919,10 +932,10 @@ func (n *Node) check(now time.Time, from string, env *reportv1.Envelope) (policy
 			Crises:          crises,
 		})
 		if !r.Allowed {
-			return r, v, nil
+			return r, v, nil, nil
 		}
 	}
-	return policy.Reason{Allowed: true, Rule: "receipt", Party: n.party, Message: fmt.Sprintf("received from %s: every portion verified against %s's signature and every hop has a basis", from, v.Header.GetOriginator())}, v, nil
+	return policy.Reason{Allowed: true, Rule: "receipt", Party: n.party, Message: fmt.Sprintf("received from %s: every portion verified against %s's signature and every hop has a basis", from, v.Header.GetOriginator())}, v, hops, nil
 }
 
 // maxEnvelopeHops bounds the hops of one envelope: a chain of at most

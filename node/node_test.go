@@ -17,7 +17,7 @@ import (
 	"github.com/tearline/tearline/pki"
 )
 
-func testNode(t *testing.T, dir string, trust *pki.Trust, party string, all []string) *Node {
+func testNode(t testing.TB, dir string, trust *pki.Trust, party string, all []string) *Node {
 	t.Helper()
 	ca, err := pki.OpenDevCA(filepath.Join(dir, "ca-"+party), party)
 	if err != nil {
@@ -52,7 +52,7 @@ func nodeID(p string) pki.Identity { return pki.Identity{Party: p, Kind: pki.Kin
 
 // deliver hands src's outbox for `to` to dst; with ack false the items stay
 // queued, as when the acknowledgement is lost.
-func deliver(t *testing.T, src *Node, to string, dst *Node, ack bool) {
+func deliver(t testing.TB, src *Node, to string, dst *Node, ack bool) {
 	t.Helper()
 	ctx := context.Background()
 	items, err := src.Store().Outbox(to, 0, 100)

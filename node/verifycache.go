@@ -2,10 +2,13 @@ package node
 
 import (
 	"crypto/sha256"
+	"slices"
+	"weak"
 
 	"github.com/tearline/tearline/internal/lru"
 	"github.com/tearline/tearline/node/report"
 	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
+	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
 )
 
 // verifyCache remembers signed statements this node has verified for
@@ -91,4 +94,61 @@ func (c *verifyCache) hop(sd *reportv1.Signed, headerDigest []byte, reportID str
 // putHop remembers a hop that verified.
 func (c *verifyCache) putHop(sd *reportv1.Signed, headerDigest []byte, reportID string, got *report.VerifiedHop) {
 	c.hops.Put(hopKey(sd, headerDigest, reportID), got)
+}
+
+// receivedChecks remembers, for each report this node has just received
+// and stored as new, what its receipt check verified: the header, each hop
+// and every portion. The store hands its readers that very report
+// (store.Tx.PutReport's r is not decoded again), so showing it to a
+// subscriber need not verify it again, nor hash its statements to find
+// them in the verify cache. A report read back from the file, or rewritten
+// since, is another object and is not found here; View verifies it as
+// before. Stored reports are never modified (store.Tx.PutReport,
+// store.Feed), which is what lets an entry stand for the report's content.
+// Keys are weak, so the memo keeps no report alive.
+type receivedChecks struct {
+	m *lru.Map[weak.Pointer[storev1.StoredReport], *receivedCheck]
+}
+
+// receivedCheck is what a receipt check verified of a stored report: its
+// header, its hops in the stored envelope's order, and (by being here) each
+// of its portions against the header.
+type receivedCheck struct {
+	header *report.Verified
+	hops   []*report.VerifiedHop
+}
+
+func newReceivedChecks() receivedChecks {
+	return receivedChecks{lru.New[weak.Pointer[storev1.StoredReport], *receivedCheck](verifyCacheSize)}
+}
+
+// put records that r, a report new to this node made from env alone, was
+// checked: v and hops are env's header and hops as check verified them.
+// The hops are matched to r's by identity; put records nothing if any of
+// r's statements or portions is not one of env's.
+func (rc receivedChecks) put(r *storev1.StoredReport, env *reportv1.Envelope, v *report.Verified, hops []*report.VerifiedHop) {
+	held := r.GetEnvelope()
+	if held.GetHeader() != env.GetHeader() || len(hops) != len(env.GetHops()) {
+		return
+	}
+	for _, p := range held.GetPortions() {
+		if !slices.Contains(env.GetPortions(), p) {
+			return
+		}
+	}
+	c := &receivedCheck{header: v, hops: make([]*report.VerifiedHop, len(held.GetHops()))}
+	for i, sh := range held.GetHops() {
+		j := slices.Index(env.GetHops(), sh)
+		if j < 0 {
+			return
+		}
+		c.hops[i] = hops[j]
+	}
+	rc.m.Put(weak.Make(r), c)
+}
+
+// get returns what the receipt check verified of r, or nil.
+func (rc receivedChecks) get(r *storev1.StoredReport) *receivedCheck {
+	c, _ := rc.m.Get(weak.Make(r))
+	return c
 }

@@ -24,11 +24,20 @@ import (
 func (n *Node) View(r *storev1.StoredReport, keep func(index uint32, m marking.Marking) bool) *clientv1.ReportView {
 	env := r.GetEnvelope()
 	out := &clientv1.ReportView{}
-	v, err := n.vcache.header(env.GetHeader(), n.trust)
-	if err != nil {
-		// Show what can be shown, marked unverified.
-		out.SignatureVerified = false
-		return out
+	checked := n.received.get(r) // nil unless receipt just checked r
+	if checked != nil && len(checked.hops) != len(env.GetHops()) {
+		checked = nil // not as checked: never so while reports are not modified
+	}
+	var v *report.Verified
+	if checked != nil {
+		v = checked.header
+	} else {
+		var err error
+		if v, err = n.vcache.header(env.GetHeader(), n.trust); err != nil {
+			// Show what can be shown, marked unverified.
+			out.SignatureVerified = false
+			return out
+		}
 	}
 	h := v.Header
 	out.Id, out.Originator, out.Created, out.Topics, out.Route = h.GetId(), h.GetOriginator(), h.GetCreated(), h.GetTopics(), h.GetRoute()
@@ -55,15 +64,20 @@ func (n *Node) View(r *storev1.StoredReport, keep func(index uint32, m marking.M
 				pv.ContentType = p.GetContentType()
 				pv.Title = p.GetTitle()
 				pv.Body = p.GetBody()
-				pv.Verified = report.CheckAgainstHeader(h, []*reportv1.Portion{p}) == nil
+				pv.Verified = checked != nil || report.CheckAgainstHeader(h, []*reportv1.Portion{p}) == nil
 			}
 		}
 		out.Portions = append(out.Portions, pv)
 	}
-	for _, sh := range env.GetHops() {
-		vh, err := n.vcache.hop(sh, v.Digest, h.GetId(), n.trust)
-		if err != nil {
-			continue
+	for i, sh := range env.GetHops() {
+		var vh *report.VerifiedHop
+		if checked != nil {
+			vh = checked.hops[i]
+		} else {
+			var err error
+			if vh, err = n.vcache.hop(sh, v.Digest, h.GetId(), n.trust); err != nil {
+				continue
+			}
 		}
 		out.Hops = append(out.Hops, &clientv1.HopView{
 			From: vh.Hop.GetFrom(), To: vh.Hop.GetTo(), Sent: vh.Hop.GetSent(), Portions: vh.Hop.GetPortions(), Signer: vh.Signer.String(),
