@@ -13,12 +13,15 @@ import (
 	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
 )
 
-// TestViewOfReceivedReportIsAsVerified: a report CAN has just received (two
-// hops, USA -> GBR -> CAN, two portions) is shown from what its receipt
-// check verified, and the view is the one full verification gives the
-// same report read back from the file. A report read back, one rewritten
-// since, and one whose content is not the checked envelope's are not
-// shown from the receipt's check.
+// TestViewOfReceivedReportIsAsVerified: a report just received, at the
+// relay (GBR) and at the end of its route (CAN: two hops, USA -> GBR ->
+// CAN, two portions), is shown from what its receipt check verified, and
+// the view is the one a full verification with an empty verify cache gives
+// the same report read back from the file. A report read back, one
+// rewritten since (withdrawn), one whose portions are not the checked
+// envelope's, and one whose hops were changed after the check are not
+// shown from the receipt's check. (The first two are other objects: they
+// fail only if a receipt's memo ever covered the file or a rewrite.)
 func TestViewOfReceivedReportIsAsVerified(t *testing.T) {
 	dir, trust := t.TempDir(), pki.NewTrust()
 	all := []string{"USA", "GBR", "CAN"}
@@ -57,14 +60,20 @@ func TestViewOfReceivedReportIsAsVerified(t *testing.T) {
 		if at.n.received.get(fromFile) != nil {
 			t.Fatal("a report read back from the file is shown from the receipt's check")
 		}
-		want := at.n.View(fromFile, nil)
 		got := at.n.View(fresh, nil)
+		at.n.vcache = newVerifyCache() // verify from scratch, not from what check remembered
+		want := at.n.View(fromFile, nil)
 		if !proto.Equal(got, want) {
 			t.Fatalf("%s: the view from the receipt's check:\n%v\ndiffers from the verified one:\n%v", at.n.Party(), got, want)
 		}
 		if !got.GetSignatureVerified() || len(got.GetHops()) != at.hops || len(got.GetPortions()) != 2 ||
 			!got.GetPortions()[0].GetVerified() || !got.GetPortions()[1].GetVerified() {
 			t.Fatalf("%s's view: %v", at.n.Party(), got)
+		}
+		for i, route := range [][2]string{{"USA", "GBR"}, {"GBR", "CAN"}}[:at.hops] {
+			if h := got.GetHops()[i]; h.GetFrom() != route[0] || h.GetTo() != route[1] {
+				t.Fatalf("%s's view: hop %d is %s -> %s, want %s -> %s", at.n.Party(), i, h.GetFrom(), h.GetTo(), route[0], route[1])
+			}
 		}
 	}
 
@@ -79,6 +88,15 @@ func TestViewOfReceivedReportIsAsVerified(t *testing.T) {
 	can.received.put(other, env, v, hops)
 	if can.received.get(other) != nil {
 		t.Fatal("a report with a portion not from the checked envelope was recorded as checked")
+	}
+	changed := &storev1.StoredReport{Envelope: &reportv1.Envelope{Header: env.GetHeader(), Hops: env.GetHops(), Portions: env.GetPortions()}}
+	can.received.put(changed, env, v, hops)
+	if can.received.get(changed) == nil {
+		t.Fatal("a report made of the checked envelope's messages was not recorded")
+	}
+	changed.Envelope.Hops = changed.Envelope.Hops[:1]
+	if can.received.get(changed) != nil {
+		t.Fatal("a report whose hops changed after the check is still shown from it")
 	}
 
 	// Rewritten (withdrawn): another object, verified again.
@@ -140,4 +158,16 @@ func receivedReports(b *testing.B, n int) (*Node, []*storev1.StoredReport) {
 		out[i] = e.Report
 	}
 	return gbr, out
+}
+
+// BenchmarkReceivedPut: what remembering a receipt's check costs, once for
+// each report received (a new report object each time, as a receipt makes).
+func BenchmarkReceivedPut(b *testing.B) {
+	gbr, rs := receivedReports(b, 1)
+	c := gbr.received.get(rs[0])
+	env := rs[0].GetEnvelope()
+	b.ReportAllocs()
+	for b.Loop() {
+		gbr.received.put(&storev1.StoredReport{Envelope: env}, env, c.v, c.hops)
+	}
 }

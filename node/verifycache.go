@@ -103,29 +103,38 @@ func (c *verifyCache) putHop(sd *reportv1.Signed, headerDigest []byte, reportID 
 // subscriber need not verify it again, nor hash its statements to find
 // them in the verify cache. A report read back from the file, or rewritten
 // since, is another object and is not found here; View verifies it as
-// before. Stored reports are never modified (store.Tx.PutReport,
-// store.Feed), which is what lets an entry stand for the report's content.
-// Keys are weak, so the memo keeps no report alive.
+// before. Once its transaction's function returns, a stored report is not
+// modified (store.Tx.PutReport, store.Feed), nor are the received messages
+// it shares with the checked envelope; View also checks that the report
+// still holds the very header, hops and portions that were checked.
+//
+// Keys are weak: an entry does not keep its report alive, and a report
+// collected cannot be taken for a later one at its address. An entry does
+// hold the report's messages; the memo keeps the last maxViews to twice
+// that received, much as the store's cache of decoded reports does.
 type receivedChecks struct {
 	m *lru.Map[weak.Pointer[storev1.StoredReport], *receivedCheck]
 }
 
 // receivedCheck is what a receipt check verified of a stored report: its
-// header, its hops in the stored envelope's order, and (by being here) each
-// of its portions against the header.
+// header statement (as v), its hop statements in the stored envelope's
+// order (as hops), and its portions against the header.
 type receivedCheck struct {
-	header *report.Verified
-	hops   []*report.VerifiedHop
+	header   *reportv1.Signed
+	v        *report.Verified
+	hopSDs   []*reportv1.Signed
+	hops     []*report.VerifiedHop
+	portions []*reportv1.Portion
 }
 
 func newReceivedChecks() receivedChecks {
-	return receivedChecks{lru.New[weak.Pointer[storev1.StoredReport], *receivedCheck](verifyCacheSize)}
+	return receivedChecks{lru.New[weak.Pointer[storev1.StoredReport], *receivedCheck](maxViews)}
 }
 
 // put records that r, a report new to this node made from env alone, was
 // checked: v and hops are env's header and hops as check verified them.
-// The hops are matched to r's by identity; put records nothing if any of
-// r's statements or portions is not one of env's.
+// It records nothing if r's header, any of its hops or any of its portions
+// is not one of env's (View shows no other part of a report as verified).
 func (rc receivedChecks) put(r *storev1.StoredReport, env *reportv1.Envelope, v *report.Verified, hops []*report.VerifiedHop) {
 	held := r.GetEnvelope()
 	if held.GetHeader() != env.GetHeader() || len(hops) != len(env.GetHops()) {
@@ -136,7 +145,12 @@ func (rc receivedChecks) put(r *storev1.StoredReport, env *reportv1.Envelope, v 
 			return
 		}
 	}
-	c := &receivedCheck{header: v, hops: make([]*report.VerifiedHop, len(held.GetHops()))}
+	c := &receivedCheck{
+		header: held.GetHeader(), v: v,
+		hopSDs:   slices.Clone(held.GetHops()),
+		hops:     make([]*report.VerifiedHop, len(held.GetHops())),
+		portions: slices.Clone(held.GetPortions()),
+	}
 	for i, sh := range held.GetHops() {
 		j := slices.Index(env.GetHops(), sh)
 		if j < 0 {
@@ -147,8 +161,16 @@ func (rc receivedChecks) put(r *storev1.StoredReport, env *reportv1.Envelope, v 
 	rc.m.Put(weak.Make(r), c)
 }
 
-// get returns what the receipt check verified of r, or nil.
+// get returns what the receipt check verified of r, or nil when r is not a
+// report just received or no longer holds exactly what was checked.
 func (rc receivedChecks) get(r *storev1.StoredReport) *receivedCheck {
-	c, _ := rc.m.Get(weak.Make(r))
+	c, ok := rc.m.Get(weak.Make(r))
+	if !ok {
+		return nil
+	}
+	env := r.GetEnvelope()
+	if env.GetHeader() != c.header || !slices.Equal(env.GetHops(), c.hopSDs) || !slices.Equal(env.GetPortions(), c.portions) {
+		return nil
+	}
 	return c
 }

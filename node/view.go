@@ -18,19 +18,18 @@ import (
 	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
 )
 
-// View re-verifies a held report and shows it: every portion of the signed
+// View shows a held report as verified: every portion of the signed
 // header, with content for the portions held here (and allowed by keep,
-// when keep is not nil) and only the digest for the others.
+// when keep is not nil) and only the digest for the others. A report just
+// received is shown from what its receipt check verified (receivedChecks);
+// any other is verified again, through the verify cache.
 func (n *Node) View(r *storev1.StoredReport, keep func(index uint32, m marking.Marking) bool) *clientv1.ReportView {
 	env := r.GetEnvelope()
 	out := &clientv1.ReportView{}
 	checked := n.received.get(r) // nil unless receipt just checked r
-	if checked != nil && len(checked.hops) != len(env.GetHops()) {
-		checked = nil // not as checked: never so while reports are not modified
-	}
 	var v *report.Verified
 	if checked != nil {
-		v = checked.header
+		v = checked.v
 	} else {
 		var err error
 		if v, err = n.vcache.header(env.GetHeader(), n.trust); err != nil {
