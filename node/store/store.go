@@ -561,8 +561,11 @@ func (s *Store) committed1(start time.Time, grown bool, fresh []decodedReport, c
 	if i, _ := slices.BinarySearch(CommitBounds[:], d); i < len(CommitBounds) {
 		s.commitsIn[i].Add(1)
 	}
-	s.decoded.seed(fresh)
+	// Dropped first, then not seeded: seeding a report that a later writer
+	// rewrote, even just before dropping it, would let a reader between
+	// the two take the first version.
 	s.decoded.invalidate(changed)
+	s.decoded.seed(fresh, changed)
 	if grown {
 		s.wake()
 	}
@@ -825,14 +828,26 @@ type decodedReport struct {
 }
 
 // seed adds reports a commit wrote as new, so that readers of the feed
-// need not decode them. The commit's leader calls it, after the commit and
-// before waking the readers.
-func (c *reportCache) seed(rs []decodedReport) {
+// need not decode them, except those a later writer of the same commit
+// rewrote (in changed): what the first writer wrote is not what the
+// commit holds. The commit's leader calls it after the commit, after
+// invalidate(changed), and before waking the readers.
+func (c *reportCache) seed(rs []decodedReport, changed []string) {
 	if len(rs) == 0 {
 		return
 	}
+	rewritten := func(id string) bool { return slices.Contains(changed, id) }
+	if len(changed) > 16 {
+		set := make(map[string]bool, len(changed))
+		for _, id := range changed {
+			set[id] = true
+		}
+		rewritten = func(id string) bool { return set[id] }
+	}
 	for _, d := range rs {
-		c.m.Put(d.id, d.r)
+		if !rewritten(d.id) {
+			c.m.Put(d.id, d.r)
+		}
 	}
 }
 

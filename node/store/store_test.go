@@ -1068,6 +1068,29 @@ func TestDecodedCacheKeepsTheLatest(t *testing.T) {
 	}
 }
 
+// TestSeedSkipsRewritten: a report new in one writer of a commit and
+// rewritten by a later writer of the same commit is not put in the decoded
+// cache as the first writer wrote it, with any number of rewrites (a list
+// or a set is searched); the other new reports are.
+func TestSeedSkipsRewritten(t *testing.T) {
+	for _, others := range []int{0, 20} {
+		c := newReportCache()
+		first, kept := stored("x", "GBR"), stored("y", "GBR")
+		changed := []string{"x"}
+		for i := range others {
+			changed = append(changed, fmt.Sprintf("z%d", i))
+		}
+		c.invalidate(changed)
+		c.seed([]decodedReport{{"x", first}, {"y", kept}}, changed)
+		if c.get("x") != nil {
+			t.Errorf("%d rewrites: the first writer's version of a rewritten report was cached", len(changed))
+		}
+		if c.get("y") != kept {
+			t.Errorf("%d rewrites: a new report that was not rewritten is not cached", len(changed))
+		}
+	}
+}
+
 // TestStats: each commit counts once, whether alone (Update) or shared by
 // a group (Batch), and makes at least two writes (a page and the meta
 // page); a failed write transaction counts nothing.
