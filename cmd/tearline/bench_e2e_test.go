@@ -149,3 +149,69 @@ func TestE2EBenchSmoke(t *testing.T) {
 		t.Error("no throughput report found in GBR's feed")
 	}
 }
+
+// TestE2EBenchPerf runs the bench with --perf-dir: perf records the
+// throughput and latency phases, and each phase's breakdown names the two
+// node processes and the bench with their samples. It is skipped where
+// perf cannot record every CPU.
+func TestE2EBenchPerf(t *testing.T) {
+	t.Parallel()
+	probe := exec.Command("perf", "record", "-a", "-o", filepath.Join(t.TempDir(), "probe.data"), "--", "true")
+	if out, err := probe.CombinedOutput(); err != nil {
+		t.Skipf("perf cannot record every CPU here: %v: %s", err, out)
+	}
+	dir := filepath.Join(t.TempDir(), "perf")
+	cmd := exec.Command(binary(t), "bench", "--duration", "1s", "--rate", "100",
+		"--subscribers", "20", "--fanout-reports", "20", "--catchup", "300", "--perf-dir", dir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("tearline bench: %v\nstderr: %s\nstdout: %s", err, stderr.String(), stdout.String())
+	}
+	for _, phase := range []string{"federation", "latency"} {
+		b, err := os.ReadFile(filepath.Join(dir, phase+".txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(b)
+		if !strings.Contains(stderr.String(), "perf: "+filepath.Join(dir, phase+".txt")) {
+			t.Errorf("the progress does not name %s's breakdown:\n%s", phase, stderr.String())
+		}
+		for _, who := range []string{"USA", "GBR", "bench"} {
+			i := strings.Index(text, "\n"+who+" (pid ")
+			if i < 0 {
+				t.Errorf("%s: no section for %s:\n%s", phase, who, text)
+				continue
+			}
+			if strings.HasPrefix(text[strings.Index(text[i:], "): ")+i:], "): 0 samples") {
+				t.Errorf("%s: %s has no samples:\n%s", phase, who, text)
+			}
+		}
+		// Both nodes commit in both phases.
+		if n := strings.Count(text, "bbolt commit: writing and syncing pages"); n != 2 {
+			t.Errorf("%s: the page writes appear %d times, want once for each node:\n%s", phase, n, text)
+		}
+		if _, err := os.Stat(filepath.Join(dir, phase+".perf.data")); err != nil {
+			t.Errorf("%s: the recording is not kept: %v", phase, err)
+		}
+	}
+}
+
+// TestE2EBenchPerfNeedsPerf: without perf on the PATH, --perf-dir is
+// refused before anything starts, and the error says how to get perf.
+func TestE2EBenchPerfNeedsPerf(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "federation")
+	cmd := exec.Command(binary(t), "bench", "--duration", "1s", "--dir", dir, "--perf-dir", filepath.Join(t.TempDir(), "perf"))
+	cmd.Env = append(os.Environ(), "PATH="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("bench ran without perf:\n%s", out)
+	}
+	if !strings.Contains(string(out), "--perf-dir: perf is not installed (Debian: apt-get install linux-perf)") {
+		t.Errorf("error does not say perf is missing:\n%s", out)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the federation folder was laid out (%v): the bench started", err)
+	}
+}

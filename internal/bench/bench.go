@@ -76,6 +76,13 @@ type Options struct {
 	// process its own (bench.pprof: the client's side of every phase, and
 	// the limits it measures itself).
 	Profiles string
+	// PerfDir, when set, is a folder where `perf record -a -g` records the
+	// whole machine during the throughput phase (federation.perf.data) and
+	// the latency phase (latency.perf.data), and where each phase's
+	// breakdown is written: each process's share of the samples and where
+	// its own went (federation.txt, latency.txt). It needs perf, and root
+	// or kernel.perf_event_paranoid <= 0.
+	PerfDir string
 	// Progress receives one line per phase; nil: none.
 	Progress io.Writer
 }
@@ -188,6 +195,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
+	if o.PerfDir != "" {
+		if err := perfAvailable(); err != nil {
+			return nil, fmt.Errorf("bench: --perf-dir: %w", err)
+		}
+		if err := os.MkdirAll(o.PerfDir, 0o755); err != nil {
+			return nil, fmt.Errorf("bench: --perf-dir: %w", err)
+		}
+	}
 	dir := o.Dir
 	if dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -246,7 +261,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	b := &bench{o: o, f: f, pub: pub, body: body(2048)}
 
 	say("federation throughput: publishing at %s for %s with %s, %d reports unanswered...", partyA, o.Duration, r.PublishAPI, o.Workers)
-	if err := b.throughput(ctx, r); err != nil {
+	if err := b.perf("federation", func() error { return b.throughput(ctx, r) }); err != nil {
 		return nil, fmt.Errorf("bench: throughput: %w", err)
 	}
 	say("  %.0f reports/s end to end (%d reports; %s accepted %.0f/s); CPU a report: %s %.0f µs, %s %.0f µs, this process %.0f µs", r.FederationReportsPerS, r.FederationReports, partyA, r.PublishReportsPerS, partyA, r.FederationCPUMicrosA, partyB, r.FederationCPUMicrosB, r.FederationCPUMicrosBench)
@@ -264,7 +279,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	say("  grpc %.0f msgs/s; sign %.1f µs, verify %.1f µs: crypto floor %.0f reports/s", r.GRPCBaselineMsgsPerS, r.SignMicros, r.VerifyMicros, r.CryptoFloorReportsPerS)
 
 	say("latency: %d reports/s for %s...", o.LatencyRate, o.Duration)
-	if err := b.latency(ctx, r); err != nil {
+	if err := b.perf("latency", func() error { return b.latency(ctx, r) }); err != nil {
 		return nil, fmt.Errorf("bench: latency: %w", err)
 	}
 	say("  p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms over %d reports", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyP999Ms, r.LatencyReports)
@@ -286,6 +301,31 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	say("  %.0f reports/s", r.CatchupReportsPerS)
 	return r, nil
+}
+
+// perf runs phase, recorded by perf when Options.PerfDir is set, and
+// writes the recording's breakdown (see perfRecord).
+func (b *bench) perf(phase string, run func() error) error {
+	if b.o.PerfDir == "" {
+		return run()
+	}
+	p, err := startPerf(b.o.PerfDir, phase)
+	if err != nil {
+		return err
+	}
+	err = run()
+	if stopErr := p.stop(); err == nil {
+		err = stopErr
+	}
+	if err != nil {
+		return err
+	}
+	out := filepath.Join(b.o.PerfDir, phase+".txt")
+	if err := p.breakdown(out, b.f.pids()); err != nil {
+		return err
+	}
+	fmt.Fprintf(b.o.Progress, "  perf: %s\n", out)
+	return nil
 }
 
 // perReport is process i's CPU time between before and after (see

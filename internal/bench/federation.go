@@ -328,6 +328,17 @@ func (f *federation) officer(party string) (clientv1.ClientServiceClient, error)
 }
 
 // subscriber is a new connection as B's fan-out subscriber i.
+// pids names the node processes running now, and this one ("bench").
+func (f *federation) pids() map[int]string {
+	m := map[int]string{os.Getpid(): "bench"}
+	for party, n := range f.nodes {
+		if n.cmd != nil && n.cmd.Process != nil {
+			m[n.cmd.Process.Pid] = party
+		}
+	}
+	return m
+}
+
 func (f *federation) subscriber(i int) (clientv1.ClientServiceClient, error) {
 	return f.dial(partyB, f.subscriberDir(i))
 }
