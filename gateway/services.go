@@ -211,6 +211,8 @@ type clientService struct {
 	// recorders are the goroutines writing subscriptions' delivery events;
 	// the server waits for them before it closes the store.
 	recorders sync.WaitGroup
+	// live counts the subscriptions streaming now (see runAhead).
+	live atomic.Int64
 }
 
 // CursorKey is the key of a subscriber's saved cursor: kind/name.
@@ -364,30 +366,24 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	// (or skipped as not for this subscriber), so --resume continues
 	// exactly there.
 	type sentUpTo struct {
-		d      *node.Delivery // nil: only the cursor moved
+		sent   node.SentDelivery // ReportID "": only the cursor moved
 		cursor uint64
 	}
-	// When it finds its queue full it has fallen behind, and its record
-	// (of more than node.RecordAtOnce deliveries) commits at once; a
-	// smaller one joins the store's next commit.
-	record := make(chan sentUpTo, node.RecordAtOnce)
+	// The sender hands over what it sent since the recorder last took it;
+	// see runAhead.
+	record := make(chan []sentUpTo)
 	s.recorders.Add(1)
 	go func() {
 		defer s.recorders.Done()
-		var ds []node.Delivery // reused: RecordDelivered keeps none of it
-		for r := range record {
+		var ds []node.SentDelivery // reused: RecordDelivered keeps none of it
+		for sent := range record {
 			ds = ds[:0]
 			upTo := uint64(0)
-			for ok := true; ok; {
-				if r.d != nil {
-					ds = append(ds, *r.d)
+			for _, r := range sent {
+				if r.sent.ReportID != "" {
+					ds = append(ds, r.sent)
 				}
 				upTo = max(upTo, r.cursor)
-				select {
-				case r, ok = <-record:
-				default:
-					ok = false
-				}
 			}
 			if err := s.node.RecordDelivered(who, ds, key, upTo); err != nil {
 				s.log.Error("record deliveries", "subscriber", who.String(), "error", err)
@@ -414,18 +410,39 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	sentCursor.Store(cursor)
 	go func() {
 		last := cursor
+		var pending []sentUpTo // sent, not yet handed to the recorder
 		defer func() {
 			<-stop // the handler has noted the stream's end (recording.start)
 			if c := sentCursor.Load(); c != last {
-				record <- sentUpTo{cursor: c}
+				pending = append(pending, sentUpTo{cursor: c})
+			}
+			if len(pending) > 0 {
+				record <- pending
 			}
 			close(record)
 		}()
 		for {
+			var toRecorder chan<- []sentUpTo // nil: nothing to hand over
+			if len(pending) > 0 {
+				toRecorder = record
+			}
 			var q queued
+			if len(pending) >= s.runAhead() {
+				// The recorder is that far behind: wait for it.
+				select {
+				case <-stop:
+					return
+				case toRecorder <- pending:
+					pending = nil
+				}
+				continue
+			}
 			select {
 			case <-stop:
 				return
+			case toRecorder <- pending:
+				pending = nil
+				continue
 			case q = <-queue:
 			}
 			if q.d == nil {
@@ -446,11 +463,13 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 				return
 			}
 			sentCursor.Store(q.cursor)
-			record <- sentUpTo{q.d, q.cursor}
+			pending = append(pending, sentUpTo{q.d.Sent(), q.cursor})
 			last = q.cursor
 		}
 	}()
+	s.live.Add(1)
 	defer func() {
+		s.live.Add(-1)
 		s.recording.start(key)
 		close(stop)
 	}()
@@ -554,6 +573,33 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 // subscriberQueue is how many deliveries may wait to be sent to one
 // subscription before the producer waits.
 const subscriberQueue = 512
+
+// recordBudget is how many deliveries the live subscriptions together may
+// have sent and not yet recorded: each may run that far ahead of its
+// recorder, which waits for a commit, before its sender waits too (see
+// runAhead). What waits is held by the sender, which hands it all over
+// whenever the recorder is free.
+//
+// With a channel of 64 (node.RecordAtOnce) between them, one subscription
+// got at most ~65 deliveries a commit. At full rate, with a commit every
+// 6-10 ms, it fell behind the reports arriving, read them back from the
+// file once they had left the store's cache and verified them again (~12 %
+// of the receiving node's CPU, BENCHMARKS.md, the fifteenth session); and a
+// commit slower than subscriber_stall disconnected it as if it read too
+// slowly. Many subscriptions share the budget: 1,000 streams of a fan-out
+// each running 1,024 ahead spread out over the feed, and the node sent
+// fewer deliveries a second with more memory than when each waited at 64
+// and the streams kept together.
+//
+// What waits is sent but not recorded: after a crash, a resumed
+// subscription gets it again (the cursor saved is the last recorded).
+const recordBudget = 1024
+
+// runAhead is how many deliveries one subscription may have sent and not
+// yet recorded: its share of recordBudget, and at least node.RecordAtOnce.
+func (s *clientService) runAhead() int {
+	return max(node.RecordAtOnce, recordBudget/int(max(s.live.Load(), 1)))
+}
 
 // errSlowSubscriber ends a subscription whose queue stayed full too long.
 var errSlowSubscriber = errors.New("subscriber too slow")

@@ -286,6 +286,27 @@ func (n *Node) Deliveries(ctx context.Context, who pki.Identity, sub policy.Subs
 	return out, last, nil
 }
 
+// SentDelivery is what RecordDelivered records of a delivery once it is
+// sent. It holds none of the report's view, so that what waits to be
+// recorded costs little memory.
+type SentDelivery struct {
+	ReportID   string
+	Withdrawal bool            // the delivery shows the report's withdrawal
+	Shown      []uint32        // the portions shown, by index
+	Withheld   []policy.Reason // the portions withheld, and why
+}
+
+// Sent is what RecordDelivered needs of d.
+func (d *Delivery) Sent() SentDelivery {
+	s := SentDelivery{ReportID: d.View.GetId(), Withdrawal: d.View.GetWithdrawal() != nil, Withheld: d.Withheld}
+	for _, p := range d.View.GetPortions() {
+		if !p.GetWithheld() {
+			s.Shown = append(s.Shown, p.GetIndex())
+		}
+	}
+	return s
+}
+
 // RecordAtOnce is how many deliveries make RecordDelivered commit at once.
 const RecordAtOnce = 64
 
@@ -296,24 +317,18 @@ const RecordAtOnce = 64
 // Nothing waits on the record, so a record of fewer than RecordAtOnce
 // deliveries joins the store's next commit (store.BatchLater); a larger
 // one means its writer has fallen behind the sends, and commits at once.
-func (n *Node) RecordDelivered(who pki.Identity, ds []Delivery, cursorKey string, cursor uint64) error {
+func (n *Node) RecordDelivered(who pki.Identity, ds []SentDelivery, cursorKey string, cursor uint64) error {
 	subject := who.String()
 	events := make([]*storev1.Event, 0, len(ds))
 	for _, d := range ds {
 		if len(d.Withheld) > 0 {
-			events = append(events, &storev1.Event{ReportId: d.View.GetId(), Kind: "withheld", Subject: subject, Decisions: decisionsProto(d.Withheld)})
+			events = append(events, &storev1.Event{ReportId: d.ReportID, Kind: "withheld", Subject: subject, Decisions: decisionsProto(d.Withheld)})
 		}
 		kind := "delivered"
-		if d.View.GetWithdrawal() != nil {
+		if d.Withdrawal {
 			kind = "withdrawal-delivered"
 		}
-		var shown []uint32
-		for _, p := range d.View.GetPortions() {
-			if !p.GetWithheld() {
-				shown = append(shown, p.GetIndex())
-			}
-		}
-		events = append(events, &storev1.Event{ReportId: d.View.GetId(), Kind: kind, Subject: subject, Portions: shown})
+		events = append(events, &storev1.Event{ReportId: d.ReportID, Kind: kind, Subject: subject, Portions: d.Shown})
 	}
 	batch := n.st.BatchLater
 	if len(ds) >= RecordAtOnce {
