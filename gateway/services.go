@@ -426,24 +426,18 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			if len(pending) > 0 {
 				toRecorder = record
 			}
-			var q queued
+			next := queue
 			if len(pending) >= s.runAhead() {
-				// The recorder is that far behind: wait for it.
-				select {
-				case <-stop:
-					return
-				case toRecorder <- pending:
-					pending = nil
-				}
-				continue
+				next = nil // the recorder is that far behind: wait for it
 			}
+			var q queued
 			select {
 			case <-stop:
 				return
 			case toRecorder <- pending:
 				pending = nil
 				continue
-			case q = <-queue:
+			case q = <-next:
 			}
 			if q.d == nil {
 				sentCursor.Store(q.cursor)
