@@ -64,12 +64,14 @@ func TestSubscriberSendsWhileItsRecordCommits(t *testing.T) {
 		}
 	}()
 
-	sub, err := analyst.Subscribe(ctx, &clientv1.SubscribeRequest{})
+	subCtx, endSub := context.WithCancel(ctx)
+	defer endSub()
+	sub, err := analyst.Subscribe(subCtx, &clientv1.SubscribeRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan error, 1)
-	var last string
+	ids := make([]string, 0, n)
 	go func() {
 		for i := range n {
 			m, err := sub.Recv()
@@ -81,7 +83,7 @@ func TestSubscriberSendsWhileItsRecordCommits(t *testing.T) {
 				got <- fmt.Errorf("report %d is %s, want %s", i, title, want)
 				return
 			}
-			last = m.GetReport().GetId()
+			ids = append(ids, m.GetReport().GetId())
 		}
 		got <- nil
 	}()
@@ -99,26 +101,40 @@ func TestSubscriberSendsWhileItsRecordCommits(t *testing.T) {
 	if err := <-holding; err != nil {
 		t.Fatal(err)
 	}
-	// Recorded: the last report's provenance names the delivery.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		events, err := st.Events(last)
+	// Recorded: every report's provenance names its delivery to the
+	// analyst (the last one once the commits have gone on).
+	delivered := func(id string) bool {
+		t.Helper()
+		events, err := st.Events(id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		delivered := false
 		for _, e := range events {
 			if e.GetKind() == "delivered" && strings.HasSuffix(e.GetSubject(), "/"+DevSubscriber) {
-				delivered = true
+				return true
 			}
 		}
-		if delivered {
-			break
-		}
+		return false
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !delivered(ids[n-1]) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the last report's delivery was not recorded once commits went on: %v", events)
+			t.Fatal("the last report's delivery was not recorded once commits went on")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	for i, id := range ids {
+		if !delivered(id) {
+			t.Fatalf("report %d (%s) was sent but its delivery is not recorded", i, id)
+		}
+	}
+	// End the stream; once it has ended, its last cursor is saved (a
+	// resumed stream waits for its recorder).
+	endSub()
+	for {
+		if _, err := sub.Recv(); err != nil {
+			break
+		}
 	}
 	// And the cursor: a resumed subscription starts after the last sent.
 	resumeCtx, cancel2 := context.WithTimeout(ctx, 30*time.Second)

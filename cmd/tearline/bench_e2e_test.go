@@ -187,8 +187,9 @@ func TestE2EBenchPerf(t *testing.T) {
 				t.Errorf("%s: %s has no samples:\n%s", phase, who, text)
 			}
 		}
-		// Both nodes commit in both phases.
-		if n := strings.Count(text, "bbolt commit: writing and syncing pages"); n != 2 {
+		// Both nodes commit ~100 times a second at full rate. (In the
+		// latency phase's one second at 100/s they may not be sampled.)
+		if n := strings.Count(text, "bbolt commit: writing and syncing pages"); phase == "federation" && n != 2 {
 			t.Errorf("%s: the page writes appear %d times, want once for each node:\n%s", phase, n, text)
 		}
 		if _, err := os.Stat(filepath.Join(dir, phase+".perf.data")); err != nil {

@@ -80,8 +80,9 @@ type Options struct {
 	// whole machine during the throughput phase (federation.perf.data) and
 	// the latency phase (latency.perf.data), and where each phase's
 	// breakdown is written: each process's share of the samples and where
-	// its own went (federation.txt, latency.txt). It needs perf, and root
-	// or kernel.perf_event_paranoid <= 0.
+	// its own went (federation.txt, latency.txt). It needs perf, with the
+	// right to record every CPU (root, CAP_PERFMON or
+	// kernel.perf_event_paranoid <= 0).
 	PerfDir string
 	// Progress receives one line per phase; nil: none.
 	Progress io.Writer
@@ -313,6 +314,7 @@ func (b *bench) perf(phase string, run func() error) error {
 	if err != nil {
 		return err
 	}
+	defer p.stop() // if run panics: perf must not outlive the bench
 	err = run()
 	if stopErr := p.stop(); err == nil {
 		err = stopErr

@@ -327,7 +327,6 @@ func (f *federation) officer(party string) (clientv1.ClientServiceClient, error)
 	return f.dial(party, filepath.Join(f.dir, party))
 }
 
-// subscriber is a new connection as B's fan-out subscriber i.
 // pids names the node processes running now, and this one ("bench").
 func (f *federation) pids() map[int]string {
 	m := map[int]string{os.Getpid(): "bench"}
@@ -339,6 +338,7 @@ func (f *federation) pids() map[int]string {
 	return m
 }
 
+// subscriber is a new connection as B's fan-out subscriber i.
 func (f *federation) subscriber(i int) (clientv1.ClientServiceClient, error) {
 	return f.dial(partyB, f.subscriberDir(i))
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -22,33 +23,41 @@ import (
 // node's CPU where perf, sampling in the kernel, gives ~5 % (BENCHMARKS.md,
 // the fifteenth session).
 type perfRecord struct {
-	cmd  *exec.Cmd
-	data string
-	log  *os.File
+	cmd      *exec.Cmd
+	data     string
+	log      *os.File
+	done     chan struct{} // closed once perf has exited
+	exitErr  error         // set before done is closed
+	stopOnce sync.Once
+	stopErr  error
 }
 
-// perfAvailable says why perf cannot record here, or nil.
+// perfStopWait bounds how long perf may take to write its file once told
+// to stop.
+const perfStopWait = 2 * time.Minute
+
+// perfAvailable says why perf cannot record every CPU here, or nil. It
+// tries: the rights perf needs (root, CAP_PERFMON or a low
+// kernel.perf_event_paranoid) vary too much to be read off.
 func perfAvailable() error {
 	if _, err := exec.LookPath("perf"); err != nil {
 		return errors.New("perf is not installed (Debian: apt-get install linux-perf)")
 	}
-	// perf records every CPU only as root or with perf_event_paranoid <= 0.
-	if os.Geteuid() == 0 {
-		return nil
-	}
-	b, err := os.ReadFile("/proc/sys/kernel/perf_event_paranoid")
+	dir, err := os.MkdirTemp("", "tearline-perf-probe-")
 	if err != nil {
-		return fmt.Errorf("perf: %w", err)
+		return err
 	}
-	if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err != nil || n > 0 {
-		return fmt.Errorf("perf records every CPU only as root or with kernel.perf_event_paranoid <= 0 (it is %s)", strings.TrimSpace(string(b)))
+	defer os.RemoveAll(dir)
+	out, err := exec.Command("perf", "record", "-a", "-q", "-o", filepath.Join(dir, "probe.data"), "--", "true").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("perf cannot record every CPU here (it needs root, CAP_PERFMON or kernel.perf_event_paranoid <= 0): %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
 
 // startPerf starts recording into dir/phase.perf.data.
 func startPerf(dir, phase string) (*perfRecord, error) {
-	p := &perfRecord{data: filepath.Join(dir, phase+".perf.data")}
+	p := &perfRecord{data: filepath.Join(dir, phase+".perf.data"), done: make(chan struct{})}
 	log, err := os.Create(filepath.Join(dir, phase+".perf.log"))
 	if err != nil {
 		return nil, err
@@ -60,30 +69,48 @@ func startPerf(dir, phase string) (*perfRecord, error) {
 		log.Close()
 		return nil, fmt.Errorf("perf record: %w", err)
 	}
+	go func() {
+		p.exitErr = p.cmd.Wait()
+		close(p.done)
+	}()
 	// perf needs a moment to open its events on every CPU; samples
-	// before then are lost, not wrong.
-	time.Sleep(200 * time.Millisecond)
+	// before then are lost, not wrong. One that ends at once failed.
+	select {
+	case <-p.done:
+		log.Close()
+		return nil, fmt.Errorf("perf record ended at once: %v (see %s)", p.exitErr, log.Name())
+	case <-time.After(200 * time.Millisecond):
+	}
 	return p, nil
 }
 
-// stop ends the recording (perf writes its file on SIGINT).
+// stop ends the recording (perf writes its file on SIGINT); the calls
+// after the first return the first one's error.
 func (p *perfRecord) stop() error {
-	defer p.log.Close()
-	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		return fmt.Errorf("perf record: %w", err)
-	}
-	err := p.cmd.Wait()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		// perf ends by raising the SIGINT it handled, once its file is written.
-		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGINT {
-			err = nil
+	p.stopOnce.Do(func() {
+		defer p.log.Close()
+		p.cmd.Process.Signal(syscall.SIGINT) // it may have ended; done says
+		select {
+		case <-p.done:
+		case <-time.After(perfStopWait):
+			p.cmd.Process.Kill()
+			<-p.done
+			p.stopErr = fmt.Errorf("perf record did not end within %s of SIGINT (see %s)", perfStopWait, p.log.Name())
+			return
 		}
-	}
-	if err != nil {
-		return fmt.Errorf("perf record: %w (see %s)", err, p.log.Name())
-	}
-	return nil
+		err := p.exitErr
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			// perf ends by raising the SIGINT it handled, once its file is written.
+			if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGINT {
+				err = nil
+			}
+		}
+		if err != nil {
+			p.stopErr = fmt.Errorf("perf record: %w (see %s)", err, p.log.Name())
+		}
+	})
+	return p.stopErr
 }
 
 // breakdown reads the recording's samples (`perf script`) and writes out,
@@ -101,11 +128,13 @@ func (p *perfRecord) breakdown(out string, procs map[int]string) error {
 		return fmt.Errorf("perf script: %w", err)
 	}
 	counts, total, readErr := countSamples(stdout, procs)
+	if readErr != nil {
+		cmd.Process.Kill() // nothing reads its output any more
+		cmd.Wait()
+		return fmt.Errorf("perf script: %w", readErr)
+	}
 	if err := cmd.Wait(); err != nil {
 		return fmt.Errorf("perf script: %w: %s", err, strings.TrimSpace(stderr.String()))
-	}
-	if readErr != nil {
-		return fmt.Errorf("perf script: %w", readErr)
 	}
 	f, err := os.Create(out)
 	if err != nil {
@@ -158,7 +187,8 @@ func categorise(frames []string) string {
 
 // countSamples reads `perf script -F pid,ip,sym`: a line with a sample's
 // pid, then one line per frame, leaf first ("\taddr symbol"), then a blank
-// line. It counts every sample (total) and, per process of procs, its
+// line. A sample without a call chain has its one frame on the pid's line
+// ("pid addr symbol"). It counts every sample (total) and, per process of procs, its
 // samples by category.
 func countSamples(r io.Reader, procs map[int]string) (map[int]map[string]int, int, error) {
 	counts := map[int]map[string]int{}
@@ -189,13 +219,17 @@ func countSamples(r io.Reader, procs map[int]string) (map[int]map[string]int, in
 			if _, sym, ok := strings.Cut(strings.TrimSpace(line), " "); ok && pid >= 0 {
 				frames = append(frames, sym)
 			}
-		default: // the pid, padded with spaces
-			n, err := strconv.Atoi(strings.TrimSpace(line))
+		default: // the pid, padded with spaces, and perhaps the one frame
+			fields := strings.Fields(line)
+			n, err := strconv.Atoi(fields[0])
 			if err != nil {
 				return nil, 0, fmt.Errorf("unexpected line %q", line)
 			}
 			flush()
 			pid = n
+			if len(fields) > 2 {
+				frames = append(frames, strings.Join(fields[2:], " "))
+			}
 		}
 	}
 	flush()

@@ -1,12 +1,16 @@
 package bench
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A `perf script -F pid,ip,sym` excerpt: pids padded to five places,
-// frames leaf first, a generic symbol with spaces in it.
+// frames leaf first, a generic symbol with spaces in it, and a sample
+// without a call chain (its one frame on the pid's line).
 const perfScript = `    0 
 	ffffffff8224215b pv_native_safe_halt
 	ffffffff82243c75 default_idle
@@ -46,6 +50,8 @@ const perfScript = `    0
 
  9999 
 	4a1b80 runtime.memmove
+
+ 4242      7fc8e3a1b2c3 runtime.morestack.abi0
 `
 
 func TestPerfBreakdown(t *testing.T) {
@@ -54,15 +60,15 @@ func TestPerfBreakdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if total != 8 {
-		t.Errorf("total = %d samples, want 8 (idle and other processes count too)", total)
+	if total != 9 {
+		t.Errorf("total = %d samples, want 9 (idle and other processes count too)", total)
 	}
 	want := map[int]map[string]int{
 		4242: {
 			"bbolt commit: writing and syncing pages": 1,
 			"protobuf encoding":                       1,
 			"bbolt reads and puts":                    1,
-			"stack growth":                            1,
+			"stack growth":                            2,
 			otherCategory:                             1, // not bbolt: DB.Update is left out
 		},
 		12345: {otherCategory: 1},
@@ -84,10 +90,11 @@ func TestPerfBreakdown(t *testing.T) {
 	var out strings.Builder
 	writeBreakdown(&out, counts, total, procs)
 	for _, line := range []string{
-		"perf record -a -g: 8 samples over every CPU (idle included)",
-		"GBR (pid 12345): 1 samples, 12.5 % of all",
-		"USA (pid 4242): 5 samples, 62.5 % of all",
-		"   20.0 %  bbolt commit: writing and syncing pages",
+		"perf record -a -g: 9 samples over every CPU (idle included)",
+		"GBR (pid 12345): 1 samples, 11.1 % of all",
+		"USA (pid 4242): 6 samples, 66.7 % of all",
+		"   33.3 %  stack growth",
+		"   16.7 %  bbolt commit: writing and syncing pages",
 		"  100.0 %  other",
 	} {
 		if !strings.Contains(out.String(), line+"\n") {
@@ -103,5 +110,28 @@ func TestPerfBreakdownRefusesOtherOutput(t *testing.T) {
 	_, _, err := countSamples(strings.NewReader("tearline 4242 [001] 12.5: cycles:\n"), map[int]string{})
 	if err == nil || !strings.Contains(err.Error(), "unexpected line") {
 		t.Fatalf("err = %v, want the unexpected line named", err)
+	}
+}
+
+// TestPerfBreakdownStopsPerfScript: output it cannot read is an error, and
+// perf script, which would go on writing into a pipe nobody reads, is
+// stopped (a fake perf on the PATH writes lines without end).
+func TestPerfBreakdownStopsPerfScript(t *testing.T) {
+	bin := t.TempDir()
+	fake := "#!/bin/sh\nexec yes 'not a perf script line'\n"
+	if err := os.WriteFile(filepath.Join(bin, "perf"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	p := &perfRecord{data: filepath.Join(t.TempDir(), "x.perf.data")}
+	done := make(chan error, 1)
+	go func() { done <- p.breakdown(filepath.Join(t.TempDir(), "x.txt"), map[int]string{}) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "unexpected line") {
+			t.Fatalf("err = %v, want the unexpected line named", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("breakdown still waits for perf script after 20 s")
 	}
 }

@@ -73,7 +73,7 @@ with --json, one object. It takes a few minutes and both cores.`,
 	f.IntVar(&o.NodeMemoryLimitMiB, "node-memory-limit", bench.DefaultNodeMemoryLimitMiB, "each node's memory_limit_mib (soft limit on its own memory, MiB; 0: none)")
 	f.IntVar(&o.NodeGCPercent, "node-gc-percent", bench.DefaultNodeGCPercent, "each node's gc_percent (how far its heap grows over what is live before a collection, percent; 0: the runtime's default)")
 	f.StringVar(&o.Profiles, "cpuprofile-dir", "", "write each node process's CPU profile (pprof) into this folder, and the bench's own (bench.pprof)")
-	f.StringVar(&o.PerfDir, "perf-dir", "", "record the whole machine with perf (perf record -a -g) during the throughput and latency phases into this folder, and write each phase's breakdown there: each process's share and where its CPU went (needs perf, and root or kernel.perf_event_paranoid <= 0)")
+	f.StringVar(&o.PerfDir, "perf-dir", "", "record the whole machine with perf (perf record -a -g) during the throughput and latency phases into this folder, and write each phase's breakdown there: each process's share and where its CPU went (needs perf, with the right to record every CPU: root, CAP_PERFMON or kernel.perf_event_paranoid <= 0)")
 	f.StringVar(&o.Dir, "dir", "", "lay the federation out here and keep it (default: a temporary folder, removed)")
 	return c
 }
