@@ -118,6 +118,15 @@ var clientStoreText = storeText{
 	nextReadOnly: "make the file system that holds the node's data_dir writable again (the system log says why it is read-only), then restart the node",
 }
 
+// subscriberStoreText is for a subscription: a delivery is recorded in
+// provenance, so a node that cannot write delivers nothing.
+var subscriberStoreText = storeText{
+	full:         "the node's store is full: the disk that holds it has no space left, so the node cannot record deliveries in provenance and ends the subscription; the saved cursor is before any report sent but not recorded",
+	readOnly:     "the node's store is read-only: its file system does not take writes, so the node cannot record deliveries in provenance and delivers nothing; the saved cursor is before any report sent but not recorded",
+	nextFull:     "subscribe again with --resume once the node's operators have freed disk space; reports sent but not recorded are sent again",
+	nextReadOnly: "subscribe again with --resume once the node's operators have made its store writable and restarted it; reports sent but not recorded are sent again",
+}
+
 // partnerStoreText is for a partner node whose envelope was not stored.
 var partnerStoreText = storeText{
 	full:         "the receiving node's store is full: the envelope was not stored and is not acknowledged",

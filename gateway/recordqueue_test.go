@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,24 +46,8 @@ func TestSubscriberSendsWhileItsRecordCommits(t *testing.T) {
 		publish(i)
 	}
 
-	// Hold every commit: this transaction keeps bbolt's writer until
-	// release is closed.
-	held, release := make(chan struct{}), make(chan struct{})
-	holding := make(chan error, 1)
-	go func() {
-		holding <- st.Update(time.Now(), func(*store.Tx) error {
-			close(held)
-			<-release
-			return nil
-		})
-	}()
-	<-held
-	released := false
-	defer func() {
-		if !released {
-			close(release)
-		}
-	}()
+	// Hold every commit.
+	release := holdCommits(t, st)
 
 	subCtx, endSub := context.WithCancel(ctx)
 	defer endSub()
@@ -96,35 +81,20 @@ func TestSubscriberSendsWhileItsRecordCommits(t *testing.T) {
 		t.Fatalf("the subscriber did not receive %d reports in 20 s while the node's commits were held", n)
 	}
 
-	close(release)
-	released = true
-	if err := <-holding; err != nil {
+	if err := release(); err != nil {
 		t.Fatal(err)
 	}
 	// Recorded: every report's provenance names its delivery to the
 	// analyst (the last one once the commits have gone on).
-	delivered := func(id string) bool {
-		t.Helper()
-		events, err := st.Events(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range events {
-			if e.GetKind() == "delivered" && strings.HasSuffix(e.GetSubject(), "/"+DevSubscriber) {
-				return true
-			}
-		}
-		return false
-	}
 	deadline := time.Now().Add(20 * time.Second)
-	for !delivered(ids[n-1]) {
+	for !deliveredTo(t, st, ids[n-1]) {
 		if time.Now().After(deadline) {
 			t.Fatal("the last report's delivery was not recorded once commits went on")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	for i, id := range ids {
-		if !delivered(id) {
+		if !deliveredTo(t, st, id) {
 			t.Fatalf("report %d (%s) was sent but its delivery is not recorded", i, id)
 		}
 	}
@@ -171,4 +141,32 @@ func TestRunAheadShared(t *testing.T) {
 			t.Errorf("%d live: run ahead %d, want %d", c.live, got, c.want)
 		}
 	}
+}
+
+// holdCommits holds every commit at st until release is called (or the
+// test ends): a transaction keeps bbolt's writer. release returns that
+// transaction's error.
+func holdCommits(t *testing.T, st *store.Store) (release func() error) {
+	t.Helper()
+	held, done := make(chan struct{}), make(chan struct{})
+	holding := make(chan error, 1)
+	go func() {
+		holding <- st.Update(time.Now(), func(*store.Tx) error {
+			close(held)
+			<-done
+			return nil
+		})
+	}()
+	<-held
+	var once sync.Once
+	var err error
+	release = func() error {
+		once.Do(func() {
+			close(done)
+			err = <-holding
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = release() })
+	return release
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/tearline/tearline/node"
 	"github.com/tearline/tearline/node/marking"
 	"github.com/tearline/tearline/node/policy"
+	"github.com/tearline/tearline/node/store"
 	"github.com/tearline/tearline/pki"
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 	federationv1 "github.com/tearline/tearline/proto/tearline/federation/v1"
@@ -340,6 +341,10 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "topics: %v", err)
 	}
+	if s.node.Store().ReadOnly() {
+		// Deliveries could not be recorded in provenance.
+		return storeStatus(store.ErrReadOnly, subscriberStoreText)
+	}
 	key := CursorKey(who)
 	cursor := req.GetAfter()
 	if req.GetResumeSaved() {
@@ -370,12 +375,19 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 		cursor uint64
 	}
 	// The sender hands over what it sent since the recorder last took it;
-	// see runAhead.
+	// see runAhead. A delivery that cannot be recorded ends the stream
+	// (recordFailed): sending on would leave provenance without what was
+	// sent. Nothing after it is recorded either, so the cursor saved is
+	// never past a delivery not recorded, and a resumed subscription
+	// sends those reports again.
 	record := make(chan []sentUpTo)
+	recordFailed := make(chan error, 1)
 	s.recorders.Add(1)
 	go func() {
 		defer s.recorders.Done()
 		var ds []node.SentDelivery // reused: RecordDelivered keeps none of it
+		var failed error
+		unrecorded, first := 0, ""
 		for sent := range record {
 			ds = ds[:0]
 			upTo := uint64(0)
@@ -385,9 +397,19 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 				}
 				upTo = max(upTo, r.cursor)
 			}
-			if err := s.node.RecordDelivered(who, ds, key, upTo); err != nil {
-				s.log.Error("record deliveries", "subscriber", who.String(), "error", err)
+			if failed == nil {
+				if failed = s.node.RecordDelivered(who, ds, key, upTo); failed == nil {
+					continue
+				}
+				recordFailed <- failed // once: buffered, and failed stays set
+				if len(ds) > 0 {
+					first = ds[0].ReportID
+				}
 			}
+			unrecorded += len(ds)
+		}
+		if failed != nil {
+			s.log.Error("deliveries sent could not be recorded in provenance; the subscription ended, its saved cursor is before them, and a resumed subscription sends them again", "subscriber", who.String(), "unrecorded", unrecorded, "first_report", first, "error", failed)
 		}
 		s.recording.done(key)
 	}()
@@ -482,14 +504,22 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			return ctx.Err()
 		case err := <-sendFailed:
 			return err
+		case err := <-recordFailed:
+			return errRecord{err}
 		case <-stall.C:
 			return errSlowSubscriber
 		}
 	}
 	ended := func(err error) error {
+		var rec errRecord
 		switch {
 		case context.Cause(ctx) == errSubscriberSuspended:
 			return suspendedStatus(who.Name, sentCursor.Load())
+		case errors.As(err, &rec):
+			if st := storeStatus(rec.err, subscriberStoreText); st != nil {
+				return st
+			}
+			return status.Error(codes.Internal, "deliveries could not be recorded in provenance, so the subscription ends; the saved cursor is before them, and a subscription resumed with --resume sends them again; the node's log has the details")
 		case errors.Is(err, errSlowSubscriber):
 			s.log.Warn("slow subscriber disconnected", "subscriber", who.String(), "queued", subscriberQueue, "stall", s.stall.String(), "cursor", sentCursor.Load())
 			return status.Errorf(codes.ResourceExhausted, "subscriber %s is reading too slowly: %d reports waited over %s to be sent; it is disconnected and its cursor %d is kept; resume with --resume (or after=%d) once it can keep up", who.Name, subscriberQueue, s.stall, sentCursor.Load(), sentCursor.Load())
@@ -542,6 +572,8 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			return ended(nil)
 		case err := <-sendFailed:
 			return ended(err)
+		case err := <-recordFailed:
+			return ended(errRecord{err})
 		case bt, ok = <-batches:
 			if !ok {
 				return ended(nil)
@@ -597,6 +629,11 @@ func (s *clientService) runAhead() int {
 
 // errSlowSubscriber ends a subscription whose queue stayed full too long.
 var errSlowSubscriber = errors.New("subscriber too slow")
+
+// errRecord ends a subscription whose deliveries could not be recorded.
+type errRecord struct{ err error }
+
+func (e errRecord) Error() string { return "record deliveries: " + e.err.Error() }
 
 // recordings counts, per cursor key, the recorders of ended streams that
 // are still writing, so that a stream resuming from the saved cursor reads

@@ -210,4 +210,145 @@ func TestNodeWithReadOnlyStore(t *testing.T) {
 	if have := status.Convert(PublishStreamErr(got[9])); !proto.Equal(have.Proto(), s.Proto()) {
 		t.Fatalf("stream answered %v, Publish %v", have.Proto(), s.Proto())
 	}
+	// A subscription is refused: its deliveries could not be recorded.
+	analyst := f.client("GBR", filepath.Join(f.dir, "GBR", DevSubscriber))
+	sub, err := analyst.Subscribe(ctxT(t), &clientv1.SubscribeRequest{})
+	if err == nil {
+		_, err = sub.Recv()
+	}
+	s = status.Convert(err)
+	if s.Code() != codes.Unavailable || errorInfo(s).GetReason() != ReasonStoreReadOnly || !strings.Contains(s.Message(), "cannot record deliveries") {
+		t.Fatalf("subscribe on a read-only store: %v", err)
+	}
+}
+
+// deliveredTo reports whether report id's provenance at st records its
+// delivery to the dev subscriber.
+func deliveredTo(t *testing.T, st *store.Store, id string) bool {
+	t.Helper()
+	events, err := st.Events(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.GetKind() == "delivered" && strings.HasSuffix(e.GetSubject(), "/"+DevSubscriber) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestSubscriptionEndsWhenDeliveriesCannotBeRecorded: a subscription whose
+// deliveries cannot be recorded (the disk filled while they waited for a
+// commit) ends with ResourceExhausted and reason store-full, instead of
+// sending on; the cursor saved is never past a delivery not recorded, so
+// once space returns a resumed subscription sends those reports again and
+// every one is recorded. Needs root (skips otherwise).
+func TestSubscriptionEndsWhenDeliveriesCannotBeRecorded(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "usa-data")
+	faultfs.MountT(t, data, 64<<20, nil) // cleaned up after the servers stop
+	f := startFedWith(t, func(c *Config) {
+		if c.Party == "USA" {
+			c.DataDir = data
+		}
+	}, "USA", "GBR")
+	officer := f.officer("USA")
+	analyst := f.client("USA", filepath.Join(f.dir, "USA", DevSubscriber))
+	st := f.servers["USA"].Node().Store()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	const n = 600 // under recordBudget: all are sent while the first record waits
+	body := []byte(strings.Repeat("x", 2048))
+	ids := make([]string, n)
+	for i := range n {
+		resp, err := officer.Publish(ctx, &clientv1.PublishRequest{
+			Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA", Title: fmt.Sprintf("r%04d", i), Body: body}},
+			Topics:   []string{"CT"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = resp.GetId()
+	}
+	recv := func(s clientv1.ClientService_SubscribeClient, from, to int) error {
+		for i := from; i < to; i++ {
+			m, err := s.Recv()
+			if err != nil {
+				return fmt.Errorf("stream ended before r%04d: %w", i, err)
+			}
+			if title, want := m.GetReport().GetPortions()[0].GetTitle(), fmt.Sprintf("r%04d", i); title != want {
+				return fmt.Errorf("got %s, want %s", title, want)
+			}
+		}
+		return nil
+	}
+
+	// Hold every commit while the subscriber receives all n, then fill
+	// the disk and let the commits go on.
+	release := holdCommits(t, st)
+	sub, err := analyst.Subscribe(ctx, &clientv1.SubscribeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := recv(sub, 0, n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := faultfs.Fill(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := sub.Recv()
+		ended <- err
+	}()
+	select {
+	case err = <-ended:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the subscription went on for 20 s after its deliveries could not be recorded")
+	}
+	s := status.Convert(err)
+	if s.Code() != codes.ResourceExhausted || errorInfo(s).GetReason() != ReasonStoreFull || !strings.Contains(s.Message(), "cannot record deliveries") || !strings.Contains(s.Message(), "--resume") {
+		t.Fatalf("subscription ended with %v", err)
+	}
+
+	// Recorded so far: a prefix of what was sent, and no more.
+	k := 0
+	for k < n && deliveredTo(t, st, ids[k]) {
+		k++
+	}
+	if k == n {
+		t.Fatal("every delivery was recorded on a full disk: the test did not make recording fail")
+	}
+	for i := k; i < n; i++ {
+		if deliveredTo(t, st, ids[i]) {
+			t.Fatalf("r%04d is recorded as delivered but r%04d before it is not", i, k)
+		}
+	}
+
+	t.Logf("%d of %d deliveries recorded when the subscription ended: %v", k, n, err)
+	// Space returns: a resumed subscription starts at the first delivery
+	// not recorded, and every report ends up recorded.
+	if err := faultfs.Free(data); err != nil {
+		t.Fatal(err)
+	}
+	resumed, err := analyst.Subscribe(ctx, &clientv1.SubscribeRequest{ResumeSaved: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := recv(resumed, k, n); err != nil {
+		t.Fatalf("resumed (%d were recorded): %v", k, err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for i := k; i < n; i++ {
+		for !deliveredTo(t, st, ids[i]) {
+			if time.Now().After(deadline) {
+				t.Fatalf("r%04d was sent again but its delivery is not recorded", i)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }
