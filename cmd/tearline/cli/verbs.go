@@ -39,9 +39,10 @@ func newPublishCmd(g *globals) *cobra.Command {
 		banner, title, body string
 		topics, extra       []string
 		to, via             []string
+		batch               string
 	)
 	c := &cobra.Command{
-		Use:   "publish --marking BANNER --body TEXT|@FILE [--title TEXT] [--topic T]... [--portion 'BANNER=@FILE']...",
+		Use:   "publish --marking BANNER --body TEXT|@FILE [--title TEXT] [--topic T]... [--portion 'BANNER=@FILE']... | --batch FILE|-",
 		Short: "Publish a report originated by your party",
 		Long: `Publish a report originated by your party. The first portion is --body
 (text, or @FILE, or @- for standard input) with --title, marked --marking in
@@ -55,9 +56,39 @@ have. It prints the report id (with --json: {"id": "..."}), and on stderr
 what each partner was sent.
 
 --to X --via H names H as relay to X in the signed route: H may then forward
-the report to X without asking for consent.`,
+the report to X without asking for consent.
+
+--batch FILE (or - for standard input) publishes many reports over one
+stream, far faster than one call each. The file holds one report a line,
+as JSON with the flags above:
+  {"marking": "SECRET//REL TO USA, GBR", "title": "T", "body": "B", "topics": ["CT"],
+   "portions": [{"marking": "CONFIDENTIAL//REL TO USA, GBR", "body": "B2"}],
+   "route": [{"to": "CAN", "via": "GBR"}]}
+Only "marking" and "body" are required. Every line is checked first; if one
+is malformed nothing is published. Each report is then answered on its own:
+stdout gets "LINE ID" for each published (with --json one object a line:
+{"line", "id", "releases"} or {"line", "error"}), in the file's order, and
+stderr the reason for each refused. The exit status is 1 if any was
+refused. The node publishes a batch's reports side by side, so partners
+may receive them in another order than the file's. --timeout bounds the
+wait for each answer, not the whole batch.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if batch != "" {
+				if banner != "" || body != "" || title != "" || len(topics) > 0 || len(extra) > 0 || len(to) > 0 || len(via) > 0 {
+					return usagef("--batch takes every report from the file: give no --marking, --body, --title, --topic, --portion, --to or --via with it")
+				}
+				r, done, err := g.openBatch(batch)
+				if err != nil {
+					return err
+				}
+				defer done()
+				reports, err := readBatch(r)
+				if err != nil {
+					return err
+				}
+				return g.publishBatch(cmd.Context(), reports)
+			}
 			if banner == "" {
 				return usagef("--marking BANNER is required")
 			}
@@ -114,6 +145,7 @@ the report to X without asking for consent.`,
 	f.StringArrayVar(&extra, "portion", nil, "another portion, 'BANNER=@FILE' or 'BANNER=TEXT' (repeatable)")
 	f.StringArrayVar(&to, "to", nil, "with --via: destination of a relay route (repeatable)")
 	f.StringArrayVar(&via, "via", nil, "with --to: the partner that relays (repeatable)")
+	f.StringVar(&batch, "batch", "", "publish every report of FILE (one JSON object a line; - for standard input) over one stream")
 	return c
 }
 
