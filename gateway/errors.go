@@ -122,7 +122,7 @@ var clientStoreText = storeText{
 // provenance, so a node that cannot write delivers nothing.
 var subscriberStoreText = storeText{
 	full:         "the node's store is full: the disk that holds it has no space left, so the node cannot record deliveries in provenance and ends the subscription; the saved cursor is before any report sent but not recorded",
-	readOnly:     "the node's store is read-only: its file system does not take writes, so the node cannot record deliveries in provenance and delivers nothing; the saved cursor is before any report sent but not recorded",
+	readOnly:     "the node's store is read-only: its file system does not take writes, so the node cannot record deliveries in provenance and delivers nothing more; the saved cursor is before any report sent but not recorded",
 	nextFull:     "subscribe again with --resume once the node's operators have freed disk space; reports sent but not recorded are sent again",
 	nextReadOnly: "subscribe again with --resume once the node's operators have made its store writable and restarted it; reports sent but not recorded are sent again",
 }
@@ -133,6 +133,21 @@ var partnerStoreText = storeText{
 	readOnly:     "the receiving node's store is read-only: the envelope was not stored and is not acknowledged",
 	nextFull:     "keep it queued and send it again later; the receiving node's operators must free disk space",
 	nextReadOnly: "keep it queued and send it again later; the receiving node's operators must make its store writable",
+}
+
+// ReasonDeliveryNotRecorded (ErrorInfo) ends a subscription whose
+// deliveries could not be recorded for a reason other than a full or
+// read-only store.
+const ReasonDeliveryNotRecorded = "delivery-not-recorded"
+
+// deliveryNotRecordedStatus is that subscription's end.
+func deliveryNotRecordedStatus() error {
+	const next = "subscribe again with --resume; reports sent but not recorded are sent again (the node's log says why recording failed)"
+	st := status.New(codes.Internal, "deliveries could not be recorded in provenance, so the subscription ends; the saved cursor is before them. Next: "+next)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonDeliveryNotRecorded, Domain: ErrorDomain, Metadata: map[string]string{"next": next}}); err == nil {
+		st = d
+	}
+	return st.Err()
 }
 
 // storeStatus is the status of a write refused because the disk is full

@@ -341,10 +341,6 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "topics: %v", err)
 	}
-	if s.node.Store().ReadOnly() {
-		// Deliveries could not be recorded in provenance.
-		return storeStatus(store.ErrReadOnly, subscriberStoreText)
-	}
 	key := CursorKey(who)
 	cursor := req.GetAfter()
 	if req.GetResumeSaved() {
@@ -364,6 +360,10 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			return suspendedStatus(who.Name, cursor)
 		}
 	}
+	if s.node.Store().ReadOnly() {
+		// Deliveries could not be recorded in provenance.
+		return storeStatus(store.ErrReadOnly, subscriberStoreText)
+	}
 	// A recorder writes what was sent (provenance records what was sent,
 	// not what was prepared) and the cursor, in order, coalescing what
 	// waits into one commit, so that neither sending nor a suspension
@@ -382,6 +382,7 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	// sends those reports again.
 	record := make(chan []sentUpTo)
 	recordFailed := make(chan error, 1)
+	var recordBroken atomic.Bool // the sender sends nothing more
 	s.recorders.Add(1)
 	go func() {
 		defer s.recorders.Done()
@@ -401,6 +402,7 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 				if failed = s.node.RecordDelivered(who, ds, key, upTo); failed == nil {
 					continue
 				}
+				recordBroken.Store(true)
 				recordFailed <- failed // once: buffered, and failed stays set
 				if len(ds) > 0 {
 					first = ds[0].ReportID
@@ -472,6 +474,9 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 					return
 				default:
 				}
+				if recordBroken.Load() {
+					return // the handler ends the stream (recordFailed)
+				}
 				err = stream.SendMsg(msg)
 			}
 			if err != nil {
@@ -511,15 +516,23 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 		}
 	}
 	ended := func(err error) error {
+		select {
+		case rerr := <-recordFailed:
+			// What was sent is not all recorded: that, not a stall or a
+			// suspension, is what the subscriber must be told (the saved
+			// cursor is before it).
+			err = errRecord{rerr}
+		default:
+		}
 		var rec errRecord
 		switch {
-		case context.Cause(ctx) == errSubscriberSuspended:
-			return suspendedStatus(who.Name, sentCursor.Load())
 		case errors.As(err, &rec):
 			if st := storeStatus(rec.err, subscriberStoreText); st != nil {
 				return st
 			}
-			return status.Error(codes.Internal, "deliveries could not be recorded in provenance, so the subscription ends; the saved cursor is before them, and a subscription resumed with --resume sends them again; the node's log has the details")
+			return deliveryNotRecordedStatus()
+		case context.Cause(ctx) == errSubscriberSuspended:
+			return suspendedStatus(who.Name, sentCursor.Load())
 		case errors.Is(err, errSlowSubscriber):
 			s.log.Warn("slow subscriber disconnected", "subscriber", who.String(), "queued", subscriberQueue, "stall", s.stall.String(), "cursor", sentCursor.Load())
 			return status.Errorf(codes.ResourceExhausted, "subscriber %s is reading too slowly: %d reports waited over %s to be sent; it is disconnected and its cursor %d is kept; resume with --resume (or after=%d) once it can keep up", who.Name, subscriberQueue, s.stall, sentCursor.Load(), sentCursor.Load())

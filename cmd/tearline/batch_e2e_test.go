@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -132,7 +135,7 @@ func TestE2EPublishBatch(t *testing.T) {
 	})
 	out, errOut, err = f.cli("USA", "publish", "--batch", file)
 	if code := exitCode(err); code != 1 || !strings.HasPrefix(out, "1 ") || strings.Count(out, "\n") != 1 ||
-		!strings.Contains(errOut, "line 3: refused") || !strings.Contains(errOut, "XYZ") || !strings.Contains(errOut, "published 1 of 2") {
+		!strings.Contains(errOut, "line 3: not published") || !strings.Contains(errOut, "XYZ") || !strings.Contains(errOut, "published 1 of 2") {
 		t.Fatalf("text form: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 
@@ -146,7 +149,7 @@ func TestE2EPublishBatch(t *testing.T) {
 	})
 	_, errOut, err = f.cli("USA", "publish", "--batch", file)
 	if code := exitCode(err); code != 2 || !strings.Contains(errOut, "nothing was published") ||
-		!strings.Contains(errOut, "line 2:") || !strings.Contains(errOut, "line 3:") || !strings.Contains(errOut, `unknown field "bodi"`) || strings.Contains(errOut, "line 1:") {
+		!strings.Contains(errOut, "line 2:") || !strings.Contains(errOut, "line 3:") || !strings.Contains(errOut, `unknown key "bodi"`) || strings.Contains(errOut, "line 1:") {
 		t.Fatalf("malformed batch: exit %d, stderr: %s", code, errOut)
 	}
 	if after := len(f.reports("USA")); after != before {
@@ -155,6 +158,16 @@ func TestE2EPublishBatch(t *testing.T) {
 	// --batch takes no report flags.
 	if _, errOut, err := f.cli("USA", "publish", "--batch", file, "--marking", "SECRET//REL TO USA"); exitCode(err) != 2 || !strings.Contains(errOut, "--batch takes every report from the file") {
 		t.Fatalf("--batch with --marking: %v, %s", err, errOut)
+	}
+	// A caller the node does not let publish (its subscriber service):
+	// the stream is refused, and nothing was published.
+	file = writeBatch(t, []string{`{"marking": "SECRET//REL TO USA, GBR", "title": "not an officer", "body": "x"}`})
+	_, errOut, err = f.cli("USA", "--profile", filepath.Join(f.dir, "USA", "analyst"), "publish", "--batch", file)
+	if exitCode(err) != 1 || !strings.Contains(errOut, "PublishStream") || strings.Contains(errOut, "may have been published") {
+		t.Fatalf("a subscriber's batch: exit %d, stderr: %s", exitCode(err), errOut)
+	}
+	if after := len(f.reports("USA")); after != before {
+		t.Fatalf("a subscriber's batch published %d reports", after-before)
 	}
 }
 
@@ -166,7 +179,7 @@ func TestE2EPublishBatchNodeGone(t *testing.T) {
 	f.startAll("USA", "GBR")
 	const n = 30000
 	b := startBatch(t, f, "USA", n)
-	time.Sleep(time.Second)
+	b.answered(t)
 	f.kill("USA")
 	err := b.wait(t, 60*time.Second, "of its node being killed")
 	out, errOut := b.stdout.String(), b.stderr.String()
@@ -174,12 +187,15 @@ func TestE2EPublishBatchNodeGone(t *testing.T) {
 		t.Fatalf("exit %d\nstderr: %s", exitCode(err), errOut)
 	}
 	printed := strings.Count(out, "\n")
-	var published, refusedN int
-	if _, err := fmt.Sscanf(errOut[strings.Index(errOut, ". ")+2:], "%d published, %d refused", &published, &refusedN); err != nil {
-		t.Fatalf("summary %q: %v", errOut, err)
+	m := regexp.MustCompile(`; (\d+) published, (\d+) not published, (\d+) unanswered`).FindStringSubmatch(errOut)
+	if m == nil {
+		t.Fatalf("no summary in %q", errOut)
 	}
-	if published != printed || refusedN != 0 || printed == 0 || printed == n {
-		t.Fatalf("printed %d ids, summary says %d published, %d refused (of %d)", printed, published, refusedN, n)
+	published, _ := strconv.Atoi(m[1])
+	notPublished, _ := strconv.Atoi(m[2])
+	unanswered, _ := strconv.Atoi(m[3])
+	if published != printed || notPublished != 0 || published+unanswered != n || printed == 0 || printed == n {
+		t.Fatalf("printed %d ids; summary: %d published, %d not, %d unanswered (of %d)", printed, published, notPublished, unanswered, n)
 	}
 	t.Logf("%d of %d answered before the node was killed", printed, n)
 }
@@ -191,7 +207,7 @@ func TestE2EPublishBatchNodeSilent(t *testing.T) {
 	f := newFederation(t, "USA", "GBR")
 	f.startAll("USA", "GBR")
 	b := startBatch(t, f, "USA", 30000, "--timeout", "2s")
-	time.Sleep(time.Second)
+	b.answered(t)
 	node := f.procs["USA"].Process
 	if err := node.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -206,29 +222,88 @@ func TestE2EPublishBatchNodeSilent(t *testing.T) {
 	}
 }
 
+// The CLI's own slow output is not the node's silence: with stdout not
+// read for three times --timeout, the batch still completes.
+func TestE2EPublishBatchSlowStdout(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, "USA", "GBR")
+	f.startAll("USA", "GBR")
+	const n = 20000 // ~1 MB of answers: far more than a pipe holds
+	file := writeBatch(t, batchLines(n, 1))
+	cmd := exec.Command(f.bin, "--dev", f.dir, "--as", "USA", "--timeout", "2s", "publish", "--batch", file)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(6 * time.Second)
+	out, err := io.ReadAll(stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil || strings.Count(string(out), "\n") != n {
+		t.Fatalf("exit %v, %d lines of %d\nstderr: %s", err, strings.Count(string(out), "\n"), n, stderr.String())
+	}
+}
+
+// batchLines are n reports for GBR, titled r00001 on, of size bytes each.
+func batchLines(n, size int) []string {
+	lines := make([]string, n)
+	for i := range lines {
+		lines[i] = fmt.Sprintf(`{"marking": "SECRET//REL TO USA, GBR", "title": "r%05d", "body": %q}`, i+1, strings.Repeat("x", size))
+	}
+	return lines
+}
+
 // batchRun is a `publish --batch` of n small reports running as party's
 // officer in the background.
 type batchRun struct {
-	cmd            *exec.Cmd
-	stdout, stderr strings.Builder
-	done           chan error
+	cmd       *exec.Cmd
+	stdout    strings.Builder // complete once done has answered
+	stderr    strings.Builder
+	answering chan struct{} // closed at the first answer printed
+	done      chan error
 }
 
 func startBatch(t *testing.T, f *federation, party string, n int, flags ...string) *batchRun {
 	t.Helper()
-	var lines []string
-	for i := 1; i <= n; i++ {
-		lines = append(lines, fmt.Sprintf(`{"marking": "SECRET//REL TO USA, GBR", "title": "r%05d", "body": %q}`, i, strings.Repeat("x", 1024)))
-	}
-	file := writeBatch(t, lines)
-	b := &batchRun{done: make(chan error, 1)}
+	file := writeBatch(t, batchLines(n, 1024))
+	b := &batchRun{answering: make(chan struct{}), done: make(chan error, 1)}
 	b.cmd = exec.Command(f.bin, append(append([]string{"--dev", f.dir, "--as", party}, flags...), "publish", "--batch", file)...)
-	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
+	b.cmd.Stderr = &b.stderr
+	stdout, err := b.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { b.done <- b.cmd.Wait() }()
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for first := true; sc.Scan(); first = false {
+			b.stdout.WriteString(sc.Text() + "\n")
+			if first {
+				close(b.answering)
+			}
+		}
+		b.done <- b.cmd.Wait()
+	}()
 	return b
+}
+
+// answered waits for the first answer; it fails the test after a minute.
+func (b *batchRun) answered(t *testing.T) {
+	t.Helper()
+	select {
+	case <-b.answering:
+	case <-time.After(time.Minute):
+		_ = b.cmd.Process.Kill()
+		t.Fatalf("no answer printed in a minute; stderr: %s", b.stderr.String())
+	}
 }
 
 // wait waits up to limit for the CLI to end; it fails the test otherwise.

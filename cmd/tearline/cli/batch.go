@@ -8,10 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/tearline/tearline/gateway"
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
@@ -23,22 +30,35 @@ import (
 type batchLine struct {
 	Marking  string         `json:"marking"`
 	Title    string         `json:"title"`
-	Body     *string        `json:"body"`
+	Body     string         `json:"body"`
 	Topics   []string       `json:"topics"`
 	Portions []batchPortion `json:"portions"`
 	Route    []batchRoute   `json:"route"`
 }
 
 type batchPortion struct {
-	Marking string  `json:"marking"`
-	Title   string  `json:"title"`
-	Body    *string `json:"body"`
+	Marking string `json:"marking"`
+	Title   string `json:"title"`
+	Body    string `json:"body"`
 }
 
 type batchRoute struct {
 	To  string `json:"to"`
 	Via string `json:"via"`
 }
+
+// batchKeys are the keys a line's objects may have, exactly as written
+// (encoding/json alone would take "Body" for "body", and the last of two
+// "body" keys).
+var batchKeys = keySchema{
+	"marking": nil, "title": nil, "body": nil, "topics": nil,
+	"portions": {"marking": nil, "title": nil, "body": nil},
+	"route":    {"to": nil, "via": nil},
+}
+
+// keySchema names an object's keys; a key's schema is that of the objects
+// in its value (an object, or an array of them), nil for any other value.
+type keySchema map[string]keySchema
 
 // batchReport is a parsed line and where it was.
 type batchReport struct {
@@ -48,6 +68,8 @@ type batchReport struct {
 
 // maxBatchLine bounds one line of a batch file, as readBody bounds a body.
 const maxBatchLine = 64 << 20
+
+var errLineTooLong = fmt.Errorf("longer than %d MiB", maxBatchLine>>20)
 
 // readBatch parses a batch file: one JSON object per line, blank lines
 // skipped. Every line is checked before anything is sent; the error names
@@ -59,21 +81,28 @@ func readBatch(r io.Reader) ([]batchReport, error) {
 	badLines := 0
 	for n := 1; ; n++ {
 		raw, err := readLine(br)
-		if err != nil && !errors.Is(err, io.EOF) {
+		eof := errors.Is(err, io.EOF)
+		var lineErr error
+		switch {
+		case errors.Is(err, errLineTooLong):
+			lineErr = errLineTooLong
+		case err != nil && !eof:
 			return nil, fmt.Errorf("read the batch: line %d: %w", n, err)
-		}
-		if len(bytes.TrimSpace(raw)) > 0 {
-			req, perr := parseBatchLine(raw)
-			if perr != nil {
-				badLines++
-				if len(bad) < 10 {
-					bad = append(bad, fmt.Sprintf("line %d: %v", n, perr))
-				}
+		case len(bytes.TrimSpace(raw)) > 0:
+			req, err := parseBatchLine(raw)
+			if err != nil {
+				lineErr = err
 			} else {
 				out = append(out, batchReport{line: n, req: req})
 			}
 		}
-		if errors.Is(err, io.EOF) {
+		if lineErr != nil {
+			badLines++
+			if len(bad) < 10 {
+				bad = append(bad, fmt.Sprintf("line %d: %v", n, lineErr))
+			}
+		}
+		if eof {
 			break
 		}
 	}
@@ -90,46 +119,61 @@ func readBatch(r io.Reader) ([]batchReport, error) {
 	return out, nil
 }
 
-// readLine reads one line without its newline, refusing one longer than
-// maxBatchLine.
+// readLine reads one line without its newline. A line longer than
+// maxBatchLine is read to its end and dropped: errLineTooLong.
 func readLine(br *bufio.Reader) ([]byte, error) {
 	var line []byte
+	tooLong := false
 	for {
 		chunk, err := br.ReadSlice('\n')
-		if len(line)+len(chunk) > maxBatchLine {
-			return nil, fmt.Errorf("longer than %d MiB", maxBatchLine>>20)
+		if !tooLong {
+			if len(line)+len(bytes.TrimSuffix(chunk, []byte("\n"))) > maxBatchLine {
+				tooLong, line = true, nil
+			} else {
+				line = append(line, chunk...)
+			}
 		}
-		line = append(line, chunk...)
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
+		}
+		if tooLong {
+			if errors.Is(err, io.EOF) {
+				return nil, fmt.Errorf("%w: %w", errLineTooLong, io.EOF)
+			}
+			return nil, errLineTooLong
 		}
 		return bytes.TrimSuffix(line, []byte("\n")), err
 	}
 }
 
 func parseBatchLine(raw []byte) (*clientv1.PublishRequest, error) {
+	if !utf8.Valid(raw) {
+		return nil, errors.New("not UTF-8 text: a batch's bodies are text; publish binary content with --body @FILE")
+	}
+	if err := checkKeys(raw, batchKeys); err != nil {
+		return nil, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
 	var l batchLine
 	if err := dec.Decode(&l); err != nil {
 		return nil, fmt.Errorf("not a report object: %v", err)
 	}
-	if dec.More() {
-		return nil, errors.New("more than one JSON value: give one report per line")
+	if len(bytes.TrimSpace(raw[dec.InputOffset():])) > 0 {
+		return nil, errors.New("more after the report's object: give one report per line")
 	}
 	if l.Marking == "" {
 		return nil, errors.New(`"marking" is required`)
 	}
-	if l.Body == nil {
+	if l.Body == "" {
 		return nil, errors.New(`"body" is required: a report needs content`)
 	}
 	req := &clientv1.PublishRequest{Topics: l.Topics}
-	req.Portions = append(req.Portions, &clientv1.NewPortion{Banner: l.Marking, Title: l.Title, Body: []byte(*l.Body)})
+	req.Portions = append(req.Portions, &clientv1.NewPortion{Banner: l.Marking, Title: l.Title, Body: []byte(l.Body)})
 	for i, p := range l.Portions {
-		if p.Marking == "" || p.Body == nil {
+		if p.Marking == "" || p.Body == "" {
 			return nil, fmt.Errorf(`portion %d needs "marking" and "body"`, i+2)
 		}
-		req.Portions = append(req.Portions, &clientv1.NewPortion{Banner: p.Marking, Title: p.Title, Body: []byte(*p.Body)})
+		req.Portions = append(req.Portions, &clientv1.NewPortion{Banner: p.Marking, Title: p.Title, Body: []byte(p.Body)})
 	}
 	for _, r := range l.Route {
 		if r.To == "" || r.Via == "" {
@@ -138,6 +182,88 @@ func parseBatchLine(raw []byte) (*clientv1.PublishRequest, error) {
 		req.Route = append(req.Route, &reportv1.RouteEntry{To: strings.ToUpper(r.To), Via: strings.ToUpper(r.Via)})
 	}
 	return req, nil
+}
+
+// checkKeys walks the JSON value in raw and refuses an object key that
+// its schema does not name exactly, or that comes twice in one object.
+// Other mistakes (types, syntax) are left to the decoder.
+func checkKeys(raw []byte, schema keySchema) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	errDecoder := errors.New("left to the decoder")
+	var walk func(schema keySchema, path string) error
+	walk = func(schema keySchema, path string) error {
+		tok, err := dec.Token()
+		if err != nil {
+			return errDecoder // syntax: the decoder names it
+		}
+		if tok == json.Delim('{') && schema == nil {
+			return errDecoder // an object where none belongs: the decoder names it
+		}
+		switch tok {
+		case json.Delim('['):
+			for dec.More() {
+				if err := walk(schema, path); err != nil {
+					return err
+				}
+			}
+			_, _ = dec.Token()
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return errDecoder
+				}
+				k, _ := kt.(string)
+				sub, known := schema[k]
+				switch {
+				case !known:
+					return fmt.Errorf("unknown key %q%s (keys: %s)", k, path, strings.Join(slices.Sorted(maps.Keys(schema)), ", "))
+				case seen[k]:
+					return fmt.Errorf("key %q twice%s", k, path)
+				}
+				seen[k] = true
+				inner := path
+				if sub != nil {
+					inner = " in " + k
+				}
+				if err := walk(sub, inner); err != nil {
+					return err
+				}
+			}
+			_, _ = dec.Token()
+		}
+		return nil
+	}
+	if err := walk(schema, ""); err != nil && err != errDecoder {
+		return err
+	}
+	return nil
+}
+
+// readBatchFrom reads the batch FILE (or standard input for "-"); an
+// interrupt stops a read of standard input that waits for more.
+func (g *globals) readBatchFrom(ctx context.Context, name string) ([]batchReport, error) {
+	r, done, err := g.openBatch(name)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	type result struct {
+		reports []batchReport
+		err     error
+	}
+	read := make(chan result, 1)
+	go func() {
+		rs, err := readBatch(r)
+		read <- result{rs, err}
+	}()
+	select {
+	case res := <-read:
+		return res.reports, res.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("reading the batch: %w; nothing was published", context.Cause(ctx))
+	}
 }
 
 // openBatch opens FILE, or standard input for "-".
@@ -152,24 +278,35 @@ func (g *globals) openBatch(name string) (io.Reader, func(), error) {
 	return f, func() { f.Close() }, nil
 }
 
-// publishBatch publishes reports over one PublishStream and prints each
-// answer in the batch's order: with --json one object a line ({"line",
-// "id", "releases"} or {"line", "error"}), else "LINE ID" on stdout and a
-// refusal on stderr. --timeout bounds the wait for each answer, not the
-// whole batch. It fails (exit 1) if any report was refused or unanswered.
-func (g *globals) publishBatch(ctx context.Context, reports []batchReport) error {
-	conn, err := g.dialConn()
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
+// publishBatch publishes reports over one PublishStream on conn and
+// prints each answer in the batch's order: with --json one object a line
+// ({"line", "id", "releases"} or {"line", "error"}), else "LINE ID" on
+// stdout and why a report was not published on stderr. --timeout bounds
+// each wait for the node (opening the stream, then each answer), not the
+// whole batch. It fails (exit 1) if any report was not published, or not
+// answered.
+func (g *globals) publishBatch(ctx context.Context, conn grpc.ClientConnInterface, reports []batchReport) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// The node must answer within --timeout whenever the CLI waits for it;
+	// the time the CLI itself takes (printing to a slow stdout) does not
+	// count.
+	idle := time.AfterFunc(g.timeout, func() { cancel(errNoAnswer) })
+	defer idle.Stop()
 	st, err := clientv1.NewClientServiceClient(conn).PublishStream(ctx)
 	if err != nil {
+		if errors.Is(context.Cause(ctx), errNoAnswer) {
+			e := g.noAnswer()
+			e.Message += "; nothing was published"
+			printError(g, e)
+			return exitError{1}
+		}
 		return err
 	}
+	idle.Stop()
+	sending := make(chan struct{})
 	go func() {
+		defer close(sending)
 		for i, r := range reports {
 			if st.Send(&clientv1.PublishStreamRequest{Seq: uint64(i), Report: r.req}) != nil {
 				return // Recv below has the stream's status
@@ -177,31 +314,33 @@ func (g *globals) publishBatch(ctx context.Context, reports []batchReport) error
 		}
 		_ = st.CloseSend()
 	}()
-	// No answer for --timeout: the node is not answering.
-	idle := time.AfterFunc(g.timeout, func() { cancel(errNoAnswer) })
-	defer idle.Stop()
+	recv := func() (*clientv1.PublishStreamResponse, error) {
+		idle.Reset(g.timeout)
+		a, err := st.Recv()
+		idle.Stop()
+		if err != nil && errors.Is(context.Cause(ctx), errNoAnswer) {
+			err = errNoAnswer
+		}
+		return a, err
+	}
 
 	answers := make([]*clientv1.PublishStreamResponse, len(reports))
 	seen := make([]bool, len(reports))
 	printed, answered := 0, 0
-	var refused, lost []string
+	var failed []string
 	show := func(i int) {
 		if g.printBatchAnswer(reports[i].line, answers[i]) {
-			refused = append(refused, strconv.Itoa(reports[i].line))
+			failed = append(failed, strconv.Itoa(reports[i].line))
 		}
 		answers[i] = nil
 	}
 	var streamErr error
 	for answered < len(reports) {
-		a, err := st.Recv()
+		a, err := recv()
 		if err != nil {
-			if errors.Is(context.Cause(ctx), errNoAnswer) {
-				err = fmt.Errorf("the node did not answer for %s (raise --timeout)", g.timeout)
-			}
 			streamErr = err
 			break
 		}
-		idle.Reset(g.timeout)
 		seq := a.GetSeq()
 		if seq >= uint64(len(reports)) || seen[seq] {
 			streamErr = fmt.Errorf("the node answered seq %d, which was not sent or is answered already", seq)
@@ -213,31 +352,18 @@ func (g *globals) publishBatch(ctx context.Context, reports []batchReport) error
 			show(printed)
 		}
 	}
-	if streamErr != nil {
-		// Print what was answered after a report left unanswered; what is
-		// unanswered may or may not have been published.
-		for i := printed; i < len(reports); i++ {
-			if seen[i] {
-				show(i)
-			} else {
-				lost = append(lost, strconv.Itoa(reports[i].line))
-			}
-		}
-		e := describe(streamErr)
-		e.Message = fmt.Sprintf("the batch stopped: %s. %d published, %d refused; no answer for line(s) %s: they may have been published; check with 'tearline reports' before sending them again",
-			strings.TrimSuffix(e.Message, "."), answered-len(refused), len(refused), summarizeLines(lost))
-		if g.json {
-			_ = jsonLine(g.stdout).Encode(map[string]cliError{"error": e})
-		} else {
-			fmt.Fprintf(g.stderr, "tearline: %s.\n", e.Message)
-		}
-		return exitError{1}
+	if streamErr == nil {
+		// Every report is answered: let the stream end as it should.
+		<-sending
+		_, _ = recv() // io.EOF; any other end changes nothing answered
 	}
-	if len(refused) > 0 {
-		if g.json {
-			return exitError{1} // each refusal is on its line
+	if streamErr != nil {
+		return g.batchStopped(streamErr, reports, answers, seen, printed, answered, failed, show)
+	}
+	if len(failed) > 0 {
+		if !g.json { // in JSON each is on its line
+			fmt.Fprintf(g.stderr, "tearline: published %d of %d reports; not published: line(s) %s (see each reason above).\n", answered-len(failed), len(reports), summarizeLines(failed))
 		}
-		fmt.Fprintf(g.stderr, "tearline: published %d of %d reports; refused line(s) %s (see each reason above).\n", answered-len(refused), len(reports), summarizeLines(refused))
 		return exitError{1}
 	}
 	if !g.json {
@@ -246,10 +372,53 @@ func (g *globals) publishBatch(ctx context.Context, reports []batchReport) error
 	return nil
 }
 
+// batchStopped reports a batch whose stream ended before every report was
+// answered: it prints the answers that came after one left unanswered,
+// and names the unanswered lines. If the node refused the stream itself
+// (nothing answered, and a status that the node gives before it reads a
+// report) nothing was published, and the status is the error.
+func (g *globals) batchStopped(streamErr error, reports []batchReport, answers []*clientv1.PublishStreamResponse, seen []bool, printed, answered int, failed []string, show func(int)) error {
+	if answered == 0 {
+		switch status.Code(streamErr) {
+		case codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented:
+			return streamErr
+		}
+	}
+	var unanswered []int
+	for i := printed; i < len(reports); i++ {
+		if seen[i] {
+			show(i)
+		} else {
+			unanswered = append(unanswered, reports[i].line)
+		}
+	}
+	e := describe(streamErr)
+	if errors.Is(streamErr, errNoAnswer) {
+		e = g.noAnswer()
+	}
+	lines := make([]string, len(unanswered))
+	for i, l := range unanswered {
+		lines[i] = strconv.Itoa(l)
+	}
+	e.Message = fmt.Sprintf("the batch stopped: %s; %d published, %d not published, %d unanswered (line(s) %s): those may have been published; look for them with 'tearline reports' before sending them again",
+		strings.TrimSuffix(e.Message, "."), answered-len(failed), len(failed), len(unanswered), summarizeLines(lines))
+	if g.json {
+		_ = jsonLine(g.stdout).Encode(map[string]any{"error": e, "published": answered - len(failed), "not_published": len(failed), "unanswered": unanswered})
+	} else {
+		fmt.Fprintf(g.stderr, "tearline: %s.\n", e.Message)
+	}
+	return exitError{1}
+}
+
 var errNoAnswer = errors.New("no answer in time")
 
+// noAnswer is the error of a node silent for --timeout.
+func (g *globals) noAnswer() cliError {
+	return cliError{Code: codes.DeadlineExceeded.String(), Reason: "deadline-exceeded", Message: fmt.Sprintf("the node did not answer for %s (raise --timeout)", g.timeout)}
+}
+
 // printBatchAnswer prints the answer to the report on line; it reports
-// whether the report was refused.
+// whether the report was not published.
 func (g *globals) printBatchAnswer(line int, a *clientv1.PublishStreamResponse) bool {
 	err := gateway.PublishStreamErr(a)
 	if g.json {
@@ -264,7 +433,7 @@ func (g *globals) printBatchAnswer(line int, a *clientv1.PublishStreamResponse) 
 		return err != nil
 	}
 	if err != nil {
-		fmt.Fprintf(g.stderr, "line %d: refused: %s\n", line, strings.TrimSuffix(describe(err).Message, "."))
+		fmt.Fprintf(g.stderr, "line %d: not published: %s\n", line, strings.TrimSuffix(describe(err).Message, "."))
 		return true
 	}
 	fmt.Fprintf(g.stdout, "%d %s\n", line, a.GetPublished().GetId())

@@ -12,7 +12,7 @@ func TestReadBatch(t *testing.T) {
 		`{"marking": "SECRET//REL TO USA, GBR", "title": "one", "body": "b1", "topics": ["CT"]}`,
 		``,
 		`   `,
-		`{"marking": "SECRET//REL TO USA, GBR", "body": "", "portions": [{"marking": "UNCLASSIFIED", "title": "p2", "body": "b2"}], "route": [{"to": "can", "via": "gbr"}]}`,
+		`{"marking": "SECRET//REL TO USA, GBR", "body": "b4", "portions": [{"marking": "UNCLASSIFIED", "title": "p2", "body": "b2"}], "route": [{"to": "can", "via": "gbr"}]}`,
 	}, "\n") // no newline at the end
 	rs, err := readBatch(strings.NewReader(in))
 	if err != nil {
@@ -39,8 +39,16 @@ func TestReadBatch(t *testing.T) {
 		{`{"marking": "S", "body": "x", "portions": [{"marking": "S"}]}`, `portion 2 needs "marking" and "body"`},
 		{`{"marking": "S", "body": "x", "route": [{"to": "CAN"}]}`, `"to" and "via"`},
 		{`{"marking": "S", "body": 7}`, "not a report object"},
-		{`{"marking": "S", "body": "x", "colour": "red"}`, `unknown field "colour"`},
+		{`{"marking": "S", "body": "x", "colour": "red"}`, `unknown key "colour"`},
 		{`[1, 2]`, "not a report object"},
+		{`{"marking": "S", "body": ""}`, `"body" is required`},
+		{`{"marking": "S", "body": "x"}]]}`, "more after the report's object"},
+		{`{"marking": "S", "body": "x", "Body": "y"}`, `unknown key "Body"`},
+		{`{"marking": "S", "body": "x", "body": "y"}`, `key "body" twice`},
+		{`{"marking": "S", "body": "x", "portions": [{"marking": "S", "body": "y", "body": "z"}]}`, `key "body" twice in portions`},
+		{`{"marking": "S", "body": "x", "route": [{"to": "CAN", "via": "GBR", "by": "x"}]}`, `unknown key "by" in route`},
+		{`{"marking": "S", "body": {"text": "x"}}`, "not a report object"},
+		{"{\"marking\": \"S\", \"body\": \"\xff\xfe\"}", "not UTF-8"},
 	}
 	for _, c := range bad {
 		_, err := readBatch(strings.NewReader(`{"marking": "S", "body": "ok"}` + "\n" + c.line + "\n"))
@@ -63,8 +71,19 @@ func TestReadBatch(t *testing.T) {
 	if _, err := readBatch(strings.NewReader("\n\n")); err == nil || !strings.Contains(err.Error(), "holds no report") {
 		t.Errorf("empty batch: %v", err)
 	}
-	long := `{"marking": "S", "body": "` + strings.Repeat("x", maxBatchLine) + `"}`
-	if _, err := readBatch(strings.NewReader("{}\n" + long)); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("line 2: longer than %d MiB", maxBatchLine>>20)) {
-		t.Errorf("long line: %v", err)
+	// A line of exactly maxBatchLine bytes is read; one byte more is a bad
+	// line, and the lines after it are still checked.
+	head := `{"marking": "S", "body": "`
+	exact := head + strings.Repeat("x", maxBatchLine-len(head)-2) + `"}`
+	rs, err = readBatch(strings.NewReader(exact + "\n"))
+	if err != nil || len(rs) != 1 || len(rs[0].req.GetPortions()[0].GetBody()) != maxBatchLine-len(head)-2 {
+		t.Errorf("a line of exactly %d bytes: %v", maxBatchLine, err)
+	}
+	over := head + strings.Repeat("x", maxBatchLine-len(head)-1) + `"}`
+	_, err = readBatch(strings.NewReader(`{"marking": "S", "body": "ok"}` + "\n" + over + "\n{}\n" + over))
+	var ue usageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), fmt.Sprintf("line 2: longer than %d MiB", maxBatchLine>>20)) ||
+		!strings.Contains(err.Error(), "line 3: ") || !strings.Contains(err.Error(), "line 4: longer") || !strings.Contains(err.Error(), "3 bad line(s)") {
+		t.Errorf("long lines: %v", err)
 	}
 }

@@ -161,8 +161,10 @@ func describe(err error) cliError {
 }
 
 // report prints err: one plain sentence on stderr, or JSON on stdout.
-func report(g *globals, err error) {
-	e := describe(err)
+func report(g *globals, err error) { printError(g, describe(err)) }
+
+// printError prints e as report does.
+func printError(g *globals, e cliError) {
 	if g.json {
 		writeJSONError(g.stdout, e)
 		return

@@ -68,26 +68,30 @@ Only "marking" and "body" are required. Every line is checked first; if one
 is malformed nothing is published. Each report is then answered on its own:
 stdout gets "LINE ID" for each published (with --json one object a line:
 {"line", "id", "releases"} or {"line", "error"}), in the file's order, and
-stderr the reason for each refused. The exit status is 1 if any was
-refused. The node publishes a batch's reports side by side, so partners
+stderr the reason for each not published. The exit status is 1 if any was
+not published. Bodies are UTF-8 text; publish binary content with
+--body @FILE. The node publishes a batch's reports side by side, so partners
 may receive them in another order than the file's. --timeout bounds the
 wait for each answer, not the whole batch.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if batch != "" {
+			if cmd.Flags().Changed("batch") {
+				if batch == "" {
+					return usagef("--batch needs FILE, or - for standard input")
+				}
 				if banner != "" || body != "" || title != "" || len(topics) > 0 || len(extra) > 0 || len(to) > 0 || len(via) > 0 {
 					return usagef("--batch takes every report from the file: give no --marking, --body, --title, --topic, --portion, --to or --via with it")
 				}
-				r, done, err := g.openBatch(batch)
+				conn, err := g.dialConn() // a missing profile is told before the file is read
 				if err != nil {
 					return err
 				}
-				defer done()
-				reports, err := readBatch(r)
+				defer conn.Close()
+				reports, err := g.readBatchFrom(cmd.Context(), batch)
 				if err != nil {
 					return err
 				}
-				return g.publishBatch(cmd.Context(), reports)
+				return g.publishBatch(cmd.Context(), conn, reports)
 			}
 			if banner == "" {
 				return usagef("--marking BANNER is required")
