@@ -535,7 +535,7 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			return suspendedStatus(who.Name, sentCursor.Load())
 		case errors.Is(err, errSlowSubscriber):
 			s.log.Warn("slow subscriber disconnected", "subscriber", who.String(), "queued", subscriberQueue, "stall", s.stall.String(), "cursor", sentCursor.Load())
-			return status.Errorf(codes.ResourceExhausted, "subscriber %s is reading too slowly: %d reports waited over %s to be sent; it is disconnected and its cursor %d is kept; resume with --resume (or after=%d) once it can keep up", who.Name, subscriberQueue, s.stall, sentCursor.Load(), sentCursor.Load())
+			return status.Errorf(codes.ResourceExhausted, "subscriber %s is reading too slowly: %d reports waited over %s to be sent; it is disconnected; the last report sent to it was cursor %d, and its saved cursor is kept: subscribe --resume continues after the last delivery recorded, once it can keep up", who.Name, subscriberQueue, s.stall, sentCursor.Load())
 		case ctx.Err() != nil:
 			return nil // the caller went away: the cursor stays at the last report sent
 		}
@@ -755,8 +755,11 @@ func (s *clientService) DecideConsent(ctx context.Context, req *clientv1.DecideC
 	return &clientv1.DecideConsentResponse{Consent: consentProto(rec)}, nil
 }
 
-func suspendedStatus(name string, cursor uint64) error {
-	return status.Errorf(codes.PermissionDenied, "subscriber %s is suspended; its cursor %d is kept: after reinstatement, subscribe --resume continues after it", name, cursor)
+// suspendedStatus ends a suspended subscriber's stream; sent is the cursor
+// of the last report sent to it. (The cursor saved is that one unless
+// recording it fails: --resume, not after=sent, is the way back.)
+func suspendedStatus(name string, sent uint64) error {
+	return status.Errorf(codes.PermissionDenied, "subscriber %s is suspended; the last report sent to it was cursor %d, and its saved cursor is kept: after reinstatement, subscribe --resume continues after the last delivery recorded", name, sent)
 }
 
 // preparedMemo encodes a delivery once for all the streams it goes to:

@@ -60,6 +60,15 @@ var batchKeys = keySchema{
 // in its value (an object, or an array of them), nil for any other value.
 type keySchema map[string]keySchema
 
+// shownKey quotes an unknown key for an error, unless it is long enough
+// to be content put where a key belongs: that is not echoed.
+func shownKey(k string) string {
+	if len(k) > 32 {
+		return fmt.Sprintf("of %d characters (not shown)", len(k))
+	}
+	return strconv.Quote(k)
+}
+
 // batchReport is a parsed line and where it was.
 type batchReport struct {
 	line int
@@ -150,9 +159,6 @@ func parseBatchLine(raw []byte) (*clientv1.PublishRequest, error) {
 	if !utf8.Valid(raw) {
 		return nil, errors.New("not UTF-8 text: a batch's bodies are text; publish binary content with --body @FILE")
 	}
-	if err := checkKeys(raw, batchKeys); err != nil {
-		return nil, err
-	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	var l batchLine
 	if err := dec.Decode(&l); err != nil {
@@ -160,6 +166,11 @@ func parseBatchLine(raw []byte) (*clientv1.PublishRequest, error) {
 	}
 	if len(bytes.TrimSpace(raw[dec.InputOffset():])) > 0 {
 		return nil, errors.New("more after the report's object: give one report per line")
+	}
+	// Only on valid JSON (whose nesting the decoder bounds): a string
+	// where a key belongs is then a key the writer meant as one.
+	if err := checkKeys(raw, batchKeys); err != nil {
+		return nil, err
 	}
 	if l.Marking == "" {
 		return nil, errors.New(`"marking" is required`)
@@ -218,7 +229,7 @@ func checkKeys(raw []byte, schema keySchema) error {
 				sub, known := schema[k]
 				switch {
 				case !known:
-					return fmt.Errorf("unknown key %q%s (keys: %s)", k, path, strings.Join(slices.Sorted(maps.Keys(schema)), ", "))
+					return fmt.Errorf("unknown key %s%s (keys: %s)", shownKey(k), path, strings.Join(slices.Sorted(maps.Keys(schema)), ", "))
 				case seen[k]:
 					return fmt.Errorf("key %q twice%s", k, path)
 				}
@@ -353,8 +364,13 @@ func (g *globals) publishBatch(ctx context.Context, conn grpc.ClientConnInterfac
 		}
 	}
 	if streamErr == nil {
-		// Every report is answered: let the stream end as it should.
-		<-sending
+		// Every report is answered: let the stream end as it should,
+		// within --timeout (a node that stops reading could hold Send).
+		idle.Reset(g.timeout)
+		select {
+		case <-sending:
+		case <-ctx.Done():
+		}
 		_, _ = recv() // io.EOF; any other end changes nothing answered
 	}
 	if streamErr != nil {

@@ -49,12 +49,16 @@ func TestReadBatch(t *testing.T) {
 		{`{"marking": "S", "body": "x", "route": [{"to": "CAN", "via": "GBR", "by": "x"}]}`, `unknown key "by" in route`},
 		{`{"marking": "S", "body": {"text": "x"}}`, "not a report object"},
 		{"{\"marking\": \"S\", \"body\": \"\xff\xfe\"}", "not UTF-8"},
+		{`[{"marking": "S", "body": "x"}]`, "not a report object"},
+		{`{"marking": "S", "the agent in Vienna is codenamed RAVEN"}`, "not a report object"},
+		{`{"marking": "S", "body": "x", "the agent in Vienna is codenamed RAVEN": 1}`, "unknown key of 38 characters (not shown)"},
+		{`{"marking": "S", "body": "x", "topics": ` + strings.Repeat("[", 200000) + strings.Repeat("]", 200000) + `}`, "not a report object"},
 	}
 	for _, c := range bad {
 		_, err := readBatch(strings.NewReader(`{"marking": "S", "body": "ok"}` + "\n" + c.line + "\n"))
 		var ue usageError
-		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "line 2: ") || !strings.Contains(err.Error(), c.says) || strings.Contains(err.Error(), "line 1:") {
-			t.Errorf("%s: %v", c.line, err)
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "line 2: ") || !strings.Contains(err.Error(), c.says) || strings.Contains(err.Error(), "line 1:") || strings.Contains(err.Error(), "RAVEN") {
+			t.Errorf("%.80s: %.300v", c.line, err)
 		}
 	}
 
