@@ -335,91 +335,106 @@ func (g *globals) publishBatch(ctx context.Context, conn grpc.ClientConnInterfac
 		return a, err
 	}
 
-	answers := make([]*clientv1.PublishStreamResponse, len(reports))
-	seen := make([]bool, len(reports))
-	printed, answered := 0, 0
-	var failed []string
-	show := func(i int) {
-		if g.printBatchAnswer(reports[i].line, answers[i]) {
-			failed = append(failed, strconv.Itoa(reports[i].line))
-		}
-		answers[i] = nil
-	}
+	b := &batchAnswers{g: g, reports: reports, answers: make([]*clientv1.PublishStreamResponse, len(reports)), seen: make([]bool, len(reports))}
 	var streamErr error
-	for answered < len(reports) {
+	for b.answered < len(reports) {
 		a, err := recv()
+		if err == nil {
+			err = b.take(a)
+		}
 		if err != nil {
 			streamErr = err
 			break
 		}
-		seq := a.GetSeq()
-		if seq >= uint64(len(reports)) || seen[seq] {
-			streamErr = fmt.Errorf("the node answered seq %d, which was not sent or is answered already", seq)
-			break
-		}
-		answers[seq], seen[seq] = a, true
-		answered++
-		for ; printed < len(reports) && seen[printed]; printed++ {
-			show(printed)
-		}
-	}
-	if streamErr == nil {
-		// Every report is answered: let the stream end as it should,
-		// within --timeout (a node that stops reading could hold Send).
-		idle.Reset(g.timeout)
-		select {
-		case <-sending:
-		case <-ctx.Done():
-		}
-		_, _ = recv() // io.EOF; any other end changes nothing answered
 	}
 	if streamErr != nil {
-		return g.batchStopped(streamErr, reports, answers, seen, printed, answered, failed, show)
+		return b.stopped(streamErr)
 	}
-	if len(failed) > 0 {
+	// Every report is answered: let the stream end as it should, within
+	// --timeout (a node that stops reading could hold Send).
+	idle.Reset(g.timeout)
+	select {
+	case <-sending:
+	case <-ctx.Done():
+	}
+	_, _ = recv() // io.EOF; any other end changes nothing answered
+	if len(b.failed) > 0 {
 		if !g.json { // in JSON each is on its line
-			fmt.Fprintf(g.stderr, "tearline: published %d of %d reports; not published: line(s) %s (see each reason above).\n", answered-len(failed), len(reports), summarizeLines(failed))
+			fmt.Fprintf(g.stderr, "tearline: published %d of %d reports; not published: line(s) %s (see each reason above).\n", b.answered-len(b.failed), len(reports), summarizeLines(b.failed))
 		}
 		return exitError{1}
 	}
 	if !g.json {
-		fmt.Fprintf(g.stderr, "published %d reports\n", answered)
+		fmt.Fprintf(g.stderr, "published %d reports\n", b.answered)
 	}
 	return nil
 }
 
-// batchStopped reports a batch whose stream ended before every report was
+// batchAnswers are a batch's answers as they come, printed in the batch's
+// order: answers[i] waits until every report before i is printed.
+type batchAnswers struct {
+	g        *globals
+	reports  []batchReport
+	answers  []*clientv1.PublishStreamResponse
+	seen     []bool
+	printed  int      // reports[:printed] are printed
+	answered int      // how many are seen
+	failed   []string // the lines not published
+}
+
+// take records an answer and prints what it completes.
+func (b *batchAnswers) take(a *clientv1.PublishStreamResponse) error {
+	seq := a.GetSeq()
+	if seq >= uint64(len(b.reports)) || b.seen[seq] {
+		return fmt.Errorf("the node answered seq %d, which was not sent or is answered already", seq)
+	}
+	b.answers[seq], b.seen[seq] = a, true
+	b.answered++
+	for ; b.printed < len(b.reports) && b.seen[b.printed]; b.printed++ {
+		b.show(b.printed)
+	}
+	return nil
+}
+
+func (b *batchAnswers) show(i int) {
+	if b.g.printBatchAnswer(b.reports[i].line, b.answers[i]) {
+		b.failed = append(b.failed, strconv.Itoa(b.reports[i].line))
+	}
+	b.answers[i] = nil
+}
+
+// stopped reports a batch whose stream ended before every report was
 // answered: it prints the answers that came after one left unanswered,
 // and names the unanswered lines. If the node refused the stream itself
 // (nothing answered, and a status that the node gives before it reads a
 // report) nothing was published, and the status is the error.
-func (g *globals) batchStopped(streamErr error, reports []batchReport, answers []*clientv1.PublishStreamResponse, seen []bool, printed, answered int, failed []string, show func(int)) error {
-	if answered == 0 {
+func (b *batchAnswers) stopped(streamErr error) error {
+	g := b.g
+	if b.answered == 0 {
 		switch status.Code(streamErr) {
 		case codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented:
 			return streamErr
 		}
 	}
 	var unanswered []int
-	for i := printed; i < len(reports); i++ {
-		if seen[i] {
-			show(i)
+	var lines []string
+	for i := b.printed; i < len(b.reports); i++ {
+		if b.seen[i] {
+			b.show(i)
 		} else {
-			unanswered = append(unanswered, reports[i].line)
+			unanswered = append(unanswered, b.reports[i].line)
+			lines = append(lines, strconv.Itoa(b.reports[i].line))
 		}
 	}
 	e := describe(streamErr)
 	if errors.Is(streamErr, errNoAnswer) {
 		e = g.noAnswer()
 	}
-	lines := make([]string, len(unanswered))
-	for i, l := range unanswered {
-		lines[i] = strconv.Itoa(l)
-	}
+	published := b.answered - len(b.failed)
 	e.Message = fmt.Sprintf("the batch stopped: %s; %d published, %d not published, %d unanswered (line(s) %s): those may have been published; look for them with 'tearline reports' before sending them again",
-		strings.TrimSuffix(e.Message, "."), answered-len(failed), len(failed), len(unanswered), summarizeLines(lines))
+		strings.TrimSuffix(e.Message, "."), published, len(b.failed), len(unanswered), summarizeLines(lines))
 	if g.json {
-		_ = jsonLine(g.stdout).Encode(map[string]any{"error": e, "published": answered - len(failed), "not_published": len(failed), "unanswered": unanswered})
+		_ = jsonLine(g.stdout).Encode(map[string]any{"error": e, "published": published, "not_published": len(b.failed), "unanswered": unanswered})
 	} else {
 		fmt.Fprintf(g.stderr, "tearline: %s.\n", e.Message)
 	}
