@@ -128,15 +128,18 @@ func readBatch(r io.Reader) ([]batchReport, error) {
 	return out, nil
 }
 
-// readLine reads one line without its newline. A line longer than
-// maxBatchLine is read to its end and dropped: errLineTooLong.
+// readLine reads one line without its line ending ("\n" or "\r\n"). A
+// line longer than maxBatchLine, not counting its ending, is read to its
+// end and dropped: errLineTooLong.
 func readLine(br *bufio.Reader) ([]byte, error) {
 	var line []byte
 	tooLong := false
 	for {
 		chunk, err := br.ReadSlice('\n')
+		// One byte over the limit is held until the ending is known: it
+		// may be the "\r" of a "\r\n".
 		if !tooLong {
-			if len(line)+len(bytes.TrimSuffix(chunk, []byte("\n"))) > maxBatchLine {
+			if len(line)+len(bytes.TrimSuffix(chunk, []byte("\n"))) > maxBatchLine+1 {
 				tooLong, line = true, nil
 			} else {
 				line = append(line, chunk...)
@@ -145,13 +148,17 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}
-		if tooLong {
+		line = bytes.TrimSuffix(line, []byte("\n"))
+		if bytes.HasSuffix(chunk, []byte("\n")) {
+			line = bytes.TrimSuffix(line, []byte("\r"))
+		}
+		if tooLong || len(line) > maxBatchLine {
 			if errors.Is(err, io.EOF) {
 				return nil, fmt.Errorf("%w: %w", errLineTooLong, io.EOF)
 			}
 			return nil, errLineTooLong
 		}
-		return bytes.TrimSuffix(line, []byte("\n")), err
+		return line, err
 	}
 }
 

@@ -83,7 +83,16 @@ func TestReadBatch(t *testing.T) {
 	if err != nil || len(rs) != 1 || len(rs[0].req.GetPortions()[0].GetBody()) != maxBatchLine-len(head)-2 {
 		t.Errorf("a line of exactly %d bytes: %v", maxBatchLine, err)
 	}
+	// A "\r\n" ending does not count toward the limit (a file written on
+	// Windows), and a line one byte over is still refused with it.
+	rs, err = readBatch(strings.NewReader(`{"marking": "S", "body": "a"}` + "\r\n" + exact + "\r\n"))
+	if err != nil || len(rs) != 2 || rs[1].line != 2 || len(rs[1].req.GetPortions()[0].GetBody()) != maxBatchLine-len(head)-2 {
+		t.Errorf("a line of exactly %d bytes ending in CRLF: %v", maxBatchLine, err)
+	}
 	over := head + strings.Repeat("x", maxBatchLine-len(head)-1) + `"}`
+	if _, err := readBatch(strings.NewReader(over + "\r\n")); err == nil || !strings.Contains(err.Error(), "line 1: longer than") {
+		t.Errorf("a line one byte over the limit, ending in CRLF: %v", err)
+	}
 	_, err = readBatch(strings.NewReader(`{"marking": "S", "body": "ok"}` + "\n" + over + "\n{}\n" + over))
 	var ue usageError
 	if !errors.As(err, &ue) || !strings.Contains(err.Error(), fmt.Sprintf("line 2: longer than %d MiB", maxBatchLine>>20)) ||
