@@ -525,6 +525,7 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 		default:
 		}
 		var rec errRecord
+		var prod errProduce
 		switch {
 		case errors.As(err, &rec):
 			if st := storeStatus(rec.err, subscriberStoreText); st != nil {
@@ -538,6 +539,14 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			return status.Errorf(codes.ResourceExhausted, "subscriber %s is reading too slowly: %d reports waited over %s to be sent; it is disconnected; the last report sent to it was cursor %d, and its saved cursor is kept: subscribe --resume continues after the last delivery recorded, once it can keep up", who.Name, subscriberQueue, s.stall, sentCursor.Load())
 		case ctx.Err() != nil:
 			return nil // the caller went away: the cursor stays at the last report sent
+		case errors.As(err, &prod):
+			// Reading the feed, or recording what the filter withheld,
+			// failed: a store that cannot be written is told as it is
+			// for the deliveries' records.
+			if st := storeStatus(prod.err, subscriberStoreText); st != nil {
+				return st
+			}
+			return toStatus(s.log, "Subscribe", prod.err)
 		}
 		return err
 	}
@@ -593,7 +602,9 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			}
 		}
 		if bt.err != nil {
-			return toStatus(s.log, "Subscribe", bt.err)
+			// Through ended: a record failure or a suspension that came
+			// first is what the subscriber is told.
+			return ended(errProduce{bt.err})
 		}
 		for i := range bt.ds {
 			if err := enqueue(queued{d: &bt.ds[i], cursor: bt.ds[i].Cursor}); err != nil {
@@ -647,6 +658,11 @@ var errSlowSubscriber = errors.New("subscriber too slow")
 type errRecord struct{ err error }
 
 func (e errRecord) Error() string { return "record deliveries: " + e.err.Error() }
+
+// errProduce ends a subscription whose deliveries could not be prepared.
+type errProduce struct{ err error }
+
+func (e errProduce) Error() string { return "prepare deliveries: " + e.err.Error() }
 
 // recordings counts, per cursor key, the recorders of ended streams that
 // are still writing, so that a stream resuming from the saved cursor reads

@@ -224,18 +224,54 @@ func TestNodeWithReadOnlyStore(t *testing.T) {
 
 // deliveredTo reports whether report id's provenance at st records its
 // delivery to the dev subscriber.
+// usaOnFaultfs is a federation of USA and GBR whose USA keeps its store
+// on a small tmpfs (faultfs) that a test can fill.
+type usaOnFaultfs struct {
+	officer, analyst clientv1.ClientServiceClient
+	st               *store.Store
+	data             string // USA's data_dir, the faultfs mount
+}
+
+func startUSAOnFaultfs(t *testing.T) usaOnFaultfs {
+	t.Helper()
+	data := filepath.Join(t.TempDir(), "usa-data")
+	faultfs.MountT(t, data, 64<<20, nil) // cleaned up after the servers stop
+	f := startFedWith(t, func(c *Config) {
+		if c.Party == "USA" {
+			c.DataDir = data
+		}
+	}, "USA", "GBR")
+	return usaOnFaultfs{
+		officer: f.officer("USA"),
+		analyst: f.client("USA", filepath.Join(f.dir, "USA", DevSubscriber)),
+		st:      f.servers["USA"].Node().Store(),
+		data:    data,
+	}
+}
+
+// publishN publishes n reports of one portion marked banner, topic CT,
+// titled prefix and a four-digit index, with a body of size bytes; it
+// returns their ids in order.
+func publishN(ctx context.Context, t *testing.T, c clientv1.ClientServiceClient, n int, banner, prefix string, size int) []string {
+	t.Helper()
+	body := []byte(strings.Repeat("x", size))
+	ids := make([]string, n)
+	for i := range n {
+		resp, err := c.Publish(ctx, &clientv1.PublishRequest{
+			Portions: []*clientv1.NewPortion{{Banner: banner, Title: fmt.Sprintf("%s%04d", prefix, i), Body: body}},
+			Topics:   []string{"CT"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = resp.GetId()
+	}
+	return ids
+}
+
 func deliveredTo(t *testing.T, st *store.Store, id string) bool {
 	t.Helper()
-	events, err := st.Events(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range events {
-		if e.GetKind() == "delivered" && strings.HasSuffix(e.GetSubject(), "/"+DevSubscriber) {
-			return true
-		}
-	}
-	return false
+	return eventOf(t, st, id, "delivered")
 }
 
 // TestSubscriptionEndsWhenDeliveriesCannotBeRecorded: a subscription whose
@@ -245,32 +281,13 @@ func deliveredTo(t *testing.T, st *store.Store, id string) bool {
 // once space returns a resumed subscription sends those reports again and
 // every one is recorded. Needs root (skips otherwise).
 func TestSubscriptionEndsWhenDeliveriesCannotBeRecorded(t *testing.T) {
-	data := filepath.Join(t.TempDir(), "usa-data")
-	faultfs.MountT(t, data, 64<<20, nil) // cleaned up after the servers stop
-	f := startFedWith(t, func(c *Config) {
-		if c.Party == "USA" {
-			c.DataDir = data
-		}
-	}, "USA", "GBR")
-	officer := f.officer("USA")
-	analyst := f.client("USA", filepath.Join(f.dir, "USA", DevSubscriber))
-	st := f.servers["USA"].Node().Store()
+	u := startUSAOnFaultfs(t)
+	officer, analyst, st, data := u.officer, u.analyst, u.st, u.data
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	const n = 600 // under recordBudget: all are sent while the first record waits
-	body := []byte(strings.Repeat("x", 2048))
-	ids := make([]string, n)
-	for i := range n {
-		resp, err := officer.Publish(ctx, &clientv1.PublishRequest{
-			Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA", Title: fmt.Sprintf("r%04d", i), Body: body}},
-			Topics:   []string{"CT"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = resp.GetId()
-	}
+	ids := publishN(ctx, t, officer, n, "SECRET//REL TO USA", "r", 2048)
 	recv := func(s clientv1.ClientService_SubscribeClient, from, to int) error {
 		for i := from; i < to; i++ {
 			m, err := s.Recv()
@@ -351,4 +368,90 @@ func TestSubscriptionEndsWhenDeliveriesCannotBeRecorded(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+}
+
+// TestSubscriptionEndsWhenWithheldCannotBeRecorded: what a subscriber's
+// filter withholds is recorded in provenance before the stream goes on;
+// when that record cannot be written (the disk filled while it waited for
+// a commit) the stream ends with the store's status worded for a
+// subscriber, not for an officer's publish. Needs root (skips otherwise).
+func TestSubscriptionEndsWhenWithheldCannotBeRecorded(t *testing.T) {
+	u := startUSAOnFaultfs(t)
+	officer, analyst, st, data := u.officer, u.analyst, u.st, u.data
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// Above the analyst's clearance (SECRET): each is withheld from it
+	// whole, and recorded as withheld when its subscription reads past it.
+	ids := publishN(ctx, t, officer, 256, "TOP SECRET//REL TO USA", "ts", 1)
+	release := holdCommits(t, st)
+	sub, err := analyst.Subscribe(ctx, &clientv1.SubscribeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		m, err := sub.Recv()
+		if err == nil {
+			err = fmt.Errorf("received %q, which is above the analyst's clearance", m.GetReport().GetPortions()[0].GetTitle())
+		}
+		ended <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the withheld records wait for the held commit
+	if _, err := faultfs.Fill(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err = <-ended:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the subscription went on for 20 s after what it withheld could not be recorded")
+	}
+	s := status.Convert(err)
+	if s.Code() != codes.ResourceExhausted || errorInfo(s).GetReason() != ReasonStoreFull || !strings.Contains(s.Message(), "cannot record deliveries") || !strings.Contains(s.Message(), "--resume") {
+		t.Fatalf("subscription ended with %v", err)
+	}
+
+	// Space returns: subscribing again records what is withheld, and
+	// still sends none of it.
+	if err := faultfs.Free(data); err != nil {
+		t.Fatal(err)
+	}
+	actx, acancel := context.WithCancel(ctx)
+	defer acancel()
+	again, err := analyst.Subscribe(actx, &clientv1.SubscribeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, id := range ids {
+		for !eventOf(t, st, id, "withheld") {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is not recorded as withheld after space returned", id)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	time.AfterFunc(500*time.Millisecond, acancel)
+	if m, err := again.Recv(); status.Code(err) != codes.Canceled {
+		t.Fatalf("subscribed again: %v, %q", err, m.GetReport().GetPortions())
+	}
+}
+
+// eventOf reports whether st holds an event of kind about report id for
+// the dev subscriber.
+func eventOf(t *testing.T, st *store.Store, id, kind string) bool {
+	t.Helper()
+	events, err := st.Events(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.GetKind() == kind && strings.HasSuffix(e.GetSubject(), "/"+DevSubscriber) {
+			return true
+		}
+	}
+	return false
 }
