@@ -541,12 +541,12 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			return nil // the caller went away: the cursor stays at the last report sent
 		case errors.As(err, &prod):
 			// Reading the feed, or recording what the filter withheld,
-			// failed: a store that cannot be written is told as it is
-			// for the deliveries' records.
+			// failed (logged where it came): a store that cannot be
+			// written is told as it is for the deliveries' records.
 			if st := storeStatus(prod.err, subscriberStoreText); st != nil {
 				return st
 			}
-			return toStatus(s.log, "Subscribe", prod.err)
+			return status.Error(codes.Internal, "internal error; the node's log has the details")
 		}
 		return err
 	}
@@ -602,8 +602,13 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			}
 		}
 		if bt.err != nil {
-			// Through ended: a record failure or a suspension that came
-			// first is what the subscriber is told.
+			// Logged here, whatever ended tells the subscriber: a record
+			// failure or a suspension that came first is what it is told.
+			if storeStatus(bt.err, subscriberStoreText) != nil {
+				s.log.Warn("subscription ended: the store cannot be written", "subscriber", who.String(), "cursor", sentCursor.Load(), "error", bt.err)
+			} else {
+				s.log.Error("subscription ended: preparing deliveries failed", "subscriber", who.String(), "cursor", sentCursor.Load(), "error", bt.err)
+			}
 			return ended(errProduce{bt.err})
 		}
 		for i := range bt.ds {
