@@ -222,8 +222,6 @@ func TestNodeWithReadOnlyStore(t *testing.T) {
 	}
 }
 
-// deliveredTo reports whether report id's provenance at st records its
-// delivery to the dev subscriber.
 // usaOnFaultfs is a federation of USA and GBR whose USA keeps its store
 // on a small tmpfs (faultfs) that a test can fill.
 type usaOnFaultfs struct {
@@ -269,6 +267,8 @@ func publishN(ctx context.Context, t *testing.T, c clientv1.ClientServiceClient,
 	return ids
 }
 
+// deliveredTo reports whether report id's provenance at st records its
+// delivery to the dev subscriber.
 func deliveredTo(t *testing.T, st *store.Store, id string) bool {
 	t.Helper()
 	return eventOf(t, st, id, "delivered")
