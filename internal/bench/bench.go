@@ -89,11 +89,15 @@ type Options struct {
 }
 
 // DefaultNodeMemoryLimitMiB is the nodes' memory_limit_mib unless told
-// otherwise: above the ~140 MiB a node holds live while it serves the
-// fan-out's 1,000 streams, below the ~280-310 MiB of anonymous memory it
-// reaches then with no limit. With 224, GBR ended the phase at ~210 MiB
-// anonymous and still sent over 120,000 deliveries/s (BENCHMARKS.md).
-const DefaultNodeMemoryLimitMiB = 224
+// otherwise. In the fan-out phase GBR holds ~140 MiB live while it serves
+// the 1,000 streams, and with gc_percent 400 and no limit its heap grows to
+// ~510 MiB anonymous (a peak RSS of ~540 MiB, over the 512 MiB target).
+// With 320 it ends the phase at ~300 MiB anonymous (peak RSS ~335-345
+// MiB) and collects far less often than under the 224 used before, which
+// held it at ~210 MiB but spent about a quarter of its CPU collecting:
+// fan-out 132,000-158,000 deliveries/s against 108,000-150,000 in runs
+// alternating the two (BENCHMARKS.md, the eighteenth session).
+const DefaultNodeMemoryLimitMiB = 320
 
 // DefaultNodeGCPercent is the nodes' gc_percent unless told otherwise: 400
 // lets a node's heap grow to five times what is live before a collection
