@@ -172,14 +172,12 @@ func TestE2EPublishBatch(t *testing.T) {
 }
 
 // A node that goes away mid-batch: the CLI prints every answer it got,
-// names the lines left unanswered as perhaps published, and exits 1.
+// names the lines left unanswered as perhaps published and those never
+// sent, and exits 1.
 func TestE2EPublishBatchNodeGone(t *testing.T) {
 	t.Parallel()
-	f := newFederation(t, "USA", "GBR")
-	f.startAll("USA", "GBR")
 	const n = 30000
-	b := startBatch(t, f, "USA", n)
-	b.answered(t)
+	f, b := batchUnderWay(t, n)
 	f.kill("USA")
 	err := b.wait(t, 60*time.Second, "of its node being killed")
 	out, errOut := b.stdout.String(), b.stderr.String()
@@ -194,20 +192,62 @@ func TestE2EPublishBatchNodeGone(t *testing.T) {
 	published, _ := strconv.Atoi(m[1])
 	notPublished, _ := strconv.Atoi(m[2])
 	unanswered, _ := strconv.Atoi(m[3])
-	if published != printed || notPublished != 0 || published+unanswered != n || printed == 0 || printed == n {
-		t.Fatalf("printed %d ids; summary: %d published, %d not, %d unanswered (of %d)", printed, published, notPublished, unanswered, n)
+	// The file is sent as it is read again, so the lines not yet sent when
+	// the node died are named apart: they were not published.
+	notSent := 0
+	if ns := regexp.MustCompile(`; (\d+) not sent, so not published`).FindStringSubmatch(errOut); ns != nil {
+		notSent, _ = strconv.Atoi(ns[1])
 	}
-	t.Logf("%d of %d answered before the node was killed", printed, n)
+	if published != printed || notPublished != 0 || published+unanswered+notSent != n || printed == 0 || printed == n {
+		t.Fatalf("printed %d ids; summary: %d published, %d not, %d unanswered, %d not sent (of %d)", printed, published, notPublished, unanswered, notSent, n)
+	}
+	t.Logf("%d of %d answered before the node was killed, %d not sent", printed, n, notSent)
+}
+
+// A batch file is read again as it is sent, not held in memory: a line
+// changed after the check (in place, its size and time of change put
+// back, as an edit within one tick of the clock would leave them) is
+// found before it is sent. The CLI says which line, publishes nothing
+// from there, and exits 1.
+func TestE2EPublishBatchFileChanged(t *testing.T) {
+	t.Parallel()
+	const n = 30000
+	_, b := batchUnderWay(t, n)
+	// The sender is at most the stream's flow-control windows ahead of
+	// the first answer: a few MiB, not the file's last line.
+	fh, err := os.OpenFile(b.file, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := fh.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := batchLines(n, 1024)[n-1]
+	edited := strings.Replace(last, fmt.Sprintf("r%05d", n), fmt.Sprintf("z%05d", n), 1)
+	if _, err := fh.WriteAt([]byte(edited), info.Size()-int64(len(last))-1); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	if err := os.Chtimes(b.file, info.ModTime(), info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	err = b.wait(t, 2*time.Minute, "of its file changing")
+	out, errOut := b.stdout.String(), b.stderr.String()
+	want := fmt.Sprintf("the batch file changed after it was checked: line %d is not as it was; %d published, 0 not published, 0 unanswered; 1 not sent, so not published (line(s) %d)", n, n-1, n)
+	if exitCode(err) != 1 || !strings.Contains(errOut, want) {
+		t.Fatalf("exit %d\nstderr: %s\nwant: %s", exitCode(err), errOut, want)
+	}
+	if printed := strings.Count(out, "\n"); printed != n-1 {
+		t.Fatalf("%d ids printed, want %d", printed, n-1)
+	}
 }
 
 // A node that stops answering (SIGSTOP) mid-batch: --timeout bounds the
 // wait for each answer, and the CLI says so.
 func TestE2EPublishBatchNodeSilent(t *testing.T) {
 	t.Parallel()
-	f := newFederation(t, "USA", "GBR")
-	f.startAll("USA", "GBR")
-	b := startBatch(t, f, "USA", 30000, "--timeout", "2s")
-	b.answered(t)
+	f, b := batchUnderWay(t, 30000, "--timeout", "2s")
 	node := f.procs["USA"].Process
 	if err := node.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -250,6 +290,17 @@ func TestE2EPublishBatchSlowStdout(t *testing.T) {
 	}
 }
 
+// batchUnderWay starts USA and GBR and a batch of n reports at USA, with
+// flags, and waits for its first answer.
+func batchUnderWay(t *testing.T, n int, flags ...string) (*federation, *batchRun) {
+	t.Helper()
+	f := newFederation(t, "USA", "GBR")
+	f.startAll("USA", "GBR")
+	b := startBatch(t, f, "USA", n, flags...)
+	b.answered(t)
+	return f, b
+}
+
 // batchLines are n reports for GBR, titled r00001 on, of size bytes each.
 func batchLines(n, size int) []string {
 	lines := make([]string, n)
@@ -263,6 +314,7 @@ func batchLines(n, size int) []string {
 // officer in the background.
 type batchRun struct {
 	cmd       *exec.Cmd
+	file      string          // the batch file
 	stdout    strings.Builder // complete once done has answered
 	stderr    strings.Builder
 	answering chan struct{} // closed at the first answer printed
@@ -272,7 +324,7 @@ type batchRun struct {
 func startBatch(t *testing.T, f *federation, party string, n int, flags ...string) *batchRun {
 	t.Helper()
 	file := writeBatch(t, batchLines(n, 1024))
-	b := &batchRun{answering: make(chan struct{}), done: make(chan error, 1)}
+	b := &batchRun{file: file, answering: make(chan struct{}), done: make(chan error, 1)}
 	b.cmd = exec.Command(f.bin, append(append([]string{"--dev", f.dir, "--as", party}, flags...), "publish", "--batch", file)...)
 	b.cmd.Stderr = &b.stderr
 	stdout, err := b.cmd.StdoutPipe()

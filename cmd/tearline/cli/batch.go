@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -69,23 +71,41 @@ func shownKey(k string) string {
 	return strconv.Quote(k)
 }
 
-// batchReport is a parsed line and where it was.
-type batchReport struct {
-	line int
-	req  *clientv1.PublishRequest
+// batch is a checked batch: the line of each report and a digest of
+// that line's text, and the reports themselves when they are held in
+// memory (standard input, a pipe, a small file). A larger file is not
+// held: it is read again as it is sent, and each report's line must then
+// be exactly as it was checked, so a batch of any size needs memory only
+// for its answers.
+type batch struct {
+	lines []int
+	sums  []uint64
+	seed  maphash.Seed
+	held  []*clientv1.PublishRequest // nil when file is read again
+	file  *os.File
+	info  os.FileInfo // file's, as it was checked
 }
+
+// batchHoldBytes is the size of the reports' lines up to which a batch
+// file is held in memory, each line parsed once; a larger file is read
+// again as it is sent, which parses each line twice (~40 µs more a 2 KiB
+// report here) but bounds the memory: a held report costs about twice its
+// line. A variable for tests.
+var batchHoldBytes int64 = 16 << 20
 
 // maxBatchLine bounds one line of a batch file, as readBody bounds a body.
 const maxBatchLine = 64 << 20
 
 var errLineTooLong = fmt.Errorf("longer than %d MiB", maxBatchLine>>20)
 
-// readBatch parses a batch file: one JSON object per line, blank lines
+// checkBatch reads a batch: one JSON object per line, blank lines
 // skipped. Every line is checked before anything is sent; the error names
-// each bad line (up to ten).
-func readBatch(r io.Reader) ([]batchReport, error) {
+// each bad line (up to ten). It keeps the reports while their lines come
+// to no more than holdBytes; past that it keeps none.
+func checkBatch(r io.Reader, holdBytes int64) (*batch, error) {
 	br := bufio.NewReader(r)
-	var out []batchReport
+	b := &batch{seed: maphash.MakeSeed()}
+	var held int64
 	var bad []string
 	badLines := 0
 	for n := 1; ; n++ {
@@ -98,11 +118,18 @@ func readBatch(r io.Reader) ([]batchReport, error) {
 		case err != nil && !eof:
 			return nil, fmt.Errorf("read the batch: line %d: %w", n, err)
 		case len(bytes.TrimSpace(raw)) > 0:
-			req, err := parseBatchLine(raw)
-			if err != nil {
+			req, err := parseBatchLine(raw, false)
+			switch {
+			case err != nil:
 				lineErr = err
-			} else {
-				out = append(out, batchReport{line: n, req: req})
+			case badLines == 0: // once a line is bad, nothing will be sent
+				b.lines = append(b.lines, n)
+				b.sums = append(b.sums, maphash.Bytes(b.seed, raw))
+				if held += int64(len(raw)); held <= holdBytes {
+					b.held = append(b.held, req)
+				} else {
+					b.held = nil
+				}
 			}
 		}
 		if lineErr != nil {
@@ -122,10 +149,78 @@ func readBatch(r io.Reader) ([]batchReport, error) {
 			more = fmt.Sprintf("; and %d more", badLines-len(bad))
 		}
 		return nil, usagef("the batch has %d bad line(s), so nothing was published: %s%s", badLines, strings.Join(bad, "; "), more)
-	case len(out) == 0:
+	case len(b.lines) == 0:
 		return nil, usagef("the batch holds no report: give one JSON object per line, e.g. {\"marking\": \"SECRET//REL TO USA, GBR\", \"title\": \"T\", \"body\": \"B\"}")
 	}
-	return out, nil
+	return b, nil
+}
+
+// errBatchChanged is a batch file that is not, as it is sent, what was
+// checked.
+var errBatchChanged = errors.New("the batch file changed after it was checked")
+
+// each calls send with each report of the batch, in order, until send
+// reports false. A held report is dropped once sent. A file is read again
+// from its start: it must be as it was checked, each report's line the
+// same text at the same line number, or each stops at the first that is
+// not, before sending it (errBatchChanged).
+func (b *batch) each(send func(i int, req *clientv1.PublishRequest) bool) error {
+	if b.file == nil {
+		for i, req := range b.held {
+			b.held[i] = nil
+			if !send(i, req) {
+				return nil
+			}
+		}
+		return nil
+	}
+	changed := func(what string) error { return fmt.Errorf("%w: %s", errBatchChanged, what) }
+	if info, err := b.file.Stat(); err != nil {
+		return fmt.Errorf("read the batch again: %w", err)
+	} else if info.Size() != b.info.Size() || !info.ModTime().Equal(b.info.ModTime()) {
+		return changed("its size or time of change is not the same")
+	}
+	if _, err := b.file.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("read the batch again: %w", err)
+	}
+	br := bufio.NewReader(b.file)
+	i := 0
+	for n := 1; ; n++ {
+		raw, err := readLine(br)
+		eof := errors.Is(err, io.EOF)
+		switch {
+		case errors.Is(err, errLineTooLong):
+			return changed(fmt.Sprintf("line %d is not as it was", n))
+		case err != nil && !eof:
+			return fmt.Errorf("read the batch again: line %d: %w", n, err)
+		case len(bytes.TrimSpace(raw)) > 0:
+			if i == len(b.lines) || b.lines[i] != n || maphash.Bytes(b.seed, raw) != b.sums[i] {
+				return changed(fmt.Sprintf("line %d is not as it was", n))
+			}
+			req, err := parseBatchLine(raw, true)
+			if err != nil { // the same text parses the same
+				return changed(fmt.Sprintf("line %d: %v", n, err))
+			}
+			if !send(i, req) {
+				return nil
+			}
+			i++
+		}
+		if eof {
+			break
+		}
+	}
+	if i < len(b.lines) {
+		return changed(fmt.Sprintf("it ends before line %d", b.lines[i]))
+	}
+	return nil
+}
+
+// close releases the batch's file.
+func (b *batch) close() {
+	if b.file != nil {
+		b.file.Close()
+	}
 }
 
 // readLine reads one line without its line ending ("\n" or "\r\n"). A
@@ -162,8 +257,10 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
-func parseBatchLine(raw []byte) (*clientv1.PublishRequest, error) {
-	if !utf8.Valid(raw) {
+// parseBatchLine checks a batch's line and makes its report. A line
+// already checked, the same text, is only decoded.
+func parseBatchLine(raw []byte, checked bool) (*clientv1.PublishRequest, error) {
+	if !checked && !utf8.Valid(raw) {
 		return nil, errors.New("not UTF-8 text: a batch's bodies are text; publish binary content with --body @FILE")
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -175,9 +272,12 @@ func parseBatchLine(raw []byte) (*clientv1.PublishRequest, error) {
 		return nil, errors.New("more after the report's object: give one report per line")
 	}
 	// Only on valid JSON (whose nesting the decoder bounds): a string
-	// where a key belongs is then a key the writer meant as one.
-	if err := checkKeys(raw, batchKeys); err != nil {
-		return nil, err
+	// where a key belongs is then a key the writer meant as one. The same
+	// text checked before passed it.
+	if !checked {
+		if err := checkKeys(raw, batchKeys); err != nil {
+			return nil, err
+		}
 	}
 	if l.Marking == "" {
 		return nil, errors.New(`"marking" is required`)
@@ -259,41 +359,55 @@ func checkKeys(raw []byte, schema keySchema) error {
 	return nil
 }
 
-// readBatchFrom reads the batch FILE (or standard input for "-"); an
-// interrupt stops a read of standard input that waits for more.
-func (g *globals) readBatchFrom(ctx context.Context, name string) ([]batchReport, error) {
-	r, done, err := g.openBatch(name)
-	if err != nil {
-		return nil, err
+// readBatchFrom checks the batch FILE (or standard input for "-").
+// Standard input, a pipe or a file of up to batchHoldBytes is held in
+// memory; a larger regular file stays open, to be read again as it is
+// sent (close the batch). An interrupt stops a read of standard input
+// that waits for more.
+func (g *globals) readBatchFrom(ctx context.Context, name string) (*batch, error) {
+	var r io.Reader = g.stdin
+	var f *os.File
+	var info os.FileInfo
+	if name != "-" {
+		var err error
+		if f, err = os.Open(name); err != nil {
+			return nil, fmt.Errorf("read the batch: %w", err)
+		}
+		if info, err = f.Stat(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("read the batch: %w", err)
+		}
+		r = f
 	}
-	defer done()
+	holdBytes := batchHoldBytes
+	if f == nil || !info.Mode().IsRegular() {
+		holdBytes = math.MaxInt64
+	}
 	type result struct {
-		reports []batchReport
-		err     error
+		b   *batch
+		err error
 	}
 	read := make(chan result, 1)
 	go func() {
-		rs, err := readBatch(r)
-		read <- result{rs, err}
+		b, err := checkBatch(r, holdBytes)
+		read <- result{b, err}
 	}()
 	select {
 	case res := <-read:
-		return res.reports, res.err
+		if res.err != nil || len(res.b.held) == len(res.b.lines) {
+			if f != nil {
+				f.Close()
+			}
+			return res.b, res.err
+		}
+		res.b.file, res.b.info = f, info
+		return res.b, nil
 	case <-ctx.Done():
+		if f != nil {
+			f.Close()
+		}
 		return nil, fmt.Errorf("reading the batch: %w; nothing was published", context.Cause(ctx))
 	}
-}
-
-// openBatch opens FILE, or standard input for "-".
-func (g *globals) openBatch(name string) (io.Reader, func(), error) {
-	if name == "-" {
-		return g.stdin, func() {}, nil
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read the batch: %w", err)
-	}
-	return f, func() { f.Close() }, nil
 }
 
 // publishBatch publishes reports over one PublishStream on conn and
@@ -302,8 +416,8 @@ func (g *globals) openBatch(name string) (io.Reader, func(), error) {
 // stdout and why a report was not published on stderr. --timeout bounds
 // each wait for the node (opening the stream, then each answer), not the
 // whole batch. It fails (exit 1) if any report was not published, or not
-// answered.
-func (g *globals) publishBatch(ctx context.Context, conn grpc.ClientConnInterface, reports []batchReport) error {
+// answered, or if a file read again is not as it was checked.
+func (g *globals) publishBatch(ctx context.Context, conn grpc.ClientConnInterface, bt *batch) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// The node must answer within --timeout whenever the CLI waits for it;
@@ -322,15 +436,25 @@ func (g *globals) publishBatch(ctx context.Context, conn grpc.ClientConnInterfac
 		return err
 	}
 	idle.Stop()
+	total := len(bt.lines)
 	sending := make(chan struct{})
+	var sent int      // reports sent, once sending is closed
+	var sendErr error // why the batch's reports stopped before the last
 	go func() {
 		defer close(sending)
-		for i, r := range reports {
-			if st.Send(&clientv1.PublishStreamRequest{Seq: uint64(i), Report: r.req}) != nil {
-				return // Recv below has the stream's status
+		streamOK := true
+		sendErr = bt.each(func(i int, req *clientv1.PublishRequest) bool {
+			if st.Send(&clientv1.PublishStreamRequest{Seq: uint64(i), Report: req}) != nil {
+				streamOK = false // Recv below has the stream's status
+				return false
 			}
+			sent = i + 1
+			return true
+		})
+		if streamOK {
+			// After a stop the node still answers what it was sent.
+			_ = st.CloseSend()
 		}
-		_ = st.CloseSend()
 	}()
 	recv := func() (*clientv1.PublishStreamResponse, error) {
 		idle.Reset(g.timeout)
@@ -342,9 +466,9 @@ func (g *globals) publishBatch(ctx context.Context, conn grpc.ClientConnInterfac
 		return a, err
 	}
 
-	b := &batchAnswers{g: g, reports: reports, answers: make([]*clientv1.PublishStreamResponse, len(reports)), seen: make([]bool, len(reports))}
+	b := &batchAnswers{g: g, lines: bt.lines, answers: make([]*clientv1.PublishStreamResponse, total), seen: make([]bool, total)}
 	var streamErr error
-	for b.answered < len(reports) {
+	for b.answered < total {
 		a, err := recv()
 		if err == nil {
 			err = b.take(a)
@@ -355,19 +479,31 @@ func (g *globals) publishBatch(ctx context.Context, conn grpc.ClientConnInterfac
 		}
 	}
 	if streamErr != nil {
-		return b.stopped(streamErr)
+		cancel(streamErr) // a Send that waits returns
+		<-sending
+		if sendErr != nil {
+			streamErr = sendErr
+		}
+		return b.stopped(streamErr, sent)
 	}
 	// Every report is answered: let the stream end as it should, within
 	// --timeout (a node that stops reading could hold Send).
 	idle.Reset(g.timeout)
+	sendDone := false
 	select {
 	case <-sending:
+		sendDone = true
 	case <-ctx.Done():
 	}
 	_, _ = recv() // io.EOF; any other end changes nothing answered
+	if sendDone && sendErr != nil {
+		// Every report checked was sent and answered; the file then
+		// had more.
+		return b.stopped(sendErr, sent)
+	}
 	if len(b.failed) > 0 {
 		if !g.json { // in JSON each is on its line
-			fmt.Fprintf(g.stderr, "tearline: published %d of %d reports; not published: line(s) %s (see each reason above).\n", b.answered-len(b.failed), len(reports), summarizeLines(b.failed))
+			fmt.Fprintf(g.stderr, "tearline: published %d of %d reports; not published: line(s) %s (see each reason above).\n", b.answered-len(b.failed), total, summarizeLines(b.failed))
 		}
 		return exitError{1}
 	}
@@ -381,7 +517,7 @@ func (g *globals) publishBatch(ctx context.Context, conn grpc.ClientConnInterfac
 // order: answers[i] waits until every report before i is printed.
 type batchAnswers struct {
 	g        *globals
-	reports  []batchReport
+	lines    []int // the batch's line of each report
 	answers  []*clientv1.PublishStreamResponse
 	seen     []bool
 	printed  int      // reports[:printed] are printed
@@ -392,56 +528,71 @@ type batchAnswers struct {
 // take records an answer and prints what it completes.
 func (b *batchAnswers) take(a *clientv1.PublishStreamResponse) error {
 	seq := a.GetSeq()
-	if seq >= uint64(len(b.reports)) || b.seen[seq] {
+	if seq >= uint64(len(b.lines)) || b.seen[seq] {
 		return fmt.Errorf("the node answered seq %d, which was not sent or is answered already", seq)
 	}
 	b.answers[seq], b.seen[seq] = a, true
 	b.answered++
-	for ; b.printed < len(b.reports) && b.seen[b.printed]; b.printed++ {
+	for ; b.printed < len(b.lines) && b.seen[b.printed]; b.printed++ {
 		b.show(b.printed)
 	}
 	return nil
 }
 
 func (b *batchAnswers) show(i int) {
-	if b.g.printBatchAnswer(b.reports[i].line, b.answers[i]) {
-		b.failed = append(b.failed, strconv.Itoa(b.reports[i].line))
+	if b.g.printBatchAnswer(b.lines[i], b.answers[i]) {
+		b.failed = append(b.failed, strconv.Itoa(b.lines[i]))
 	}
 	b.answers[i] = nil
 }
 
-// stopped reports a batch whose stream ended before every report was
-// answered: it prints the answers that came after one left unanswered,
-// and names the unanswered lines. If the node refused the stream itself
-// (nothing answered, and a status that the node gives before it reads a
-// report) nothing was published, and the status is the error.
-func (b *batchAnswers) stopped(streamErr error) error {
+// stopped reports a batch that ended before every report was answered
+// (why: the stream's error, or what stopped the sending). It prints the
+// answers that came after one left unanswered, names the lines sent and
+// left unanswered (perhaps published) and those never sent (not
+// published); sent is how many reports were sent. If the node refused the
+// stream itself (nothing answered, and a status that the node gives before
+// it reads a report) nothing was published, and the status is the error.
+func (b *batchAnswers) stopped(why error, sent int) error {
 	g := b.g
 	if b.answered == 0 {
-		switch status.Code(streamErr) {
+		switch status.Code(why) {
 		case codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented:
-			return streamErr
+			return why
 		}
 	}
-	var unanswered []int
-	var lines []string
-	for i := b.printed; i < len(b.reports); i++ {
-		if b.seen[i] {
+	var unanswered, notSent []int
+	var unansweredLines, notSentLines []string
+	for i := b.printed; i < len(b.lines); i++ {
+		switch {
+		case b.seen[i]:
 			b.show(i)
-		} else {
-			unanswered = append(unanswered, b.reports[i].line)
-			lines = append(lines, strconv.Itoa(b.reports[i].line))
+		case i < sent:
+			unanswered = append(unanswered, b.lines[i])
+			unansweredLines = append(unansweredLines, strconv.Itoa(b.lines[i]))
+		default:
+			notSent = append(notSent, b.lines[i])
+			notSentLines = append(notSentLines, strconv.Itoa(b.lines[i]))
 		}
 	}
-	e := describe(streamErr)
-	if errors.Is(streamErr, errNoAnswer) {
+	e := describe(why)
+	switch {
+	case errors.Is(why, errNoAnswer):
 		e = g.noAnswer()
+	case errors.Is(why, errBatchChanged):
+		e.Code, e.Reason = codes.FailedPrecondition.String(), "batch-changed"
 	}
 	published := b.answered - len(b.failed)
-	e.Message = fmt.Sprintf("the batch stopped: %s; %d published, %d not published, %d unanswered (line(s) %s): those may have been published; look for them with 'tearline reports' before sending them again",
-		strings.TrimSuffix(e.Message, "."), published, len(b.failed), len(unanswered), summarizeLines(lines))
+	msg := fmt.Sprintf("the batch stopped: %s; %d published, %d not published, %d unanswered", strings.TrimSuffix(e.Message, "."), published, len(b.failed), len(unanswered))
+	if len(unanswered) > 0 {
+		msg += fmt.Sprintf(" (line(s) %s): those may have been published; look for them with 'tearline reports' before sending them again", summarizeLines(unansweredLines))
+	}
+	if len(notSent) > 0 {
+		msg += fmt.Sprintf("; %d not sent, so not published (line(s) %s)", len(notSent), summarizeLines(notSentLines))
+	}
+	e.Message = msg
 	if g.json {
-		_ = jsonLine(g.stdout).Encode(map[string]any{"error": e, "published": published, "not_published": len(b.failed), "unanswered": unanswered})
+		_ = jsonLine(g.stdout).Encode(map[string]any{"error": e, "published": published, "not_published": len(b.failed), "unanswered": unanswered, "not_sent": notSent})
 	} else {
 		fmt.Fprintf(g.stderr, "tearline: %s.\n", e.Message)
 	}

@@ -1,11 +1,39 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 )
+
+// batchReport is a checked report and its line.
+type batchReport struct {
+	line int
+	req  *clientv1.PublishRequest
+}
+
+// readBatch checks a batch held in memory and pairs each report with its
+// line.
+func readBatch(r io.Reader) ([]batchReport, error) {
+	b, err := checkBatch(r, math.MaxInt64)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]batchReport, len(b.lines))
+	for i := range out {
+		out[i] = batchReport{line: b.lines[i], req: b.held[i]}
+	}
+	return out, nil
+}
 
 func TestReadBatch(t *testing.T) {
 	in := strings.Join([]string{
@@ -98,5 +126,161 @@ func TestReadBatch(t *testing.T) {
 	if !errors.As(err, &ue) || !strings.Contains(err.Error(), fmt.Sprintf("line 2: longer than %d MiB", maxBatchLine>>20)) ||
 		!strings.Contains(err.Error(), "line 3: ") || !strings.Contains(err.Error(), "line 4: longer") || !strings.Contains(err.Error(), "3 bad line(s)") {
 		t.Errorf("long lines: %v", err)
+	}
+}
+
+// checkFile checks the batch in the file name as readBatchFrom does a
+// file too large to hold.
+func checkFile(t *testing.T, name string) *batch {
+	t.Helper()
+	defer func(was int64) { batchHoldBytes = was }(batchHoldBytes)
+	batchHoldBytes = 0
+	g := &globals{}
+	b, err := g.readBatchFrom(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.close)
+	return b
+}
+
+// sendAll runs each and returns the titles of what it would send.
+func sendAll(b *batch) ([]string, error) {
+	var titles []string
+	err := b.each(func(i int, req *clientv1.PublishRequest) bool {
+		if i != len(titles) {
+			panic(fmt.Sprintf("report %d sent as %d", len(titles), i))
+		}
+		titles = append(titles, req.GetPortions()[0].GetTitle())
+		return true
+	})
+	return titles, err
+}
+
+// A regular file is checked without holding its reports, then read again
+// as it is sent; it must be exactly what was checked.
+func TestBatchFileReadAgain(t *testing.T) {
+	line := func(title string) string {
+		return fmt.Sprintf(`{"marking": "SECRET//REL TO USA, GBR", "title": %q, "body": "b"}`, title)
+	}
+	content := line("one") + "\n\n" + line("two") + "\r\n" + line("six") + "\n   \n"
+	write := func(t *testing.T) string {
+		name := filepath.Join(t.TempDir(), "batch.jsonl")
+		if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return name
+	}
+	// edit rewrites the file in place and puts back its time of change,
+	// as an edit within one tick of the file system's clock leaves it.
+	edit := func(t *testing.T, name, to string) {
+		info, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte(to), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(name, info.ModTime(), info.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("as checked", func(t *testing.T) {
+		b := checkFile(t, write(t))
+		if b.held != nil || b.file == nil || !slices.Equal(b.lines, []int{1, 3, 4}) {
+			t.Fatalf("held %d reports, file %v, lines %v", len(b.held), b.file != nil, b.lines)
+		}
+		titles, err := sendAll(b)
+		if err != nil || !slices.Equal(titles, []string{"one", "two", "six"}) {
+			t.Fatalf("sent %v: %v", titles, err)
+		}
+		// Sending stops when send says so.
+		n := 0
+		if err := b.each(func(int, *clientv1.PublishRequest) bool { n++; return n < 2 }); err != nil || n != 2 {
+			t.Fatalf("stopped after %d: %v", n, err)
+		}
+	})
+	changed := []struct {
+		name, to, says string
+		sent           []string
+	}{
+		{"a line's text", strings.Replace(content, `"two"`, `"TWO"`, 1), "line 3 is not as it was", []string{"one"}},
+		{"a report on another line", strings.Replace(content, "\n\n", "\n", 1) + "\n", "line 2 is not as it was", []string{"one"}},
+		{"a blank line filled", strings.Replace(content, "   \n", "{}\n\n", 1), "line 5 is not as it was", []string{"one", "two", "six"}},
+		{"the last report cut", strings.Replace(content, line("six"), strings.Repeat(" ", len(line("six"))), 1), "it ends before line 4", []string{"one", "two"}},
+	}
+	for _, c := range changed {
+		t.Run(c.name, func(t *testing.T) {
+			if len(c.to) != len(content) {
+				t.Fatalf("the edit changes the size: %d, not %d", len(c.to), len(content))
+			}
+			name := write(t)
+			b := checkFile(t, name)
+			edit(t, name, c.to)
+			titles, err := sendAll(b)
+			if !errors.Is(err, errBatchChanged) || !strings.Contains(err.Error(), c.says) || !slices.Equal(titles, c.sent) {
+				t.Fatalf("sent %v, then %v; want %v, then %q", titles, err, c.sent, c.says)
+			}
+		})
+	}
+	// A file whose size or time of change moved is refused before
+	// anything is sent.
+	t.Run("grown", func(t *testing.T) {
+		name := write(t)
+		b := checkFile(t, name)
+		if err := os.WriteFile(name, []byte(content+line("ten")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		titles, err := sendAll(b)
+		if !errors.Is(err, errBatchChanged) || !strings.Contains(err.Error(), "size or time of change") || len(titles) != 0 {
+			t.Fatalf("sent %v, then %v", titles, err)
+		}
+	})
+}
+
+// A file whose reports' lines come to batchHoldBytes is held; one byte
+// more, and it is read again as it is sent.
+func TestBatchFileHeldUpToALimit(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "batch.jsonl")
+	one, two := `{"marking": "S", "title": "a", "body": "b"}`, `{"marking": "S", "title": "c", "body": "d"}`
+	if err := os.WriteFile(name, []byte(one+"\n\n"+two+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer func(was int64) { batchHoldBytes = was }(batchHoldBytes)
+	for _, c := range []struct {
+		limit int64
+		held  bool
+	}{{int64(len(one) + len(two)), true}, {int64(len(one) + len(two) - 1), false}, {0, false}} {
+		batchHoldBytes = c.limit
+		b, err := (&globals{}).readBatchFrom(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if held := b.file == nil && len(b.held) == 2; held != c.held || (!held && b.held != nil) {
+			t.Errorf("limit %d: %d held, file open %v; want held %v", c.limit, len(b.held), b.file != nil, c.held)
+		}
+		titles, err := sendAll(b)
+		if err != nil || !slices.Equal(titles, []string{"a", "c"}) {
+			t.Errorf("limit %d: sent %v: %v", c.limit, titles, err)
+		}
+		b.close()
+	}
+}
+
+// A batch from standard input is held, and each report is dropped once
+// sent.
+func TestBatchHeld(t *testing.T) {
+	g := &globals{stdin: strings.NewReader(`{"marking": "S", "title": "a", "body": "b"}` + "\n" + `{"marking": "S", "title": "c", "body": "d"}`)}
+	b, err := g.readBatchFrom(context.Background(), "-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.file != nil || len(b.held) != 2 {
+		t.Fatalf("file %v, %d held", b.file != nil, len(b.held))
+	}
+	titles, err := sendAll(b)
+	if err != nil || !slices.Equal(titles, []string{"a", "c"}) || b.held[0] != nil || b.held[1] != nil {
+		t.Fatalf("sent %v (%v); held after: %v", titles, err, b.held)
 	}
 }

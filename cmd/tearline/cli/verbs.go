@@ -65,14 +65,17 @@ as JSON with the flags above:
    "portions": [{"marking": "CONFIDENTIAL//REL TO USA, GBR", "body": "B2"}],
    "route": [{"to": "CAN", "via": "GBR"}]}
 Only "marking" and "body" are required. Every line is checked first; if one
-is malformed nothing is published. Each report is then answered on its own:
-stdout gets "LINE ID" for each published (with --json one object a line:
-{"line", "id", "releases"} or {"line", "error"}), in the file's order, and
-stderr the reason for each not published. The exit status is 1 if any was
-not published. Bodies are UTF-8 text; publish binary content with
---body @FILE. The node publishes a batch's reports side by side, so partners
-may receive them in another order than the file's. --timeout bounds the
-wait for each answer, not the whole batch.`,
+is malformed nothing is published. Standard input, and a FILE whose reports
+come to at most 16 MiB, are held in memory; a larger FILE is read again as
+it is sent, so a batch of any size needs little memory, and a line that is
+no longer as it was checked stops the batch there (exit 1). Each report is
+answered on its own: stdout gets "LINE ID" for each published (with --json
+one object a line: {"line", "id", "releases"} or {"line", "error"}), in the
+file's order, and stderr the reason for each not published. The exit
+status is 1 if any was not published. Bodies are UTF-8 text; publish binary
+content with --body @FILE. The node publishes a batch's reports side by
+side, so partners may receive them in another order than the file's.
+--timeout bounds the wait for each answer, not the whole batch.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("batch") {
@@ -87,11 +90,12 @@ wait for each answer, not the whole batch.`,
 					return err
 				}
 				defer conn.Close()
-				reports, err := g.readBatchFrom(cmd.Context(), batch)
+				b, err := g.readBatchFrom(cmd.Context(), batch)
 				if err != nil {
 					return err
 				}
-				return g.publishBatch(cmd.Context(), conn, reports)
+				defer b.close()
+				return g.publishBatch(cmd.Context(), conn, b)
 			}
 			if banner == "" {
 				return usagef("--marking BANNER is required")
