@@ -193,7 +193,12 @@ func (b *batch) each(send func(i int, req *clientv1.PublishRequest) bool) error 
 			return changed(fmt.Sprintf("line %d is not as it was", n))
 		case err != nil && !eof:
 			return fmt.Errorf("read the batch again: line %d: %w", n, err)
-		case len(bytes.TrimSpace(raw)) > 0:
+		case len(bytes.TrimSpace(raw)) == 0:
+			// (Nothing at all after the last line ending is no line.)
+			if (!eof || len(raw) > 0) && i < len(b.lines) && b.lines[i] == n {
+				return changed(fmt.Sprintf("line %d no longer holds its report", n))
+			}
+		default:
 			if i == len(b.lines) || b.lines[i] != n || maphash.Bytes(b.seed, raw) != b.sums[i] {
 				return changed(fmt.Sprintf("line %d is not as it was", n))
 			}
@@ -481,10 +486,18 @@ func (g *globals) publishBatch(ctx context.Context, conn grpc.ClientConnInterfac
 	if streamErr != nil {
 		cancel(streamErr) // a Send that waits returns
 		<-sending
+		why := streamErr
 		if sendErr != nil {
-			streamErr = sendErr
+			why = sendErr
+			if !errors.Is(streamErr, io.EOF) { // what left the sent unanswered
+				e := describe(streamErr)
+				if errors.Is(streamErr, errNoAnswer) {
+					e = g.noAnswer()
+				}
+				why = fmt.Errorf("%w; then %s", sendErr, strings.TrimSuffix(e.Message, "."))
+			}
 		}
-		return b.stopped(streamErr, sent)
+		return b.stopped(why, sent)
 	}
 	// Every report is answered: let the stream end as it should, within
 	// --timeout (a node that stops reading could hold Send).
@@ -561,7 +574,7 @@ func (b *batchAnswers) stopped(why error, sent int) error {
 			return why
 		}
 	}
-	var unanswered, notSent []int
+	unanswered, notSent := []int{}, []int{} // [] in JSON, not null
 	var unansweredLines, notSentLines []string
 	for i := b.printed; i < len(b.lines); i++ {
 		switch {

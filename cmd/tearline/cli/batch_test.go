@@ -208,7 +208,8 @@ func TestBatchFileReadAgain(t *testing.T) {
 		{"a line's text", strings.Replace(content, `"two"`, `"TWO"`, 1), "line 3 is not as it was", []string{"one"}},
 		{"a report on another line", strings.Replace(content, "\n\n", "\n", 1) + "\n", "line 2 is not as it was", []string{"one"}},
 		{"a blank line filled", strings.Replace(content, "   \n", "{}\n\n", 1), "line 5 is not as it was", []string{"one", "two", "six"}},
-		{"the last report cut", strings.Replace(content, line("six"), strings.Repeat(" ", len(line("six"))), 1), "it ends before line 4", []string{"one", "two"}},
+		{"the last report blanked", strings.Replace(content, line("six"), strings.Repeat(" ", len(line("six"))), 1), "line 4 no longer holds its report", []string{"one", "two"}},
+		{"a report blanked", strings.Replace(content, line("two"), strings.Repeat(" ", len(line("two"))), 1), "line 3 no longer holds its report", []string{"one"}},
 	}
 	for _, c := range changed {
 		t.Run(c.name, func(t *testing.T) {
@@ -224,6 +225,30 @@ func TestBatchFileReadAgain(t *testing.T) {
 			}
 		})
 	}
+	// A file cut while it is sent: what was read is sent, then it stops.
+	t.Run("cut while sent", func(t *testing.T) {
+		long := func(title string) string { // longer than a read's buffer
+			return fmt.Sprintf(`{"marking": "S", "title": %q, "body": %q}`, title, strings.Repeat("x", 10<<10))
+		}
+		name := filepath.Join(t.TempDir(), "batch.jsonl")
+		if err := os.WriteFile(name, []byte(long("a")+"\n"+long("b")+"\n"+long("c")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b := checkFile(t, name)
+		var titles []string
+		err := b.each(func(i int, req *clientv1.PublishRequest) bool {
+			if i == 0 {
+				if err := os.Truncate(name, int64(2*(len(long("a"))+1))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			titles = append(titles, req.GetPortions()[0].GetTitle())
+			return true
+		})
+		if !errors.Is(err, errBatchChanged) || !strings.Contains(err.Error(), "it ends before line 3") || !slices.Equal(titles, []string{"a", "b"}) {
+			t.Fatalf("sent %v, then %v", titles, err)
+		}
+	})
 	// A file whose size or time of change moved is refused before
 	// anything is sent.
 	t.Run("grown", func(t *testing.T) {
