@@ -322,15 +322,7 @@ func TestSubscriptionEndsWhenDeliveriesCannotBeRecorded(t *testing.T) {
 		_, err := sub.Recv()
 		ended <- err
 	}()
-	select {
-	case err = <-ended:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the subscription went on for 20 s after its deliveries could not be recorded")
-	}
-	s := status.Convert(err)
-	if s.Code() != codes.ResourceExhausted || errorInfo(s).GetReason() != ReasonStoreFull || !strings.Contains(s.Message(), "cannot record deliveries") || !strings.Contains(s.Message(), "--resume") {
-		t.Fatalf("subscription ended with %v", err)
-	}
+	endsStoreFull(t, ended, "the subscription went on for 20 s after its deliveries could not be recorded")
 
 	// Recorded so far: a prefix of what was sent, and no more.
 	k := 0
@@ -403,19 +395,11 @@ func TestSubscriptionEndsWhenWithheldCannotBeRecorded(t *testing.T) {
 	if err := release(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err = <-ended:
-	case <-time.After(20 * time.Second):
-		// The withheld records of 256 reports need pages the store's
-		// file never wrote, which a full tmpfs cannot give; a commit that
-		// fits in pages freed earlier succeeds on a full disk. If this
-		// fails after a change to what a commit writes, check that first.
-		t.Fatal("the subscription went on for 20 s after the disk filled: what it withheld was recorded anyway, or its failure did not end the stream")
-	}
-	s := status.Convert(err)
-	if s.Code() != codes.ResourceExhausted || errorInfo(s).GetReason() != ReasonStoreFull || !strings.Contains(s.Message(), "cannot record deliveries") || !strings.Contains(s.Message(), "--resume") {
-		t.Fatalf("subscription ended with %v", err)
-	}
+	// The withheld records of 256 reports need pages the store's file
+	// never wrote, which a full tmpfs cannot give; a commit that fits in
+	// pages freed earlier succeeds on a full disk. If this fails after a
+	// change to what a commit writes, check that first.
+	endsStoreFull(t, ended, "the subscription went on for 20 s after the disk filled: what it withheld was recorded anyway, or its failure did not end the stream")
 
 	// Space returns: subscribing again records what is withheld, and
 	// still sends none of it.
@@ -457,4 +441,21 @@ func eventOf(t *testing.T, st *store.Store, id, kind string) bool {
 		}
 	}
 	return false
+}
+
+// endsStoreFull waits up to 20 s for a subscription's end on ended and
+// checks that it ended because its deliveries could not be recorded (a
+// full store, to be resumed); stillOn is the failure if it goes on.
+func endsStoreFull(t *testing.T, ended <-chan error, stillOn string) {
+	t.Helper()
+	var err error
+	select {
+	case err = <-ended:
+	case <-time.After(20 * time.Second):
+		t.Fatal(stillOn)
+	}
+	s := status.Convert(err)
+	if s.Code() != codes.ResourceExhausted || errorInfo(s).GetReason() != ReasonStoreFull || !strings.Contains(s.Message(), "cannot record deliveries") || !strings.Contains(s.Message(), "--resume") {
+		t.Fatalf("subscription ended with %v", err)
+	}
 }
