@@ -1346,7 +1346,13 @@ type SubscribeRequest struct {
 	After       uint64 `protobuf:"varint,1,opt,name=after,proto3" json:"after,omitempty"`
 	ResumeSaved bool   `protobuf:"varint,2,opt,name=resume_saved,json=resumeSaved,proto3" json:"resume_saved,omitempty"`
 	// Only reports with at least one of these topics (empty: all).
-	Topics        []string `protobuf:"bytes,3,rep,name=topics,proto3" json:"topics,omitempty"`
+	Topics []string `protobuf:"bytes,3,rep,name=topics,proto3" json:"topics,omitempty"`
+	// Send at most this many reports, then end the stream (0: no limit).
+	// The node saves the cursor of each report as it sends it, so a client
+	// that wants only N must ask for N here: had it stopped reading after
+	// N, the reports the node had sent meanwhile would count as delivered,
+	// and a resumed subscription would start after them.
+	Limit         uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1400,6 +1406,13 @@ func (x *SubscribeRequest) GetTopics() []string {
 		return x.Topics
 	}
 	return nil
+}
+
+func (x *SubscribeRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
 }
 
 type SubscribeResponse struct {
@@ -1908,8 +1921,12 @@ type DecideConsentRequest struct {
 	Approve bool                   `protobuf:"varint,2,opt,name=approve,proto3" json:"approve,omitempty"`
 	// Lifetime of the grant when approving (default 72 h, at most 30 days).
 	Ttl *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
-	// Why, when denying.
-	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Why, when denying or withdrawing.
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Take back the grant of an approved request (approve must be false).
+	// Without it, a request that is no longer pending is refused: denying
+	// an approved request does not withdraw it.
+	Withdraw      bool `protobuf:"varint,5,opt,name=withdraw,proto3" json:"withdraw,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1970,6 +1987,13 @@ func (x *DecideConsentRequest) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *DecideConsentRequest) GetWithdraw() bool {
+	if x != nil {
+		return x.Withdraw
+	}
+	return false
 }
 
 type DecideConsentResponse struct {
@@ -2120,11 +2144,12 @@ const file_tearline_client_v1_client_proto_rawDesc = "" +
 	"\bportions\x18\b \x03(\rR\bportions\"\x8c\x01\n" +
 	"\x15GetProvenanceResponse\x126\n" +
 	"\x06report\x18\x01 \x01(\v2\x1e.tearline.client.v1.ReportViewR\x06report\x12;\n" +
-	"\x06events\x18\x02 \x03(\v2#.tearline.client.v1.ProvenanceEventR\x06events\"c\n" +
+	"\x06events\x18\x02 \x03(\v2#.tearline.client.v1.ProvenanceEventR\x06events\"y\n" +
 	"\x10SubscribeRequest\x12\x14\n" +
 	"\x05after\x18\x01 \x01(\x04R\x05after\x12!\n" +
 	"\fresume_saved\x18\x02 \x01(\bR\vresumeSaved\x12\x16\n" +
-	"\x06topics\x18\x03 \x03(\tR\x06topics\"c\n" +
+	"\x06topics\x18\x03 \x03(\tR\x06topics\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\"c\n" +
 	"\x11SubscribeResponse\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x126\n" +
 	"\x06report\x18\x02 \x01(\v2\x1e.tearline.client.v1.ReportViewR\x06report\"J\n" +
@@ -2160,12 +2185,13 @@ const file_tearline_client_v1_client_proto_rawDesc = "" +
 	"\aconsent\x18\x01 \x01(\v2\x1b.tearline.client.v1.ConsentR\aconsent\"\x15\n" +
 	"\x13ListConsentsRequest\"O\n" +
 	"\x14ListConsentsResponse\x127\n" +
-	"\bconsents\x18\x01 \x03(\v2\x1b.tearline.client.v1.ConsentR\bconsents\"\x85\x01\n" +
+	"\bconsents\x18\x01 \x03(\v2\x1b.tearline.client.v1.ConsentR\bconsents\"\xa1\x01\n" +
 	"\x14DecideConsentRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aapprove\x18\x02 \x01(\bR\aapprove\x12+\n" +
 	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"N\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bwithdraw\x18\x05 \x01(\bR\bwithdraw\"N\n" +
 	"\x15DecideConsentResponse\x125\n" +
 	"\aconsent\x18\x01 \x01(\v2\x1b.tearline.client.v1.ConsentR\aconsent2\xc9\a\n" +
 	"\rClientService\x12R\n" +

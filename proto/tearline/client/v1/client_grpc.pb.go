@@ -96,8 +96,8 @@ type ClientServiceClient interface {
 	//
 	// Authorisation: officers of this node's party.
 	ListConsents(ctx context.Context, in *ListConsentsRequest, opts ...grpc.CallOption) (*ListConsentsResponse, error)
-	// DecideConsent approves (signing a grant) or denies an incoming request,
-	// or withdraws an approval given before (approve false on an approved one).
+	// DecideConsent approves (signing a grant) or denies a pending incoming
+	// request, or withdraws an approval given before (withdraw set).
 	//
 	// Authorisation: officers of this node's party.
 	DecideConsent(ctx context.Context, in *DecideConsentRequest, opts ...grpc.CallOption) (*DecideConsentResponse, error)
@@ -288,8 +288,8 @@ type ClientServiceServer interface {
 	//
 	// Authorisation: officers of this node's party.
 	ListConsents(context.Context, *ListConsentsRequest) (*ListConsentsResponse, error)
-	// DecideConsent approves (signing a grant) or denies an incoming request,
-	// or withdraws an approval given before (approve false on an approved one).
+	// DecideConsent approves (signing a grant) or denies a pending incoming
+	// request, or withdraws an approval given before (withdraw set).
 	//
 	// Authorisation: officers of this node's party.
 	DecideConsent(context.Context, *DecideConsentRequest) (*DecideConsentResponse, error)
