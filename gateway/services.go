@@ -343,6 +343,7 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	}
 	key := CursorKey(who)
 	cursor := req.GetAfter()
+	limit := req.GetLimit() // deliveries still to send; 0: no limit
 	if req.GetResumeSaved() {
 		// A stream of this subscriber that ended may still be writing its
 		// last cursor: resume from that one.
@@ -426,8 +427,10 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	type queued struct {
 		d      *node.Delivery
 		cursor uint64
+		last   bool // the limit's last delivery: the sender closes lastSent once it is sent
 	}
 	queue := make(chan queued, subscriberQueue)
+	lastSent := make(chan struct{})
 	stop := make(chan struct{})       // the handler has returned
 	sendFailed := make(chan error, 1) // the sender's send error
 	var sentCursor atomic.Uint64
@@ -486,6 +489,9 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			sentCursor.Store(q.cursor)
 			pending = append(pending, sentUpTo{q.d.Sent(), q.cursor})
 			last = q.cursor
+			if q.last {
+				close(lastSent)
+			}
 		}
 	}()
 	s.live.Add(1)
@@ -551,6 +557,34 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 		return err
 	}
 
+	// drained waits until the limit's last delivery is sent: the stream
+	// then ends, the cursor saved is that delivery's, and nothing after it
+	// was sent. A subscriber that stops reading meanwhile, so that nothing
+	// is sent for s.stall, is disconnected as a slow one.
+	drained := func() error {
+		tick := time.NewTicker(s.stall)
+		defer tick.Stop()
+		seen := sentCursor.Load()
+		for {
+			select {
+			case <-lastSent:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			case err := <-sendFailed:
+				return err
+			case err := <-recordFailed:
+				return errRecord{err}
+			case <-tick.C:
+				if c := sentCursor.Load(); c != seen {
+					seen = c
+					continue
+				}
+				return errSlowSubscriber
+			}
+		}
+	}
+
 	// A producer reads the feed and prepares deliveries; this loop queues
 	// them. The split lets a suspension end the stream at once even while
 	// the producer is busy (it then stops on its own).
@@ -612,8 +646,16 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			return ended(errProduce{bt.err})
 		}
 		for i := range bt.ds {
-			if err := enqueue(queued{d: &bt.ds[i], cursor: bt.ds[i].Cursor}); err != nil {
+			q := queued{d: &bt.ds[i], cursor: bt.ds[i].Cursor}
+			if limit > 0 {
+				limit--
+				q.last = limit == 0
+			}
+			if err := enqueue(q); err != nil {
 				return ended(err)
+			}
+			if q.last {
+				return ended(drained())
 			}
 		}
 		if n := len(bt.ds); n == 0 || bt.ds[n-1].Cursor < bt.last {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -592,9 +593,21 @@ new ones arrive. A subscriber service sees only the portions its clearance and
 need-to-know allow; an officer sees all that the node holds. Each report comes
 with its cursor: --after CURSOR resumes after it, --resume resumes from the
 cursor the node saved for you. With --json, one JSON object per line.
---count N stops after N reports (the --timeout flag does not apply here).`,
+
+--count N asks the node for N reports and stops after them; a later --resume
+continues with the next. The node saves each report's cursor as it sends
+it, so a subscription stopped without --count (interrupted) may have been
+sent reports it never printed, and --resume starts after those: to continue
+after the last report printed, pass its cursor with --after. The --timeout
+flag does not apply here.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if count < 0 || count > math.MaxUint32 {
+				return usagef("--count must be a number of reports from 0 (no limit) to %d, not %d", uint32(math.MaxUint32), count)
+			}
+			if resume && cmd.Flags().Changed("after") {
+				return usagef("--after and --resume both say where to start: give one")
+			}
 			cl, closeFn, err := g.dial()
 			if err != nil {
 				return err
@@ -602,7 +615,10 @@ cursor the node saved for you. With --json, one JSON object per line.
 			defer closeFn()
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
-			stream, err := cl.Subscribe(ctx, &clientv1.SubscribeRequest{After: after, ResumeSaved: resume, Topics: topics})
+			// The node sends no more than --count: it saves each report's
+			// cursor as it sends it, so a report sent beyond what is read
+			// here would be skipped by a later --resume.
+			stream, err := cl.Subscribe(ctx, &clientv1.SubscribeRequest{After: after, ResumeSaved: resume, Topics: topics, Limit: uint32(count)})
 			if err != nil {
 				return err
 			}
