@@ -244,7 +244,7 @@ func (s *clientService) publish(ctx context.Context, method string, by pki.Ident
 	}
 	resp := &clientv1.PublishResponse{Id: id}
 	for _, r := range rels {
-		rel := &clientv1.Release{Party: r.Party}
+		rel := &clientv1.Release{Party: r.Party, Held: r.Held}
 		for _, rs := range r.Reasons {
 			rel.Decisions = append(rel.Decisions, node.DecisionProto(rs))
 		}

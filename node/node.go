@@ -258,6 +258,9 @@ type PublishInput struct {
 type Release struct {
 	Party   string
 	Reasons []policy.Reason
+	// Held says why the allowed portions are queued and not sent (the
+	// partner is suspended); empty when they are sent.
+	Held string
 
 	notified string // the originator, when a hop notice was queued for it
 }
@@ -545,6 +548,7 @@ func (n *Node) applyRelease(t *store.Tx, v *report.Verified, p *releasePlan) (Re
 	ev.Kind = "released"
 	if n.PartnerSuspended(to) {
 		ev.Kind, ev.Detail = "held", to+" is suspended: queued, delivered after reinstatement"
+		rel.Held = ev.Detail
 	}
 	return rel, true, t.AddEvent(ev)
 }

@@ -88,7 +88,7 @@ func (n *Node) View(r *storev1.StoredReport, keep func(index uint32, m marking.M
 // Summary is a one-line view of a held report.
 func (n *Node) Summary(e store.FeedEntry) *clientv1.ReportSummary {
 	env := e.Report.GetEnvelope()
-	s := &clientv1.ReportSummary{ReceivedFrom: e.Report.GetReceivedFrom(), PortionsHeld: uint32(len(env.GetPortions()))}
+	s := &clientv1.ReportSummary{ReceivedFrom: e.Report.GetReceivedFrom(), PortionsHeld: uint32(len(env.GetPortions())), Withdrawn: e.Report.GetWithdrawn() != nil}
 	v, err := n.vcache.header(env.GetHeader(), n.trust)
 	if err != nil {
 		return s

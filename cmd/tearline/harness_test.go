@@ -203,6 +203,7 @@ type reportRow struct {
 	Banner       string `json:"banner"`
 	Title        string `json:"title"`
 	ReceivedFrom string `json:"received_from"`
+	Withdrawn    bool   `json:"withdrawn"`
 }
 
 func (f *federation) reports(party string) []reportRow {

@@ -122,9 +122,28 @@ func TestE2ESuspendPartner(t *testing.T) {
 	}
 
 	var held []string
-	for i := 0; i < 20; i++ {
+	for i := 0; i < 18; i++ {
 		held = append(held, publishID(f, "USA", "--marking", "SECRET//REL TO USA, GBR", "--body", fmt.Sprintf("held %d", i)))
 	}
+	// The officer is told the report is held for GBR, not that it was sent,
+	// in text and in JSON.
+	out, errOut, err := f.cli("USA", "publish", "--marking", "SECRET//REL TO USA, GBR", "--body", "held 18")
+	if err != nil {
+		t.Fatalf("publish while GBR is suspended: %v: %s", err, errOut)
+	}
+	held = append(held, strings.TrimSpace(out))
+	if want := "GBR: held, not sent: GBR is suspended: queued, delivered after reinstatement (allowed portion 1 (origin))\n"; errOut != want {
+		t.Fatalf("publish while GBR is suspended said %q, want %q", errOut, want)
+	}
+	var pub struct {
+		ID       string
+		Releases []struct{ Party, Held string }
+	}
+	f.jsonCLI(&pub, "USA", "publish", "--marking", "SECRET//REL TO USA, GBR", "--body", "held 19")
+	if len(pub.Releases) != 1 || pub.Releases[0].Party != "GBR" || !strings.Contains(pub.Releases[0].Held, "GBR is suspended") {
+		t.Fatalf("publish --json while GBR is suspended: %+v", pub)
+	}
+	held = append(held, pub.ID)
 	if e := f.denied("USA", nil, "share", before, "--to", "GBR"); e.Reason != "suspended" {
 		t.Fatalf("share to a suspended partner: %+v", e)
 	}
@@ -358,6 +377,22 @@ func TestE2EWithdrawEverywhere(t *testing.T) {
 	}
 	f.assertPurged("GBR", id, "WITHDRAW-ME")
 	f.assertPurged("CAN", id, "WITHDRAW-ME")
+	// Each node lists the report once (the withdrawal adds it to the feed
+	// again), marked withdrawn.
+	for _, party := range []string{"USA", "GBR", "CAN"} {
+		var rows []reportRow
+		for _, r := range f.reports(party) {
+			if r.ID == id {
+				rows = append(rows, r)
+			}
+		}
+		if len(rows) != 1 || !rows[0].Withdrawn {
+			t.Fatalf("%s lists the withdrawn report as %+v, want once, withdrawn", party, rows)
+		}
+	}
+	if out := f.mustCLI("USA", "reports"); strings.Count(out, id) != 1 || !strings.Contains(out, "WITHDRAWN") {
+		t.Fatalf("USA's reports: %s", out)
+	}
 	// GBR's analyst sees the report, then its withdrawal, on its stream.
 	out := f.mustCLI("GBR", "--profile", filepath.Join(f.dir, "GBR", "analyst"), "subscribe", "--json", "--count", "1")
 	var d withdrawnShow

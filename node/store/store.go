@@ -913,13 +913,20 @@ func (s *Store) Feed(after uint64, limit int) ([]FeedEntry, error) {
 	return out, err
 }
 
-// Latest returns up to limit reports, newest first.
+// Latest returns up to limit reports, newest first, each once: a report
+// added to the feed again (AppendFeed, as a withdrawal does) is listed at
+// its newest position.
 func (s *Store) Latest(limit int) ([]FeedEntry, error) {
 	var out []FeedEntry
+	listed := map[string]bool{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketFeed).Cursor()
 		reports := tx.Bucket(bucketReports)
 		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			if listed[string(v)] {
+				continue
+			}
+			listed[string(v)] = true
 			r, err := get(reports, v, &storev1.StoredReport{})
 			if err != nil {
 				return err

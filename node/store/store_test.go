@@ -1161,3 +1161,34 @@ func TestCommitHistogram(t *testing.T) {
 		}
 	}
 }
+
+// TestLatestListsAReportOnce: a report added to the feed again (as a
+// withdrawal does) is listed once, at its newest position, and the limit
+// counts reports, not feed entries.
+func TestLatestListsAReportOnce(t *testing.T) {
+	s := openTestStore(t)
+	for _, id := range []string{"r1", "r2", "r3"} {
+		s.put(id, stored(id, "GBR"))
+	}
+	if err := s.Update(t0, func(tx *Tx) error { return tx.AppendFeed("r1") }); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(limit int) []string {
+		t.Helper()
+		es, err := s.Latest(limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range es {
+			out = append(out, e.ID)
+		}
+		return out
+	}
+	if got, want := ids(10), []string{"r1", "r3", "r2"}; !slices.Equal(got, want) {
+		t.Errorf("Latest(10) = %v, want %v", got, want)
+	}
+	if got, want := ids(2), []string{"r1", "r3"}; !slices.Equal(got, want) {
+		t.Errorf("Latest(2) = %v, want %v", got, want)
+	}
+}

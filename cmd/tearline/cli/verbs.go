@@ -141,6 +141,10 @@ side, so partners may receive them in another order than the file's.
 			}
 			fmt.Fprintln(g.stdout, resp.GetId())
 			for _, r := range resp.GetReleases() {
+				if h := r.GetHeld(); h != "" {
+					fmt.Fprintf(g.stderr, "%s: held, not sent: %s (%s)\n", r.GetParty(), h, summarizeAs(r.GetDecisions(), "allowed"))
+					continue
+				}
 				fmt.Fprintf(g.stderr, "%s: %s\n", r.GetParty(), summarize(r.GetDecisions()))
 			}
 			return nil
@@ -158,7 +162,10 @@ side, so partners may receive them in another order than the file's.
 	return c
 }
 
-func summarize(ds []*reportv1.Decision) string {
+func summarize(ds []*reportv1.Decision) string { return summarizeAs(ds, "sent") }
+
+// summarizeAs sums decisions up, saying verb of the allowed portions.
+func summarizeAs(ds []*reportv1.Decision, verb string) string {
 	var sent, held []string
 	for _, d := range ds {
 		if d.GetAllowed() {
@@ -167,9 +174,9 @@ func summarize(ds []*reportv1.Decision) string {
 			held = append(held, fmt.Sprintf("%d (%s)", d.GetIndex(), d.GetRule()))
 		}
 	}
-	s := "sent nothing"
+	s := verb + " nothing"
 	if len(sent) > 0 {
-		s = "sent portion " + strings.Join(sent, ", ")
+		s = verb + " portion " + strings.Join(sent, ", ")
 	}
 	if len(held) > 0 {
 		s += "; withheld portion " + strings.Join(held, ", ")
@@ -199,7 +206,11 @@ func decisionsJSON(ds []*reportv1.Decision) []decisionJSON {
 func releasesJSON(rs []*clientv1.Release) []map[string]any {
 	out := []map[string]any{}
 	for _, r := range rs {
-		out = append(out, map[string]any{"party": r.GetParty(), "decisions": decisionsJSON(r.GetDecisions())})
+		m := map[string]any{"party": r.GetParty(), "decisions": decisionsJSON(r.GetDecisions())}
+		if h := r.GetHeld(); h != "" {
+			m["held"] = h
+		}
+		out = append(out, m)
 	}
 	return out
 }
@@ -224,6 +235,7 @@ func newReportsCmd(g *globals) *cobra.Command {
 						"id": r.GetId(), "originator": r.GetOriginator(), "banner": r.GetBanner(), "title": r.GetTitle(),
 						"created": r.GetCreated().AsTime().Format(time.RFC3339Nano), "received_from": r.GetReceivedFrom(),
 						"portions_held": r.GetPortionsHeld(), "portions_total": r.GetPortionsTotal(),
+						"withdrawn": r.GetWithdrawn(),
 					})
 				}
 				return g.printJSON(out)
@@ -236,7 +248,11 @@ func newReportsCmd(g *globals) *cobra.Command {
 				if r.GetReceivedFrom() != "" {
 					from = "from " + r.GetReceivedFrom()
 				}
-				fmt.Fprintf(g.stdout, "%s  %-4s %-13s %d/%d portions  %-15s %s\n", r.GetId(), r.GetOriginator(), r.GetBanner(), r.GetPortionsHeld(), r.GetPortionsTotal(), from, r.GetTitle())
+				title := r.GetTitle()
+				if r.GetWithdrawn() {
+					title = "WITHDRAWN by its originator"
+				}
+				fmt.Fprintf(g.stdout, "%s  %-4s %-13s %d/%d portions  %-15s %s\n", r.GetId(), r.GetOriginator(), r.GetBanner(), r.GetPortionsHeld(), r.GetPortionsTotal(), from, title)
 			}
 			return nil
 		},

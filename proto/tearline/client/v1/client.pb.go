@@ -378,9 +378,13 @@ func (x *PublishError) GetDetails() []*anypb.Any {
 
 // Release is what one partner was sent, and why the rest was withheld.
 type Release struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Party         string                 `protobuf:"bytes,1,opt,name=party,proto3" json:"party,omitempty"`
-	Decisions     []*v1.Decision         `protobuf:"bytes,2,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Party     string                 `protobuf:"bytes,1,opt,name=party,proto3" json:"party,omitempty"`
+	Decisions []*v1.Decision         `protobuf:"bytes,2,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	// Set when the allowed portions are queued for the party but not sent:
+	// why, and when they go (e.g. "GBR is suspended: queued, delivered after
+	// reinstatement").
+	Held          string `protobuf:"bytes,3,opt,name=held,proto3" json:"held,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -427,6 +431,13 @@ func (x *Release) GetDecisions() []*v1.Decision {
 		return x.Decisions
 	}
 	return nil
+}
+
+func (x *Release) GetHeld() string {
+	if x != nil {
+		return x.Held
+	}
+	return ""
 }
 
 type PublishResponse struct {
@@ -538,7 +549,10 @@ type ReportSummary struct {
 	PortionsHeld  uint32                 `protobuf:"varint,6,opt,name=portions_held,json=portionsHeld,proto3" json:"portions_held,omitempty"`
 	PortionsTotal uint32                 `protobuf:"varint,7,opt,name=portions_total,json=portionsTotal,proto3" json:"portions_total,omitempty"`
 	// Party it was received from; empty when published here.
-	ReceivedFrom  string `protobuf:"bytes,8,opt,name=received_from,json=receivedFrom,proto3" json:"received_from,omitempty"`
+	ReceivedFrom string `protobuf:"bytes,8,opt,name=received_from,json=receivedFrom,proto3" json:"received_from,omitempty"`
+	// The originator has withdrawn it, and the withdrawal is applied here
+	// (the title is then not shown).
+	Withdrawn     bool `protobuf:"varint,9,opt,name=withdrawn,proto3" json:"withdrawn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -627,6 +641,13 @@ func (x *ReportSummary) GetReceivedFrom() string {
 		return x.ReceivedFrom
 	}
 	return ""
+}
+
+func (x *ReportSummary) GetWithdrawn() bool {
+	if x != nil {
+		return x.Withdrawn
+	}
+	return false
 }
 
 type ListReportsResponse struct {
@@ -2067,15 +2088,16 @@ const file_tearline_client_v1_client_proto_rawDesc = "" +
 	"\fPublishError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12.\n" +
-	"\adetails\x18\x03 \x03(\v2\x14.google.protobuf.AnyR\adetails\"[\n" +
+	"\adetails\x18\x03 \x03(\v2\x14.google.protobuf.AnyR\adetails\"o\n" +
 	"\aRelease\x12\x14\n" +
 	"\x05party\x18\x01 \x01(\tR\x05party\x12:\n" +
-	"\tdecisions\x18\x02 \x03(\v2\x1c.tearline.report.v1.DecisionR\tdecisions\"Z\n" +
+	"\tdecisions\x18\x02 \x03(\v2\x1c.tearline.report.v1.DecisionR\tdecisions\x12\x12\n" +
+	"\x04held\x18\x03 \x01(\tR\x04held\"Z\n" +
 	"\x0fPublishResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x127\n" +
 	"\breleases\x18\x02 \x03(\v2\x1b.tearline.client.v1.ReleaseR\breleases\"*\n" +
 	"\x12ListReportsRequest\x12\x14\n" +
-	"\x05limit\x18\x01 \x01(\rR\x05limit\"\x94\x02\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\"\xb2\x02\n" +
 	"\rReportSummary\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
 	"\n" +
@@ -2086,7 +2108,8 @@ const file_tearline_client_v1_client_proto_rawDesc = "" +
 	"\acreated\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12#\n" +
 	"\rportions_held\x18\x06 \x01(\rR\fportionsHeld\x12%\n" +
 	"\x0eportions_total\x18\a \x01(\rR\rportionsTotal\x12#\n" +
-	"\rreceived_from\x18\b \x01(\tR\freceivedFrom\"R\n" +
+	"\rreceived_from\x18\b \x01(\tR\freceivedFrom\x12\x1c\n" +
+	"\twithdrawn\x18\t \x01(\bR\twithdrawn\"R\n" +
 	"\x13ListReportsResponse\x12;\n" +
 	"\areports\x18\x01 \x03(\v2!.tearline.client.v1.ReportSummaryR\areports\"\"\n" +
 	"\x10GetReportRequest\x12\x0e\n" +
