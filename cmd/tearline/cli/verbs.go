@@ -54,7 +54,7 @@ need-to-know topics of every portion.
 
 The node signs the report and sends each partner only the portions it may
 have. It prints the report id (with --json: {"id": "..."}), and on stderr
-what each partner was sent.
+what each partner was sent, or that it is held (a suspended partner).
 
 --to X --via H names H as relay to X in the signed route: H may then forward
 the report to X without asking for consent.
@@ -65,11 +65,16 @@ as JSON with the flags above:
   {"marking": "SECRET//REL TO USA, GBR", "title": "T", "body": "B", "topics": ["CT"],
    "portions": [{"marking": "CONFIDENTIAL//REL TO USA, GBR", "body": "B2"}],
    "route": [{"to": "CAN", "via": "GBR"}]}
-Only "marking" and "body" are required. Every line is checked first; if one
-is malformed nothing is published. Standard input, and a FILE whose reports
-come to at most 16 MiB, are held in memory; a larger FILE is read again as
-it is sent, so a batch of any size needs little memory, and a line that is
-no longer as it was checked stops the batch there (exit 1). Each report is
+Only "marking" and "body" are required. Every line's form is checked first
+(UTF-8, one JSON object with known fields, a marking and a body for each
+portion, "to" and "via" for each route entry); if one is malformed nothing
+is published. The node then checks each report as it publishes it (its
+markings under the node's scheme, the release rules), exactly as a single
+publish: one it refuses is not published, and the others still are.
+Standard input, and a FILE whose reports come to at most 16 MiB, are held in
+memory; a larger FILE is read again as it is sent, so a batch of any size
+needs little memory, and a line that is no longer as it was checked stops
+the batch there (exit 1). Each report is
 answered on its own: stdout gets "LINE ID" for each published (with --json
 one object a line: {"line", "id", "releases"} or {"line", "error"}), in the
 file's order, and stderr the reason for each not published. The exit
