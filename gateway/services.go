@@ -811,7 +811,7 @@ func (s *clientService) DecideConsent(ctx context.Context, req *clientv1.DecideC
 		}
 		ttl = req.GetTtl().AsDuration()
 	}
-	rec, err := s.node.DecideConsent(ctx, by, req.GetId(), req.GetApprove(), ttl, req.GetReason())
+	rec, err := s.node.DecideConsent(ctx, by, req.GetId(), req.GetApprove(), req.GetWithdraw(), ttl, req.GetReason())
 	if err != nil {
 		return nil, toStatus(s.log, "DecideConsent", err)
 	}

@@ -164,6 +164,9 @@ func (n *Node) RequestConsent(ctx context.Context, by pki.Identity, reportID, to
 	if err != nil {
 		return nil, err
 	}
+	if w := held.GetWithdrawn(); w != nil {
+		return nil, withdrawnDenial(reportID, w, to)
+	}
 	o := v.Header.GetOriginator()
 	if o == n.party {
 		return nil, fmt.Errorf("%w: %s originated %s and needs no consent: share it", ErrInvalid, n.party, reportID)
@@ -188,6 +191,17 @@ func (n *Node) RequestConsent(ctx context.Context, by pki.Identity, reportID, to
 		State: "pending", Direction: "outgoing", Requested: timestamppb.New(now),
 	}
 	err = n.st.Update(now, func(t *store.Tx) error {
+		// A withdrawal applied since the check above refuses it too.
+		cur, err := t.Report(reportID)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: report %s is not held here", ErrNotFound, reportID)
+		}
+		if err != nil {
+			return err
+		}
+		if w := cur.GetWithdrawn(); w != nil {
+			return withdrawnDenial(reportID, w, to)
+		}
 		if err := t.PutConsent(rec); err != nil {
 			return err
 		}
@@ -198,6 +212,9 @@ func (n *Node) RequestConsent(ctx context.Context, by pki.Identity, reportID, to
 			Id: rec.GetId(), ReportId: reportID, To: to, Portions: portions, Purpose: purpose,
 		}}})
 	})
+	if errors.Is(err, ErrDenied) || errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
 	}
@@ -215,15 +232,24 @@ func (n *Node) Consents(ctx context.Context) ([]*storev1.ConsentRecord, error) {
 	return cs, nil
 }
 
-// DecideConsent approves or denies an incoming consent request. An
-// approval signs a grant and sends it to the holder.
-func (n *Node) DecideConsent(ctx context.Context, by pki.Identity, id string, approve bool, ttl time.Duration, reason string) (*storev1.ConsentRecord, error) {
+// DecideConsent approves or denies a pending incoming consent request, or
+// (withdraw set, approve not) withdraws the grant of an approved one. An
+// approval signs a grant and sends it to the holder. A request in any other
+// state is refused and left as it is: denying an approved request does not
+// withdraw it, and no grant is signed for a report this node has withdrawn.
+func (n *Node) DecideConsent(ctx context.Context, by pki.Identity, id string, approve, withdraw bool, ttl time.Duration, reason string) (*storev1.ConsentRecord, error) {
 	now := n.clock()
+	if approve && withdraw {
+		return nil, fmt.Errorf("%w: approve and withdraw exclude each other: approve a pending request, or withdraw an approved one", ErrInvalid)
+	}
 	if ttl == 0 {
 		ttl = DefaultGrantTTL
 	}
 	if approve && (ttl < time.Second || ttl > MaxGrantTTL) {
 		return nil, fmt.Errorf("%w: --ttl %s is out of range (1s to %s)", ErrInvalid, ttl, MaxGrantTTL)
+	}
+	if withdraw && strings.TrimSpace(reason) == "" {
+		return nil, fmt.Errorf("%w: say why the approval is withdrawn (--reason)", ErrInvalid)
 	}
 	if !approve && strings.TrimSpace(reason) == "" {
 		return nil, fmt.Errorf("%w: say why the request is denied (--reason)", ErrInvalid)
@@ -243,9 +269,18 @@ func (n *Node) DecideConsent(ctx context.Context, by pki.Identity, id string, ap
 		if r.GetDirection() != "incoming" {
 			return fmt.Errorf("%w: request %s was sent by this node; only the originator %s decides it", ErrInvalid, id, r.GetOriginator())
 		}
-		withdraw := !approve && r.GetState() == "approved"
-		if r.GetState() != "pending" && !withdraw {
-			return fmt.Errorf("%w: request %s is already %s", ErrInvalid, id, r.GetState())
+		if err := decidable(r, approve, withdraw); err != nil {
+			return err
+		}
+		if approve {
+			// No grant for a report this node has withdrawn.
+			held, err := t.Report(r.GetReportId())
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if w := held.GetWithdrawn(); w != nil {
+				return withdrawnDenial(r.GetReportId(), w, r.GetTo())
+			}
 		}
 		rec = proto.CloneOf(r)
 		rec.Decided = timestamppb.New(now)
@@ -277,13 +312,32 @@ func (n *Node) DecideConsent(ctx context.Context, by pki.Identity, id string, ap
 		return n.enqueueRequest(t, rec.GetHolder(), rec.GetReportId(), &federationv1.DeliverRequest{Item: &federationv1.DeliverRequest_ConsentDecision{ConsentDecision: dec}})
 	})
 	if err != nil {
-		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrDenied) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
 	}
 	n.wake([]string{rec.GetHolder()})
 	return rec, nil
+}
+
+// decidable returns why request r cannot take the decision (approve, or
+// withdraw, or else deny), or nil. Only a pending request is approved or
+// denied and only an approved one is withdrawn; a refusal says what to do
+// instead.
+func decidable(r *storev1.ConsentRecord, approve, withdraw bool) error {
+	id, state := r.GetId(), r.GetState()
+	switch {
+	case withdraw && state == "approved", !withdraw && state == "pending":
+		return nil
+	case withdraw && state == "pending":
+		return fmt.Errorf("%w: request %s is pending: deny it instead (tearline consent deny %s --reason TEXT)", ErrInvalid, id, id)
+	case withdraw && state == "denied":
+		return fmt.Errorf("%w: request %s was denied, so it has no grant to withdraw", ErrInvalid, id)
+	case !approve && !withdraw && state == "approved":
+		return fmt.Errorf("%w: request %s is already approved; to take its grant back: tearline consent withdraw %s --reason TEXT", ErrInvalid, id, id)
+	}
+	return fmt.Errorf("%w: request %s is already %s", ErrInvalid, id, state)
 }
 
 // securityEvent records evidence against a partner.

@@ -186,7 +186,7 @@ func TestHopNoticeIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	deliver(t, gbr, "USA", usa, true)
-	if _, err := usa.DecideConsent(ctx, off, rec.GetId(), true, time.Hour, ""); err != nil {
+	if _, err := usa.DecideConsent(ctx, off, rec.GetId(), true, false, time.Hour, ""); err != nil {
 		t.Fatal(err)
 	}
 	deliver(t, usa, "GBR", gbr, true)

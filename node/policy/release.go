@@ -114,6 +114,17 @@ func Release(in ReleaseInput) Reason {
 		return r.allow(RuleRelTo, "",
 			fmt.Sprintf("%s; it is not ORCON and %s is in REL TO, so %s may pass it on", lead, x, h))
 	}
+	if x == o {
+		// Passing a report back to its originator is never needed, and
+		// the originator cannot consent to itself: no consent advice.
+		rule := RuleRelTo
+		if m.OrCon {
+			rule = RuleThirdParty
+		}
+		return r.deny(rule,
+			fmt.Sprintf("%s; %s is its originator and already holds it, so %s need not pass it back", lead, o, h),
+			backToOriginator(o))
+	}
 	note := releaseNote(in, routed)
 	if m.OrCon {
 		return r.deny(RuleThirdParty,

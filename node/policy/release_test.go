@@ -338,7 +338,7 @@ func TestRelease(t *testing.T) {
 			g.Withdrawn = true
 			in.Consents = []Consent{g}
 			return in
-		}, RuleThirdParty, false, "", "grant G1 was withdrawn", "request consent from USA for CAN (tearline consent request R1 --to CAN)"},
+		}, RuleThirdParty, false, "", "grant G1 was withdrawn", "request consent from USA for CAN (tearline consent request R1 --to CAN --purpose TEXT)"},
 		{"consent expired", func(t *testing.T) ReleaseInput {
 			in := base(t, orconOut)
 			g := grant("G1", "GBR", "CAN")
@@ -430,7 +430,7 @@ func TestRelease(t *testing.T) {
 		}, RuleRelTo, true, "", "it is not ORCON and CAN is in REL TO, so GBR may pass it on", ""},
 		{"third-party rule: ORCON inside REL TO", func(t *testing.T) ReleaseInput {
 			return base(t, orconIn)
-		}, RuleThirdParty, false, "", "portion 1 is SECRET//REL TO CAN, GBR, USA//ORCON from USA; GBR may pass it to CAN only with USA's consent", "request consent from USA for CAN (tearline consent request R1 --to CAN)"},
+		}, RuleThirdParty, false, "", "portion 1 is SECRET//REL TO CAN, GBR, USA//ORCON from USA; GBR may pass it to CAN only with USA's consent", "request consent from USA for CAN (tearline consent request R1 --to CAN --purpose TEXT)"},
 		{"third-party rule: ORCON outside REL TO", func(t *testing.T) ReleaseInput {
 			return base(t, orconOut)
 		}, RuleThirdParty, false, "", "portion 1 is SECRET//REL TO GBR, USA//ORCON from USA; GBR may pass it to CAN only with USA's consent", "request consent from USA for CAN"},
@@ -447,6 +447,25 @@ func TestRelease(t *testing.T) {
 			in.Portion.Marking.OrCon = false
 			return in
 		}, RuleRelTo, true, "", "", ""},
+		{"holder passes an ORCON portion back to the originator", func(t *testing.T) ReleaseInput {
+			in := base(t, orconIn)
+			in.To = "USA"
+			in.Agreement = agreement("USA", "TOP SECRET")
+			return in
+		}, RuleThirdParty, false, "", "portion 1 is SECRET//REL TO CAN, GBR, USA//ORCON from USA; USA is its originator and already holds it, so GBR need not pass it back", "none: USA is the report's originator and already holds it"},
+		{"holder passes a portion back to the originator outside REL TO", func(t *testing.T) ReleaseInput {
+			in := base(t, "SECRET//REL TO CAN, GBR")
+			in.To = "USA"
+			in.Agreement = agreement("USA", "TOP SECRET")
+			return in
+		}, RuleRelTo, false, "", "portion 1 is SECRET//REL TO CAN, GBR from USA; USA is its originator and already holds it, so GBR need not pass it back", "none: USA is the report's originator and already holds it"},
+		{"holder passes back to the originator with a route that names it", func(t *testing.T) ReleaseInput {
+			in := base(t, orconIn)
+			in.To = "USA"
+			in.Agreement = agreement("USA", "TOP SECRET")
+			in.Route = []RouteEntry{{Via: "GBR", To: "USA"}}
+			return in
+		}, RuleRelay, true, "", "", ""},
 		{"custom scheme", func(t *testing.T) ReleaseInput {
 			s, err := marking.NewScheme([]string{"OFFICIAL", "SECRET"})
 			if err != nil {
@@ -503,5 +522,56 @@ func TestReleaseDoesNotModifyInput(t *testing.T) {
 	}
 	if after := Release(in); after != before {
 		t.Fatalf("Release is not deterministic: %s then %s", before, after)
+	}
+}
+
+// TestReleaseNextSteps pins the whole text of the denials whose next step is
+// a command or says that there is none: the command must work when
+// followed (the CLI requires --purpose), and a holder is never told to ask
+// the originator for consent to pass a report back to that originator.
+func TestReleaseNextSteps(t *testing.T) {
+	in := func(t *testing.T, banner, to string) ReleaseInput {
+		return ReleaseInput{
+			Now: now, ReportID: "R1", Originator: "USA", Holder: "GBR", To: to,
+			Portion:   portion(t, 1, banner),
+			Agreement: agreement(to, "TOP SECRET"),
+		}
+	}
+	tests := []struct {
+		name      string
+		in        ReleaseInput
+		rule      Rule
+		msg, next string
+	}{
+		{"ORCON to a third party", in(t, "SECRET//REL TO CAN, GBR, USA//ORCON", "CAN"), RuleThirdParty,
+			"portion 1 is SECRET//REL TO CAN, GBR, USA//ORCON from USA; GBR may pass it to CAN only with USA's consent",
+			"request consent from USA for CAN (tearline consent request R1 --to CAN --purpose TEXT)"},
+		{"outside REL TO to a third party", in(t, "SECRET//REL TO GBR, USA", "CAN"), RuleRelTo,
+			"portion 1 is SECRET//REL TO GBR, USA from USA; CAN is not in REL TO and GBR holds no consent or crisis declaration of USA for it",
+			"ask USA to add CAN to REL TO, or request consent from USA for CAN (tearline consent request R1 --to CAN --purpose TEXT)"},
+		{"ORCON back to the originator", in(t, "SECRET//REL TO CAN, GBR, USA//ORCON", "USA"), RuleThirdParty,
+			"portion 1 is SECRET//REL TO CAN, GBR, USA//ORCON from USA; USA is its originator and already holds it, so GBR need not pass it back",
+			"none: USA is the report's originator and already holds it"},
+		{"outside REL TO back to the originator", in(t, "SECRET//REL TO CAN, GBR", "USA"), RuleRelTo,
+			"portion 1 is SECRET//REL TO CAN, GBR from USA; USA is its originator and already holds it, so GBR need not pass it back",
+			"none: USA is the report's originator and already holds it"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Release(tt.in)
+			if r.Allowed || r.Rule != tt.rule {
+				t.Fatalf("Release = %s", r)
+			}
+			if r.Message != tt.msg {
+				t.Errorf("Message = %q\nwant      %q", r.Message, tt.msg)
+			}
+			if r.Next != tt.next {
+				t.Errorf("Next = %q\nwant   %q", r.Next, tt.next)
+			}
+			if tt.in.To == tt.in.Originator && strings.Contains(r.Next, "consent") {
+				t.Errorf("Next advises consent for a release back to the originator: %q", r.Next)
+			}
+			checkReason(t, r)
+		})
 	}
 }

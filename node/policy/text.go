@@ -96,9 +96,17 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-// consentCommand is the CLI step that asks originator for consent.
+// consentCommand is the CLI step that asks originator for consent. The
+// CLI requires a purpose, so the command shows its placeholder.
 func consentCommand(originator, reportID, to string) string {
-	return fmt.Sprintf("request consent from %s for %s (tearline consent request %s --to %s)", originator, to, reportID, to)
+	return fmt.Sprintf("request consent from %s for %s (tearline consent request %s --to %s --purpose TEXT)", originator, to, reportID, to)
+}
+
+// backToOriginator is the next step of a holder's denied release to the
+// report's originator: the originator holds its own report, so there is
+// nothing to ask for (and it cannot consent to itself).
+func backToOriginator(originator string) string {
+	return "none: " + originator + " is the report's originator and already holds it"
 }
 
 // showID returns id for a message, or a stand-in when it is not well formed.

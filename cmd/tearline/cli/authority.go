@@ -134,7 +134,7 @@ report so that the third party verifies it. An expired grant allows nothing.`,
 		Short: "Approve an incoming request: sign a grant valid for --ttl and send it to the holder",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.decide(cmd, args[0], true, ttl, "")
+			return g.decide(cmd, args[0], true, false, ttl, "")
 		},
 	}
 	approve.Flags().DurationVar(&ttl, "ttl", 72*time.Hour, "how long the grant is valid (at most 720h)")
@@ -147,7 +147,7 @@ report so that the third party verifies it. An expired grant allows nothing.`,
 			if reason == "" {
 				return usagef("--reason TEXT is required")
 			}
-			return g.decide(cmd, args[0], false, 0, reason)
+			return g.decide(cmd, args[0], false, false, 0, reason)
 		},
 	}
 	deny.Flags().StringVar(&reason, "reason", "", "why (sent to the holder)")
@@ -159,7 +159,7 @@ report so that the third party verifies it. An expired grant allows nothing.`,
 			if reason == "" {
 				return usagef("--reason TEXT is required")
 			}
-			return g.decide(cmd, args[0], false, 0, reason)
+			return g.decide(cmd, args[0], false, true, 0, reason)
 		},
 	}
 	withdraw.Flags().StringVar(&reason, "reason", "", "why (sent to the holder)")
@@ -167,8 +167,10 @@ report so that the third party verifies it. An expired grant allows nothing.`,
 	return c
 }
 
-func (g *globals) decide(cmd *cobra.Command, id string, approve bool, ttl time.Duration, reason string) error {
-	r := &clientv1.DecideConsentRequest{Id: id, Approve: approve, Reason: reason}
+// decide approves, denies or (withdraw) takes back the grant of consent
+// request id.
+func (g *globals) decide(cmd *cobra.Command, id string, approve, withdraw bool, ttl time.Duration, reason string) error {
+	r := &clientv1.DecideConsentRequest{Id: id, Approve: approve, Withdraw: withdraw, Reason: reason}
 	if approve {
 		r.Ttl = durationpb.New(ttl)
 	}
