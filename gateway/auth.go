@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"path"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -107,10 +109,32 @@ func (a *authn) identify(ctx context.Context, method string) (context.Context, e
 		return nil, status.Errorf(codes.PermissionDenied, "party %s is suspended at this node", id.Party)
 	}
 	allowed, ok := authz[method]
-	if !ok || allowed&a.classify(id) == 0 {
+	if !ok {
 		return nil, status.Errorf(codes.PermissionDenied, "%s may not call %s", id, method)
 	}
+	if allowed&a.classify(id) == 0 {
+		return nil, status.Errorf(codes.PermissionDenied, "%s may not call %s: only %s may", id, path.Base(method), a.describe(allowed))
+	}
 	return context.WithValue(ctx, callerKey{}, id), nil
+}
+
+// describe names the callers of a class set, for a refusal.
+func (a *authn) describe(w who) string {
+	var out []string
+	for _, c := range []struct {
+		w    who
+		name string
+	}{
+		{ownOfficer, "officers of " + a.party},
+		{ownService, "subscriber services of " + a.party},
+		{partnerNode, "partner nodes"},
+		{ownNode, a.party + "'s own nodes"},
+	} {
+		if w&c.w != 0 {
+			out = append(out, c.name)
+		}
+	}
+	return strings.Join(out, " and ")
 }
 
 func (a *authn) classify(id pki.Identity) who {

@@ -375,6 +375,8 @@ func TestAuthorisationTable(t *testing.T) {
 	c := f.clientWith("USA", issue(pki.KindOfficer, "liaison"), usaBundle)
 	if _, err := c.ListReports(ctxT(t), &clientv1.ListReportsRequest{}); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("GBR officer listing USA's reports: %v, want PermissionDenied", err)
+	} else if want := "may not call ListReports: only officers of USA may"; !strings.Contains(err.Error(), want) {
+		t.Fatalf("GBR officer listing USA's reports: %v, want it to say %q", err, want)
 	}
 	// A GBR officer may not use the federation service either.
 	stream, err := federationv1.NewFederationServiceClient(f.conn("USA", issue(pki.KindOfficer, "liaison"), usaBundle)).Deliver(ctxT(t))

@@ -75,17 +75,8 @@ func (n *Node) OnSuspend(fn func(kind, name string)) {
 // restart), then in force for every new handshake and call, then every live
 // connection and stream of it is closed before Suspend returns.
 func (n *Node) Suspend(ctx context.Context, by pki.Identity, kind, name, reason string) (*storev1.Suspension, error) {
-	switch kind {
-	case SuspendPartner:
-		if _, ok := n.partners[name]; !ok {
-			return nil, fmt.Errorf("%w: %q is not a partner of %s (partners: %s)", ErrInvalid, name, n.party, strings.Join(n.partnerList(), ", "))
-		}
-	case SuspendSubscriber:
-		if _, ok := n.subscribers[name]; !ok {
-			return nil, fmt.Errorf("%w: %q is not a configured subscriber of this node", ErrInvalid, name)
-		}
-	default:
-		return nil, fmt.Errorf("%w: unknown suspension kind %q", ErrInvalid, kind)
+	if err := n.suspendable(kind, name); err != nil {
+		return nil, err
 	}
 	if strings.TrimSpace(reason) == "" || len(reason) > maxPurpose {
 		return nil, fmt.Errorf("%w: say why (--reason, at most %d bytes)", ErrInvalid, maxPurpose)
@@ -111,6 +102,24 @@ func (n *Node) Suspend(ctx context.Context, by pki.Identity, kind, name, reason 
 	return rec, nil
 }
 
+// suspendable says why kind/name cannot be suspended: an unknown kind, or
+// a name this node's configuration does not hold.
+func (n *Node) suspendable(kind, name string) error {
+	switch kind {
+	case SuspendPartner:
+		if _, ok := n.partners[name]; !ok {
+			return fmt.Errorf("%w: %q is not a partner of %s (partners: %s)", ErrInvalid, name, n.party, strings.Join(n.partnerList(), ", "))
+		}
+	case SuspendSubscriber:
+		if _, ok := n.subscribers[name]; !ok {
+			return fmt.Errorf("%w: %q is not a configured subscriber of this node", ErrInvalid, name)
+		}
+	default:
+		return fmt.Errorf("%w: unknown suspension kind %q", ErrInvalid, kind)
+	}
+	return nil
+}
+
 // Reinstate lifts a suspension; held traffic then flows again in order.
 func (n *Node) Reinstate(ctx context.Context, by pki.Identity, kind, name string) error {
 	now := n.clock()
@@ -123,6 +132,11 @@ func (n *Node) Reinstate(ctx context.Context, by pki.Identity, kind, name string
 		return fmt.Errorf("%w: %w", ErrInternal, err)
 	}
 	if !found {
+		// A suspension outlives its name in the configuration, so only a
+		// name with none is told it is unknown.
+		if err := n.suspendable(kind, name); err != nil {
+			return err
+		}
 		return fmt.Errorf("%w: %s %q is not suspended", ErrInvalid, kind, name)
 	}
 	n.susp.mu.Lock()

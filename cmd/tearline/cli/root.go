@@ -51,10 +51,15 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	var ue usageError
 	if errors.As(err, &ue) || isCobraUsage(err) {
-		if g.json {
+		// Cobra refuses an unknown verb or flag before it parses --json.
+		if g.json || jsonAsked(args) {
 			writeJSONError(stdout, cliError{Code: "InvalidArgument", Reason: "usage", Message: err.Error()})
 		} else {
-			fmt.Fprintf(stderr, "tearline: %v (see tearline --help)\n", err)
+			help := "tearline"
+			if c, _, ferr := root.Find(args); ferr == nil && c != nil {
+				help = c.CommandPath()
+			}
+			fmt.Fprintf(stderr, "tearline: %v (see %s --help)\n", err, help)
 		}
 		return 2
 	}
@@ -107,6 +112,19 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// jsonAsked reports whether args ask for --json before any "--".
+func jsonAsked(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "--json", "--json=true":
+			return true
+		}
+	}
+	return false
+}
 
 func isCobraUsage(err error) bool {
 	msg := err.Error()
