@@ -281,8 +281,13 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 		if _, ok := n.partners[r.Via]; !ok {
 			return "", nil, fmt.Errorf("%w: route names %q as relay, which is not a partner of %s", ErrInvalid, r.Via, n.party)
 		}
-		if !n.known(r.To) || r.To == n.party || r.To == r.Via {
-			return "", nil, fmt.Errorf("%w: route to %q via %s: the destination must be another known party", ErrInvalid, r.To, r.Via)
+		switch {
+		case r.To == r.Via:
+			return "", nil, fmt.Errorf("%w: route to %s via %s: a relay route names a partner that relays (--via) to another party (--to); to send to %s directly, name no route", ErrInvalid, r.To, r.Via, r.To)
+		case r.To == n.party:
+			return "", nil, fmt.Errorf("%w: route to %s via %s: %s is this node's own party", ErrInvalid, r.To, r.Via, r.To)
+		case !n.known(r.To):
+			return "", nil, fmt.Errorf("%w: route to %q via %s: %q is not a party this node knows", ErrInvalid, r.To, r.Via, r.To)
 		}
 		draft.Route = append(draft.Route, &reportv1.RouteEntry{Via: r.Via, To: r.To})
 	}

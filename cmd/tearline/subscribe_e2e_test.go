@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tearline/tearline/gateway"
 )
 
 // TestE2ESubscribeCountThenResume: `subscribe --count 1` prints one report
@@ -56,6 +58,34 @@ func TestE2ESubscribeCountThenResume(t *testing.T) {
 		}
 		if !strings.Contains(errOut, "--count must") && !strings.Contains(errOut, "give one") {
 			t.Fatalf("subscribe %v: unclear error %q", bad, errOut)
+		}
+	}
+}
+
+// TestE2EWrongNodeIsNamed: a profile pointed at another party's node is
+// told the TLS handshake failed and what to check, not that the node is
+// unreachable; an address that does not resolve is told so.
+func TestE2EWrongNodeIsNamed(t *testing.T) {
+	f := newFederation(t, "USA", "GBR")
+	f.startAll("USA", "GBR")
+	usa, err := gateway.DevAddress(f.dir, "USA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		node, reason, text string
+	}{
+		{usa, "tls-handshake", "the TLS handshake with the node failed (is --node the node of this profile's party, and ca.pem its CA?)"},
+		{"nohost.invalid:7400", "unresolved", "the node's address does not resolve (check --node HOST:PORT)"},
+	} {
+		_, errOut, err := f.cli("GBR", "--node", c.node, "--timeout", "5s", "reports")
+		if err == nil || !strings.Contains(errOut, c.text) {
+			t.Errorf("GBR's profile at %s: %v, stderr %q; want it to say %q", c.node, err, errOut, c.text)
+		}
+		out, _, _ := f.cli("GBR", "--json", "--node", c.node, "--timeout", "5s", "reports")
+		var e struct{ Error struct{ Reason string } }
+		if json.Unmarshal([]byte(out), &e); e.Error.Reason != c.reason {
+			t.Errorf("GBR's profile at %s with --json: %q, want reason %s", c.node, out, c.reason)
 		}
 	}
 }

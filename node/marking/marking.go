@@ -156,13 +156,20 @@ func NormalizeTopics(ts []string) ([]string, error) {
 	for _, t := range ts {
 		t = strings.Trim(t, " \t")
 		if !ValidTopic(t) {
-			return nil, fmt.Errorf("%w: topic %s is not 1-64 of A-Z a-z 0-9 . _ -", ErrInvalid, Quote(t))
+			return nil, topicError("topic " + Quote(t) + " is not 1-64 of A-Z a-z 0-9 . _ -")
 		}
 		out = append(out, t)
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
 }
+
+// topicError is a bad topic: it matches [ErrInvalid], but a topic is not
+// part of a marking, so its text does not say "invalid marking".
+type topicError string
+
+func (e topicError) Error() string        { return string(e) }
+func (e topicError) Is(target error) bool { return target == ErrInvalid }
 
 // maxQuoted is the most bytes of a value Quote shows.
 const maxQuoted = 64

@@ -333,6 +333,9 @@ func TestNormalizeTopics(t *testing.T) {
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `"not ok"`) {
 		t.Fatalf("error %v does not name the bad topic", err)
 	}
+	if want := `topic "not ok" is not 1-64 of A-Z a-z 0-9 . _ -`; err.Error() != want {
+		t.Fatalf("error %q, want %q (a topic is not part of a marking)", err, want)
+	}
 	if _, err := NormalizeTopics([]string{"  "}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("blank topic accepted: %v", err)
 	}

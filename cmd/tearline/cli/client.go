@@ -149,8 +149,19 @@ func describe(err error) cliError {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		if !fromNode { // a node that answers is not unreachable (e.g. store-read-only)
-			e.Message = "the node is unreachable: " + st.Message()
+		switch msg := st.Message(); {
+		case fromNode: // a node that answers is not unreachable (e.g. store-read-only)
+		case strings.Contains(msg, "authentication handshake failed"):
+			// Something answers at the address, but mutual TLS failed:
+			// most often --node is another party's node than the
+			// profile's, or the profile's CA bundle is not its CA.
+			e.Reason = "tls-handshake"
+			e.Message = "the TLS handshake with the node failed (is --node the node of this profile's party, and ca.pem its CA?): " + msg
+		case strings.Contains(msg, "produced zero addresses") || strings.Contains(msg, "no such host"):
+			e.Reason = "unresolved"
+			e.Message = "the node's address does not resolve (check --node HOST:PORT): " + msg
+		default:
+			e.Message = "the node is unreachable: " + msg
 		}
 	case codes.Unauthenticated:
 		e.Message = "the node did not accept this profile's certificate: " + st.Message()

@@ -28,8 +28,12 @@ func suspensionText(s *adminv1.Suspension) string {
 func newSuspendCmds(g *globals, noun string, suspend func(ctx context.Context, c adminv1.AdminServiceClient, name, reason string) error,
 	reinstate func(ctx context.Context, c adminv1.AdminServiceClient, name string) error, list *cobra.Command) *cobra.Command {
 	var reason string
+	arg := "NAME"
+	if noun == "partner" {
+		arg = "PARTY"
+	}
 	s := &cobra.Command{
-		Use:   "suspend NAME --reason TEXT",
+		Use:   "suspend " + arg + " --reason TEXT",
 		Short: "Cut the " + noun + " off now; recorded with who asked and why, kept across restarts",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -52,7 +56,7 @@ func newSuspendCmds(g *globals, noun string, suspend func(ctx context.Context, c
 	}
 	s.Flags().StringVar(&reason, "reason", "", "why (recorded)")
 	r := &cobra.Command{
-		Use:   "reinstate NAME",
+		Use:   "reinstate " + arg,
 		Short: "Lift the " + noun + "'s suspension",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
