@@ -354,7 +354,14 @@ func newAuditSummaryCmd(g *globals) *cobra.Command {
 reports released to it and denied (by rule), the reports received from it
 and rejected, the consent requests exchanged with it and those granted, and
 the withdrawals sent to it and received from it. It shows no content and no
-ids: the high-level summary a government could publish about its sharing.`,
+ids: the high-level summary a government could publish about its sharing.
+
+"released" counts decisions that sent the partner at least one portion and
+"denied" those that sent it nothing. "denials by rule" counts, for each rule,
+the decisions in which it withheld a portion, whether or not others were
+sent, and a report once per rule: so a report sent in part counts as
+released and under the rule that withheld the rest, and one denied by two
+rules counts once in "denied" and under each rule.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d, err := parsePeriod(period)

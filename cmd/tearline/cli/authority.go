@@ -71,7 +71,13 @@ report so that the third party verifies it. An expired grant allows nothing.`,
 	req := &cobra.Command{
 		Use:   "request ID --to PARTY --purpose TEXT [--portions 1,2]",
 		Short: "Ask the originator of a held report for consent to pass it to PARTY",
-		Args:  cobra.ExactArgs(1),
+		Long: `Ask the originator of report ID, which this node holds from a partner, for
+consent to pass it (or only --portions) to PARTY, for --purpose. The request
+goes to the originator's node; it prints the request id (REQ). Its answer
+arrives later: 'tearline consent list' shows it, and once it is approved,
+'tearline share ID --to PARTY' succeeds with the grant. A report its
+originator has withdrawn cannot be asked about.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if to == "" || purpose == "" {
 				return usagef("--to PARTY and --purpose TEXT are required")
@@ -103,7 +109,12 @@ report so that the third party verifies it. An expired grant allows nothing.`,
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List consent requests: incoming (partners ask you) and outgoing (you asked)",
-		Args:  cobra.NoArgs,
+		Long: `List consent requests with their state: incoming ones, which partners sent
+about your party's reports and which you decide (approve, deny, withdraw),
+and outgoing ones, which this node sent and whose answer it shows. A state
+is pending, approved (with the grant's expiry), denied or withdrawn, with
+the reason given.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			resp, err := ask(cmd.Context(), g, func(ctx context.Context, c clientv1.ClientServiceClient) (*clientv1.ListConsentsResponse, error) {
 				return c.ListConsents(ctx, &clientv1.ListConsentsRequest{})
@@ -132,7 +143,11 @@ report so that the third party verifies it. An expired grant allows nothing.`,
 	approve := &cobra.Command{
 		Use:   "approve REQ [--ttl 72h]",
 		Short: "Approve an incoming request: sign a grant valid for --ttl and send it to the holder",
-		Args:  cobra.ExactArgs(1),
+		Long: `Approve incoming request REQ, which must be pending: sign a grant that lets
+its holder pass the report (its named portions) to the named party for --ttl
+(default 72h, at most 720h), and send it to the holder. 'consent withdraw'
+takes it back. A report your party has withdrawn gets no grant.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.decide(cmd, args[0], true, false, ttl, "")
 		},
@@ -142,7 +157,10 @@ report so that the third party verifies it. An expired grant allows nothing.`,
 	deny := &cobra.Command{
 		Use:   "deny REQ --reason TEXT",
 		Short: "Deny an incoming request, saying why",
-		Args:  cobra.ExactArgs(1),
+		Long: `Deny incoming request REQ, which must be pending; --reason is sent to the
+holder. An approved request is not denied: withdraw it instead
+('tearline consent withdraw REQ --reason TEXT').`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if reason == "" {
 				return usagef("--reason TEXT is required")
@@ -154,7 +172,10 @@ report so that the third party verifies it. An expired grant allows nothing.`,
 	withdraw := &cobra.Command{
 		Use:   "withdraw REQ --reason TEXT",
 		Short: "Withdraw an approval you gave: the holder's grant no longer allows anything",
-		Args:  cobra.ExactArgs(1),
+		Long: `Withdraw the approval of request REQ: its grant no longer allows anything,
+and the holder is told, with --reason. Only an approved request can be
+withdrawn; a pending one is denied ('tearline consent deny').`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if reason == "" {
 				return usagef("--reason TEXT is required")
@@ -256,7 +277,11 @@ normal rules would have decided.`,
 	end := &cobra.Command{
 		Use:   "end ID",
 		Short: "End one of your party's declarations now",
-		Args:  cobra.ExactArgs(1),
+		Long: `End crisis declaration ID, which your party declared, now instead of at its
+expiry: from then on it allows nothing, and a signed end notice goes to
+everyone the declaration went to. Releases already made under it stay
+recorded for 'crisis review'.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.EndCrisisResponse, error) {
 				return c.EndCrisis(ctx, &adminv1.EndCrisisRequest{Id: args[0]})
@@ -274,7 +299,10 @@ normal rules would have decided.`,
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the crisis declarations this node knows",
-		Args:  cobra.NoArgs,
+		Long: `List the crisis declarations this node knows, your party's and those
+partners sent it: who declared each, its topics, parties and highest
+classification, its reason, and its state: active, ended or expired.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListCrisesResponse, error) {
 				return c.ListCrises(ctx, &adminv1.ListCrisesRequest{})
@@ -301,7 +329,11 @@ normal rules would have decided.`,
 	review := &cobra.Command{
 		Use:   "review ID",
 		Short: "Post-crisis review: every release made under a declaration, and what the normal rules would have decided",
-		Args:  cobra.ExactArgs(1),
+		Long: `After (or during) a crisis: list every release this node made under
+declaration ID (report, portion, from, to, when) and what the normal release
+rules would have decided for it without the declaration, so that each
+release the crisis alone allowed can be reviewed.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ReviewCrisisResponse, error) {
 				return c.ReviewCrisis(ctx, &adminv1.ReviewCrisisRequest{Id: args[0]})
@@ -343,7 +375,13 @@ func newAgreementsCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "agreements",
 		Short: "List the sharing agreement with each partner and its state",
-		Args:  cobra.NoArgs,
+		Long: `List the sharing agreement with each partner, from the node's
+configuration: its state (active, not-yet-valid, expired, or none when
+there is no agreement), whether its review date has passed, the highest
+classification and the topics it covers, its purpose, and the date it ends.
+Nothing is released to a partner outside its agreement (rules no-agreement
+and agreement-scope).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListAgreementsResponse, error) {
 				return c.ListAgreements(ctx, &adminv1.ListAgreementsRequest{})
@@ -378,7 +416,22 @@ func newEventsCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "events",
 		Short: "List security events: refused envelopes and other evidence, naming the partner",
-		Args:  cobra.NoArgs,
+		Long: `List the node's security events, oldest first, each naming the partner (or
+subscriber) concerned, the rule and what happened:
+  rejected-envelope         a partner sent a report the rules or the
+                            signatures refuse (kept in quarantine as evidence)
+  malformed-message         a partner sent a message that could not be read
+  bad-...                   a partner sent another item that was refused:
+                            bad-consent-request, bad-consent, bad-crisis,
+                            bad-hop-notice, bad-withdrawal, bad-withdrawal-ack,
+                            bad-audit-checkpoint, bad-item
+  anomaly-delivery-rate     a subscriber received far more than its baseline
+  anomaly-repeated-denials  many denials for one partner in a short time
+  audit-chain-broken        this node's audit log failed its check
+  partner-audit-mismatch,   a partner's audit evidence does not match
+  partner-audit-fork        what this node holds
+Anomalies also count in tearline_audit_anomalies_total on /metrics.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListSecurityEventsResponse, error) {
 				return c.ListSecurityEvents(ctx, &adminv1.ListSecurityEventsRequest{})

@@ -375,7 +375,14 @@ func newShowCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show ID",
 		Short: "Show a held report: the portions you may see, withheld ones as digests, signatures re-verified",
-		Args:  cobra.ExactArgs(1),
+		Long: `Show report ID as this node holds it, its signatures verified again: the
+header (originator, created, topics, route), each portion you may see with
+its marking, content and whether its digest verified, each one you may not
+see (or this node does not hold) as its digest only, every hop by which it
+came with its basis (origin, rel-to, relay, consent:ID, crisis:ID), and its
+withdrawal if its originator withdrew it. An officer sees every portion the node holds; a
+subscriber service sees what its clearance and need-to-know allow.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			resp, err := ask(cmd.Context(), g, func(ctx context.Context, c clientv1.ClientServiceClient) (*clientv1.GetReportResponse, error) {
 				return c.GetReport(ctx, &clientv1.GetReportRequest{Id: args[0]})
