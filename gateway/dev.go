@@ -12,6 +12,9 @@ import (
 	"strings"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
 	"github.com/tearline/tearline/node/marking"
 	"github.com/tearline/tearline/pki"
 )
@@ -23,11 +26,19 @@ import (
 //	<DIR>/<PARTY>/data/tearline.db     the node's store
 //	<DIR>/<PARTY>/{cert,key,ca}.pem    an officer profile for the CLI
 //	<DIR>/<PARTY>/analyst/             a subscriber service profile
+//	<DIR>/dev.lock                     held while a `tearline dev` uses DIR
+//	<DIR>/dev.pid                      the process id of that `tearline dev`
 const (
 	DevOfficer    = "liaison"
 	DevSubscriber = "analyst"
 	devConfigFile = "node.yaml"
+	devLockFile   = "dev.lock"
+	devPIDFile    = "dev.pid"
 )
+
+// ErrDevInUse: the dev folder is used by another process, and was left as
+// it was. Its text reads inside the message: "DIR is in use by ...".
+var ErrDevInUse = errors.New("in use")
 
 // DevOptions configures `tearline dev`.
 type DevOptions struct {
@@ -88,10 +99,23 @@ func DevConfigPath(dir, party string) string { return filepath.Join(dir, party, 
 // CA per party (kept if present), each node's config with every other party
 // as partner under a one-year agreement, and an officer and a subscriber
 // profile per party. Existing data is kept. It returns the config paths.
+//
+// A folder that another `tearline dev` holds, or whose nodes run, is refused
+// with ErrDevInUse before anything in it is written.
 func DevInit(o DevOptions) ([]string, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	l, err := lockDev(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer l.release()
+	return o.layOut()
+}
+
+// layOut writes the folder (DevInit's work); the caller holds its lock.
+func (o *DevOptions) layOut() ([]string, error) {
 	now := o.Clock()
 	cas := map[string]pki.Issuer{}
 	for _, p := range o.Parties {
@@ -165,7 +189,12 @@ func RunDev(ctx context.Context, o DevOptions, log *slog.Logger, out io.Writer) 
 	if err := o.validate(); err != nil {
 		return err
 	}
-	paths, err := DevInit(o)
+	l, err := lockDev(o.Dir)
+	if err != nil {
+		return err
+	}
+	defer l.release() // after the servers have closed their stores
+	paths, err := o.layOut()
 	if err != nil {
 		return err
 	}
@@ -206,6 +235,99 @@ func RunDev(ctx context.Context, o DevOptions, log *slog.Logger, out io.Writer) 
 		return nil
 	}
 	return err
+}
+
+// devLock is this process's hold on a dev folder: an exclusive advisory
+// lock on DIR/dev.lock, taken through bbolt (flock, or LockFileEx on
+// Windows). The system drops it when the process ends, so a crashed
+// `tearline dev` leaves no stale lock; DIR/dev.pid only names the holder in
+// a refusal and decides nothing.
+type devLock struct {
+	db      *bolt.DB
+	pidPath string
+}
+
+// lockDev takes dir for this process before anything in it is written. A
+// folder that another `tearline dev` holds, or whose node stores another
+// process has open (nodes started one by one from a folder that
+// --init-only wrote), is refused with ErrDevInUse and left exactly as it
+// was: not a file created, written or touched.
+func lockDev(dir string) (*devLock, error) {
+	lockPath := filepath.Join(dir, devLockFile)
+	_, statErr := os.Stat(lockPath)
+	lockExists := statErr == nil
+	if !lockExists {
+		// A folder from before dev.lock, or a new one: check its stores
+		// before the lock file is created in it.
+		if err := devStoresFree(dir); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("dev: %w", err)
+		}
+	}
+	// Opening an existing lock file writes nothing; a timeout of a
+	// nanosecond refuses at once (0 would wait for ever).
+	db, err := bolt.Open(lockPath, 0o600, &bolt.Options{Timeout: time.Nanosecond})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		by := "another `tearline dev`"
+		if pid := readDevPID(dir); pid > 0 {
+			by += fmt.Sprintf(" (pid %d)", pid)
+		}
+		return nil, fmt.Errorf("%s is %w by %s: stop it first, or pass --dir with another folder", dir, ErrDevInUse, by)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dev: lock %s: %w (if no `tearline dev` runs on %s, remove the file)", lockPath, err, dir)
+	}
+	if lockExists {
+		if err := devStoresFree(dir); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
+	l := &devLock{db: db, pidPath: filepath.Join(dir, devPIDFile)}
+	if err := os.WriteFile(l.pidPath, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	return l, nil
+}
+
+// release gives the folder up.
+func (l *devLock) release() {
+	_ = os.Remove(l.pidPath)
+	_ = l.db.Close()
+}
+
+// devStoresFree checks that no node store in dir is open in another
+// process. bbolt holds an exclusive lock on a store while a node has it
+// open, so a shared one is refused then; a read-only open writes nothing.
+func devStoresFree(dir string) error {
+	stores, _ := filepath.Glob(filepath.Join(dir, "*", "data", "tearline.db"))
+	for _, path := range stores {
+		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Nanosecond})
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return fmt.Errorf("%s is %w: %s is open in another process (a `tearline node`, or a `tearline dev` of an older version): stop it first, or pass --dir with another folder", dir, ErrDevInUse, path)
+		}
+		if err == nil {
+			_ = db.Close()
+		}
+		// Any other error is the node's to report when it opens the store.
+	}
+	return nil
+}
+
+// readDevPID returns the process id in dir's pid file, or 0.
+func readDevPID(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, devPIDFile))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	return pid
 }
 
 // DevAddress returns the listen address from a dev party's config.

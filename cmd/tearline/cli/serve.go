@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
@@ -25,8 +26,9 @@ party an officer profile in DIR/<PARTY>/ and a subscriber profile in
 DIR/<PARTY>/analyst/ for the CLI.
 
 A second start with the same --dir keeps the CAs and the data. Stop it with
-Ctrl-C (SIGINT) or SIGTERM. --init-only writes the folder and exits, so the
-nodes can be started one by one with 'tearline node --config DIR/<PARTY>/node.yaml'.
+Ctrl-C (SIGINT) or SIGTERM. While it runs, another start on the same --dir is
+refused before it writes anything. --init-only writes the folder and exits, so
+the nodes can be started one by one with 'tearline node --config DIR/<PARTY>/node.yaml'.
 
 The development CA keeps its private keys in plain files in DIR: it is for
 trying Tearline out, never for real traffic.`,
@@ -41,14 +43,14 @@ trying Tearline out, never for real traffic.`,
 			if initOnly {
 				paths, err := gateway.DevInit(o)
 				if err != nil {
-					return err
+					return devError(g, err)
 				}
 				for _, p := range paths {
 					cmd.Println(p)
 				}
 				return nil
 			}
-			return gateway.RunDev(cmd.Context(), o, newLogger(g.stderr, "info"), g.stdout)
+			return devError(g, gateway.RunDev(cmd.Context(), o, newLogger(g.stderr, "info"), g.stdout))
 		},
 	}
 	c.Flags().StringVar(&o.Dir, "dir", "tearline-dev", "folder for the CAs, configs, profiles and data")
@@ -59,6 +61,16 @@ trying Tearline out, never for real traffic.`,
 	c.Flags().StringVar(&o.VaultAddr, "vault-addr", "", "with --pki vault: Vault's address, e.g. http://127.0.0.1:8200")
 	c.Flags().StringVar(&o.VaultToken, "vault-token", "", "with --pki vault: a token that may mount and configure PKI engines (kept in DIR/vault-token, 0600)")
 	return c
+}
+
+// devError prints a dev folder in use with a reason of its own (the text
+// says what to do) and passes any other error on.
+func devError(g *globals, err error) error {
+	if !errors.Is(err, gateway.ErrDevInUse) {
+		return err
+	}
+	printError(g, cliError{Code: "FailedPrecondition", Reason: "dev-dir-in-use", Message: err.Error()})
+	return exitError{1}
 }
 
 func newNodeCmd(g *globals) *cobra.Command {
