@@ -71,7 +71,8 @@ type Config struct {
 	// Audit configures the audit log's checkpoints and anomaly alerts.
 	Audit AuditConfig `yaml:"audit,omitempty"`
 
-	dir string // the config file's folder; relative paths are relative to it
+	dir  string // the config file's folder; relative paths are relative to it
+	file string // the config file, as given
 }
 
 // MinMemoryLimitMiB is the smallest memory_limit_mib a node accepts: below
@@ -191,7 +192,7 @@ func parseConfig(data []byte, path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	c.dir = filepath.Dir(abs)
+	c.dir, c.file = filepath.Dir(abs), path
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

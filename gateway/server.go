@@ -126,6 +126,20 @@ func (s *Server) build() error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
+	// The partners' CA files are read first: a config naming a missing or
+	// bad one is refused before a CA is created or Vault issues anything.
+	partnerCAs := map[string][]*x509.Certificate{}
+	for _, p := range cfg.Partners {
+		cas, err := readCAFile(cfg.Path(p.CAFile))
+		if err != nil {
+			err = fmt.Errorf("%w: partner %s ca_file: %w", ErrConfig, p.Party, err)
+			if cfg.file != "" {
+				err = fmt.Errorf("%s: %w", cfg.file, err)
+			}
+			return err
+		}
+		partnerCAs[p.Party] = cas
+	}
 	var iss pki.Issuer
 	switch cfg.PKI.Mode {
 	case "dev":
@@ -160,11 +174,7 @@ func (s *Server) build() error {
 	var partners []node.Partner
 	partnerSet := map[string]bool{}
 	for _, p := range cfg.Partners {
-		cas, err := readCAFile(cfg.Path(p.CAFile))
-		if err != nil {
-			return fmt.Errorf("%w: partner %s ca_file: %w", ErrConfig, p.Party, err)
-		}
-		s.trust.Set(p.Party, cas)
+		s.trust.Set(p.Party, partnerCAs[p.Party])
 		partnerSet[p.Party] = true
 		np := node.Partner{Party: p.Party, Address: p.Address}
 		if a := p.Agreement; a != nil {
