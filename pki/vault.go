@@ -212,8 +212,8 @@ func NewVaultIssuer(ctx context.Context, cfg VaultConfig) (*VaultIssuer, error) 
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("%w: address %q: want http(s)://host:port", ErrVault, cfg.Address)
 	}
-	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
-		return nil, fmt.Errorf("%w: address %q: plain http is allowed to a loopback Vault only; use https", ErrVault, cfg.Address)
+	if u.Scheme == "http" && !isLoopbackIP(u.Hostname()) {
+		return nil, fmt.Errorf("%w: address %q: plain http is allowed only to a Vault at a loopback address (http://127.0.0.1:PORT or http://[::1]:PORT; a name such as localhost could resolve elsewhere); use https", ErrVault, cfg.Address)
 	}
 	hc, err := vaultHTTPClient(cfg)
 	if err != nil {
@@ -235,10 +235,10 @@ func NewVaultIssuer(ctx context.Context, cfg VaultConfig) (*VaultIssuer, error) 
 	return v, nil
 }
 
-func isLoopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
+// isLoopbackIP reports whether h is a loopback IP address. A name is not:
+// what it resolves to is decided outside the config (/etc/hosts, DNS), and
+// plain http carries the Vault token.
+func isLoopbackIP(h string) bool {
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
 }
@@ -326,7 +326,7 @@ func (v *VaultIssuer) login(ctx context.Context) (*vault.Client, error) {
 	case VaultAuthToken:
 		tok := v.cfg.Token
 		if v.cfg.TokenFile != "" {
-			if tok, err = readSecretFile(v.cfg.TokenFile, "token_file"); err != nil {
+			if tok, err = readSecretFile(v.cfg.TokenFile, "token file"); err != nil {
 				return nil, err
 			}
 		}
@@ -367,7 +367,11 @@ func (v *VaultIssuer) login(ctx context.Context) (*vault.Client, error) {
 	v.client, v.expiry = c, expiry
 	v.logins++
 	v.mu.Unlock()
-	v.log.Info("vault login", slog.String("auth", v.cfg.Auth), slog.Time("token_expiry", expiry))
+	if expiry.IsZero() {
+		v.log.Info("vault login", slog.String("auth", v.cfg.Auth), slog.String("token_expiry", "never"))
+	} else {
+		v.log.Info("vault login", slog.String("auth", v.cfg.Auth), slog.Time("token_expiry", expiry))
+	}
 	return c, nil
 }
 
@@ -405,13 +409,37 @@ func (v *VaultIssuer) wrap(what string, err error) error {
 	}
 	var re *vault.ResponseError
 	if errors.As(err, &re) {
-		msg := strings.Join(re.Errors, "; ")
+		msg := vaultErrors(re.Errors)
 		if len(msg) > 300 {
 			msg = msg[:300] + "…"
+		}
+		if re.StatusCode == http.StatusForbidden {
+			msg += fmt.Sprintf(" (check the node's Vault credentials, that mount %s exists, and that the policy allows this on it)", v.cfg.Mount)
 		}
 		return fmt.Errorf("%w: %s at %s: refused (HTTP %d): %s", ErrVault, what, v.cfg.Address, re.StatusCode, msg)
 	}
 	return fmt.Errorf("%w: %s at %s: unreachable or failed: %w", ErrVault, what, v.cfg.Address, err)
+}
+
+// vaultErrors joins Vault's error strings into one line. Vault sends
+// errors as one string ("2 errors occurred:\n\t* a\n\t* b\n\n"):
+// each is taken out of it.
+func vaultErrors(errs []string) string {
+	var out []string
+	for _, e := range errs {
+		if _, list, ok := strings.Cut(e, " occurred:"); ok && strings.Contains(e, "\t* ") {
+			for _, line := range strings.Split(list, "\n") {
+				if line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*")); line != "" {
+					out = append(out, line)
+				}
+			}
+			continue
+		}
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // Issue has the mount's role for req.Identity's kind issue an ed25519

@@ -657,3 +657,42 @@ func TestVaultCRLAtPartner(t *testing.T) {
 		t.Fatalf("partner's handshake check of the revoked certificate: %v", err)
 	}
 }
+
+// TestVaultPlainHTTPOnlyToALoopbackIP: plain http (which carries the
+// token) is refused before anything is sent unless the address is a
+// loopback IP; a name, even localhost, could resolve elsewhere.
+func TestVaultPlainHTTPOnlyToALoopbackIP(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, addr := range []string{"http://localhost:8200", "http://vault.example.org:8200", "http://10.0.0.1:8200"} {
+		_, err := NewVaultIssuer(ctx, VaultConfig{Address: addr, Mount: "pki-usa", Party: "USA", Auth: VaultAuthToken, Token: "hvs.x"})
+		if !errors.Is(err, ErrVault) || !strings.Contains(err.Error(), "plain http is allowed only to a Vault at a loopback address") {
+			t.Errorf("%s: %v, want plain http refused", addr, err)
+		}
+	}
+	// A loopback IP gets as far as trying to reach it.
+	for _, addr := range []string{"http://127.0.0.1:1", "http://[::1]:1"} {
+		_, err := NewVaultIssuer(ctx, VaultConfig{Address: addr, Mount: "pki-usa", Party: "USA", Auth: VaultAuthToken, Token: "hvs.x"})
+		if err == nil || strings.Contains(err.Error(), "plain http") {
+			t.Errorf("%s: %v, want it tried (and unreachable)", addr, err)
+		}
+	}
+}
+
+// TestVaultErrorsOnOneLine: Vault's several errors in one string read as
+// one line.
+func TestVaultErrorsOnOneLine(t *testing.T) {
+	for _, c := range []struct {
+		in   []string
+		want string
+	}{
+		{[]string{"2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"}, "permission denied; invalid token"},
+		{[]string{"1 error occurred:\n\t* permission denied\n\n"}, "permission denied"},
+		{[]string{"role \"node\" not found", " "}, `role "node" not found`},
+		{nil, ""},
+	} {
+		if got := vaultErrors(c.in); got != c.want {
+			t.Errorf("vaultErrors(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

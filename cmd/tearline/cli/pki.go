@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -49,6 +51,14 @@ func (f *vaultFlags) issuer(ctx context.Context, g *globals) (*pki.VaultIssuer, 
 		v := cfg.PKI.Vault
 		if cfg.PKI.Mode != "vault" || v == nil {
 			return nil, usagef("%s: pki.mode is %s, not vault: its certificates do not come from Vault", config, cfg.PKI.Mode)
+		}
+		// The config decides the party and mount: a flag that says
+		// otherwise is a mistake, not an override.
+		if f.party != "" && !strings.EqualFold(f.party, cfg.Party) {
+			return nil, usagef("--party %s, but %s is %s's node config: drop --party, or give %s's config", f.party, config, cfg.Party, strings.ToUpper(f.party))
+		}
+		if f.mount != "" && f.mount != v.Mount {
+			return nil, usagef("--mount %s, but %s names mount %s: drop --mount, or give another config", f.mount, config, v.Mount)
 		}
 		vc.Address, vc.Mount, vc.Party, vc.Domain = v.Address, v.Mount, cfg.Party, cfg.Domain
 		if v.CAFile != "" {
@@ -110,6 +120,7 @@ func identityFlag(party, officer, svc string) (pki.Identity, error) {
 func newPKIIssueCmd(g *globals, f *vaultFlags) *cobra.Command {
 	var officer, svc, out string
 	var ttl time.Duration
+	var force bool
 	c := &cobra.Command{
 		Use:   "issue (--officer NAME | --svc NAME) --out DIR",
 		Short: "Issue an officer or subscriber-service certificate from Vault into a profile folder",
@@ -123,6 +134,19 @@ command only; it is not kept in Vault.`,
 			if out == "" {
 				return usagef("--out DIR is required")
 			}
+			// The folder is checked before Vault issues anything: a
+			// certificate issued for a profile that cannot be written
+			// would stay valid in Vault with its key lost.
+			created, err := profileDir(out, force)
+			if err != nil {
+				return err
+			}
+			issued := false
+			defer func() {
+				if !issued && created {
+					_ = os.Remove(out) // empty: nothing was written in it
+				}
+			}()
 			iss, err := f.issuer(cmd.Context(), g)
 			if err != nil {
 				return err
@@ -145,6 +169,7 @@ command only; it is not kept in Vault.`,
 			if err := pki.WriteProfile(out, is, bundle); err != nil {
 				return err
 			}
+			issued = true
 			leaf := is.Leaf()
 			fmt.Fprintf(g.stdout, "issued %s\n  serial     %s\n  not after  %s\n  profile    %s\n",
 				id, pki.VaultSerial(leaf.SerialNumber), leaf.NotAfter.UTC().Format(time.RFC3339), out)
@@ -154,8 +179,44 @@ command only; it is not kept in Vault.`,
 	c.Flags().StringVar(&officer, "officer", "", "an officer's name")
 	c.Flags().StringVar(&svc, "svc", "", "a subscriber service's name")
 	c.Flags().StringVar(&out, "out", "", "profile folder to write (created 0700)")
+	c.Flags().BoolVar(&force, "force", false, "replace the profile already in --out (its old certificate stays valid until revoked)")
 	c.Flags().DurationVar(&ttl, "ttl", 7*24*time.Hour, "certificate lifetime (at most the role's max_ttl)")
 	return c
+}
+
+// profileDir makes sure a profile can be written to dir before anything is
+// issued: dir is a folder (created 0700 if missing; created says so) that
+// holds no profile, unless force. It writes and removes a probe file, so a
+// folder it may not write to is refused here too.
+func profileDir(dir string, force bool) (created bool, err error) {
+	st, err := os.Stat(dir)
+	switch {
+	case err == nil && !st.IsDir():
+		return false, usagef("--out %s is a file: give a folder for the profile", dir)
+	case err == nil:
+		for _, name := range []string{pki.ProfileKeyFile, pki.ProfileCertFile} {
+			if _, err := os.Stat(filepath.Join(dir, name)); err == nil && !force {
+				return false, usagef("--out %s already holds a profile (%s): give another folder, or --force to replace it (its certificate stays valid until revoked: tearline pki revoke)", dir, name)
+			}
+		}
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return false, fmt.Errorf("--out %s: %w", dir, err)
+		}
+		created = true
+	default:
+		return false, fmt.Errorf("--out %s: %w", dir, err)
+	}
+	probe, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		if created {
+			_ = os.Remove(dir)
+		}
+		return false, fmt.Errorf("--out %s cannot be written: %w", dir, err)
+	}
+	probe.Close()
+	_ = os.Remove(probe.Name())
+	return created, nil
 }
 
 // domain is the identity's trust domain: the issuer's (from a node config)
@@ -184,6 +245,9 @@ live connections when they next fetch the CRL: every pki.vault.crl_interval
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 && (officer != "" || svc != "") {
 				return usagef("give a SERIAL or --officer/--svc, not both")
+			}
+			if len(args) == 0 && officer == "" && svc == "" {
+				return usagef("say what to revoke: a SERIAL, --officer NAME or --svc NAME")
 			}
 			if len(args) == 1 {
 				if _, err := pki.ParseSerial(args[0]); err != nil {

@@ -3,6 +3,9 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -86,13 +89,78 @@ func TestVaultPKIVerbs(t *testing.T) {
 		{"pki", "issue", "--officer", "bob", "--svc", "x", "--out", out}, // both
 		{"pki", "issue", "--out", out},                                   // neither
 		{"pki", "revoke", "zz-not-hex"},
+		{"pki", "revoke"}, // nothing named
 	} {
 		if code, _, stderr := run(t, append(args, vaultArgs...)...); code != 2 {
 			t.Fatalf("%v: exit %d, want 2 (usage): %s", args, code, stderr)
 		}
 	}
+
+	// Where the profile cannot be written, or would replace one, nothing is
+	// issued: revoking by name then finds no certificate.
+	nothingIssuedFor := func(name string) {
+		t.Helper()
+		if code, _, stderr := run(t, append([]string{"pki", "revoke", "--officer", name}, vaultArgs...)...); code != 1 || !strings.Contains(stderr, "no unexpired, unrevoked certificate") {
+			t.Fatalf("a certificate was issued for %s: revoke said exit %d: %s", name, code, stderr)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "usa.yaml")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, out string
+		code      int
+		says      string
+	}{
+		{"carol", out, 2, "already holds a profile (key.pem): give another folder, or --force"},
+		{"frank", file, 2, "is a file: give a folder for the profile"},
+		{"gina", "/proc/nope/x", 1, "--out /proc/nope/x"},
+	} {
+		code, _, stderr := run(t, append([]string{"pki", "issue", "--officer", c.name, "--out", c.out}, vaultArgs...)...)
+		if code != c.code || !strings.Contains(stderr, c.says) {
+			t.Fatalf("issue %s to %s: exit %d, %q; want exit %d saying %q", c.name, c.out, code, stderr, c.code, c.says)
+		}
+		nothingIssuedFor(c.name)
+	}
+	if _, err := os.Stat("/proc/nope"); err == nil {
+		t.Fatal("/proc/nope exists")
+	}
+	// --force replaces the profile.
+	if code, _, stderr := run(t, append([]string{"pki", "issue", "--officer", "carol", "--out", out, "--force"}, vaultArgs...)...); code != 0 {
+		t.Fatalf("issue --force: exit %d: %s", code, stderr)
+	}
+	if prof, err := pki.LoadProfile(out); err != nil || prof.Identity.Name != "carol" {
+		t.Fatalf("after --force the profile is %v (%v), want carol's", prof, err)
+	}
+
+	// A node config decides party and mount: flags that say otherwise are
+	// refused, not ignored.
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(v.Token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "usa.yaml")
+	if err := os.WriteFile(cfg, []byte("party: USA\nlisten: 127.0.0.1:0\ndata_dir: data\npki: {mode: vault, vault: {address: '"+v.Addr+"', mount: pki-usa, role: node, auth: token, token_file: token}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ flag, value, says string }{
+		{"--party", "GBR", "--party GBR, but " + cfg + " is USA's node config"},
+		{"--mount", "pki-gbr", "--mount pki-gbr, but " + cfg + " names mount pki-usa"},
+	} {
+		code, _, stderr := run(t, "pki", "--config", cfg, c.flag, c.value, "issue", "--officer", "hank", "--out", filepath.Join(dir, "hank"))
+		if code != 2 || !strings.Contains(stderr, c.says) {
+			t.Fatalf("%s %s with --config: exit %d, %q; want a usage error saying %q", c.flag, c.value, code, stderr, c.says)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "hank")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("a refused issue left its --out folder: %v", err)
+		}
+	}
+	nothingIssuedFor("hank")
+
 	t.Setenv("VAULT_TOKEN", "")
-	if code, _, stderr := run(t, append([]string{"pki", "issue", "--officer", "bob", "--out", out}, vaultArgs...)...); code != 2 || !strings.Contains(stderr, "no Vault token") {
+	if code, _, stderr := run(t, append([]string{"pki", "issue", "--officer", "bob", "--out", t.TempDir()}, vaultArgs...)...); code != 2 || !strings.Contains(stderr, "no Vault token") {
 		t.Fatalf("no token: exit %d: %s", code, stderr)
 	}
 }
