@@ -19,17 +19,25 @@
 #     (policy-pki-admin.hcl: issue officer and svc certificates, revoke);
 #   - an AppRole tearline-node-<party> with the node policy, whose role id it
 #     prints and whose new secret id it writes to --secret-id-file (0600).
+#     Each run makes a new secret id; it says how many others are still
+#     valid, and --destroy-other-secret-ids destroys them once the new one
+#     is written (do that when every node has the new file).
+#
+# Before it changes anything it checks that Vault accepts VAULT_TOKEN and
+# that the folder of --secret-id-file exists and can be written.
 #
 # Options: --party CODE (required), --domain D (default <party>.tearline.test),
 # --mount PATH, --secret-id-file FILE (default ./vault-secret-id-<party>),
-# --ca-ttl DURATION (default 87600h), --max-ttl DURATION (default 720h).
+# --ca-ttl DURATION (default 87600h), --max-ttl DURATION (default 720h),
+# --destroy-other-secret-ids.
 # Environment: VAULT_ADDR, VAULT_TOKEN (required), VAULT_CACERT (optional).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-party="" domain="" mount="" secret_file="" ca_ttl="87600h" max_ttl="720h"
+party="" domain="" mount="" secret_file="" ca_ttl="87600h" max_ttl="720h" destroy_others=""
 while [[ $# -gt 0 ]]; do
 	case "$1" in
+	--destroy-other-secret-ids) destroy_others=1; shift ;;
 	--party) party="$2"; shift 2 ;;
 	--domain) domain="$2"; shift 2 ;;
 	--mount) mount="$2"; shift 2 ;;
@@ -62,9 +70,24 @@ api() {
 }
 say() { echo "bootstrap.sh: $*" >&2; }
 
+# 0. Before anything changes: the token works, and the secret id can be
+# written where it is asked for.
+secret_dir="$(dirname "$secret_file")"
+if [[ ! -d "$secret_dir" || ! -w "$secret_dir" ]]; then
+	say "--secret-id-file $secret_file: the folder $secret_dir does not exist or cannot be written; nothing was changed"
+	exit 2
+fi
+if ! api GET auth/token/lookup-self >/dev/null 2>"${TMPDIR:-/tmp}/bootstrap.$$.err"; then
+	say "Vault at $VAULT_ADDR did not accept VAULT_TOKEN, or could not be reached ($(tr '\n' ' ' <"${TMPDIR:-/tmp}/bootstrap.$$.err" | cut -c1-200)); nothing was changed"
+	rm -f "${TMPDIR:-/tmp}/bootstrap.$$.err"
+	exit 1
+fi
+rm -f "${TMPDIR:-/tmp}/bootstrap.$$.err"
+
 # 1. The PKI mount.
-if api GET sys/mounts | jq -e --arg m "$mount/" '.data[$m] // .[$m] | select(. != null)' >/dev/null; then
-	type="$(api GET sys/mounts | jq -r --arg m "$mount/" '(.data[$m] // .[$m]).type')"
+mounts="$(api GET sys/mounts)" || { say "cannot list Vault's mounts (does the token have the admin policy?)"; exit 1; }
+if jq -e --arg m "$mount/" '.data[$m] // .[$m] | select(. != null)' <<<"$mounts" >/dev/null; then
+	type="$(jq -r --arg m "$mount/" '(.data[$m] // .[$m]).type' <<<"$mounts")"
 	[[ "$type" == pki ]] || { say "$mount is mounted as $type, not pki"; exit 1; }
 	say "mount $mount exists"
 else
@@ -112,10 +135,23 @@ fi
 api POST "auth/approle/role/$node_role" "$(jq -nc --arg p "tearline-node-$lower" \
 	'{token_policies:[$p], token_ttl:"1h", token_max_ttl:"4h", token_type:"service", secret_id_ttl:"0", bind_secret_id:true}')" >/dev/null
 role_id="$(api GET "auth/approle/role/$node_role/role-id" | jq -r .data.role_id)"
-secret_id="$(api POST "auth/approle/role/$node_role/secret-id" '{}' | jq -r .data.secret_id)"
-(umask 077 && printf '%s\n' "$secret_id" >"$secret_file.tmp" && mv "$secret_file.tmp" "$secret_file")
-unset secret_id
-say "approle $node_role: new secret id written to $secret_file"
+answer="$(api POST "auth/approle/role/$node_role/secret-id" '{}')"
+accessor="$(jq -r .data.secret_id_accessor <<<"$answer")"
+(umask 077 && jq -r .data.secret_id <<<"$answer" >"$secret_file.tmp" && mv "$secret_file.tmp" "$secret_file")
+unset answer
+say "approle $node_role: new secret id written to $secret_file (accessor $accessor)"
+# The other secret ids of the role (LIST answers 404 when there are none).
+others="$(api LIST "auth/approle/role/$node_role/secret-id" 2>/dev/null | jq -r --arg a "$accessor" '.data.keys[] | select(. != $a)' || true)"
+if [[ -n "$others" ]]; then
+	if [[ -n "$destroy_others" ]]; then
+		while read -r a; do
+			api POST "auth/approle/role/$node_role/secret-id-accessor/destroy" "$(jq -nc --arg a "$a" '{secret_id_accessor:$a}')" >/dev/null
+		done <<<"$others"
+		say "destroyed the role's $(wc -l <<<"$others") other secret id(s)"
+	else
+		say "the role has $(wc -l <<<"$others") other secret id(s) still valid; once every node has the new file, run again with --destroy-other-secret-ids"
+	fi
+fi
 
 cat <<YAML
 # pki section for $party's node.yaml:
