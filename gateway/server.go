@@ -234,6 +234,7 @@ func (s *Server) build() error {
 	tlsCfg := pki.ServerTLS(s.certs, s.trust, s.clock)
 	tlsCfg.VerifyConnection = cut.verifyConnection(tlsCfg.VerifyConnection)
 	s.vault.tls(tlsCfg)
+	tlsCfg.VerifyConnection = logRefusals(s.log, s.clock, tlsCfg.VerifyConnection)
 	s.grpc = grpc.NewServer(append(windows(),
 		grpc.Creds(s.vault.creds(cut.creds(credentials.NewTLS(tlsCfg)))),
 		grpc.ChainUnaryInterceptor(a.unary),

@@ -183,6 +183,10 @@ func TestVaultNode(t *testing.T) {
 	if !strings.Contains(logs.String(), "certificate revoked") || !errors.Is(s.vault.rev.Check(analyst.Chain), pki.ErrRevoked) {
 		t.Fatal("the node does not hold the revocation")
 	}
+	// The refused handshake is in the node's log, naming who tried.
+	if l := logs.String(); !strings.Contains(l, "handshake refused") || !strings.Contains(l, "peer=spiffe://usa.tearline.test/party/USA/svc/analyst") || !strings.Contains(l, "serial="+serials[0]) {
+		t.Fatalf("the node's log does not name the refused handshake:\n%s", l)
+	}
 }
 
 func mustIdentity(t *testing.T, kind pki.Kind, name string) pki.Identity {

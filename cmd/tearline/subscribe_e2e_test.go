@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tearline/tearline/gateway"
+	"github.com/tearline/tearline/pki"
 )
 
 // TestE2ESubscribeCountThenResume: `subscribe --count 1` prints one report
@@ -72,20 +75,53 @@ func TestE2EWrongNodeIsNamed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A USA officer's certificate from a CA USA's node does not trust.
+	rogue, err := pki.OpenDevCA(filepath.Join(t.TempDir(), "rogue-ca"), "USA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := pki.NewIdentity("USA", pki.KindOfficer, "mallory")
+	is, err := rogue.Issue(context.Background(), pki.IssueRequest{Identity: id, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	usaProfile, err := pki.LoadProfile(filepath.Join(f.dir, "USA"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogueBundle, err := rogue.Bundle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ca.pem holds both, so that the profile loads (its certificate is from
+	// a CA in it) and the client accepts USA's node.
+	mallory := filepath.Join(t.TempDir(), "mallory")
+	if err := pki.WriteProfile(mallory, is, append(usaProfile.Bundle, rogueBundle...)); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
-		node, reason, text string
+		node, profile, reason, text string
 	}{
-		{usa, "tls-handshake", "the TLS handshake with the node failed (is --node the node of this profile's party, and ca.pem its CA?)"},
-		{"nohost.invalid:7400", "unresolved", "the node's address does not resolve (check --node HOST:PORT)"},
+		{usa, "", "tls-handshake", "the TLS handshake with the node failed (is --node the node of this profile's party, and ca.pem its CA?)"},
+		{"nohost.invalid:7400", "", "unresolved", "the node's address does not resolve (check --node HOST:PORT)"},
+		{usa, mallory, "certificate-refused", "most likely it refused this profile's certificate"},
 	} {
-		_, errOut, err := f.cli("GBR", "--node", c.node, "--timeout", "5s", "reports")
+		args := []string{"--node", c.node, "--timeout", "5s"}
+		if c.profile != "" {
+			args = append(args, "--profile", c.profile)
+		}
+		_, errOut, err := f.cli("GBR", append(args, "reports")...)
 		if err == nil || !strings.Contains(errOut, c.text) {
 			t.Errorf("GBR's profile at %s: %v, stderr %q; want it to say %q", c.node, err, errOut, c.text)
 		}
-		out, _, _ := f.cli("GBR", "--json", "--node", c.node, "--timeout", "5s", "reports")
+		out, _, _ := f.cli("GBR", append(append([]string{"--json"}, args...), "reports")...)
 		var e struct{ Error struct{ Reason string } }
 		if json.Unmarshal([]byte(out), &e); e.Error.Reason != c.reason {
 			t.Errorf("GBR's profile at %s with --json: %q, want reason %s", c.node, out, c.reason)
 		}
+	}
+	// USA's node names who it refused.
+	if l := f.log("USA"); !strings.Contains(l, "handshake refused") || !strings.Contains(l, "peer=spiffe://usa.tearline.test/party/USA/officer/mallory") {
+		t.Errorf("USA's log does not name the refused handshake:\n%s", l)
 	}
 }

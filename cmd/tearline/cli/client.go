@@ -151,6 +151,13 @@ func describe(err error) cliError {
 	case codes.Unavailable:
 		switch msg := st.Message(); {
 		case fromNode: // a node that answers is not unreachable (e.g. store-read-only)
+		case strings.Contains(msg, "remote error: tls:"), strings.Contains(msg, "broken pipe"):
+			// The node ended the connection as it was set up: with TLS
+			// 1.3 the client's side of the handshake is done before the
+			// node checks the client's certificate, so a refusal shows
+			// as the node's alert or, as often, as the next write failing.
+			e.Reason = "certificate-refused"
+			e.Message = "the node closed the connection as it was set up; most likely it refused this profile's certificate (revoked, expired, not from a CA it trusts, or its party suspended; the node's log names the reason): " + msg
 		case strings.Contains(msg, "authentication handshake failed"):
 			// Something answers at the address, but mutual TLS failed:
 			// most often --node is another party's node than the

@@ -25,6 +25,10 @@ func TestDescribeUnavailable(t *testing.T) {
 	if e.Reason != "unavailable" || !strings.HasPrefix(e.Message, "the node is unreachable: ") {
 		t.Fatalf("transport failure: %+v", e)
 	}
+	e = describe(status.Error(codes.Unavailable, `connection error: desc = "error reading server preface: remote error: tls: bad certificate"`))
+	if e.Reason != "certificate-refused" || !strings.Contains(e.Message, "most likely it refused this profile's certificate") {
+		t.Fatalf("a certificate the node refused: %+v", e)
+	}
 	full, _ := status.New(codes.ResourceExhausted, "the node's store is full. Next: free space").
 		WithDetails(&errdetails.ErrorInfo{Reason: "store-full", Domain: "tearline", Metadata: map[string]string{"next": "free space"}})
 	if e = describe(full.Err()); e.Code != "ResourceExhausted" || e.Reason != "store-full" || e.Message != full.Message() {
