@@ -20,14 +20,7 @@ func TestSubscribeLimit(t *testing.T) {
 	analyst := f.client("USA", filepath.Join(f.dir, "USA", DevSubscriber))
 	ctx := ctxT(t)
 	const n = 10
-	for i := range n {
-		if _, err := officer.Publish(ctx, &clientv1.PublishRequest{
-			Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA, GBR", Title: fmt.Sprintf("r%02d", i), Body: []byte("b")}},
-			Topics:   []string{"CT"},
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishTitled(t, officer, n)
 	next := 0
 	for _, limit := range []uint32{1, 3, 1, 5} {
 		stream, err := analyst.Subscribe(ctx, &clientv1.SubscribeRequest{ResumeSaved: true, Limit: limit})
@@ -69,5 +62,18 @@ func TestSubscribeLimit(t *testing.T) {
 	}
 	if got := m.GetReport().GetPortions()[0].GetTitle(); got != "last" {
 		t.Fatalf("resumed after the limits: got %s, want last", got)
+	}
+}
+
+// publishTitled publishes n one-portion CT reports titled r00, r01, ...
+func publishTitled(t *testing.T, officer clientv1.ClientServiceClient, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := officer.Publish(ctxT(t), &clientv1.PublishRequest{
+			Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA, GBR", Title: fmt.Sprintf("r%02d", i), Body: []byte("b")}},
+			Topics:   []string{"CT"},
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

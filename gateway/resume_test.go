@@ -27,14 +27,7 @@ func TestResumeRightAfterSuspension(t *testing.T) {
 	admin := adminv1.NewAdminServiceClient(f.conn("USA", is, prof.Bundle))
 	ctx := ctxT(t)
 	const n = 40
-	for i := range n {
-		if _, err := officer.Publish(ctx, &clientv1.PublishRequest{
-			Portions: []*clientv1.NewPortion{{Banner: "SECRET//REL TO USA, GBR", Title: fmt.Sprintf("r%02d", i), Body: []byte("b")}},
-			Topics:   []string{"CT"},
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishTitled(t, officer, n)
 	next := 0
 	for round := 0; next < n; round++ {
 		sctx, cancel := context.WithCancel(ctx)
