@@ -206,16 +206,23 @@ func (v *vaultPKI) creds(c credentials.TransportCredentials) credentials.Transpo
 	return pki.RevocationCreds(c, v.rev)
 }
 
-// run refreshes the CRL on schedule and on SIGHUP until ctx ends (with
-// mode dev it just waits: runAll stops everything when a task returns).
+// run refreshes the CRL on schedule and on SIGHUP until ctx ends. With
+// mode dev there is nothing to refresh: it takes SIGHUP (which would
+// otherwise end the process) and waits, since runAll stops everything
+// when a task returns.
 func (v *vaultPKI) run(ctx context.Context) error {
-	if v == nil {
-		<-ctx.Done()
-		return nil
-	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	if v == nil {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-hup:
+			}
+		}
+	}
 	go func() {
 		for {
 			select {

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,4 +125,20 @@ func TestE2EWrongNodeIsNamed(t *testing.T) {
 	if l := f.log("USA"); !strings.Contains(l, "handshake refused") || !strings.Contains(l, "peer=spiffe://usa.tearline.test/party/USA/officer/mallory") {
 		t.Errorf("USA's log does not name the refused handshake:\n%s", l)
 	}
+}
+
+// TestE2ENodeSurvivesSIGHUP: a node with the development CA has nothing
+// to reload on SIGHUP, and keeps serving (Go's default would end it, and
+// a service manager's reload or a stray signal with it).
+func TestE2ENodeSurvivesSIGHUP(t *testing.T) {
+	f := newFederation(t, "USA", "GBR")
+	f.startAll("USA")
+	if err := f.procs["USA"].Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := f.procs["USA"].Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("USA's node ended on SIGHUP: %v", err)
+	}
+	f.mustCLI("USA", "reports")
 }
