@@ -540,6 +540,9 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 			return deliveryNotRecordedStatus()
 		case context.Cause(ctx) == errSubscriberSuspended:
 			return suspendedStatus(who.Name, sentCursor.Load())
+		case errors.Is(err, errStalledReader):
+			s.log.Warn("slow subscriber disconnected", "subscriber", who.String(), "stall", s.stall.String(), "cursor", sentCursor.Load())
+			return status.Errorf(codes.ResourceExhausted, "subscriber %s stopped reading: nothing could be sent to it for %s; it is disconnected; the last report sent to it was cursor %d, and its saved cursor is kept: subscribe --resume continues after the last delivery recorded", who.Name, s.stall, sentCursor.Load())
 		case errors.Is(err, errSlowSubscriber):
 			s.log.Warn("slow subscriber disconnected", "subscriber", who.String(), "queued", subscriberQueue, "stall", s.stall.String(), "cursor", sentCursor.Load())
 			return status.Errorf(codes.ResourceExhausted, "subscriber %s is reading too slowly: %d reports waited over %s to be sent; it is disconnected; the last report sent to it was cursor %d, and its saved cursor is kept: subscribe --resume continues after the last delivery recorded, once it can keep up", who.Name, subscriberQueue, s.stall, sentCursor.Load())
@@ -580,7 +583,7 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 					seen = c
 					continue
 				}
-				return errSlowSubscriber
+				return errStalledReader
 			}
 		}
 	}
@@ -597,9 +600,13 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	go func() {
 		defer close(batches)
 		from := cursor
+		// With a limit the producer prepares no delivery past it: preparing
+		// records what the subscriber may not see of the reports it skips,
+		// and a resumed subscription would read those again.
+		toPrepare := int(req.GetLimit()) // 0: no limit
 		for {
 			changed := s.node.Store().FeedChanged()
-			ds, last, err := s.node.Deliveries(ctx, who, sub, officer, from, topics, 256)
+			ds, last, err := s.node.Deliveries(ctx, who, sub, officer, from, topics, 256, toPrepare)
 			if last != from || err != nil {
 				select {
 				case batches <- batch{ds, last, err}:
@@ -610,6 +617,11 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 					return
 				}
 				from = last
+				if toPrepare > 0 {
+					if toPrepare -= len(ds); toPrepare == 0 {
+						return
+					}
+				}
 				continue
 			}
 			select {
@@ -698,8 +710,13 @@ func (s *clientService) runAhead() int {
 	return max(node.RecordAtOnce, recordBudget/int(max(s.live.Load(), 1)))
 }
 
-// errSlowSubscriber ends a subscription whose queue stayed full too long.
-var errSlowSubscriber = errors.New("subscriber too slow")
+// errSlowSubscriber ends a subscription whose queue stayed full too long;
+// errStalledReader one with a limit, while its last deliveries are sent,
+// to which nothing could be sent for as long.
+var (
+	errSlowSubscriber = errors.New("subscriber too slow")
+	errStalledReader  = errors.New("subscriber stopped reading")
+)
 
 // errRecord ends a subscription whose deliveries could not be recorded.
 type errRecord struct{ err error }

@@ -238,7 +238,7 @@ func TestDeliveriesShareViewsOnlyBetweenEqualRights(t *testing.T) {
 	views := map[string]*Delivery{}
 	for _, s := range subs {
 		who := pki.Identity{Party: "USA", Kind: pki.KindService, Name: s.Name}
-		ds, _, err := usa.Deliveries(ctx, who, s, false, 0, nil, 10)
+		ds, _, err := usa.Deliveries(ctx, who, s, false, 0, nil, 10, 0)
 		if err != nil || len(ds) != 1 {
 			t.Fatalf("%s: %d deliveries, %v", s.Name, len(ds), err)
 		}

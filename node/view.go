@@ -224,11 +224,14 @@ type Delivery struct {
 	Withheld []policy.Reason
 }
 
-// Deliveries returns the feed after cursor as sub may see it. Reports that
-// match no topic of the filter, or of which sub may see nothing, are
-// skipped (their withheld portions are recorded in provenance now); the
-// caller records what it actually sent with RecordDelivered.
-func (n *Node) Deliveries(ctx context.Context, who pki.Identity, sub policy.Subscriber, officer bool, after uint64, topics []string, limit int) ([]Delivery, uint64, error) {
+// Deliveries returns the feed after cursor as sub may see it, reading at
+// most limit feed entries and returning at most most deliveries (0: no
+// bound): when it stops at the most-th, the cursor it returns is that
+// delivery's, and nothing after it was read. Reports that match no topic
+// of the filter, or of which sub may see nothing, are skipped (their
+// withheld portions are recorded in provenance now); the caller records
+// what it actually sent with RecordDelivered.
+func (n *Node) Deliveries(ctx context.Context, who pki.Identity, sub policy.Subscriber, officer bool, after uint64, topics []string, limit, most int) ([]Delivery, uint64, error) {
 	es, err := n.st.Feed(after, limit)
 	if err != nil {
 		return nil, after, fmt.Errorf("%w: %w", ErrInternal, err)
@@ -279,6 +282,9 @@ func (n *Node) Deliveries(ctx context.Context, who pki.Identity, sub policy.Subs
 			continue
 		}
 		out = append(out, Delivery{Cursor: e.Seq, View: view, Withheld: withheld})
+		if most > 0 && len(out) == most {
+			break
+		}
 	}
 	if err := n.recordEvents(now, events); err != nil {
 		return nil, after, fmt.Errorf("%w: record withheld portions: %w", ErrInternal, err)
