@@ -77,12 +77,10 @@ if [[ ! -d "$secret_dir" || ! -w "$secret_dir" ]]; then
 	say "--secret-id-file $secret_file: the folder $secret_dir does not exist or cannot be written; nothing was changed"
 	exit 2
 fi
-if ! api GET auth/token/lookup-self >/dev/null 2>"${TMPDIR:-/tmp}/bootstrap.$$.err"; then
-	say "Vault at $VAULT_ADDR did not accept VAULT_TOKEN, or could not be reached ($(tr '\n' ' ' <"${TMPDIR:-/tmp}/bootstrap.$$.err" | cut -c1-200)); nothing was changed"
-	rm -f "${TMPDIR:-/tmp}/bootstrap.$$.err"
+if ! why="$(api GET auth/token/lookup-self 2>&1 >/dev/null)"; then
+	say "Vault at $VAULT_ADDR did not accept VAULT_TOKEN, or could not be reached ($(tr '\n' ' ' <<<"$why" | cut -c1-200)); nothing was changed"
 	exit 1
 fi
-rm -f "${TMPDIR:-/tmp}/bootstrap.$$.err"
 
 # 1. The PKI mount.
 mounts="$(api GET sys/mounts)" || { say "cannot list Vault's mounts (does the token have the admin policy?)"; exit 1; }
@@ -137,11 +135,22 @@ api POST "auth/approle/role/$node_role" "$(jq -nc --arg p "tearline-node-$lower"
 role_id="$(api GET "auth/approle/role/$node_role/role-id" | jq -r .data.role_id)"
 answer="$(api POST "auth/approle/role/$node_role/secret-id" '{}')"
 accessor="$(jq -r .data.secret_id_accessor <<<"$answer")"
-(umask 077 && jq -r .data.secret_id <<<"$answer" >"$secret_file.tmp" && mv "$secret_file.tmp" "$secret_file")
+# A new file of our own (mktemp: 0600, not a name another user could
+# have placed), then renamed over the old one.
+tmp="$(mktemp "$secret_file.XXXXXX")"
+jq -r .data.secret_id <<<"$answer" >"$tmp" && mv "$tmp" "$secret_file" || { rm -f "$tmp"; say "cannot write $secret_file"; exit 1; }
 unset answer
 say "approle $node_role: new secret id written to $secret_file (accessor $accessor)"
-# The other secret ids of the role (LIST answers 404 when there are none).
-others="$(api LIST "auth/approle/role/$node_role/secret-id" 2>/dev/null | jq -r --arg a "$accessor" '.data.keys[] | select(. != $a)' || true)"
+# The other secret ids of the role (the list holds the new one at least).
+if ! listed="$(api LIST "auth/approle/role/$node_role/secret-id")"; then
+	if [[ -n "$destroy_others" ]]; then
+		say "cannot list the role's secret ids, so none was destroyed"
+		exit 1
+	fi
+	say "cannot list the role's secret ids: older ones may still be valid"
+	listed='{"data":{"keys":[]}}'
+fi
+others="$(jq -r --arg a "$accessor" '.data.keys[] | select(. != $a)' <<<"$listed")"
 if [[ -n "$others" ]]; then
 	if [[ -n "$destroy_others" ]]; then
 		while read -r a; do
