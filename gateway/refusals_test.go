@@ -41,7 +41,7 @@ func TestLogRefusals(t *testing.T) {
 	if n := strings.Count(logs.String(), "handshake refused"); n != refusalBurst {
 		t.Fatalf("%d lines in one window, want %d:\n%s", n, refusalBurst, logs.String())
 	}
-	for _, want := range []string{"peer=spiffe://gbr.tearline.test/party/GBR/node/gbr", "serial=" + pki.VaultSerial(is.Leaf().SerialNumber), `reason="certificate revoked"`} {
+	for _, want := range []string{"claimed_peer=spiffe://gbr.tearline.test/party/GBR/node/gbr", "serial=" + pki.VaultSerial(is.Leaf().SerialNumber), `reason="certificate revoked"`} {
 		if !strings.Contains(logs.String(), want) {
 			t.Fatalf("the log does not say %s:\n%s", want, logs.String())
 		}

@@ -184,7 +184,7 @@ func TestVaultNode(t *testing.T) {
 		t.Fatal("the node does not hold the revocation")
 	}
 	// The refused handshake is in the node's log, naming who tried.
-	if l := logs.String(); !strings.Contains(l, "handshake refused") || !strings.Contains(l, "peer=spiffe://usa.tearline.test/party/USA/svc/analyst") || !strings.Contains(l, "serial="+serials[0]) {
+	if l := logs.String(); !strings.Contains(l, "handshake refused") || !strings.Contains(l, "claimed_peer=spiffe://usa.tearline.test/party/USA/svc/analyst") || !strings.Contains(l, "serial="+serials[0]) {
 		t.Fatalf("the node's log does not name the refused handshake:\n%s", l)
 	}
 }

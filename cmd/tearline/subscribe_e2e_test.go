@@ -122,7 +122,7 @@ func TestE2EWrongNodeIsNamed(t *testing.T) {
 		}
 	}
 	// USA's node names who it refused.
-	if l := f.log("USA"); !strings.Contains(l, "handshake refused") || !strings.Contains(l, "peer=spiffe://usa.tearline.test/party/USA/officer/mallory") {
+	if l := f.log("USA"); !strings.Contains(l, "handshake refused") || !strings.Contains(l, "claimed_peer=spiffe://usa.tearline.test/party/USA/officer/mallory") {
 		t.Errorf("USA's log does not name the refused handshake:\n%s", l)
 	}
 }

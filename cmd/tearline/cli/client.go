@@ -151,7 +151,7 @@ func describe(err error) cliError {
 	case codes.Unavailable:
 		switch msg := st.Message(); {
 		case fromNode: // a node that answers is not unreachable (e.g. store-read-only)
-		case strings.Contains(msg, "remote error: tls:"), strings.Contains(msg, "broken pipe"):
+		case refusedCertificate(msg):
 			// The node ended the connection as it was set up: with TLS
 			// 1.3 the client's side of the handshake is done before the
 			// node checks the client's certificate, so a refusal shows
@@ -176,6 +176,27 @@ func describe(err error) cliError {
 		e.Message = "the node did not answer in time"
 	}
 	return e
+}
+
+// refusedCertificate reports whether a transport error reads as the node
+// refusing the client's certificate: the node's TLS alert about it, or the
+// node closing the connection just set up (with TLS 1.3 the client's side
+// of the handshake is done before the node checks the certificate, so the
+// first write fails or the server's preface never comes). A broken pipe
+// can have other causes; the message says "most likely".
+func refusedCertificate(msg string) bool {
+	for _, s := range []string{
+		"remote error: tls: bad certificate", "remote error: tls: certificate required",
+		"remote error: tls: revoked certificate", "remote error: tls: expired certificate",
+		"remote error: tls: unknown certificate", "remote error: tls: unsupported certificate",
+		"remote error: tls: access denied",
+		"connection closed before server preface received", "broken pipe",
+	} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // report prints err: one plain sentence on stderr, or JSON on stdout.

@@ -29,6 +29,12 @@ func TestDescribeUnavailable(t *testing.T) {
 	if e.Reason != "certificate-refused" || !strings.Contains(e.Message, "most likely it refused this profile's certificate") {
 		t.Fatalf("a certificate the node refused: %+v", e)
 	}
+	// Another TLS alert (a server that is not a Tearline node) is not a
+	// refused certificate.
+	e = describe(status.Error(codes.Unavailable, `connection error: desc = "transport: authentication handshake failed: remote error: tls: no application protocol"`))
+	if e.Reason == "certificate-refused" {
+		t.Fatalf("a TLS alert about something else: %+v", e)
+	}
 	full, _ := status.New(codes.ResourceExhausted, "the node's store is full. Next: free space").
 		WithDetails(&errdetails.ErrorInfo{Reason: "store-full", Domain: "tearline", Metadata: map[string]string{"next": "free space"}})
 	if e = describe(full.Err()); e.Code != "ResourceExhausted" || e.Reason != "store-full" || e.Message != full.Message() {
