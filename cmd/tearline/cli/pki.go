@@ -144,7 +144,7 @@ command only; it is not kept in Vault.`,
 			issued := false
 			defer func() {
 				if !issued && created {
-					_ = os.Remove(out) // empty: nothing was written in it
+					_ = os.Remove(out) // only if nothing was written in it
 				}
 			}()
 			iss, err := f.issuer(cmd.Context(), g)
@@ -158,16 +158,17 @@ command only; it is not kept in Vault.`,
 			id.Domain = f.domain(iss, id)
 			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
 			defer cancel()
-			is, err := iss.Issue(ctx, pki.IssueRequest{Identity: id, TTL: ttl})
-			if err != nil {
-				return err
-			}
 			bundle, err := iss.Bundle(ctx)
 			if err != nil {
 				return err
 			}
-			if err := pki.WriteProfile(out, is, bundle); err != nil {
+			is, err := iss.Issue(ctx, pki.IssueRequest{Identity: id, TTL: ttl})
+			if err != nil {
 				return err
+			}
+			if err := pki.WriteProfile(out, is, bundle); err != nil {
+				serial := pki.VaultSerial(is.Leaf().SerialNumber)
+				return fmt.Errorf("certificate %s was issued for %s, but its profile could not be written, so its key is lost: revoke it (tearline pki revoke %s): %w", serial, id, serial, err)
 			}
 			issued = true
 			leaf := is.Leaf()
