@@ -245,7 +245,8 @@ func TestE2ECLIErrors(t *testing.T) {
 
 // `tearline dev` starts a federation, prints where the nodes listen, logs
 // each node's lines with its party named once, stops cleanly on SIGTERM,
-// and a second start with the same folder keeps the data.
+// and a second start with the same folder keeps the data (and stops on
+// SIGHUP, its terminal closing).
 func TestE2EDevRestartKeepsData(t *testing.T) {
 	t.Parallel()
 	bin := binary(t)
@@ -266,8 +267,8 @@ func TestE2EDevRestartKeepsData(t *testing.T) {
 		out, err := exec.Command(bin, append([]string{"--dev", dir}, args...)...).Output()
 		return string(out), err
 	}
-	stop := func(cmd *exec.Cmd) {
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	stop := func(cmd *exec.Cmd, sig syscall.Signal) {
+		if err := cmd.Process.Signal(sig); err != nil {
 			t.Fatal(err)
 		}
 		done := make(chan error, 1)
@@ -275,11 +276,11 @@ func TestE2EDevRestartKeepsData(t *testing.T) {
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Fatalf("tearline dev exited with %v on SIGTERM", err)
+				t.Fatalf("tearline dev exited with %v on %v", err, sig)
 			}
 		case <-time.After(15 * time.Second):
 			cmd.Process.Kill()
-			t.Fatal("tearline dev did not stop within 15s of SIGTERM")
+			t.Fatalf("tearline dev did not stop within 15s of %v", sig)
 		}
 	}
 	cmd, out := run()
@@ -295,7 +296,7 @@ func TestE2EDevRestartKeepsData(t *testing.T) {
 	}
 	id = strings.TrimSpace(id)
 	eventually(t, 20*time.Second, "GBR to hold it", func() bool { _, err := cli("--as", "GBR", "show", id); return err == nil })
-	stop(cmd)
+	stop(cmd, syscall.SIGTERM)
 	// Each node's lines name its party once (it was named twice in the
 	// lines saying a node serves and stopped: a log reader keeping one of
 	// two equal keys is not told which).
@@ -312,7 +313,7 @@ func TestE2EDevRestartKeepsData(t *testing.T) {
 		t.Errorf("%d nodes logged that they serve, want 3:\n%s", served, logs.String())
 	}
 	cmd, _ = run()
-	defer stop(cmd)
+	defer stop(cmd, syscall.SIGHUP)
 	eventually(t, 20*time.Second, "the restarted federation to answer", func() bool { _, err := cli("--as", "GBR", "reports"); return err == nil })
 	for _, p := range []string{"USA", "GBR"} {
 		if o, err := cli("--as", p, "show", id); err != nil || !strings.Contains(o, "kept") {

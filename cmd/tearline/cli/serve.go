@@ -3,9 +3,11 @@ package cli
 import (
 	"errors"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -26,9 +28,10 @@ party an officer profile in DIR/<PARTY>/ and a subscriber profile in
 DIR/<PARTY>/analyst/ for the CLI.
 
 A second start with the same --dir keeps the CAs and the data. Stop it with
-Ctrl-C (SIGINT) or SIGTERM. While it runs, another start on the same --dir is
-refused before it writes anything. --init-only writes the folder and exits, so
-the nodes can be started one by one with 'tearline node --config DIR/<PARTY>/node.yaml'.
+Ctrl-C (SIGINT), SIGTERM or SIGHUP (its terminal closing). While it runs,
+another start on the same --dir is refused before it writes anything.
+--init-only writes the folder and exits, so the nodes can be started one by
+one with 'tearline node --config DIR/<PARTY>/node.yaml'.
 
 The development CA keeps its private keys in plain files in DIR: it is for
 trying Tearline out, never for real traffic.`,
@@ -50,7 +53,11 @@ trying Tearline out, never for real traffic.`,
 				}
 				return nil
 			}
-			return devError(g, gateway.RunDev(cmd.Context(), o, newLogger(g.stderr, "info"), g.stdout))
+			// A terminal that closes (SIGHUP) stops the federation as
+			// Ctrl-C does; the nodes alone would take SIGHUP and go on.
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGHUP)
+			defer stop()
+			return devError(g, gateway.RunDev(ctx, o, newLogger(g.stderr, "info"), g.stdout))
 		},
 	}
 	c.Flags().StringVar(&o.Dir, "dir", "tearline-dev", "folder for the CAs, configs, profiles and data")
@@ -87,6 +94,10 @@ gracefully on SIGINT or SIGTERM.`,
 			if path == "" {
 				return usagef("--config FILE is required")
 			}
+			// SIGHUP never ends the node, from its first moment: the node
+			// takes it once it runs (pki.mode vault: fetch the CRLs), and
+			// until then it is dropped here (starting can wait for Vault).
+			defer ignoreHangups()()
 			cfg, err := gateway.LoadConfig(path)
 			if err != nil {
 				return err
@@ -124,4 +135,22 @@ gracefully on SIGINT or SIGTERM.`,
 	c.Flags().StringVar(&path, "config", "", "the node's config file (YAML)")
 	c.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) to this file until the node stops")
 	return c
+}
+
+// ignoreHangups takes SIGHUP until the returned function is called, so
+// that it does not end the process meanwhile (Go's default).
+func ignoreHangups() (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
 }
