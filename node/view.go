@@ -227,7 +227,8 @@ type Delivery struct {
 // Deliveries returns the feed after cursor as sub may see it, reading at
 // most limit feed entries and returning at most most deliveries (0: no
 // bound): when it stops at the most-th, the cursor it returns is that
-// delivery's, and nothing after it was read. Reports that match no topic
+// delivery's, and no entry after it is looked at (nor recorded as
+// withheld). Reports that match no topic
 // of the filter, or of which sub may see nothing, are skipped (their
 // withheld portions are recorded in provenance now); the caller records
 // what it actually sent with RecordDelivered.

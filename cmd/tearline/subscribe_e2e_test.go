@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -141,4 +142,47 @@ func TestE2ENodeSurvivesSIGHUP(t *testing.T) {
 		t.Fatalf("USA's node ended on SIGHUP: %v", err)
 	}
 	f.mustCLI("USA", "reports")
+}
+
+// TestE2EDevUnderNohupKeepsRunning: `tearline dev` stops on SIGHUP (its
+// terminal closing), but not when it was started with SIGHUP ignored, as
+// nohup does: asking for the signal would undo that.
+func TestE2EDevUnderNohupKeepsRunning(t *testing.T) {
+	nohup, err := exec.LookPath("nohup")
+	if err != nil {
+		t.Skip("no nohup here")
+	}
+	bin := binary(t)
+	dir := t.TempDir()
+	base := freeBasePort(t, 2)
+	cmd := exec.Command(nohup, bin, "dev", "--dir", dir, "--parties", "USA,GBR", "--base-port", fmt.Sprint(base))
+	cmd.Dir = dir // nohup.out lands here
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
+	answers := func() bool {
+		return exec.Command(bin, "--dev", dir, "--as", "USA", "reports").Run() == nil
+	}
+	eventually(t, 20*time.Second, "the dev federation to answer", answers)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		t.Fatalf("tearline dev under nohup ended on SIGHUP: %v", err)
+	case <-time.After(time.Second):
+	}
+	if !answers() {
+		t.Fatal("tearline dev under nohup stopped answering after SIGHUP")
+	}
 }

@@ -137,8 +137,9 @@ answer="$(api POST "auth/approle/role/$node_role/secret-id" '{}')"
 accessor="$(jq -r .data.secret_id_accessor <<<"$answer")"
 # A new file of our own (mktemp: 0600, not a name another user could
 # have placed), then renamed over the old one.
-tmp="$(mktemp "$secret_file.XXXXXX")"
-jq -r .data.secret_id <<<"$answer" >"$tmp" && mv "$tmp" "$secret_file" || { rm -f "$tmp"; say "cannot write $secret_file"; exit 1; }
+tmp="$(mktemp -- "$secret_file.XXXXXX")"
+trap 'rm -f -- "$tmp"' EXIT # gone if the script stops before the rename
+jq -r .data.secret_id <<<"$answer" >"$tmp" && mv -- "$tmp" "$secret_file" || { say "cannot write $secret_file"; exit 1; }
 unset answer
 say "approle $node_role: new secret id written to $secret_file (accessor $accessor)"
 # The other secret ids of the role (the list holds the new one at least).

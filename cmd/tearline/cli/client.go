@@ -182,7 +182,7 @@ func describe(err error) cliError {
 // refusing the client's certificate: the node's TLS alert about it, or the
 // node closing the connection just set up (with TLS 1.3 the client's side
 // of the handshake is done before the node checks the certificate, so the
-// first write fails or the server's preface never comes). A broken pipe
+// first write fails or the server's preface ends at EOF). A broken pipe
 // can have other causes; the message says "most likely".
 func refusedCertificate(msg string) bool {
 	for _, s := range []string{
@@ -190,7 +190,7 @@ func refusedCertificate(msg string) bool {
 		"remote error: tls: revoked certificate", "remote error: tls: expired certificate",
 		"remote error: tls: unknown certificate", "remote error: tls: unsupported certificate",
 		"remote error: tls: access denied",
-		"connection closed before server preface received", "broken pipe",
+		"error reading server preface: EOF", "broken pipe",
 	} {
 		if strings.Contains(msg, s) {
 			return true

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/signal"
@@ -55,8 +56,14 @@ trying Tearline out, never for real traffic.`,
 			}
 			// A terminal that closes (SIGHUP) stops the federation as
 			// Ctrl-C does; the nodes alone would take SIGHUP and go on.
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGHUP)
-			defer stop()
+			// Not when it was started with SIGHUP ignored (nohup): asking
+			// for it would undo that.
+			ctx := cmd.Context()
+			if !signal.Ignored(syscall.SIGHUP) {
+				var stop context.CancelFunc
+				ctx, stop = signal.NotifyContext(ctx, syscall.SIGHUP)
+				defer stop()
+			}
 			return devError(g, gateway.RunDev(ctx, o, newLogger(g.stderr, "info"), g.stdout))
 		},
 	}
