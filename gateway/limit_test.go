@@ -159,19 +159,7 @@ func TestSubscribeLimitStalledReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second) // reads nothing meanwhile
-	got := 0
-	var end error
-	for {
-		m, err := stream.Recv()
-		if err != nil {
-			end = err
-			break
-		}
-		if title, want := m.GetReport().GetPortions()[0].GetTitle(), fmt.Sprintf("r%04d", got); title != want {
-			t.Fatalf("got %s, want %s", title, want)
-		}
-		got++
-	}
+	got, end := readInOrder(t, stream)
 	if st, _ := status.FromError(end); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "stopped reading: nothing could be sent to it for 300ms") {
 		t.Fatalf("after %d reports the stream ended with %v, want ResourceExhausted saying it stopped reading", got, end)
 	}

@@ -8,11 +8,30 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 )
+
+// readInOrder reads a subscription to its end, checking that the reports
+// come titled r0000, r0001, ... in order; it returns how many came and the
+// error that ended the stream.
+func readInOrder(t *testing.T, stream grpc.ServerStreamingClient[clientv1.SubscribeResponse]) (int, error) {
+	t.Helper()
+	n := 0
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return n, err
+		}
+		if got, want := m.GetReport().GetPortions()[0].GetTitle(), fmt.Sprintf("r%04d", n); got != want {
+			t.Fatalf("report %d: got %s, want %s", n, got, want)
+		}
+		n++
+	}
+}
 
 // TestSlowSubscriberDisconnected (issue 8, slow consumer): a subscriber
 // that stops reading does not hold up another subscriber or the node; its
@@ -64,19 +83,7 @@ func TestSlowSubscriberDisconnected(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The slow stream: what was sent arrives, then the status.
-	next := 0
-	var end error
-	for {
-		m, err := slow.Recv()
-		if err != nil {
-			end = err
-			break
-		}
-		if got, want := m.GetReport().GetPortions()[0].GetTitle(), fmt.Sprintf("r%04d", next); got != want {
-			t.Fatalf("slow subscriber got %s, want %s", got, want)
-		}
-		next++
-	}
+	next, end := readInOrder(t, slow)
 	st, _ := status.FromError(end)
 	if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "reading too slowly") || !strings.Contains(st.Message(), "cursor") {
 		t.Fatalf("slow stream ended with %v, want ResourceExhausted naming the cursor", end)
