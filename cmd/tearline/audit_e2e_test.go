@@ -123,19 +123,9 @@ func TestE2EAuditScenario(t *testing.T) {
 		ID string `json:"id"`
 	}
 	f.jsonCLI(&req, "GBR", "consent", "request", id, "--to", "CAN", "--purpose", "joint operation", "--portions", "1")
-	consentState := func(party string) string {
-		var cs []struct{ ID, State string }
-		f.jsonCLI(&cs, party, "consent", "list")
-		for _, c := range cs {
-			if c.ID == req.ID {
-				return c.State
-			}
-		}
-		return ""
-	}
-	eventually(t, 15*time.Second, "USA to see the request", func() bool { return consentState("USA") == "pending" })
+	eventually(t, 15*time.Second, "USA to see the request", func() bool { return f.consentState("USA", req.ID) == "pending" })
 	f.mustCLI("USA", "consent", "approve", req.ID, "--ttl", "1h")
-	eventually(t, 15*time.Second, "GBR to get the grant", func() bool { return consentState("GBR") == "approved" })
+	eventually(t, 15*time.Second, "GBR to get the grant", func() bool { return f.consentState("GBR", req.ID) == "approved" })
 	f.mustCLI("GBR", "share", id, "--to", "CAN", "--portions", "1")
 	eventually(t, 15*time.Second, "CAN to hold portion 1", func() bool {
 		s := f.show("CAN", id)

@@ -20,16 +20,6 @@ func TestE2EConsentDecisions(t *testing.T) {
 	id := publishID(f, "USA", "--marking", "SECRET//REL TO USA, GBR//ORCON", "--topic", "CT", "--body", "ORCON-BODY")
 	f.waitHolds("GBR", id)
 
-	consentState := func(party, req string) string {
-		var cs []struct{ ID, State string }
-		f.jsonCLI(&cs, party, "consent", "list")
-		for _, c := range cs {
-			if c.ID == req {
-				return c.State
-			}
-		}
-		return ""
-	}
 	// refused runs a consent verb that must be refused as invalid, with a
 	// message that contains want, and leave the request in its state.
 	refused := func(party, req, state, want string, args ...string) {
@@ -38,7 +28,7 @@ func TestE2EConsentDecisions(t *testing.T) {
 		if e.Code != "InvalidArgument" || !strings.Contains(e.Message, want) {
 			t.Fatalf("tearline %s: %+v, want InvalidArgument saying %q", strings.Join(args, " "), e, want)
 		}
-		if s := consentState(party, req); s != state {
+		if s := f.consentState(party, req); s != state {
 			t.Fatalf("after the refused %s the request is %s, want %s", args[1], s, state)
 		}
 	}
@@ -52,7 +42,7 @@ func TestE2EConsentDecisions(t *testing.T) {
 	}
 	var req struct{ ID string }
 	f.jsonCLI(&req, "GBR", strings.Fields(strings.Replace(m[1], "TEXT", "joint-operation", 1))...)
-	eventually(t, 15*time.Second, "USA to see the request", func() bool { return consentState("USA", req.ID) == "pending" })
+	eventually(t, 15*time.Second, "USA to see the request", func() bool { return f.consentState("USA", req.ID) == "pending" })
 
 	// Passing the report back to its originator is never advised as a
 	// consent request: USA holds it.
@@ -65,22 +55,22 @@ func TestE2EConsentDecisions(t *testing.T) {
 	refused("USA", req.ID, "pending", "request "+req.ID+" is pending: deny it instead (tearline consent deny "+req.ID+" --reason TEXT)",
 		"consent", "withdraw", req.ID, "--reason", "too early")
 	f.mustCLI("USA", "consent", "approve", req.ID, "--ttl", "1h")
-	eventually(t, 15*time.Second, "GBR to get the grant", func() bool { return consentState("GBR", req.ID) == "approved" })
+	eventually(t, 15*time.Second, "GBR to get the grant", func() bool { return f.consentState("GBR", req.ID) == "approved" })
 	refused("USA", req.ID, "approved", "request "+req.ID+" is already approved; to take its grant back: tearline consent withdraw "+req.ID+" --reason TEXT",
 		"consent", "deny", req.ID, "--reason", "changed my mind")
 	f.mustCLI("USA", "consent", "withdraw", req.ID, "--reason", "source at risk")
-	eventually(t, 15*time.Second, "GBR to learn of the withdrawal", func() bool { return consentState("GBR", req.ID) == "withdrawn" })
+	eventually(t, 15*time.Second, "GBR to learn of the withdrawal", func() bool { return f.consentState("GBR", req.ID) == "withdrawn" })
 	refused("USA", req.ID, "withdrawn", "request "+req.ID+" is already withdrawn", "consent", "withdraw", req.ID, "--reason", "again")
 
 	// A request made before the report is withdrawn is not approved after.
 	var late struct{ ID string }
 	f.jsonCLI(&late, "GBR", "consent", "request", id, "--to", "CAN", "--purpose", "second look")
-	eventually(t, 15*time.Second, "USA to see the second request", func() bool { return consentState("USA", late.ID) == "pending" })
+	eventually(t, 15*time.Second, "USA to see the second request", func() bool { return f.consentState("USA", late.ID) == "pending" })
 	f.mustCLI("USA", "withdraw", id, "--reason", "burned source")
 	if e := f.denied("USA", secrets, "consent", "approve", late.ID); e.Reason != "withdrawn" {
 		t.Fatalf("approve for a withdrawn report: %+v", e)
 	}
-	if s := consentState("USA", late.ID); s != "pending" {
+	if s := f.consentState("USA", late.ID); s != "pending" {
 		t.Fatalf("after the refused approval the request is %s", s)
 	}
 	// And the holder cannot ask once it has the withdrawal.

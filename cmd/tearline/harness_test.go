@@ -290,3 +290,17 @@ func (l *lockedWriter) String() string {
 	defer l.mu.Unlock()
 	return l.w.String()
 }
+
+// consentState is the state party's node lists for consent request id
+// ("" when it lists none).
+func (f *federation) consentState(party, id string) string {
+	f.t.Helper()
+	var cs []struct{ ID, State string }
+	f.jsonCLI(&cs, party, "consent", "list")
+	for _, c := range cs {
+		if c.ID == id {
+			return c.State
+		}
+	}
+	return ""
+}

@@ -197,21 +197,11 @@ func TestE2EThirdPartyConsentRelToNoforn(t *testing.T) {
 		ID string `json:"id"`
 	}
 	f.jsonCLI(&req2, "GBR", "consent", "request", id, "--to", "CAN", "--purpose", "second look", "--portions", "1")
-	consentState := func(party, id string) string {
-		var cs []struct{ ID, State string }
-		f.jsonCLI(&cs, party, "consent", "list")
-		for _, c := range cs {
-			if c.ID == id {
-				return c.State
-			}
-		}
-		return ""
-	}
-	eventually(t, 10*time.Second, "USA to see the second request", func() bool { return consentState("USA", req2.ID) == "pending" })
+	eventually(t, 10*time.Second, "USA to see the second request", func() bool { return f.consentState("USA", req2.ID) == "pending" })
 	f.mustCLI("USA", "consent", "approve", req2.ID, "--ttl", "1h")
-	eventually(t, 10*time.Second, "GBR to get the second grant", func() bool { return consentState("GBR", req2.ID) == "approved" })
+	eventually(t, 10*time.Second, "GBR to get the second grant", func() bool { return f.consentState("GBR", req2.ID) == "approved" })
 	f.mustCLI("USA", "consent", "withdraw", req2.ID, "--reason", "source at risk")
-	eventually(t, 10*time.Second, "GBR to learn of the withdrawal", func() bool { return consentState("GBR", req2.ID) == "withdrawn" })
+	eventually(t, 10*time.Second, "GBR to learn of the withdrawal", func() bool { return f.consentState("GBR", req2.ID) == "withdrawn" })
 	if e := f.denied("GBR", secrets, "share", id, "--to", "CAN", "--portions", "1"); e.Reason != "third-party-rule" {
 		t.Fatalf("share after withdrawal: %+v", e)
 	}
