@@ -44,8 +44,9 @@ type Config struct {
 	// MaxMessageBytes bounds one gRPC message (default 8 MiB).
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// SubscriberStall is how long a subscription's queue of reports to send
-	// may stay full (the subscriber reading too slowly) before the node
-	// disconnects it, keeping its cursor (default 30s).
+	// may stay full, with one send waiting all that time for the subscriber
+	// to read, before the node disconnects it as too slow, keeping its
+	// cursor (default 30s). The node's own slow commits do not count.
 	SubscriberStall time.Duration `yaml:"subscriber_stall,omitempty"`
 	// MemoryLimitMiB, when set, is a soft limit on the node process's own
 	// memory (Go heap, goroutine stacks, runtime), in MiB: as the process

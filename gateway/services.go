@@ -420,8 +420,10 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	// A sender sends what the loop below queues (a delivery, or a cursor
 	// past reports that are not for this subscriber), in order, and hands
 	// what it sent to the recorder. The queue is bounded: a subscriber
-	// that reads so slowly that the queue stays full for s.stall is
-	// disconnected, with its cursor kept. The handler never waits for a
+	// that reads so slowly that the queue stays full for s.stall, one send
+	// to it waiting all that time, is disconnected, with its cursor kept.
+	// While the sender waits for its recorder instead (a slow commit), the
+	// queue may stay full as long as that takes. The handler never waits for a
 	// send, so a suspension or a stall ends the stream at once even when
 	// the client has stopped reading; the sender then ends with the stream.
 	type queued struct {
@@ -435,6 +437,24 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	sendFailed := make(chan error, 1) // the sender's send error
 	var sentCursor atomic.Uint64
 	sentCursor.Store(cursor)
+	// The sender notes when it began the send it is in (0: it is not
+	// sending), on a clock that only goes forward: a subscriber is stalled
+	// when one send has waited s.stall for it to read. A sender that waits
+	// for its recorder (a slow commit) is not sending, so the subscriber is
+	// not blamed for the node's own disk.
+	began := time.Now()
+	var sendingSince atomic.Int64
+	stuck := func() (bool, time.Duration) {
+		since := sendingSince.Load()
+		if since == 0 {
+			return false, s.stall
+		}
+		waited := time.Since(began) - time.Duration(since)
+		if waited >= s.stall {
+			return true, 0
+		}
+		return false, s.stall - waited
+	}
 	go func() {
 		last := cursor
 		var pending []sentUpTo // sent, not yet handed to the recorder
@@ -480,7 +500,9 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 				if recordBroken.Load() {
 					return // the handler ends the stream (recordFailed)
 				}
+				sendingSince.Store(int64(max(time.Since(began), 1)))
 				err = stream.SendMsg(msg)
+				sendingSince.Store(0)
 			}
 			if err != nil {
 				sendFailed <- err
@@ -508,17 +530,23 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 		}
 		stall := time.NewTimer(s.stall)
 		defer stall.Stop()
-		select {
-		case queue <- q:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-sendFailed:
-			return err
-		case err := <-recordFailed:
-			return errRecord{err}
-		case <-stall.C:
-			return errSlowSubscriber
+		for {
+			select {
+			case queue <- q:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			case err := <-sendFailed:
+				return err
+			case err := <-recordFailed:
+				return errRecord{err}
+			case <-stall.C:
+				if is, wait := stuck(); !is {
+					stall.Reset(wait)
+					continue
+				}
+				return errSlowSubscriber
+			}
 		}
 	}
 	ended := func(err error) error {
@@ -562,12 +590,11 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 
 	// drained waits until the limit's last delivery is sent: the stream
 	// then ends, the cursor saved is that delivery's, and nothing after it
-	// was sent. A subscriber that stops reading meanwhile, so that nothing
-	// is sent for s.stall, is disconnected as a slow one.
+	// was sent. A subscriber that stops reading meanwhile, so that one send
+	// waits s.stall, is disconnected as a slow one.
 	drained := func() error {
-		tick := time.NewTicker(s.stall)
-		defer tick.Stop()
-		seen := sentCursor.Load()
+		stall := time.NewTimer(s.stall)
+		defer stall.Stop()
 		for {
 			select {
 			case <-lastSent:
@@ -578,9 +605,9 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 				return err
 			case err := <-recordFailed:
 				return errRecord{err}
-			case <-tick.C:
-				if c := sentCursor.Load(); c != seen {
-					seen = c
+			case <-stall.C:
+				if is, wait := stuck(); !is {
+					stall.Reset(wait)
 					continue
 				}
 				return errStalledReader
