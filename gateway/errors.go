@@ -52,9 +52,11 @@ func toStatus(log *slog.Logger, method string, err error) error {
 }
 
 // deniedStatus builds the status of a denial: FailedPrecondition when the
-// originator's consent could allow it, PermissionDenied otherwise, with
-// ErrorInfo (reason = rule id) and PreconditionFailure details. Reasons
-// never hold portion content.
+// originator's consent could allow it (third-party-rule: an ORCON portion
+// for a third party), PermissionDenied otherwise (among them
+// originator-holds, a release back to the originator, which nothing
+// allows), with ErrorInfo (reason = rule id) and PreconditionFailure
+// details. Reasons never hold portion content.
 func deniedStatus(rs []policy.Reason, reportID string) error {
 	if len(rs) == 0 {
 		return status.Error(codes.PermissionDenied, "denied")

@@ -576,6 +576,10 @@ func decisionsProto(rs []policy.Reason) []*reportv1.Decision {
 
 // Share forwards a held report to a partner with the portions the rules
 // allow. When none is allowed it returns a *DeniedError with every reason.
+// A share back to the report's originator is refused as a whole, before
+// any portion is decided (policy.BackToOriginator): the originator holds
+// every portion already. Like any refused share it is recorded as a
+// "refused" provenance event; nothing is queued.
 func (n *Node) Share(ctx context.Context, by pki.Identity, id, to string, only []uint32) ([]policy.Reason, error) {
 	now := n.clock()
 	if to == n.party {
@@ -585,7 +589,7 @@ func (n *Node) Share(ctx context.Context, by pki.Identity, id, to string, only [
 		return nil, fmt.Errorf("%w: %q is not a partner of %s (partners: %s)", ErrInvalid, to, n.party, strings.Join(n.partnerList(), ", "))
 	}
 	var reasons []policy.Reason
-	var queued bool
+	var queued, back bool
 	var notified string
 	_, hv, err := n.heldReport(id)
 	if err != nil {
@@ -612,6 +616,10 @@ func (n *Node) Share(ctx context.Context, by pki.Identity, id, to string, only [
 			}
 		}
 		// The header is immutable: the one verified above is this one.
+		if o := hv.Header.GetOriginator(); to == o {
+			reasons, back = []policy.Reason{policy.BackToOriginator(id, o, n.party)}, true
+			return t.AddEvent(&storev1.Event{ReportId: id, Kind: "refused", Party: to, Subject: by.String(), Decisions: decisionsProto(reasons)})
+		}
 		rel, q, err := n.releaseTo(t, now, hv, held, to, only, by.String(), auth, false)
 		reasons, queued, notified = rel.Reasons, q, rel.notified
 		return err
@@ -621,6 +629,9 @@ func (n *Node) Share(ctx context.Context, by pki.Identity, id, to string, only [
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w: share: %w", ErrInternal, err)
+	}
+	if back {
+		return nil, &DeniedError{Reasons: reasons}
 	}
 	if !queued {
 		return reasons, &DeniedError{Reasons: denials(reasons)}

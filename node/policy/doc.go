@@ -49,4 +49,11 @@
 //     agreement with the partner that sent it.
 //   - Receipt denies any NOFORN portion, even at the originator: a NOFORN
 //     portion on the wire is a spill.
+//   - Rule 5's final denial, when the recipient is the report's originator,
+//     is [RuleOriginatorHolds] rather than third-party-rule or rel-to: the
+//     originator already holds the report and cannot consent to itself,
+//     so nothing would allow it and no consent or re-marking is advised.
+//     (What rule 5 allows back to the originator, Release still allows;
+//     a node refuses a share back to the originator as a whole, with
+//     [BackToOriginator], before deciding any portion.)
 package policy

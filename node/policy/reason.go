@@ -8,22 +8,23 @@ type Rule string
 
 // The rules. Release, Deliver and Receipt return only these.
 const (
-	RuleOrigin         Rule = "origin"           // allow: the originator releases inside REL TO
-	RuleRelay          Rule = "relay"            // allow: the originator's signed route names the holder as relay
-	RuleRelTo          Rule = "rel-to"           // allow: non-ORCON re-share inside REL TO; deny: recipient outside REL TO
-	RuleConsent        Rule = "consent"          // allow: a consent grant of the originator
-	RuleCrisis         Rule = "crisis"           // allow: a crisis declaration of the originator
-	RuleSuspended      Rule = "suspended"        // deny: the partner or subscriber is suspended
-	RuleNoAgreement    Rule = "no-agreement"     // deny: no active agreement with the partner
-	RuleAgreementScope Rule = "agreement-scope"  // deny: the portion is above or outside the agreement
-	RuleNoForn         Rule = "noforn"           // deny: NOFORN never leaves the originator
-	RuleThirdParty     Rule = "third-party-rule" // deny: ORCON and no consent of the originator
-	RuleClearance      Rule = "clearance"        // deny: the subscriber's clearance is below the portion
-	RuleNeedToKnow     Rule = "need-to-know"     // deny: a topic of the portion is outside the subscriber's need-to-know
-	RuleBadSignature   Rule = "bad-signature"    // deny: reserved for the caller, who checks signatures and digests
-	RuleBadChain       Rule = "bad-chain"        // deny: a hop of the chain has no basis the recipient can check
-	RuleDeliver        Rule = "deliver"          // allow: delivery to a local subscriber
-	RuleBadInput       Rule = "bad-input"        // deny: the input is malformed (a fault of the caller)
+	RuleOrigin          Rule = "origin"           // allow: the originator releases inside REL TO
+	RuleRelay           Rule = "relay"            // allow: the originator's signed route names the holder as relay
+	RuleRelTo           Rule = "rel-to"           // allow: non-ORCON re-share inside REL TO; deny: recipient outside REL TO
+	RuleConsent         Rule = "consent"          // allow: a consent grant of the originator
+	RuleCrisis          Rule = "crisis"           // allow: a crisis declaration of the originator
+	RuleSuspended       Rule = "suspended"        // deny: the partner or subscriber is suspended
+	RuleNoAgreement     Rule = "no-agreement"     // deny: no active agreement with the partner
+	RuleAgreementScope  Rule = "agreement-scope"  // deny: the portion is above or outside the agreement
+	RuleNoForn          Rule = "noforn"           // deny: NOFORN never leaves the originator
+	RuleThirdParty      Rule = "third-party-rule" // deny: ORCON and no consent of the originator
+	RuleOriginatorHolds Rule = "originator-holds" // deny: back to the report's originator, which already holds it
+	RuleClearance       Rule = "clearance"        // deny: the subscriber's clearance is below the portion
+	RuleNeedToKnow      Rule = "need-to-know"     // deny: a topic of the portion is outside the subscriber's need-to-know
+	RuleBadSignature    Rule = "bad-signature"    // deny: reserved for the caller, who checks signatures and digests
+	RuleBadChain        Rule = "bad-chain"        // deny: a hop of the chain has no basis the recipient can check
+	RuleDeliver         Rule = "deliver"          // allow: delivery to a local subscriber
+	RuleBadInput        Rule = "bad-input"        // deny: the input is malformed (a fault of the caller)
 )
 
 // Reason is the outcome of one decision for one portion, allow or deny.

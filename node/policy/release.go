@@ -39,8 +39,10 @@ type ReleaseInput struct {
 //  5. H ≠ O: O's route names H as relay to X and X in REL TO(p) → relay;
 //     a grant of O for (R, p, H → X) → consent (X may be outside REL TO:
 //     the originator decides); a crisis declaration of O covering p and X →
-//     crisis; p not ORCON and X in REL TO(p) → rel-to; else deny,
-//     third-party-rule when p is ORCON, rel-to otherwise.
+//     crisis; p not ORCON and X in REL TO(p) → rel-to; else deny:
+//     originator-holds when X = O (O holds its report and cannot consent
+//     to itself), otherwise third-party-rule when p is ORCON, rel-to when
+//     it is not.
 //
 // A malformed input is denied first with RuleBadInput (see the package
 // documentation).
@@ -116,14 +118,12 @@ func Release(in ReleaseInput) Reason {
 	}
 	if x == o {
 		// Passing a report back to its originator is never needed, and
-		// the originator cannot consent to itself: no consent advice.
-		rule := RuleRelTo
-		if m.OrCon {
-			rule = RuleThirdParty
-		}
-		return r.deny(rule,
+		// the originator cannot consent to itself: nothing would allow
+		// it, so neither third-party-rule (whose next step is consent)
+		// nor rel-to (a re-marking) decides it.
+		return r.deny(RuleOriginatorHolds,
 			fmt.Sprintf("%s; %s is its originator and already holds it, so %s need not pass it back", lead, o, h),
-			backToOriginator(o))
+			originatorHoldsNext(o))
 	}
 	note := releaseNote(in, routed)
 	if m.OrCon {
@@ -134,6 +134,33 @@ func Release(in ReleaseInput) Reason {
 	return r.deny(RuleRelTo,
 		fmt.Sprintf("%s; %s is not in REL TO and %s holds no consent or crisis declaration of %s for it%s", lead, x, h, o, note),
 		fmt.Sprintf("ask %s to add %s to REL TO, or %s", o, x, consentCommand(o, in.ReportID, x)))
+}
+
+// BackToOriginator is the denial, with [RuleOriginatorHolds], of holder's
+// passing report reportID as a whole back to its originator: what a node
+// answers before deciding any portion. The originator holds every portion
+// a holder can have, since a holder can neither add a portion nor change
+// one (the originator's signed header covers each by its digest). The
+// reason names no portion (Index 0, no Banner).
+func BackToOriginator(reportID, originator, holder string) Reason {
+	r := Reason{}
+	if marking.ValidParty(originator) {
+		r.Party = originator
+	}
+	what := checkParties([]string{"originator", "holder"}, originator, holder)
+	switch {
+	case what != "":
+	case originator == holder:
+		what = "the holder is the originator itself"
+	case !validID(reportID):
+		what = "the report id is not well formed"
+	}
+	if what != "" {
+		return r.deny(RuleBadInput, "the report cannot be decided: "+what, "fix the caller: "+what)
+	}
+	return r.deny(RuleOriginatorHolds,
+		fmt.Sprintf("report %s is from %s; %s is its originator and already holds it, so %s need not pass it back", reportID, originator, originator, holder),
+		originatorHoldsNext(originator))
 }
 
 // checkReleaseInput returns what is malformed in in, or "".

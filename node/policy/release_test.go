@@ -452,13 +452,13 @@ func TestRelease(t *testing.T) {
 			in.To = "USA"
 			in.Agreement = agreement("USA", "TOP SECRET")
 			return in
-		}, RuleThirdParty, false, "", "portion 1 is SECRET//REL TO CAN, GBR, USA//ORCON from USA; USA is its originator and already holds it, so GBR need not pass it back", "none: USA is the report's originator and already holds it"},
+		}, RuleOriginatorHolds, false, "", "portion 1 is SECRET//REL TO CAN, GBR, USA//ORCON from USA; USA is its originator and already holds it, so GBR need not pass it back", "none: USA is the report's originator and already holds it"},
 		{"holder passes a portion back to the originator outside REL TO", func(t *testing.T) ReleaseInput {
 			in := base(t, "SECRET//REL TO CAN, GBR")
 			in.To = "USA"
 			in.Agreement = agreement("USA", "TOP SECRET")
 			return in
-		}, RuleRelTo, false, "", "portion 1 is SECRET//REL TO CAN, GBR from USA; USA is its originator and already holds it, so GBR need not pass it back", "none: USA is the report's originator and already holds it"},
+		}, RuleOriginatorHolds, false, "", "portion 1 is SECRET//REL TO CAN, GBR from USA; USA is its originator and already holds it, so GBR need not pass it back", "none: USA is the report's originator and already holds it"},
 		{"holder passes back to the originator with a route that names it", func(t *testing.T) ReleaseInput {
 			in := base(t, orconIn)
 			in.To = "USA"
@@ -549,10 +549,10 @@ func TestReleaseNextSteps(t *testing.T) {
 		{"outside REL TO to a third party", in(t, "SECRET//REL TO GBR, USA", "CAN"), RuleRelTo,
 			"portion 1 is SECRET//REL TO GBR, USA from USA; CAN is not in REL TO and GBR holds no consent or crisis declaration of USA for it",
 			"ask USA to add CAN to REL TO, or request consent from USA for CAN (tearline consent request R1 --to CAN --purpose TEXT)"},
-		{"ORCON back to the originator", in(t, "SECRET//REL TO CAN, GBR, USA//ORCON", "USA"), RuleThirdParty,
+		{"ORCON back to the originator", in(t, "SECRET//REL TO CAN, GBR, USA//ORCON", "USA"), RuleOriginatorHolds,
 			"portion 1 is SECRET//REL TO CAN, GBR, USA//ORCON from USA; USA is its originator and already holds it, so GBR need not pass it back",
 			"none: USA is the report's originator and already holds it"},
-		{"outside REL TO back to the originator", in(t, "SECRET//REL TO CAN, GBR", "USA"), RuleRelTo,
+		{"outside REL TO back to the originator", in(t, "SECRET//REL TO CAN, GBR", "USA"), RuleOriginatorHolds,
 			"portion 1 is SECRET//REL TO CAN, GBR from USA; USA is its originator and already holds it, so GBR need not pass it back",
 			"none: USA is the report's originator and already holds it"},
 	}
@@ -573,5 +573,29 @@ func TestReleaseNextSteps(t *testing.T) {
 			}
 			checkReason(t, r)
 		})
+	}
+}
+
+// BackToOriginator refuses a whole report back to its originator with the
+// wording of Release's denial of a portion back to it, and never advises
+// consent; a malformed input is a fault of the caller.
+func TestBackToOriginator(t *testing.T) {
+	r := BackToOriginator("R1", "USA", "GBR")
+	if r.Allowed || r.Rule != RuleOriginatorHolds || r.Party != "USA" || r.Index != 0 || r.Banner != "" {
+		t.Fatalf("BackToOriginator = %+v", r)
+	}
+	if want := "report R1 is from USA; USA is its originator and already holds it, so GBR need not pass it back"; r.Message != want {
+		t.Errorf("Message = %q\nwant      %q", r.Message, want)
+	}
+	if want := "none: USA is the report's originator and already holds it"; r.Next != want {
+		t.Errorf("Next = %q\nwant   %q", r.Next, want)
+	}
+	checkReason(t, r)
+	for _, in := range [][3]string{{"R1", "USA", "USA"}, {"R 1", "USA", "GBR"}, {"R1", "usa", "GBR"}, {"R1", "USA", ""}} {
+		r := BackToOriginator(in[0], in[1], in[2])
+		if r.Allowed || r.Rule != RuleBadInput || strings.Contains(r.Message, "R 1") || strings.Contains(r.Message, "usa") {
+			t.Errorf("BackToOriginator(%q) = %s", in, r)
+		}
+		checkReason(t, r)
 	}
 }

@@ -102,10 +102,10 @@ func consentCommand(originator, reportID, to string) string {
 	return fmt.Sprintf("request consent from %s for %s (tearline consent request %s --to %s --purpose TEXT)", originator, to, reportID, to)
 }
 
-// backToOriginator is the next step of a holder's denied release to the
+// originatorHoldsNext is the next step of a holder's denied release to the
 // report's originator: the originator holds its own report, so there is
 // nothing to ask for (and it cannot consent to itself).
-func backToOriginator(originator string) string {
+func originatorHoldsNext(originator string) string {
 	return "none: " + originator + " is the report's originator and already holds it"
 }
 

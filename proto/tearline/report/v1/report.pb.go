@@ -835,8 +835,8 @@ type Decision struct {
 	Index   uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	Allowed bool                   `protobuf:"varint,2,opt,name=allowed,proto3" json:"allowed,omitempty"`
 	// Rule id: origin, relay, rel-to, consent, crisis, suspended, no-agreement,
-	// agreement-scope, noforn, third-party-rule, clearance, need-to-know,
-	// bad-signature, bad-chain.
+	// agreement-scope, noforn, third-party-rule, originator-holds, clearance,
+	// need-to-know, bad-signature, bad-chain, deliver, bad-input.
 	Rule string `protobuf:"bytes,3,opt,name=rule,proto3" json:"rule,omitempty"`
 	// Banner of the portion's marking.
 	Banner string `protobuf:"bytes,4,opt,name=banner,proto3" json:"banner,omitempty"`
