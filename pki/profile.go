@@ -54,8 +54,12 @@ func (p *Profile) Issued() (*Issued, error) {
 	return is, nil
 }
 
-// WriteProfile writes is and the party's bundle into dir (created 0700 if
-// missing) as cert.pem, key.pem (0600) and ca.pem, each replaced atomically.
+// WriteProfile writes is and the party's bundle into dir as cert.pem,
+// key.pem (0600) and ca.pem. A reader finds no profile or a whole one in dir,
+// never a mix of an old and a new one: if anything fails, dir keeps its old
+// profile (or stays absent) and nothing temporary is left. A folder that also
+// holds other files has its profile files replaced one by one instead, each
+// atomically. See writeProfileFiles.
 func WriteProfile(dir string, is *Issued, bundle []*x509.Certificate) error {
 	if _, err := is.check(); err != nil {
 		return fmt.Errorf("pki: write profile: %w", err)
@@ -67,22 +71,13 @@ func WriteProfile(dir string, is *Issued, bundle []*x509.Certificate) error {
 	if err != nil {
 		return fmt.Errorf("pki: write profile: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("pki: write profile: %w", err)
-	}
-	files := []struct {
-		name string
-		data []byte
-		perm os.FileMode
-	}{
+	files := []profileFile{
 		{ProfileKeyFile, keyPEM, 0o600},
 		{ProfileCertFile, encodeCertsPEM(is.Chain), 0o644},
 		{ProfileCAFile, encodeCertsPEM(bundle), 0o644},
 	}
-	for _, f := range files {
-		if err := writeFileAtomic(filepath.Join(dir, f.name), f.data, f.perm); err != nil {
-			return fmt.Errorf("pki: write profile: %w", err)
-		}
+	if err := writeProfileFiles(dir, files); err != nil {
+		return fmt.Errorf("pki: write profile: %w", err)
 	}
 	return nil
 }
@@ -91,7 +86,22 @@ func WriteProfile(dir string, is *Issued, bundle []*x509.Certificate) error {
 // matches the certificate, the certificate names a valid identity, and it
 // chains to the bundle. Expiry is not checked here: an expired certificate
 // is refused by the node, which says so. Errors name the file at fault.
+//
+// A profile replaced while it is read (WriteProfile swaps the folder) is
+// read again, so that its files all come from one folder.
 func LoadProfile(dir string) (*Profile, error) {
+	for tries := 1; ; tries++ {
+		before, berr := os.Stat(dir)
+		p, err := loadProfile(dir)
+		after, aerr := os.Stat(dir)
+		if tries < 3 && berr == nil && aerr == nil && (!os.SameFile(before, after) || !before.ModTime().Equal(after.ModTime())) {
+			continue
+		}
+		return p, err
+	}
+}
+
+func loadProfile(dir string) (*Profile, error) {
 	certPath := filepath.Join(dir, ProfileCertFile)
 	keyPath := filepath.Join(dir, ProfileKeyFile)
 	caPath := filepath.Join(dir, ProfileCAFile)

@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,6 +113,10 @@ func TestVaultPKIVerbs(t *testing.T) {
 	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	keyIsDir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(keyIsDir, pki.ProfileKeyFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name, out string
 		code      int
@@ -116,6 +125,7 @@ func TestVaultPKIVerbs(t *testing.T) {
 		{"carol", out, 2, "already holds a profile (key.pem): give another folder, or --force"},
 		{"frank", file, 2, "is a file: give a folder for the profile"},
 		{"gina", "/proc/nope/x", 1, "--out /proc/nope/x"},
+		{"ivan", keyIsDir, 2, "key.pem is not a file, so no profile can be written there"},
 	} {
 		code, _, stderr := run(t, append([]string{"pki", "issue", "--officer", c.name, "--out", c.out}, vaultArgs...)...)
 		if code != c.code || !strings.Contains(stderr, c.says) {
@@ -162,5 +172,129 @@ func TestVaultPKIVerbs(t *testing.T) {
 	t.Setenv("VAULT_TOKEN", "")
 	if code, _, stderr := run(t, append([]string{"pki", "issue", "--officer", "bob", "--out", t.TempDir()}, vaultArgs...)...); code != 2 || !strings.Contains(stderr, "no Vault token") {
 		t.Fatalf("no token: exit %d: %s", code, stderr)
+	}
+}
+
+// limitFileSize makes every write that would take a regular file past n
+// bytes fail (EFBIG; the Go runtime ignores SIGXFSZ), in this whole process,
+// until restore is called: a disk that fills up halfway through a profile.
+// Vault runs in its own process and is not limited.
+func limitFileSize(t *testing.T, n uint64) (restore func()) {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	lim := old
+	lim.Cur = n
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	t.Cleanup(restore)
+	return restore
+}
+
+// readProfileDir reads every entry of dir: name, mode and contents.
+func readProfileDir(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, de := range des {
+		fi, err := os.Lstat(filepath.Join(dir, de.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := os.ReadFile(filepath.Join(dir, de.Name()))
+		m[de.Name()] = fmt.Sprintf("%v %s", fi.Mode(), data)
+	}
+	return m
+}
+
+// TestVaultPKIIssueForce: `pki issue` writes a new profile folder whole;
+// `--force` that fails halfway through writing (the disk fills up after the
+// key) leaves the old profile byte for byte, leaves nothing temporary and
+// names the serial to revoke; `--force` that succeeds replaces every file,
+// with the profile's modes.
+func TestVaultPKIIssueForce(t *testing.T) {
+	v := testvault.Start(t)
+	if err := pki.BootstrapVaultPKI(context.Background(), v.Addr, v.Token, pki.VaultBootstrap{Party: "USA"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VAULT_TOKEN", v.Token)
+	t.Setenv("VAULT_ADDR", "")
+	vaultArgs := []string{"--vault-addr", v.Addr, "--party", "USA"}
+	parent := t.TempDir()
+	out := filepath.Join(parent, "bob")
+	wantModes := func(what string) {
+		t.Helper()
+		for name, want := range map[string]os.FileMode{".": 0o700, pki.ProfileKeyFile: 0o600, pki.ProfileCertFile: 0o644, pki.ProfileCAFile: 0o644} {
+			fi, err := os.Stat(filepath.Join(out, name))
+			if err != nil || fi.Mode().Perm() != want {
+				t.Fatalf("%s: %s: %v, %v; want mode %#o", what, name, fi, err, want)
+			}
+		}
+		if des, err := os.ReadDir(parent); err != nil || len(des) != 1 {
+			t.Fatalf("%s: beside the profile: %v, %v; want nothing", what, des, err)
+		}
+	}
+
+	// First issue into a folder that does not exist yet.
+	if code, _, stderr := run(t, append([]string{"pki", "issue", "--officer", "bob", "--out", out}, vaultArgs...)...); code != 0 {
+		t.Fatalf("pki issue: exit %d: %s", code, stderr)
+	}
+	wantModes("first issue")
+	old := readProfileDir(t, out)
+	if len(old) != 3 {
+		t.Fatalf("the profile folder holds %d entries, want 3", len(old))
+	}
+	key, _ := os.ReadFile(filepath.Join(out, pki.ProfileKeyFile))
+	cert, _ := os.ReadFile(filepath.Join(out, pki.ProfileCertFile))
+	const limit = 400 // a new key fits, a new certificate does not
+	if len(key) >= limit || len(cert) <= limit {
+		t.Fatalf("key %d bytes, certificate %d: the limit %d does not fall between", len(key), len(cert), limit)
+	}
+
+	// --force where the disk fills up after the key.
+	restore := limitFileSize(t, limit)
+	code, _, stderr := run(t, append([]string{"pki", "issue", "--officer", "carol", "--out", out, "--force"}, vaultArgs...)...)
+	restore()
+	if code != 1 || !strings.Contains(stderr, "but its profile could not be written, so its key is lost: revoke it (tearline pki revoke ") || !strings.Contains(stderr, "file too large") {
+		t.Fatalf("issue --force with the disk full: exit %d, %q; want exit 1 naming the serial to revoke", code, stderr)
+	}
+	if got := readProfileDir(t, out); !maps.Equal(got, old) {
+		t.Fatalf("a failed --force changed the old profile: %v", slices.Sorted(maps.Keys(got)))
+	}
+	wantModes("failed --force")
+	if prof, err := pki.LoadProfile(out); err != nil || prof.Identity.Name != "bob" {
+		t.Fatalf("after a failed --force the profile is %v (%v), want bob's", prof, err)
+	}
+
+	// --force that succeeds replaces every file.
+	if code, _, stderr := run(t, append([]string{"pki", "issue", "--officer", "carol", "--out", out, "--force"}, vaultArgs...)...); code != 0 {
+		t.Fatalf("issue --force: exit %d: %s", code, stderr)
+	}
+	wantModes("--force")
+	now := readProfileDir(t, out)
+	for _, name := range []string{pki.ProfileKeyFile, pki.ProfileCertFile} {
+		if now[name] == old[name] {
+			t.Fatalf("--force left the old %s", name)
+		}
+	}
+	if len(now) != 3 || now[pki.ProfileCAFile] != old[pki.ProfileCAFile] {
+		t.Fatalf("--force wrote %v, want the three profile files with the same CA bundle", slices.Sorted(maps.Keys(now)))
+	}
+	if prof, err := pki.LoadProfile(out); err != nil || prof.Identity.Name != "carol" {
+		t.Fatalf("after --force the profile is %v (%v), want carol's", prof, err)
 	}
 }
