@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tearline/tearline/node/audit"
 	"github.com/tearline/tearline/node/marking"
 	"github.com/tearline/tearline/node/policy"
 	"github.com/tearline/tearline/node/report"
@@ -346,6 +347,12 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 		plan, err := n.planRelease(now, v, held, p.Party, nil, by.String(), auth, true)
 		if err != nil {
 			return "", nil, fmt.Errorf("%w: %w", ErrInternal, err)
+		}
+		if plan.env == nil {
+			// Nothing of it goes to p as published (its markings, or
+			// the agreement with p): not a denial concerning p
+			// (audit.DetailAtPublication).
+			plan.ev.Detail = audit.DetailAtPublication
 		}
 		plans = append(plans, plan)
 	}

@@ -20,6 +20,13 @@ const (
 	anomalyHistoryWindows = 3
 )
 
+// DetailAtPublication is the detail of the "refused" event an originator
+// records, as it publishes, for a partner its markings leave out. That is
+// the originator's own choice, not an act concerning the partner, and not
+// counted as a denial (DenialsPerPartner): only refused shares, forwards
+// and relays are, and security events naming the partner.
+const DetailAtPublication = "at publication"
+
 // Thresholds configure the anomaly detector.
 type Thresholds struct {
 	// A subscriber's deliveries in one DeliveryWindow raise an alert when
@@ -30,7 +37,8 @@ type Thresholds struct {
 	DeliveryFactor float64
 	DeliveryMin    int
 	// DenialsPerPartner denials concerning one partner within DenialWindow
-	// raise an alert: releases to it refused, and security events naming it.
+	// raise an alert: releases to it refused (other than at publication,
+	// DetailAtPublication), and security events naming it.
 	DenialWindow      time.Duration
 	DenialsPerPartner int
 }
@@ -104,7 +112,7 @@ func (d *Detector) Observe(now time.Time, entries []*storev1.AuditEntry) []Alert
 			if a, ok := d.delivered(now, e.GetSubject(), n); ok {
 				out = append(out, a)
 			}
-		case k == "refused" || (strings.HasPrefix(k, "security:") && !isAnomaly(strings.TrimPrefix(k, "security:"))):
+		case (k == "refused" && e.GetDetail() != DetailAtPublication) || (strings.HasPrefix(k, "security:") && !isAnomaly(strings.TrimPrefix(k, "security:"))):
 			if e.GetParty() == "" {
 				continue
 			}

@@ -63,6 +63,12 @@ func TestDetectorDenials(t *testing.T) {
 	if len(alerts) != 2 {
 		t.Fatalf("the tenth denial (a security event) should raise the second alert: %v", alerts)
 	}
+	// Nor do an originator's publications that leave a partner out.
+	for i := range 10 {
+		if a := d.Observe(t0.Add(time.Duration(i)*time.Second), []*storev1.AuditEntry{{Kind: "refused", Party: "GBR", Detail: DetailAtPublication}}); len(a) != 0 {
+			t.Fatal("a refusal at publication counted as a denial")
+		}
+	}
 	// Own anomaly events never count.
 	for i := range 10 {
 		if a := d.Observe(t0.Add(time.Duration(i)*time.Second), []*storev1.AuditEntry{{Kind: "security:" + AnomalyDenials, Party: "GBR"}}); len(a) != 0 {
