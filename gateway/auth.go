@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"path"
 	"strings"
 	"time"
@@ -90,6 +91,9 @@ type authn struct {
 	// suspended reports a suspended partner: its calls are refused even on
 	// a connection that is still open.
 	suspended func(party string) bool
+	// attempted records a suspended caller's refused attempt
+	// (node.SuspendedAttempt).
+	attempted func(id pki.Identity, what string)
 }
 
 func (a *authn) identify(ctx context.Context, method string) (context.Context, error) {
@@ -106,7 +110,10 @@ func (a *authn) identify(ctx context.Context, method string) (context.Context, e
 		return nil, status.Error(codes.Unauthenticated, "the client certificate is not trusted")
 	}
 	if id.Party != a.party && a.suspended != nil && a.suspended(id.Party) {
-		return nil, status.Errorf(codes.PermissionDenied, "party %s is suspended at this node", id.Party)
+		if a.attempted != nil {
+			a.attempted(id, "call "+path.Base(method))
+		}
+		return nil, suspendedCallStatus(fmt.Sprintf("party %s is suspended at this node", id.Party))
 	}
 	allowed, ok := authz[method]
 	if !ok {

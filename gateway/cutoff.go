@@ -99,6 +99,7 @@ func (c *cutoff) verifyConnection(inner func(tls.ConnectionState) error) func(tl
 			return err
 		}
 		if c.node.PartnerSuspended(id.Party) {
+			c.node.SuspendedAttempt(id, "connect")
 			return fmt.Errorf("party %s is suspended at this node", id.Party)
 		}
 		return nil

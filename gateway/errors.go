@@ -34,6 +34,8 @@ func toStatus(log *slog.Logger, method string, err error) error {
 		return status.Error(codes.InvalidArgument, userText(err, node.ErrInvalid))
 	case errors.Is(err, node.ErrNotFound):
 		return status.Error(codes.NotFound, userText(err, node.ErrNotFound))
+	case errors.Is(err, node.ErrSuspended):
+		return suspendedCallStatus(userText(err, node.ErrSuspended))
 	case errors.Is(err, node.ErrDenied):
 		return status.Error(codes.PermissionDenied, userText(err, node.ErrDenied))
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
@@ -135,6 +137,23 @@ var partnerStoreText = storeText{
 	readOnly:     "the receiving node's store is read-only: the envelope was not stored and is not acknowledged",
 	nextFull:     "keep it queued and send it again later; the receiving node's operators must free disk space",
 	nextReadOnly: "keep it queued and send it again later; the receiving node's operators must make its store writable",
+}
+
+// ReasonSuspended (ErrorInfo) refuses a call of a suspended subscriber or
+// partner, and ends a suspended subscriber's stream. The refusal never says
+// why it was suspended: that is the security team's, in the audit log.
+const ReasonSuspended = "suspended"
+
+// suspendedNext is the next step of a suspended caller.
+const suspendedNext = "ask the node's operators: the security team lifts a suspension by reinstatement"
+
+// suspendedCallStatus is the refusal of a suspended caller, saying msg.
+func suspendedCallStatus(msg string) error {
+	st := status.New(codes.PermissionDenied, msg+". Next: "+suspendedNext)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonSuspended, Domain: ErrorDomain, Metadata: map[string]string{"next": suspendedNext}}); err == nil {
+		st = d
+	}
+	return st.Err()
 }
 
 // ReasonDeliveryNotRecorded (ErrorInfo) ends a subscription whose

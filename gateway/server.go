@@ -229,7 +229,7 @@ func (s *Server) build() error {
 			s.node.AuditCertificate("certificate-revoked", fmt.Sprintf("%s's CRL revokes serial %s", party, pki.VaultSerial(serial)))
 		})
 	}
-	a := &authn{party: cfg.Party, partners: partnerSet, trust: s.trust, clock: s.clock, suspended: s.node.PartnerSuspended}
+	a := &authn{party: cfg.Party, partners: partnerSet, trust: s.trust, clock: s.clock, suspended: s.node.PartnerSuspended, attempted: s.node.SuspendedAttempt}
 	cut := newCutoff(s.node, s.trust, s.clock)
 	tlsCfg := pki.ServerTLS(s.certs, s.trust, s.clock)
 	tlsCfg.VerifyConnection = cut.verifyConnection(tlsCfg.VerifyConnection)

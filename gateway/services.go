@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -866,7 +867,7 @@ func (s *clientService) DecideConsent(ctx context.Context, req *clientv1.DecideC
 // of the last report sent to it. (The cursor saved is that one unless
 // recording it fails: --resume, not after=sent, is the way back.)
 func suspendedStatus(name string, sent uint64) error {
-	return status.Errorf(codes.PermissionDenied, "subscriber %s is suspended; the last report sent to it was cursor %d, and its saved cursor is kept: after reinstatement, subscribe --resume continues after the last delivery recorded", name, sent)
+	return suspendedCallStatus(fmt.Sprintf("subscriber %s is suspended; the last report sent to it was cursor %d, and its saved cursor is kept: after reinstatement, subscribe --resume continues after the last delivery recorded", name, sent))
 }
 
 // preparedMemo encodes a delivery once for all the streams it goes to:

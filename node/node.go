@@ -98,6 +98,7 @@ type Node struct {
 	received receivedChecks
 	views    viewMemo
 	aud      *auditState
+	attempts attempts // a suspended caller's attempts recorded (SuspendedAttempt)
 }
 
 // New makes a node from cfg.

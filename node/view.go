@@ -165,8 +165,9 @@ func (n *Node) Subscriber(id pki.Identity) (policy.Subscriber, bool, error) {
 		if !ok {
 			return policy.Subscriber{}, false, fmt.Errorf("%w: service %q is not a configured subscriber of this node", ErrDenied, id.Name)
 		}
-		if sp := n.SuspensionOf(SuspendSubscriber, id.Name); sp != nil {
-			return policy.Subscriber{}, false, fmt.Errorf("%w: subscriber %s is suspended (%s); its cursor is kept for reinstatement", ErrDenied, id.Name, sp.GetReason())
+		if n.SuspensionOf(SuspendSubscriber, id.Name) != nil {
+			n.SuspendedAttempt(id, "subscribe")
+			return policy.Subscriber{}, false, fmt.Errorf("%w: subscriber %s is suspended at this node; its saved cursor is kept for reinstatement", ErrSuspended, id.Name)
 		}
 		return s, false, nil
 	}

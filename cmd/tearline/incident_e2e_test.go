@@ -120,6 +120,16 @@ func TestE2ESuspendPartner(t *testing.T) {
 	if c := status.Code(err); c != codes.Unavailable && c != codes.PermissionDenied {
 		t.Fatalf("GBR's new call while suspended: %v", err)
 	}
+	// USA has it on record: a security event naming GBR's node.
+	var events []struct{ Kind, Partner, Message string }
+	f.jsonCLI(&events, "USA", "events")
+	attempted := false
+	for _, e := range events {
+		attempted = attempted || (e.Kind == "suspended-attempt" && e.Partner == "GBR" && strings.Contains(e.Message, "/party/GBR/node/"))
+	}
+	if !attempted {
+		t.Fatalf("USA's security events do not record GBR's attempt while suspended: %+v", events)
+	}
 
 	var held []string
 	for i := 0; i < 18; i++ {
@@ -238,10 +248,12 @@ func TestE2ESuspendSubscriber(t *testing.T) {
 	}
 	f.mustCLI("GBR", "subscriber", "suspend", "analyst", "--reason", "exfiltration alert")
 	done := make(chan error, 1)
-	var rest strings.Builder // with --json the error comes on stdout
+	// With --json the error comes on stdout, on one line like the
+	// reports before it: a reader of JSON lines parses it as they come.
+	var rest []string
 	go func() {
 		for l := range lines {
-			rest.WriteString(l)
+			rest = append(rest, l)
 		}
 		done <- cmd.Wait()
 	}()
@@ -250,17 +262,37 @@ func TestE2ESuspendSubscriber(t *testing.T) {
 		var e struct {
 			Error cliErr `json:"error"`
 		}
-		if err == nil || json.Unmarshal([]byte(rest.String()), &e) != nil || e.Error.Code != "PermissionDenied" ||
+		if err == nil || len(rest) != 1 || json.Unmarshal([]byte(rest[0]), &e) != nil || e.Error.Code != "PermissionDenied" ||
 			!strings.Contains(e.Error.Message, "suspended") || !strings.Contains(e.Error.Message, "cursor 3") {
-			t.Fatalf("the subscription ended with %v, output %q: want a clear suspension status", err, rest.String())
+			t.Fatalf("the subscription ended with %v, output lines %q: want a clear suspension status on one line", err, rest)
 		}
 	case <-time.After(5 * time.Second):
 		cmd.Process.Kill()
 		t.Fatal("the subscription did not end within 5s of the suspension")
 	}
-	// New subscriptions are refused while suspended.
-	if _, errOut, err := f.cli("GBR", "--profile", analyst, "subscribe", "--count", "1"); err == nil || !strings.Contains(errOut, "suspended") {
+	// New subscriptions are refused while suspended, with reason
+	// "suspended" and without the security team's reason.
+	if _, errOut, err := f.cli("GBR", "--profile", analyst, "subscribe", "--count", "1"); err == nil || !strings.Contains(errOut, "suspended") || strings.Contains(errOut, "exfiltration") {
 		t.Fatalf("subscribe while suspended: err=%v stderr=%q", err, errOut)
+	}
+	if e := f.denied("GBR", []string{"exfiltration"}, "--profile", analyst, "subscribe", "--count", "1"); e.Reason != "suspended" || e.Code != "PermissionDenied" {
+		t.Fatalf("subscribe while suspended: %+v, want PermissionDenied with reason suspended", e)
+	}
+	// Its attempts are on record: one security event for the two (at most
+	// one a minute), naming it.
+	var events []struct{ Kind, Partner, Message string }
+	f.jsonCLI(&events, "GBR", "events")
+	attempts := 0
+	for _, e := range events {
+		if e.Kind == "suspended-attempt" {
+			attempts++
+			if !strings.Contains(e.Message, "svc/analyst is suspended here and tried to subscribe") || e.Partner != "" {
+				t.Fatalf("the attempt's security event: %+v", e)
+			}
+		}
+	}
+	if attempts != 1 {
+		t.Fatalf("GBR's security events record %d suspended attempts, want 1 (two attempts within a minute): %+v", attempts, events)
 	}
 	for i := 3; i < 5; i++ {
 		ids = append(ids, publishID(f, "USA", "--marking", "SECRET//REL TO USA, GBR", "--topic", "CT", "--body", fmt.Sprintf("r%d", i)))
