@@ -293,11 +293,13 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 		}
 		draft.Route = append(draft.Route, &reportv1.RouteEntry{Via: r.Via, To: r.To})
 	}
+	var markings []marking.Marking
 	for i, np := range in.Portions {
 		m, err := n.scheme.Parse(np.Banner)
 		if err != nil {
 			return "", nil, fmt.Errorf("%w: portion %d: %w", ErrInvalid, i+1, err)
 		}
+		markings = append(markings, m)
 		for _, p := range m.RelTo {
 			if !n.known(p) {
 				return "", nil, fmt.Errorf("%w: portion %d: REL TO names %s, which is not a party this node knows (known: %s)", ErrInvalid, i+1, p, strings.Join(n.knownList(), ", "))
@@ -320,6 +322,16 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 		draft.Portions = append(draft.Portions, &reportv1.Portion{
 			Marking: report.MarkingToProto(m), ContentType: ct, Title: np.Title, Body: np.Body,
 		})
+	}
+	// A relay passes on only portions releasable to it and to the party it
+	// relays to (DESIGN §3, rule 5): a route no portion can take would be
+	// refused at the relay, where the originator would never hear of it.
+	for _, r := range in.Route {
+		if !slices.ContainsFunc(markings, func(m marking.Marking) bool {
+			return !m.NoForn && m.RelToContains(r.Via) && m.RelToContains(r.To)
+		}) {
+			return "", nil, fmt.Errorf("%w: route to %s via %s: no portion is releasable to both %s and %s (both in its REL TO, and not NOFORN), so %s would relay nothing; add them to a portion's REL TO, or name no route", ErrInvalid, r.To, r.Via, r.Via, r.To, r.Via)
+		}
 	}
 	hdr, portions, err := report.Seal(draft, n.signer)
 	if err != nil {
