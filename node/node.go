@@ -465,7 +465,7 @@ type releasePlan struct {
 	hop    *reportv1.Hop
 	signed *reportv1.Signed
 	ev     *storev1.Event
-	notify bool // the hop rests on an authority of the originator
+	notify bool // the hop rests on an authority or the route of the originator: it is told (a hop notice)
 }
 
 // planRelease decides the portions of held for party `to` and signs the hop
@@ -527,6 +527,10 @@ func (n *Node) planRelease(now time.Time, v *report.Verified, held *storev1.Stor
 		Authorities: authoritiesNamed(held.GetEnvelope().GetAuthorities(), named),
 	}
 	for _, pr := range hop.GetPortions() {
+		if pr.GetBasis() == reportv1.Basis_BASIS_RELAY {
+			p.notify = true // on the originator's own route: it hears where the report went
+			continue
+		}
 		if pr.GetAuthorityId() == "" {
 			continue
 		}

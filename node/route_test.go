@@ -49,3 +49,36 @@ func TestPublishBadRouteSaysWhy(t *testing.T) {
 		t.Fatalf("a route one portion can take: %v", err)
 	}
 }
+
+// TestRelayToldToOriginator: a relay on the originator's route tells the
+// originator, as a release on its consent does, so that its provenance
+// (who saw the report) names the party reached through the relay.
+func TestRelayToldToOriginator(t *testing.T) {
+	dir, trust := t.TempDir(), pki.NewTrust()
+	all := []string{"USA", "GBR", "CAN"}
+	usa, gbr, can := testNode(t, dir, trust, "USA", all), testNode(t, dir, trust, "GBR", all), testNode(t, dir, trust, "CAN", all)
+	id, _, err := usa.Publish(context.Background(), officer, PublishInput{
+		Portions: []NewPortion{{Banner: "SECRET//REL TO USA, GBR, CAN", Body: []byte("b")}},
+		Route:    []policy.RouteEntry{{To: "CAN", Via: "GBR"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, usa, "GBR", gbr, true)
+	deliver(t, gbr, "CAN", can, true)
+	if _, _, err := can.heldReport(id); err != nil {
+		t.Fatalf("CAN does not hold the relayed report: %v", err)
+	}
+	deliver(t, gbr, "USA", usa, true)
+	recipients, _, err := usa.WhoSaw(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range recipients[1] {
+		found = found || (r.Kind == "partner" && r.Name == "CAN" && r.Via == "GBR" && r.Basis == string(policy.RuleRelay))
+	}
+	if !found {
+		t.Fatalf("USA's recipients of portion 1 do not name CAN via GBR: %+v", recipients[1])
+	}
+}
