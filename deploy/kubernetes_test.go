@@ -103,11 +103,16 @@ type (
 		} `yaml:"seccompProfile"`
 	}
 	container struct {
-		Name    string   `yaml:"name"`
-		Image   string   `yaml:"image"`
-		Command []string `yaml:"command"`
-		Args    []string `yaml:"args"`
-		Ports   []struct {
+		Name          string   `yaml:"name"`
+		Image         string   `yaml:"image"`
+		Command       []string `yaml:"command"`
+		Args          []string `yaml:"args"`
+		RestartPolicy string   `yaml:"restartPolicy"`
+		Env           []struct {
+			Name  string `yaml:"name"`
+			Value string `yaml:"value"`
+		} `yaml:"env"`
+		Ports []struct {
 			Name          string `yaml:"name"`
 			ContainerPort int    `yaml:"containerPort"`
 		} `yaml:"ports"`
@@ -720,9 +725,9 @@ func checkNodeConfig(t *testing.T, s *nodeSpec) *gateway.Config {
 	return cfg
 }
 
-// checkSecretIDFile follows the secret id from the Secret through the init
-// container that copies it, as the kubelet and the container would, and
-// checks the node would accept the file's mode.
+// checkSecretIDFile follows the secret id from the Secret through the
+// sidecar that copies it, as the kubelet and the container would, checks
+// the node would accept the file's mode, and runs the sidecar's script.
 func checkSecretIDFile(t *testing.T, s *nodeSpec, root, p string) {
 	t.Helper()
 	m, ok := mountOf(s.node, p)
@@ -739,37 +744,123 @@ func checkSecretIDFile(t *testing.T, s *nodeSpec, root, p string) {
 		return
 	}
 	if v.EmptyDir == nil {
-		t.Errorf("secret_id_file %s: volume %s is neither an emptyDir filled by an init container nor a Secret", p, m.Name)
+		t.Errorf("secret_id_file %s: volume %s is neither an emptyDir filled by a sidecar nor a Secret", p, m.Name)
 		return
 	}
-	// The init container that fills it: install -m MODE SRC DST.
+	// The sidecar that fills it: an init container that keeps running,
+	// with the script in sh -c, SRC and DST in its environment.
 	for _, ic := range s.sts.Spec.Template.Spec.InitContainers {
-		cmd := append(append([]string(nil), ic.Command...), ic.Args...)
-		if len(cmd) != 5 || cmd[0] != "install" || cmd[1] != "-m" || cmd[4] != p {
+		env := map[string]string{}
+		for _, e := range ic.Env {
+			env[e.Name] = e.Value
+		}
+		if env["DST"] != p {
 			continue
 		}
+		if ic.RestartPolicy != "Always" {
+			t.Errorf("init container %s copies the secret id once (restartPolicy %q): a rotated secret id would reach the node only at the pod's next start; want restartPolicy Always (a sidecar)", ic.Name, ic.RestartPolicy)
+		}
 		if im, ok := mountOf(ic, p); !ok || im.Name != m.Name || im.ReadOnly {
-			t.Errorf("init container %s writes %s but does not mount volume %s writable there", ic.Name, p, m.Name)
+			t.Errorf("sidecar %s writes %s but does not mount volume %s writable there", ic.Name, p, m.Name)
 		}
-		data, err := s.fileContent(ic, cmd[3])
+		data, err := s.fileContent(ic, env["SRC"])
 		if err != nil {
-			t.Errorf("init container %s copies %s: %v", ic.Name, cmd[3], err)
+			t.Errorf("sidecar %s copies %s: %v", ic.Name, env["SRC"], err)
 			return
-		}
-		mode, err := strconv.ParseUint(cmd[2], 8, 32)
-		if err != nil {
-			t.Errorf("init container %s: mode %s: %v", ic.Name, cmd[2], err)
-			return
-		}
-		if mode&0o077 != 0 {
-			t.Errorf("init container %s copies the secret id with mode %s: the node refuses a secret file readable by group or others", ic.Name, cmd[2])
 		}
 		if strings.TrimSpace(data) == "" {
-			t.Errorf("Secret key for %s is empty", cmd[3])
+			t.Errorf("Secret key for %s is empty", env["SRC"])
 		}
+		if pr := ic.StartupProbe; pr == nil || pr.Exec == nil || fmt.Sprint((*pr.Exec)["command"]) != fmt.Sprint([]any{"test", "-s", p}) {
+			t.Errorf("sidecar %s: want a startupProbe exec [test -s %s], so that the node starts once the secret id is there", ic.Name, p)
+		}
+		cmd := append(append([]string(nil), ic.Command...), ic.Args...)
+		if len(cmd) != 3 || cmd[0] != "sh" || cmd[1] != "-c" {
+			t.Errorf("sidecar %s: command %q, want sh -c SCRIPT", ic.Name, cmd)
+			return
+		}
+		runSecretIDSidecar(t, cmd[2])
 		return
 	}
-	t.Errorf("secret_id_file %s: no init container runs install -m MODE SRC %s into emptyDir %s", p, p, m.Name)
+	t.Errorf("secret_id_file %s: no init container has DST=%s in its environment (the sidecar that copies the secret id into emptyDir %s)", p, p, m.Name)
+}
+
+// runSecretIDSidecar runs the sidecar's script with its files in a
+// temporary folder and checks that it copies the secret id at mode 0400,
+// and copies it again when it changes, each time whole.
+func runSecretIDSidecar(t *testing.T, script string) {
+	t.Helper()
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "secret", "secret-id"), filepath.Join(dir, "vault", "secret-id")
+	for _, d := range []string{filepath.Dir(src), filepath.Dir(dst)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// As the kubelet updates a Secret volume: the new file renamed in.
+	put := func(v string) {
+		tmp := src + ".tmp"
+		if err := os.WriteFile(tmp, []byte(v), 0o440); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, src); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("first-secret-id")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "-c", script)
+	cmd.Env = append(os.Environ(), "SRC="+src, "DST="+dst, "INTERVAL=0.1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("run the sidecar's script: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cancel()
+		<-exited
+	}()
+	await := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			data, err := os.ReadFile(dst)
+			if err == nil && string(data) == want {
+				fi, err := os.Stat(dst)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode().Perm() != 0o400 {
+					t.Fatalf("the sidecar's copy has mode %o, want 0400 (the node refuses more)", fi.Mode().Perm())
+				}
+				return
+			}
+			select {
+			case err := <-exited:
+				t.Fatalf("the sidecar's script ended (%v) before %s held %q:\n%s", err, dst, want, out.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the sidecar's copy holds %q (%v) after 10 s, want %q:\n%s", data, err, want, out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	await("first-secret-id")
+	put("rotated-secret-id")
+	await("rotated-secret-id")
+	if strings.Contains(out.String(), "first-secret-id") || strings.Contains(out.String(), "rotated-secret-id") {
+		t.Fatalf("the sidecar logs the secret id:\n%s", out.String())
+	}
+	if left, _ := filepath.Glob(dst + ".*"); len(left) > 0 {
+		time.Sleep(300 * time.Millisecond) // not in the middle of a copy
+		if left, _ := filepath.Glob(dst + ".*"); len(left) > 0 {
+			t.Errorf("the sidecar leaves %v beside the copy", left)
+		}
+	}
 }
 
 // TestKubernetesProbes starts a real node with the ConfigMap's node.yaml
