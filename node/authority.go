@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tearline/tearline/internal/safetext"
 	"github.com/tearline/tearline/node/marking"
 	"github.com/tearline/tearline/node/policy"
 	"github.com/tearline/tearline/node/report"
@@ -143,6 +144,17 @@ func (n *Node) envelopeAuthorities(env *reportv1.Envelope, originator string) ([
 	return cs, crs, nil
 }
 
+// freeText refuses free text that holds a control character or a
+// bidirectional override (internal/safetext): another party's officer
+// reads it, and it must not forge lines or reorder what a terminal shows.
+// field names it as the error should, e.g. "the reason (--reason)".
+func freeText(field, s string) error {
+	if err := safetext.Check(field, s); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
 func (n *Node) enqueueRequest(t *store.Tx, party, reportID string, req *federationv1.DeliverRequest) error {
 	return t.Enqueue(party, &storev1.OutboxItem{ReportId: reportID, Request: req})
 }
@@ -156,6 +168,9 @@ func (n *Node) RequestConsent(ctx context.Context, by pki.Identity, reportID, to
 	}
 	if strings.TrimSpace(purpose) == "" {
 		return nil, fmt.Errorf("%w: give the purpose of the request (--purpose)", ErrInvalid)
+	}
+	if err := freeText("the purpose (--purpose)", purpose); err != nil {
+		return nil, err
 	}
 	if _, ok := n.partners[to]; !ok {
 		return nil, fmt.Errorf("%w: %q is not a partner of %s (partners: %s)", ErrInvalid, to, n.party, strings.Join(n.partnerList(), ", "))
@@ -256,6 +271,9 @@ func (n *Node) DecideConsent(ctx context.Context, by pki.Identity, id string, ap
 	}
 	if len(reason) > maxPurpose {
 		return nil, fmt.Errorf("%w: the reason is longer than %d bytes", ErrInvalid, maxPurpose)
+	}
+	if err := freeText("the reason (--reason)", reason); err != nil {
+		return nil, err
 	}
 	var rec *storev1.ConsentRecord
 	err := n.st.Update(now, func(t *store.Tx) error {

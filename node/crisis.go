@@ -70,6 +70,9 @@ func (n *Node) DeclareCrisis(ctx context.Context, by pki.Identity, in CrisisInpu
 	if strings.TrimSpace(in.Reason) == "" || len(in.Reason) > maxPurpose {
 		return nil, nil, fmt.Errorf("%w: give the reason for the declaration (--reason, at most %d bytes)", ErrInvalid, maxPurpose)
 	}
+	if err := freeText("the reason (--reason)", in.Reason); err != nil {
+		return nil, nil, err
+	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrInternal, err)

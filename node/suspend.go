@@ -81,6 +81,9 @@ func (n *Node) Suspend(ctx context.Context, by pki.Identity, kind, name, reason 
 	if strings.TrimSpace(reason) == "" || len(reason) > maxPurpose {
 		return nil, fmt.Errorf("%w: say why (--reason, at most %d bytes)", ErrInvalid, maxPurpose)
 	}
+	if err := freeText("the reason (--reason)", reason); err != nil {
+		return nil, err
+	}
 	if n.Suspended(kind, name) {
 		return nil, fmt.Errorf("%w: %s %s is already suspended", ErrInvalid, kind, name)
 	}

@@ -58,6 +58,9 @@ func (n *Node) Withdraw(ctx context.Context, by pki.Identity, reportID, reason, 
 	if strings.TrimSpace(reason) == "" || len(reason) > maxPurpose {
 		return nil, fmt.Errorf("%w: say why (--reason, at most %d bytes)", ErrInvalid, maxPurpose)
 	}
+	if err := freeText("the reason (--reason)", reason); err != nil {
+		return nil, err
+	}
 	held, v, err := n.heldReport(reportID)
 	if err != nil {
 		return nil, err

@@ -101,22 +101,29 @@ func TestE2EWrongNodeIsNamed(t *testing.T) {
 	if err := pki.WriteProfile(mallory, is, append(usaProfile.Bundle, rogueBundle...)); err != nil {
 		t.Fatal(err)
 	}
+	// --node with --profile, as against a real deployment: --node with
+	// --dev/--as is refused (TestE2EGlobalFlagsRefused).
+	run := func(args ...string) (string, string, error) {
+		var stdout, stderr strings.Builder
+		cmd := exec.Command(f.bin, args...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return stdout.String(), stderr.String(), err
+	}
+	gbr := filepath.Join(f.dir, "GBR")
 	for _, c := range []struct {
 		node, profile, reason, text string
 	}{
-		{usa, "", "tls-handshake", "the TLS handshake with the node failed (is --node the node of this profile's party, and ca.pem its CA?)"},
-		{"nohost.invalid:7400", "", "unresolved", "the node's address does not resolve (check --node HOST:PORT)"},
+		{usa, gbr, "tls-handshake", "the TLS handshake with the node failed (is --node the node of this profile's party, and ca.pem its CA?)"},
+		{"nohost.invalid:7400", gbr, "unresolved", "the node's address does not resolve (check --node HOST:PORT)"},
 		{usa, mallory, "certificate-refused", "most likely it refused this profile's certificate"},
 	} {
-		args := []string{"--node", c.node, "--timeout", "5s"}
-		if c.profile != "" {
-			args = append(args, "--profile", c.profile)
-		}
-		_, errOut, err := f.cli("GBR", append(args, "reports")...)
+		args := []string{"--node", c.node, "--timeout", "5s", "--profile", c.profile}
+		_, errOut, err := run(append(args, "reports")...)
 		if err == nil || !strings.Contains(errOut, c.text) {
 			t.Errorf("GBR's profile at %s: %v, stderr %q; want it to say %q", c.node, err, errOut, c.text)
 		}
-		out, _, _ := f.cli("GBR", append(append([]string{"--json"}, args...), "reports")...)
+		out, _, _ := run(append(append([]string{"--json"}, args...), "reports")...)
 		var e struct{ Error struct{ Reason string } }
 		if json.Unmarshal([]byte(out), &e); e.Error.Reason != c.reason {
 			t.Errorf("GBR's profile at %s with --json: %q, want reason %s", c.node, out, c.reason)

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tearline/tearline/node"
 	adminv1 "github.com/tearline/tearline/proto/tearline/admin/v1"
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 )
@@ -45,14 +47,14 @@ func consentJSON(c *clientv1.Consent) map[string]any {
 }
 
 func printConsent(g *globals, c *clientv1.Consent) {
-	fmt.Fprintf(g.stdout, "%s  %-8s %-8s report %s: %s -> %s (originator %s)", c.GetId(), c.GetDirection(), c.GetState(), c.GetReportId(), c.GetHolder(), c.GetTo(), c.GetOriginator())
+	textf(g.stdout, "%s  %-8s %-8s report %s: %s -> %s (originator %s)", c.GetId(), c.GetDirection(), c.GetState(), c.GetReportId(), c.GetHolder(), c.GetTo(), c.GetOriginator())
 	if c.GetExpires() != nil {
-		fmt.Fprintf(g.stdout, ", expires %s", c.GetExpires().AsTime().Format(time.RFC3339))
+		textf(g.stdout, ", expires %s", c.GetExpires().AsTime().Format(time.RFC3339))
 	}
 	if c.GetReason() != "" {
-		fmt.Fprintf(g.stdout, ", reason: %s", c.GetReason())
+		textf(g.stdout, ", reason: %s", c.GetReason())
 	}
-	fmt.Fprintf(g.stdout, "; purpose: %s\n", c.GetPurpose())
+	textf(g.stdout, "; purpose: %s\n", c.GetPurpose())
 }
 
 func newConsentCmd(g *globals) *cobra.Command {
@@ -97,8 +99,8 @@ originator has withdrawn cannot be asked about.`,
 			if g.json {
 				return g.printJSON(consentJSON(resp.GetConsent()))
 			}
-			fmt.Fprintf(g.stdout, "%s\n", resp.GetConsent().GetId())
-			fmt.Fprintf(g.stderr, "asked %s for consent to pass %s to %s; see 'tearline consent list'\n", resp.GetConsent().GetOriginator(), args[0], resp.GetConsent().GetTo())
+			textf(g.stdout, "%s\n", resp.GetConsent().GetId())
+			textf(g.stderr, "asked %s for consent to pass %s to %s; see 'tearline consent list'\n", resp.GetConsent().GetOriginator(), args[0], resp.GetConsent().GetTo())
 			return nil
 		},
 	}
@@ -217,7 +219,7 @@ func crisisJSON(c *adminv1.Crisis) map[string]any {
 }
 
 func printCrisis(g *globals, c *adminv1.Crisis) {
-	fmt.Fprintf(g.stdout, "%s  %-7s %s's crisis: topics %s, parties %s, up to %s, until %s; reason: %s\n", c.GetId(), c.GetState(), c.GetOriginator(),
+	textf(g.stdout, "%s  %-7s %s's crisis: topics %s, parties %s, up to %s, until %s; reason: %s\n", c.GetId(), c.GetState(), c.GetOriginator(),
 		strings.Join(c.GetTopics(), ","), strings.Join(c.GetParties(), ","), c.GetMaxClassification(), c.GetExpires().AsTime().Format(time.RFC3339), c.GetReason())
 }
 
@@ -248,8 +250,11 @@ normal rules would have decided.`,
 		Short: "Sign a crisis declaration and send it to the parties and to holders of matching reports",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if topics == "" || parties == "" || max == "" || dur == 0 || reason == "" {
+			if topics == "" || parties == "" || max == "" || !cmd.Flags().Changed("for") || reason == "" {
 				return usagef("--topics, --parties, --max, --for and --reason are all required")
+			}
+			if dur <= 0 || dur > node.MaxCrisis {
+				return usagef("--for %s: a crisis declaration lasts more than 0 and at most %s", dur, node.MaxCrisis)
 			}
 			ps := splitList(strings.ToUpper(parties))
 			resp, err := askAdmin(cmd.Context(), g, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.DeclareCrisisResponse, error) {
@@ -263,8 +268,8 @@ normal rules would have decided.`,
 				m["sent_to"] = resp.GetSentTo()
 				return g.printJSON(m)
 			}
-			fmt.Fprintln(g.stdout, resp.GetCrisis().GetId())
-			fmt.Fprintf(g.stderr, "declared; sent to %s\n", strings.Join(resp.GetSentTo(), ", "))
+			textf(g.stdout, "%s\n", resp.GetCrisis().GetId())
+			textf(g.stderr, "declared; sent to %s\n", strings.Join(resp.GetSentTo(), ", "))
 			return nil
 		},
 	}
@@ -362,7 +367,7 @@ release the crisis alone allowed can be reviewed.`,
 				if r.GetNormal().GetAllowed() {
 					verdict = "allowed"
 				}
-				fmt.Fprintf(g.stdout, "  %s  report %s portion %d  %s -> %s; normally %s (%s)\n", r.GetTime().AsTime().Format(time.RFC3339), r.GetReportId(), r.GetPortion(), r.GetFrom(), r.GetTo(), verdict, r.GetNormal().GetRule())
+				textf(g.stdout, "  %s  report %s portion %d  %s -> %s; normally %s (%s)\n", r.GetTime().AsTime().Format(time.RFC3339), r.GetReportId(), r.GetPortion(), r.GetFrom(), r.GetTo(), verdict, r.GetNormal().GetRule())
 			}
 			return nil
 		},
@@ -405,7 +410,7 @@ and agreement-scope).`,
 				if len(a.GetTopics()) > 0 {
 					topics = strings.Join(a.GetTopics(), ",")
 				}
-				fmt.Fprintf(g.stdout, "%-5s %-13s up to %s, %s, until %s; %s\n", a.GetPartner(), a.GetState(), a.GetMaxClassification(), topics, ts(a.GetValidUntil()), a.GetPurpose())
+				textf(g.stdout, "%-5s %-13s up to %s, %s, until %s; %s\n", a.GetPartner(), a.GetState(), a.GetMaxClassification(), topics, ts(a.GetValidUntil()), a.GetPurpose())
 			}
 			return nil
 		},
@@ -449,13 +454,19 @@ Anomalies also count in tearline_audit_anomalies_total on /metrics.`,
 				}
 				return g.printJSON(out)
 			}
-			if len(resp.GetEvents()) == 0 {
-				fmt.Fprintln(g.stdout, "no security events")
-			}
-			for _, e := range resp.GetEvents() {
-				fmt.Fprintf(g.stdout, "%s  %-18s partner %s  %s: %s\n", ts(e.GetTime()), e.GetKind(), e.GetPartner(), e.GetRule(), e.GetMessage())
-			}
+			printEvents(g.stdout, resp.GetEvents())
 			return nil
 		},
+	}
+}
+
+// printEvents lists security events one a line; their messages quote what
+// partners sent (see textf).
+func printEvents(w io.Writer, es []*adminv1.SecurityEvent) {
+	if len(es) == 0 {
+		fmt.Fprintln(w, "no security events")
+	}
+	for _, e := range es {
+		textf(w, "%s  %-18s partner %s  %s: %s\n", ts(e.GetTime()), e.GetKind(), e.GetPartner(), e.GetRule(), e.GetMessage())
 	}
 }

@@ -607,7 +607,7 @@ func (b *batchAnswers) stopped(why error, sent int) error {
 	if g.json {
 		_ = jsonLine(g.stdout).Encode(map[string]any{"error": e, "published": published, "not_published": len(b.failed), "unanswered": unanswered, "not_sent": notSent})
 	} else {
-		fmt.Fprintf(g.stderr, "tearline: %s.\n", e.Message)
+		textf(g.stderr, "tearline: %s.\n", e.Message)
 	}
 	return exitError{1}
 }
@@ -635,10 +635,10 @@ func (g *globals) printBatchAnswer(line int, a *clientv1.PublishStreamResponse) 
 		return err != nil
 	}
 	if err != nil {
-		fmt.Fprintf(g.stderr, "line %d: not published: %s\n", line, strings.TrimSuffix(describe(err).Message, "."))
+		textf(g.stderr, "line %d: not published: %s\n", line, strings.TrimSuffix(describe(err).Message, "."))
 		return true
 	}
-	fmt.Fprintf(g.stdout, "%d %s\n", line, a.GetPublished().GetId())
+	textf(g.stdout, "%d %s\n", line, a.GetPublished().GetId())
 	return false
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -31,7 +30,10 @@ func (g *globals) dial() (clientv1.ClientServiceClient, func(), error) {
 	return clientv1.NewClientServiceClient(conn), func() { conn.Close() }, nil
 }
 
-// dialConn connects to the node named by the flags.
+// dialConn connects to the node named by the flags. With --dev DIR --as
+// PARTY the node is PARTY's in DIR (checkGlobals refuses --node with them)
+// and so is the profile, unless --profile names another (an analyst's);
+// TEARLINE_NODE and TEARLINE_PROFILE do not apply then.
 func (g *globals) dialConn() (*grpc.ClientConn, error) {
 	addr, profDir := g.node, g.profile
 	if g.dev != "" {
@@ -43,10 +45,8 @@ func (g *globals) dialConn() (*grpc.ClientConn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if addr == "" {
-			addr = a
-		}
-		if profDir == "" {
+		addr = a
+		if !g.profileSet {
 			profDir = filepath.Join(g.dev, party)
 		}
 	}
@@ -121,10 +121,11 @@ type cliError struct {
 	Next    string `json:"next,omitempty"`
 }
 
+// writeJSONError writes {"error": e} on one line: the last line of a
+// stream of JSON lines (subscribe, publish --batch, audit export) parses
+// like the others, and a single answer's error stays valid JSON.
 func writeJSONError(w io.Writer, e cliError) {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(map[string]cliError{"error": e})
+	_ = json.NewEncoder(w).Encode(map[string]cliError{"error": e})
 }
 
 // describe turns any error into a cliError: a gRPC status with its
@@ -209,7 +210,7 @@ func printError(g *globals, e cliError) {
 		return
 	}
 	msg := strings.TrimSuffix(e.Message, ".")
-	fmt.Fprintf(g.stderr, "tearline: %s.\n", msg)
+	textf(g.stderr, "tearline: %s.\n", msg)
 }
 
 func jsonLine(w io.Writer) *json.Encoder { return json.NewEncoder(w) }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -24,8 +25,9 @@ func suspensionText(s *adminv1.Suspension) string {
 	return fmt.Sprintf("SUSPENDED since %s by %s: %s", ts(s.GetSince()), s.GetBy(), s.GetReason())
 }
 
-// newSuspendCmds builds the suspend / reinstate / list verbs of a kind.
-func newSuspendCmds(g *globals, noun string, suspend func(ctx context.Context, c adminv1.AdminServiceClient, name, reason string) error,
+// newSuspendCmds builds the suspend / reinstate / list verbs of a kind;
+// long is what suspend does, for its help and its parent's.
+func newSuspendCmds(g *globals, noun, long string, suspend func(ctx context.Context, c adminv1.AdminServiceClient, name, reason string) error,
 	reinstate func(ctx context.Context, c adminv1.AdminServiceClient, name string) error, list *cobra.Command) *cobra.Command {
 	var reason string
 	arg := "NAME"
@@ -35,6 +37,7 @@ func newSuspendCmds(g *globals, noun string, suspend func(ctx context.Context, c
 	s := &cobra.Command{
 		Use:   "suspend " + arg + " --reason TEXT",
 		Short: "Cut the " + noun + " off now; recorded with who asked and why, kept across restarts",
+		Long:  long,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if reason == "" {
@@ -50,7 +53,7 @@ func newSuspendCmds(g *globals, noun string, suspend func(ctx context.Context, c
 			if g.json {
 				return g.printJSON(map[string]any{noun: name, "suspended": true})
 			}
-			fmt.Fprintf(g.stdout, "%s %s suspended\n", noun, name)
+			textf(g.stdout, "%s %s suspended\n", noun, name)
 			return nil
 		},
 	}
@@ -70,11 +73,11 @@ func newSuspendCmds(g *globals, noun string, suspend func(ctx context.Context, c
 			if g.json {
 				return g.printJSON(map[string]any{noun: name, "suspended": false})
 			}
-			fmt.Fprintf(g.stdout, "%s %s reinstated\n", noun, name)
+			textf(g.stdout, "%s %s reinstated\n", noun, name)
 			return nil
 		},
 	}
-	parent := &cobra.Command{Use: noun, Short: "Suspend, reinstate and list " + noun + "s (incident response)"}
+	parent := &cobra.Command{Use: noun, Short: "Suspend, reinstate and list " + noun + "s (incident response)", Long: long}
 	parent.AddCommand(s, r, list)
 	return parent
 }
@@ -99,13 +102,11 @@ func newPartnerCmd(g *globals) *cobra.Command {
 				}
 				return g.printJSON(out)
 			}
-			for _, p := range resp.GetPartners() {
-				fmt.Fprintf(g.stdout, "%-5s %-21s queued %-6d agreement %-13s %s\n", p.GetParty(), p.GetAddress(), p.GetQueued(), p.GetAgreement(), suspensionText(p.GetSuspension()))
-			}
+			printPartners(g.stdout, resp.GetPartners())
 			return nil
 		},
 	}
-	c := newSuspendCmds(g, "partner",
+	c := newSuspendCmds(g, "partner", partnerSuspendHelp,
 		func(ctx context.Context, c adminv1.AdminServiceClient, name, reason string) error {
 			_, err := c.SuspendPartner(ctx, &adminv1.SuspendPartnerRequest{Party: name, Reason: reason})
 			return err
@@ -114,11 +115,39 @@ func newPartnerCmd(g *globals) *cobra.Command {
 			_, err := c.ReinstatePartner(ctx, &adminv1.ReinstatePartnerRequest{Party: name})
 			return err
 		}, list)
-	c.Long = `A security team cuts a partner off during an incident: every connection and
-stream with it closes at once, new handshakes and calls from it are refused,
-nothing is released to it or accepted from it, and what is queued for it is
-held (not dropped) until 'partner reinstate', when delivery resumes in order.`
 	return c
+}
+
+const partnerSuspendHelp = `A security team cuts a partner off during an incident. 'partner suspend
+PARTY --reason TEXT' records the suspension first (who asked, when and why;
+it survives a restart of this node), and then, before it returns:
+  - every live connection with PARTY's node closes, and its streams with it;
+  - new TLS handshakes and calls from PARTY's node are refused, so it can
+    send this node nothing: no reports, consent requests or answers,
+    withdrawals (a Tearline node keeps what it could not send and retries);
+  - 'share' to PARTY is refused (rule suspended);
+  - what this node still sends PARTY (reports your party publishes that are
+    releasable to it, relays an originator's route names, withdrawals,
+    consent answers, crisis declarations) is queued and held, not dropped:
+    'partner list' shows how much.
+'partner reinstate PARTY' lifts the suspension: the held traffic is
+delivered in order, and PARTY's node may connect again and send what it
+kept.`
+
+// printPartners lists partners one a line, with a suspension's reason
+// (see textf).
+func printPartners(w io.Writer, ps []*adminv1.Partner) {
+	for _, p := range ps {
+		textf(w, "%-5s %-21s queued %-6d agreement %-13s %s\n", p.GetParty(), p.GetAddress(), p.GetQueued(), p.GetAgreement(), suspensionText(p.GetSuspension()))
+	}
+}
+
+// printSubscribers lists subscribers one a line, with a suspension's
+// reason (see textf).
+func printSubscribers(w io.Writer, ss []*adminv1.Subscriber) {
+	for _, s := range ss {
+		textf(w, "%-12s %-13s need-to-know %-16s cursor %-6d %s\n", s.GetName(), s.GetClearance(), strings.Join(s.GetNeedToKnow(), ","), s.GetCursor(), suspensionText(s.GetSuspension()))
+	}
 }
 
 func newSubscriberCmd(g *globals) *cobra.Command {
@@ -141,13 +170,11 @@ func newSubscriberCmd(g *globals) *cobra.Command {
 				}
 				return g.printJSON(out)
 			}
-			for _, s := range resp.GetSubscribers() {
-				fmt.Fprintf(g.stdout, "%-12s %-13s need-to-know %-16s cursor %-6d %s\n", s.GetName(), s.GetClearance(), strings.Join(s.GetNeedToKnow(), ","), s.GetCursor(), suspensionText(s.GetSuspension()))
-			}
+			printSubscribers(g.stdout, resp.GetSubscribers())
 			return nil
 		},
 	}
-	c := newSuspendCmds(g, "subscriber",
+	c := newSuspendCmds(g, "subscriber", subscriberSuspendHelp,
 		func(ctx context.Context, c adminv1.AdminServiceClient, name, reason string) error {
 			_, err := c.SuspendSubscriber(ctx, &adminv1.SuspendSubscriberRequest{Name: name, Reason: reason})
 			return err
@@ -156,12 +183,15 @@ func newSubscriberCmd(g *globals) *cobra.Command {
 			_, err := c.ReinstateSubscriber(ctx, &adminv1.ReinstateSubscriberRequest{Name: name})
 			return err
 		}, list)
-	c.Long = `A security team cuts a subscriber service off: its live streams end at once
-with a clear status, new subscriptions are refused, and its cursor is kept;
-after 'subscriber reinstate', 'subscribe --resume' continues exactly where it
-stopped.`
 	return c
 }
+
+const subscriberSuspendHelp = `A security team cuts a subscriber service of this party off. 'subscriber
+suspend NAME --reason TEXT' records the suspension first (who asked, when and
+why; it survives a restart of this node); then its live streams end at once
+with a status that says it is suspended, new subscriptions are refused, and
+its saved cursor is kept. After 'subscriber reinstate NAME', 'subscribe
+--resume' continues after the last report recorded as delivered to it.`
 
 func withdrawJSON(s *adminv1.WithdrawStatusResponse) map[string]any {
 	parties := []map[string]any{}
@@ -177,13 +207,13 @@ func printWithdraw(g *globals, s *adminv1.WithdrawStatusResponse) {
 	if s.GetComplete() {
 		state = "complete"
 	}
-	fmt.Fprintf(g.stdout, "withdrawal %s of report %s (%s: %s): %s\n", s.GetWithdrawalId(), s.GetReportId(), s.GetAction(), s.GetReason(), state)
+	textf(g.stdout, "withdrawal %s of report %s (%s: %s): %s\n", s.GetWithdrawalId(), s.GetReportId(), s.GetAction(), s.GetReason(), state)
 	for _, p := range s.GetParties() {
 		ack := "pending"
 		if p.GetAcknowledged() {
 			ack = "acknowledged " + ts(p.GetTime())
 		}
-		fmt.Fprintf(g.stdout, "  %-5s %s\n", p.GetParty(), ack)
+		textf(g.stdout, "  %-5s %s\n", p.GetParty(), ack)
 	}
 }
 

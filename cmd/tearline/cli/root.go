@@ -26,6 +26,9 @@ type globals struct {
 	as      string
 	json    bool
 	timeout time.Duration
+	// nodeSet and profileSet: --node and --profile were given on the
+	// command line (not only by TEARLINE_NODE or TEARLINE_PROFILE).
+	nodeSet, profileSet bool
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -84,15 +87,20 @@ Then act as a party's liaison officer:
 
 A client verb reaches a node with --node ADDR --profile DIR (or the
 TEARLINE_NODE and TEARLINE_PROFILE variables); against 'tearline dev',
---dev DIR --as PARTY is enough. A profile DIR holds cert.pem, key.pem and
-ca.pem (the party's CA bundle).`,
+--dev DIR --as PARTY is enough: it takes PARTY's node and profile from DIR
+(not with --node; --profile may name another profile of PARTY, such as a
+subscriber service's). A profile DIR holds cert.pem, key.pem and ca.pem (the
+party's CA bundle).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return g.checkGlobals(cmd)
+		},
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.node, "node", os.Getenv("TEARLINE_NODE"), "address of the node (host:port); env TEARLINE_NODE")
 	pf.StringVar(&g.profile, "profile", os.Getenv("TEARLINE_PROFILE"), "folder with cert.pem, key.pem and ca.pem; env TEARLINE_PROFILE")
-	pf.StringVar(&g.dev, "dev", "", "a 'tearline dev' folder: take the node and profile of --as from it")
+	pf.StringVar(&g.dev, "dev", "", "a 'tearline dev' folder: take the node and profile of --as from it (not with --node; --profile may name another profile)")
 	pf.StringVar(&g.as, "as", "", "with --dev: the party to act as, e.g. USA")
 	pf.BoolVar(&g.json, "json", false, "print JSON (errors too, as {\"error\": {...}} on stdout)")
 	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long a call may take")
@@ -104,6 +112,25 @@ ca.pem (the party's CA bundle).`,
 		newPKICmd(g), newBenchCmd(g),
 	)
 	return root
+}
+
+// checkGlobals refuses global flags that cannot be meant: a --timeout
+// that allows no time, and --node with --dev/--as, which name the node
+// twice (USA's profile at another party's node fails only at the TLS
+// handshake, and says less).
+func (g *globals) checkGlobals(cmd *cobra.Command) error {
+	f := cmd.Flags()
+	g.nodeSet, g.profileSet = f.Changed("node"), f.Changed("profile")
+	if g.timeout <= 0 {
+		return usagef("--timeout %s: give a positive duration, e.g. 30s", g.timeout)
+	}
+	if g.nodeSet && (g.dev != "" || g.as != "") {
+		return usagef("--node and --dev/--as both say which node to call: give --node ADDR --profile DIR, or --dev DIR --as PARTY (which takes PARTY's node and profile from DIR)")
+	}
+	if g.as != "" && g.dev == "" {
+		return usagef("--as needs --dev DIR, the 'tearline dev' folder to take the party's node and profile from")
+	}
+	return nil
 }
 
 // usageError is a mistake in the command line.

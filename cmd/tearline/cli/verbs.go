@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tearline/tearline/internal/safetext"
 	clientv1 "github.com/tearline/tearline/proto/tearline/client/v1"
 	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
 )
@@ -144,13 +145,13 @@ side, so partners may receive them in another order than the file's.
 			if g.json {
 				return g.printJSON(map[string]any{"id": resp.GetId(), "releases": releasesJSON(resp.GetReleases())})
 			}
-			fmt.Fprintln(g.stdout, resp.GetId())
+			textf(g.stdout, "%s\n", resp.GetId())
 			for _, r := range resp.GetReleases() {
 				if h := r.GetHeld(); h != "" {
-					fmt.Fprintf(g.stderr, "%s: held, not sent: %s (%s)\n", r.GetParty(), h, summarizeAs(r.GetDecisions(), "allowed"))
+					textf(g.stderr, "%s: held, not sent: %s (%s)\n", r.GetParty(), h, summarizeAs(r.GetDecisions(), "allowed"))
 					continue
 				}
-				fmt.Fprintf(g.stderr, "%s: %s\n", r.GetParty(), summarize(r.GetDecisions()))
+				textf(g.stderr, "%s: %s\n", r.GetParty(), summarize(r.GetDecisions()))
 			}
 			return nil
 		},
@@ -245,25 +246,30 @@ func newReportsCmd(g *globals) *cobra.Command {
 				}
 				return g.printJSON(out)
 			}
-			if len(resp.GetReports()) == 0 {
-				fmt.Fprintln(g.stdout, "no reports held")
-			}
-			for _, r := range resp.GetReports() {
-				from := "published here"
-				if r.GetReceivedFrom() != "" {
-					from = "from " + r.GetReceivedFrom()
-				}
-				title := r.GetTitle()
-				if r.GetWithdrawn() {
-					title = "WITHDRAWN by its originator"
-				}
-				fmt.Fprintf(g.stdout, "%s  %-4s %-13s %d/%d portions  %-15s %s\n", r.GetId(), r.GetOriginator(), r.GetBanner(), r.GetPortionsHeld(), r.GetPortionsTotal(), from, title)
-			}
+			printReports(g.stdout, resp.GetReports())
 			return nil
 		},
 	}
 	c.Flags().Uint32Var(&limit, "limit", 100, "at most this many (up to 1000)")
 	return c
+}
+
+// printReports lists reports one a line, titles included (see textf).
+func printReports(w io.Writer, rs []*clientv1.ReportSummary) {
+	if len(rs) == 0 {
+		fmt.Fprintln(w, "no reports held")
+	}
+	for _, r := range rs {
+		from := "published here"
+		if r.GetReceivedFrom() != "" {
+			from = "from " + r.GetReceivedFrom()
+		}
+		title := r.GetTitle()
+		if r.GetWithdrawn() {
+			title = "WITHDRAWN by its originator"
+		}
+		textf(w, "%s  %-4s %-13s %d/%d portions  %-15s %s\n", r.GetId(), r.GetOriginator(), r.GetBanner(), r.GetPortionsHeld(), r.GetPortionsTotal(), from, title)
+	}
 }
 
 func bodyJSON(p *clientv1.PortionView, m map[string]any) {
@@ -330,36 +336,36 @@ func printReport(w io.Writer, v *clientv1.ReportView) {
 	if !v.GetSignatureVerified() {
 		sig = "signature NOT VERIFIED"
 	}
-	fmt.Fprintf(w, "report %s from %s, created %s; %s (%s)\n", v.GetId(), v.GetOriginator(), v.GetCreated().AsTime().Format(time.RFC3339), sig, v.GetSigner())
+	textf(w, "report %s from %s, created %s; %s (%s)\n", v.GetId(), v.GetOriginator(), v.GetCreated().AsTime().Format(time.RFC3339), sig, v.GetSigner())
 	if wd := v.GetWithdrawal(); wd != nil {
-		fmt.Fprintf(w, "WITHDRAWN by %s (%s): %s; content %s\n", v.GetOriginator(), wd.GetAction(), wd.GetReason(), map[string]string{"purge": "purged", "quarantine": "quarantined"}[wd.GetAction()])
+		textf(w, "WITHDRAWN by %s (%s): %s; content %s\n", v.GetOriginator(), wd.GetAction(), wd.GetReason(), map[string]string{"purge": "purged", "quarantine": "quarantined"}[wd.GetAction()])
 	}
 	if len(v.GetTopics()) > 0 {
-		fmt.Fprintf(w, "topics: %s\n", strings.Join(v.GetTopics(), ", "))
+		textf(w, "topics: %s\n", strings.Join(v.GetTopics(), ", "))
 	}
 	for _, p := range v.GetPortions() {
 		if p.GetWithheld() && v.GetWithdrawal() != nil {
-			fmt.Fprintf(w, "\n(%d) WITHDRAWN by the originator; digest %x\n", p.GetIndex(), p.GetDigest())
+			textf(w, "\n(%d) WITHDRAWN by the originator; digest %x\n", p.GetIndex(), p.GetDigest())
 			continue
 		}
 		if p.GetWithheld() {
-			fmt.Fprintf(w, "\n(%d) WITHHELD: not releasable to this party; digest %x\n", p.GetIndex(), p.GetDigest())
+			textf(w, "\n(%d) WITHHELD: not releasable to this party; digest %x\n", p.GetIndex(), p.GetDigest())
 			continue
 		}
 		ok := "digest verified"
 		if !p.GetVerified() {
 			ok = "DIGEST MISMATCH"
 		}
-		fmt.Fprintf(w, "\n(%d) %s  [%s]\n", p.GetIndex(), p.GetBanner(), ok)
+		textf(w, "\n(%d) %s  [%s]\n", p.GetIndex(), p.GetBanner(), ok)
 		if p.GetTitle() != "" {
-			fmt.Fprintf(w, "    %s\n", p.GetTitle())
+			textf(w, "    %s\n", p.GetTitle())
 		}
 		if strings.HasPrefix(p.GetContentType(), "text/") && utf8.Valid(p.GetBody()) {
 			for _, line := range strings.Split(strings.TrimRight(string(p.GetBody()), "\n"), "\n") {
 				fmt.Fprintf(w, "    %s\n", line)
 			}
 		} else {
-			fmt.Fprintf(w, "    (%s, %d bytes)\n", p.GetContentType(), len(p.GetBody()))
+			textf(w, "    (%s, %d bytes)\n", p.GetContentType(), len(p.GetBody()))
 		}
 	}
 	for _, h := range v.GetHops() {
@@ -367,7 +373,7 @@ func printReport(w io.Writer, v *clientv1.ReportView) {
 		for _, pr := range h.GetPortions() {
 			bs = append(bs, fmt.Sprintf("%d:%s", pr.GetIndex(), basisString(pr)))
 		}
-		fmt.Fprintf(w, "\nhop %s -> %s at %s, portions %s\n", h.GetFrom(), h.GetTo(), h.GetSent().AsTime().Format(time.RFC3339), strings.Join(bs, " "))
+		textf(w, "\nhop %s -> %s at %s, portions %s\n", h.GetFrom(), h.GetTo(), h.GetSent().AsTime().Format(time.RFC3339), strings.Join(bs, " "))
 	}
 }
 
@@ -506,7 +512,8 @@ func (s step) text() string {
 	if s.Detail != "" && s.What != "originated" {
 		b.WriteString(" -- " + s.Detail)
 	}
-	return b.String()
+	// One line, whatever the node's event details hold (see textf).
+	return safetext.Escape(b.String())
 }
 
 func newProvenanceCmd(g *globals) *cobra.Command {
@@ -551,9 +558,9 @@ signer, portions, basis and denied.`,
 				return g.printJSON(out)
 			}
 			v := resp.GetReport()
-			fmt.Fprintf(g.stdout, "report %s, originated by %s at %s, signed by %s (verified: %v)\n", v.GetId(), v.GetOriginator(), v.GetCreated().AsTime().Format(time.RFC3339), v.GetSigner(), v.GetSignatureVerified())
+			textf(g.stdout, "report %s, originated by %s at %s, signed by %s (verified: %v)\n", v.GetId(), v.GetOriginator(), v.GetCreated().AsTime().Format(time.RFC3339), v.GetSigner(), v.GetSignatureVerified())
 			if wd := v.GetWithdrawal(); wd != nil {
-				fmt.Fprintf(g.stdout, "WITHDRAWN (%s): %s\n", wd.GetAction(), wd.GetReason())
+				textf(g.stdout, "WITHDRAWN (%s): %s\n", wd.GetAction(), wd.GetReason())
 			}
 			for _, st := range steps {
 				fmt.Fprintln(g.stdout, "  "+st.text())
@@ -597,7 +604,7 @@ command fails and says why and what would allow it.`,
 			if g.json {
 				return g.printJSON(map[string]any{"id": req.GetId(), "to": req.GetTo(), "decisions": decisionsJSON(resp.GetDecisions())})
 			}
-			fmt.Fprintf(g.stdout, "shared %s with %s: %s\n", req.GetId(), req.GetTo(), summarize(resp.GetDecisions()))
+			textf(g.stdout, "shared %s with %s: %s\n", req.GetId(), req.GetTo(), summarize(resp.GetDecisions()))
 			return nil
 		},
 	}

@@ -1,0 +1,27 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/tearline/tearline/internal/safetext"
+)
+
+// textf prints like fmt.Fprintf, with every string argument escaped
+// (internal/safetext): the text output shows what nodes send (a partner's
+// consent purpose or withdrawal reason, a subscriber's suspension reason,
+// a report's title), and a control character or a bidirectional override
+// in it must not forge rows or reorder what the terminal shows. A node
+// refuses such text from its own officers, but an older or hostile partner
+// node may still send it. Only the offending characters are escaped (\n,
+// \x1b, \u202e), so ordinary text reads as it was written. The format's
+// own newlines are kept; report bodies, which are content, are not passed
+// through here.
+func textf(w io.Writer, format string, args ...any) {
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = safetext.Escape(s)
+		}
+	}
+	fmt.Fprintf(w, format, args...)
+}
