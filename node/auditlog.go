@@ -230,8 +230,10 @@ func (n *Node) VerifyAudit(ctx context.Context, by pki.Identity) (audit.Result, 
 	return res, nil
 }
 
-// ExportItem is one item of an export, in order: the header first, then
-// entries and checkpoints.
+// ExportItem is one item of an export, in order: the export's signed end
+// first (a Checkpoint of kind "audit-export"), then the header, then
+// entries and checkpoints (see audit.ExportWriter, which writes them in the
+// file's order).
 type ExportItem struct {
 	Header     *audit.Header
 	Seq        uint64
@@ -240,7 +242,9 @@ type ExportItem struct {
 }
 
 // ExportAudit records the export, signs a checkpoint of the head, and
-// passes fn the entries from since on (all when since is zero), the
+// passes fn the export's signed end (an AuditExport statement of its
+// party, time, since, first and last entry and the head at the last), the
+// header, then the entries from since on (all when since is zero) with the
 // checkpoints among them and that final checkpoint last.
 func (n *Node) ExportAudit(ctx context.Context, by pki.Identity, since time.Time, fn func(ExportItem) error) error {
 	now := n.clock()
@@ -291,12 +295,34 @@ func (n *Node) ExportAudit(ctx context.Context, by pki.Identity, since time.Time
 	if !since.IsZero() {
 		h.Since = since.UTC().Format(time.RFC3339Nano)
 	}
+	// The end binds the export to its own parameters and to the head that
+	// the checkpoint just signed (checked over the chain before signing).
+	var head []byte
 	for _, c := range cps {
 		if c.Seq == last {
-			if _, id, err := report.OpenAuditCheckpoint(c.Signed, n.trust); err == nil {
-				h.Node = id.String()
+			if cp, _, err := report.OpenAuditCheckpoint(c.Signed, n.trust); err == nil {
+				head = cp.GetHead()
 			}
 		}
+	}
+	if head == nil {
+		return fmt.Errorf("%w: no verifiable checkpoint of audit entry %d to export up to", ErrInternal, last)
+	}
+	x := &reportv1.AuditExport{Party: n.party, Exported: timestamppb.New(now), FirstSeq: h.FirstSeq, LastSeq: last, Head: head}
+	if !since.IsZero() {
+		x.Since = timestamppb.New(since)
+	}
+	end, err := report.SignStatement(report.KindAuditExport, x, n.signer)
+	if err != nil {
+		return fmt.Errorf("%w: sign export: %w", ErrInternal, err)
+	}
+	_, id, err := report.OpenAuditExport(end, n.trust)
+	if err != nil {
+		return fmt.Errorf("%w: the export's signed end does not verify: %w", ErrInternal, err)
+	}
+	h.Node = id.String()
+	if err := fn(ExportItem{Checkpoint: end}); err != nil {
+		return err
 	}
 	if err := fn(ExportItem{Header: h}); err != nil {
 		return err

@@ -3,6 +3,10 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -10,10 +14,12 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tearline/tearline/internal/audittamper"
 	"github.com/tearline/tearline/node/audit"
 	"github.com/tearline/tearline/node/policy"
+	"github.com/tearline/tearline/node/report"
 	"github.com/tearline/tearline/node/store"
 	"github.com/tearline/tearline/pki"
 	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
@@ -38,25 +44,24 @@ func publishN(t *testing.T, n *Node, count int) []string {
 	return ids
 }
 
-// export runs ExportAudit into JSON lines.
+// export runs ExportAudit into JSON lines, as the CLI writes them.
 func export(t *testing.T, n *Node, since time.Time) []byte {
 	t.Helper()
 	var b bytes.Buffer
+	w := audit.NewExportWriter(&b)
 	err := n.ExportAudit(context.Background(), officer, since, func(it ExportItem) error {
-		var line []byte
-		var err error
 		switch {
 		case it.Header != nil:
-			line, err = audit.Line(it.Header)
+			return w.Header(*it.Header)
 		case it.Checkpoint != nil:
-			line, err = audit.CheckpointLine(it.Checkpoint)
+			return w.Signed(it.Checkpoint)
 		default:
-			line, err = audit.EntryLine(it.Canonical)
+			return w.Entry(it.Canonical)
 		}
-		b.Write(line)
-		b.WriteByte('\n')
-		return err
 	})
+	if err == nil {
+		err = w.Close()
+	}
 	if err != nil {
 		t.Fatalf("export: %v", err)
 	}
@@ -162,11 +167,27 @@ func TestAuditCheckpointExportOffline(t *testing.T) {
 		}{join(ls), 2}
 	}
 	{
-		ls := append([]string(nil), lines[:len(lines)-1]...)
+		ls := append([]string(nil), lines[:len(lines)-2]...)
+		ls = append(ls, lines[len(lines)-1])
 		edits["the final checkpoint removed"] = struct {
 			file []byte
 			bad  uint64
 		}{join(ls), 0}
+	}
+	{
+		ls := append([]string(nil), lines[:len(lines)-1]...)
+		edits["the signed end removed"] = struct {
+			file []byte
+			bad  uint64
+		}{join(ls), 0}
+	}
+	{
+		ls := append([]string(nil), lines...)
+		ls[0] = strings.Replace(ls[0], `"exported":"`, `"exported":"1`, 1)
+		edits["the header's time of export"] = struct {
+			file []byte
+			bad  uint64
+		}{join(ls), 1}
 	}
 	{
 		ls := append([]string(nil), lines...)
@@ -190,6 +211,218 @@ func TestAuditCheckpointExportOffline(t *testing.T) {
 		if err != nil || res.OK || (e.bad != 0 && res.FirstBad != e.bad) {
 			t.Errorf("%s: %+v %v, want a failure at %d", name, res, err, e.bad)
 		}
+	}
+}
+
+// exportLines splits an export into its lines.
+func exportLines(file []byte) []string {
+	return strings.Split(strings.TrimSuffix(string(file), "\n"), "\n")
+}
+
+// lineOf is the index of the first line starting with prefix.
+func lineOf(t *testing.T, lines []string, prefix string) int {
+	t.Helper()
+	for i, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			return i
+		}
+	}
+	t.Fatalf("no line %s…", prefix)
+	return 0
+}
+
+// An export cut at either end fails offline verification, even with its
+// header edited to match the cut and the file ending (or starting) at a
+// periodic checkpoint that still verifies: the export's signed end names
+// where it starts and ends. The untouched export, whole and --since,
+// verifies.
+func TestAuditExportCutAtEitherEnd(t *testing.T) {
+	dir := t.TempDir()
+	trust := pki.NewTrust()
+	usa := testNode(t, dir, trust, "USA", []string{"USA", "GBR", "CAN"})
+	ctx := context.Background()
+	publishN(t, usa, 2)
+	mid, err := usa.Checkpoint(ctx) // a periodic checkpoint
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, usa, 2)
+	offline := caOnly(t, dir, "USA")
+	file := export(t, usa, time.Time{})
+	res, h, err := audit.VerifyExport(bytes.NewReader(file), offline)
+	if err != nil || !res.OK || h.FirstSeq != 1 || h.LastSeq <= mid+1 || res.Entries != h.LastSeq {
+		t.Fatalf("offline verify of the whole export: %+v %+v %v\n%s", res, h, err, file)
+	}
+	last := h.LastSeq
+	lines := exportLines(file)
+	cp := lineOf(t, lines, fmt.Sprintf(`{"type":"checkpoint","seq":%d,`, mid))
+	end := len(lines) - 1
+	header := func(from, to string) string {
+		if !strings.Contains(lines[0], from) {
+			t.Fatalf("the header has no %s: %s", from, lines[0])
+		}
+		return strings.Replace(lines[0], from, to, 1)
+	}
+	cutEnd := header(fmt.Sprintf(`"last_seq":%d`, last), fmt.Sprintf(`"last_seq":%d`, mid))
+	cutStart := header(`"first_seq":1,`, fmt.Sprintf(`"first_seq":%d,`, mid+1))
+	asSince := strings.Replace(cutStart, `,"first_seq":`, `,"since":"`+h.Exported+`","first_seq":`, 1)
+	cat := func(parts ...[]string) []byte {
+		var ls []string
+		for _, p := range parts {
+			ls = append(ls, p...)
+		}
+		return []byte(strings.Join(ls, "\n") + "\n")
+	}
+	for _, tc := range []struct {
+		name string
+		file []byte
+		bad  uint64
+		want string
+	}{
+		{"cut after a periodic checkpoint", cat([]string{cutEnd}, lines[1:cp+1]), mid + 1,
+			fmt.Sprintf("the file has no signed export end: it may have been cut after entry %d", mid)},
+		{"cut after a periodic checkpoint, the signed end kept", cat([]string{cutEnd}, lines[1:cp+1], lines[end:]), mid + 1,
+			fmt.Sprintf("the export ends at entry %d but its signed end says it ends at entry %d: entries %d..%d were cut from the end", mid, last, mid+1, last)},
+		{"cut before the entries after a periodic checkpoint", cat([]string{cutStart}, lines[cp+1:]), 1,
+			fmt.Sprintf("the export starts at entry %d but its signed end says it starts at entry 1: entries 1..%d were cut from the start", mid+1, mid)},
+		{"cut at the start, posing as a --since export", cat([]string{asSince}, lines[cp+1:]), 1,
+			fmt.Sprintf("the export starts at entry %d but its signed end says it starts at entry 1", mid+1)},
+		{"cut at the start, the signed end dropped", cat([]string{cutStart}, lines[cp+1:end]), last + 1,
+			fmt.Sprintf("the file has no signed export end: it may have been cut before entry %d or after entry %d", mid+1, last)},
+	} {
+		res, _, err := audit.VerifyExport(bytes.NewReader(tc.file), offline)
+		if err != nil || res.OK || res.FirstBad != tc.bad || !strings.Contains(res.Reason, tc.want) {
+			t.Errorf("%s: %+v %v; want a failure at %d: %q", tc.name, res, err, tc.bad, tc.want)
+		}
+	}
+
+	// A --since export starts where its signed end says, and verifies;
+	// without its first entry (the header edited to match) it does not.
+	since := time.Now()
+	publishN(t, usa, 1)
+	file = export(t, usa, since)
+	res, h, err = audit.VerifyExport(bytes.NewReader(file), offline)
+	if err != nil || !res.OK || h.FirstSeq <= last || h.Since == "" || res.Entries != h.LastSeq-h.FirstSeq+1 {
+		t.Fatalf("offline verify of the --since export: %+v %+v %v\n%s", res, h, err, file)
+	}
+	lines = exportLines(file)
+	first := lineOf(t, lines, fmt.Sprintf(`{"type":"entry","seq":%d,`, h.FirstSeq))
+	lines[0] = strings.Replace(lines[0], fmt.Sprintf(`"first_seq":%d,`, h.FirstSeq), fmt.Sprintf(`"first_seq":%d,`, h.FirstSeq+1), 1)
+	cut := cat(lines[:first], lines[first+1:])
+	res, _, err = audit.VerifyExport(bytes.NewReader(cut), offline)
+	if err != nil || res.OK || res.FirstBad != h.FirstSeq || !strings.Contains(res.Reason, "cut from the start") {
+		t.Errorf("the --since export without its first entry: %+v %v", res, err)
+	}
+}
+
+// The export's signed end and a checkpoint are signed in separate
+// domains: the same node's signature over one never verifies as the
+// other, alone or in an export file.
+func TestAuditExportEndNotReplayable(t *testing.T) {
+	dir := t.TempDir()
+	trust := pki.NewTrust()
+	usa := testNode(t, dir, trust, "USA", []string{"USA", "GBR"})
+	publishN(t, usa, 2)
+	offline := caOnly(t, dir, "USA")
+	file := export(t, usa, time.Time{})
+	lines := exportLines(file)
+	signed := func(line string) *reportv1.Signed {
+		t.Helper()
+		var in struct {
+			Signed string `json:"signed"`
+		}
+		if err := json.Unmarshal([]byte(line), &in); err != nil {
+			t.Fatalf("not a line of JSON: %s", line)
+		}
+		raw, err := base64.StdEncoding.DecodeString(in.Signed)
+		sd := &reportv1.Signed{}
+		if err != nil || proto.Unmarshal(raw, sd) != nil {
+			t.Fatalf("not a signed line: %s", line)
+		}
+		return sd
+	}
+	end := len(lines) - 1
+	cp := end - 1 // the export's final checkpoint
+	x, _, err := report.OpenAuditExport(signed(lines[end]), offline)
+	if err != nil {
+		t.Fatalf("the signed end: %v", err)
+	}
+	c, _, err := report.OpenAuditCheckpoint(signed(lines[cp]), offline)
+	if err != nil || c.GetSeq() != x.GetLastSeq() {
+		t.Fatalf("the final checkpoint: %v %v", c, err)
+	}
+	// Each statement's payload signed by the node as the other kind, and
+	// labelled as its own: the payload parses, only the domain differs.
+	asCheckpoint, err := report.SignStatement(report.KindAuditCheckpoint, x, usa.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asCheckpoint.Kind = report.KindAuditExport
+	asEnd, err := report.SignStatement(report.KindAuditExport, c, usa.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asEnd.Kind = report.KindAuditCheckpoint
+	if _, _, err := report.OpenAuditExport(asCheckpoint, offline); !errors.Is(err, report.ErrSignature) {
+		t.Errorf("an export statement signed as a checkpoint opened as the export's end: %v", err)
+	}
+	if _, _, err := report.OpenAuditCheckpoint(asEnd, offline); !errors.Is(err, report.ErrSignature) {
+		t.Errorf("a checkpoint signed as an export statement opened as a checkpoint: %v", err)
+	}
+	if _, _, err := report.OpenAuditCheckpoint(signed(lines[end]), offline); err == nil {
+		t.Error("the signed end opened as a checkpoint")
+	}
+	if _, _, err := report.OpenAuditExport(signed(lines[cp]), offline); err == nil {
+		t.Error("a checkpoint opened as an export's end")
+	}
+	// In the file.
+	endLine, err := audit.EndLine(asCheckpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpLine, err := audit.CheckpointLine(asEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		at   int
+		line []byte
+		want string
+	}{
+		{"the end signed as a checkpoint", end, endLine, "the export's signed end does not verify against the CA bundle"},
+		{"the final checkpoint signed as an export's end", cp, cpLine, fmt.Sprintf("the checkpoint at %d does not verify against the CA bundle", c.GetSeq())},
+	} {
+		ls := append([]string(nil), lines...)
+		ls[tc.at] = string(tc.line)
+		res, _, err := audit.VerifyExport(strings.NewReader(strings.Join(ls, "\n")+"\n"), offline)
+		if err != nil || res.OK || !strings.Contains(res.Reason, tc.want) {
+			t.Errorf("%s: %+v %v; want %q", tc.name, res, err, tc.want)
+		}
+	}
+}
+
+// An export in the format written before exports were signed fails, and
+// says why, though its entries and checkpoints check out.
+func TestAuditExportV1NotPassed(t *testing.T) {
+	dir := t.TempDir()
+	trust := pki.NewTrust()
+	usa := testNode(t, dir, trust, "USA", []string{"USA", "GBR"})
+	publishN(t, usa, 2)
+	lines := exportLines(export(t, usa, time.Time{}))
+	// What an export was before: a v1 header, and no signed end.
+	lines[0] = strings.Replace(lines[0], audit.ExportFormat, audit.ExportFormatV1, 1)
+	old := strings.Join(lines[:len(lines)-1], "\n") + "\n"
+	res, h, err := audit.VerifyExport(strings.NewReader(old), caOnly(t, dir, "USA"))
+	if err != nil || res.OK || res.FirstBad != h.LastSeq+1 || res.Checkpoints == 0 || !strings.Contains(res.Reason, "written before exports were signed") {
+		t.Fatalf("a v1 export: %+v %v", res, err)
+	}
+	// A v2 export with its header relabelled v1 fails too.
+	lines = exportLines(export(t, usa, time.Time{}))
+	lines[0] = strings.Replace(lines[0], audit.ExportFormat, audit.ExportFormatV1, 1)
+	res, _, err = audit.VerifyExport(strings.NewReader(strings.Join(lines, "\n")+"\n"), caOnly(t, dir, "USA"))
+	if err != nil || res.OK || !strings.Contains(res.Reason, "the header was edited") {
+		t.Fatalf("a signed export relabelled v1: %+v %v", res, err)
 	}
 }
 

@@ -283,7 +283,49 @@ func TestE2EAuditScenario(t *testing.T) {
 	// them, whether or not USA's one-second timer has signed any yet (the
 	// steps above can take less than a second).
 	f.mustCLI("USA", "audit", "export")
-	f.mustCLI("USA", "audit", "export")
+	usaExport := f.mustCLI("USA", "audit", "export")
+	// That export verifies; cut after the checkpoint the first export
+	// signed (a periodic checkpoint, as far as the file tells), with its
+	// header's last_seq edited to match, it does not.
+	usaFile := filepath.Join(t.TempDir(), "usa-audit.jsonl")
+	usaCA := filepath.Join(f.dir, "USA", "ca", "bundle.pem")
+	if err := os.WriteFile(usaFile, []byte(usaExport), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.jsonCLI(&v, "USA", "audit", "verify", "--file", usaFile, "--ca", usaCA)
+	if !v.OK {
+		t.Fatalf("offline verify of USA's export: %+v", v)
+	}
+	lines := strings.Split(strings.TrimSuffix(usaExport, "\n"), "\n")
+	var header struct {
+		LastSeq uint64 `json:"last_seq"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &header); err != nil {
+		t.Fatal(err)
+	}
+	cut := -1
+	var cutSeq uint64
+	for i, l := range lines {
+		var cp struct {
+			Type string `json:"type"`
+			Seq  uint64 `json:"seq"`
+		}
+		if json.Unmarshal([]byte(l), &cp) == nil && cp.Type == "checkpoint" && cp.Seq < header.LastSeq {
+			cut, cutSeq = i, cp.Seq
+		}
+	}
+	if cut < 0 {
+		t.Fatalf("USA's second export holds no checkpoint before its last entry:\n%s", usaExport)
+	}
+	lines[0] = strings.Replace(lines[0], `"last_seq":`+strconv.FormatUint(header.LastSeq, 10), `"last_seq":`+strconv.FormatUint(cutSeq, 10), 1)
+	if err := os.WriteFile(usaFile, []byte(strings.Join(lines[:cut+1], "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, err = f.cli("USA", "--json", "audit", "verify", "--file", usaFile, "--ca", usaCA)
+	if err == nil || json.Unmarshal([]byte(stdout), &v) != nil || v.OK || v.FirstBad == nil || *v.FirstBad != cutSeq+1 ||
+		!strings.Contains(v.Reason, "no signed export end: it may have been cut") {
+		t.Fatalf("offline verify of USA's export cut after entry %d: %v %s", cutSeq, err, stdout)
+	}
 	var pv verifyJSON
 	eventually(t, 15*time.Second, "GBR to hold USA's checkpoints", func() bool {
 		f.jsonCLI(&pv, "GBR", "audit", "verify", "--against", "USA")

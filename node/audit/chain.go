@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
 	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
 )
 
@@ -194,6 +195,8 @@ type Result struct {
 	// Checkpoints verified, and the sequence number of the latest.
 	Checkpoints   int
 	CheckpointSeq uint64
+	// End is an export's signed end, when VerifyExport verified one.
+	End *reportv1.AuditExport
 }
 
 // fail records f in r if it is the earliest fault so far.

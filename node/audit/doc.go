@@ -48,4 +48,17 @@
 // sends each checkpoint to its partners, who keep them: a log rewritten
 // after a checkpoint was sent no longer matches the checkpoint a partner
 // holds, even when the rewriter re-signed its own copies.
+//
+// # Exports
+//
+// An export (export.go) ends with the node's signed statement of the export
+// itself, a tearline.report.v1.AuditExport {party, time of export, since,
+// first and last sequence numbers, head hash at the last}, signed with the
+// same key and machinery as a checkpoint but as its own statement kind
+// ("audit-export"), so that neither ever verifies as the other. A
+// checkpoint alone cannot say where an export ends: a file cut just after a
+// periodic checkpoint, or just before the entries that follow one, is a
+// well-chained, checkpointed run of entries. The signed end can: a verifier
+// fails a file whose entries or header start or end elsewhere than it says,
+// and a file that has none.
 package audit

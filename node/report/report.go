@@ -67,6 +67,7 @@ const (
 	KindWithdrawal      = "withdrawal"
 	KindWithdrawalAck   = "withdrawal-ack"
 	KindAuditCheckpoint = "audit-checkpoint"
+	KindAuditExport     = "audit-export"
 )
 
 // Signer signs with a node's current key and returns the certificate chain
@@ -617,4 +618,28 @@ func OpenAuditCheckpoint(sd *reportv1.Signed, v Verifier) (*reportv1.AuditCheckp
 		return nil, pki.Identity{}, fmt.Errorf("%w: audit checkpoint of %s is signed by %s", ErrSignature, c.GetParty(), id)
 	}
 	return c, id, nil
+}
+
+// OpenAuditExport verifies a node's signed statement of an audit export: it
+// parses, its sequence numbers and head are well formed, and it is signed
+// (as kind "audit-export", so that no checkpoint or other statement opens
+// as one) by a node of the party it names, whose chain verifies against
+// that party's CA at the time of the export.
+func OpenAuditExport(sd *reportv1.Signed, v Verifier) (*reportv1.AuditExport, pki.Identity, error) {
+	x := &reportv1.AuditExport{}
+	if len(sd.GetPayload()) > MaxStatementSize || proto.Unmarshal(sd.GetPayload(), x) != nil {
+		return nil, pki.Identity{}, fmt.Errorf("%w: audit export statement does not parse", ErrInvalid)
+	}
+	if x.GetExported().CheckValid() != nil || (x.GetSince() != nil && x.GetSince().CheckValid() != nil) || !marking.ValidParty(x.GetParty()) ||
+		x.GetLastSeq() == 0 || x.GetFirstSeq() == 0 || x.GetFirstSeq() > x.GetLastSeq()+1 || len(x.GetHead()) != sha256.Size {
+		return nil, pki.Identity{}, fmt.Errorf("%w: audit export statement is malformed", ErrInvalid)
+	}
+	id, err := verifyStatement(KindAuditExport, sd, v, x.GetExported().AsTime())
+	if err != nil {
+		return nil, pki.Identity{}, err
+	}
+	if id.Party != x.GetParty() || id.Kind != pki.KindNode {
+		return nil, pki.Identity{}, fmt.Errorf("%w: audit export statement of %s is signed by %s", ErrSignature, x.GetParty(), id)
+	}
+	return x, id, nil
 }

@@ -58,7 +58,13 @@ A failure raises a security event.
 With --file FILE --ca CA_BUNDLE, check an export ('tearline audit export')
 offline, with no node: only the exporting party's CA bundle is needed. Any
 edit of the file (a changed field, a removed or reordered entry, a removed
-checkpoint) fails.
+checkpoint) fails. So does a file cut at either end, even with its header
+edited to match: the export ends with a statement the node signed of the
+export itself (its party, time, since, first and last entry and the hash of
+the last), and the file must start and end where that says. A file with no
+signed end fails ("it may have been cut"), and so does an export written
+before exports were signed (format tearline-audit-export/v1): its entries
+and checkpoints are checked, but a cut cannot be ruled out; export again.
 
 With --against PARTY, ask PARTY's node for its entry hashes at every
 checkpoint PARTY signed and sent here, and compare: a log PARTY rewrote
@@ -137,7 +143,7 @@ func verifyFile(g *globals, file, caFile string) error {
 	}
 	var h audit.Header
 	first, _, _ := bytes.Cut(data, []byte("\n"))
-	if json.Unmarshal(first, &h) != nil || h.Format != audit.ExportFormat {
+	if json.Unmarshal(first, &h) != nil || (h.Format != audit.ExportFormat && h.Format != audit.ExportFormatV1) {
 		return fmt.Errorf("%s is not a Tearline audit export (its first line is not a %s header)", file, audit.ExportFormat)
 	}
 	trust := pki.NewTrust()
@@ -150,7 +156,21 @@ func verifyFile(g *globals, file, caFile string) error {
 	if !res.OK {
 		firstBad = &res.FirstBad
 	}
-	return g.verdict(res.OK, res.Entries, firstBad, res.Reason, uint64(res.Checkpoints), res.CheckpointSeq, map[string]any{"party": h.Party, "first_seq": h.FirstSeq, "last_seq": h.LastSeq})
+	extra := map[string]any{"party": h.Party, "first_seq": h.FirstSeq, "last_seq": h.LastSeq, "signed_end": res.End != nil}
+	if err := g.verdict(res.OK, res.Entries, firstBad, res.Reason, uint64(res.Checkpoints), res.CheckpointSeq, extra); err != nil {
+		return err
+	}
+	if x := res.End; x != nil && !g.json {
+		span := fmt.Sprintf("entries %d..%d", x.GetFirstSeq(), x.GetLastSeq())
+		if x.GetFirstSeq() > x.GetLastSeq() {
+			span = "no entry"
+		}
+		if x.GetSince() != nil {
+			span += " (since " + ts(x.GetSince()) + ")"
+		}
+		fmt.Fprintf(g.stdout, "signed export of %s's log at %s: %s\n", x.GetParty(), ts(x.GetExported()), span)
+	}
+	return nil
 }
 
 func verifyAgainst(ctx context.Context, g *globals, party string) error {
@@ -223,8 +243,11 @@ func newAuditExportCmd(g *globals) *cobra.Command {
 		Long: `Write the audit log to standard output as JSON lines: a header, then each
 entry from --since on (a time, a date, or a duration before now such as 24h
 or 30d; default: all) with its canonical bytes and a readable rendering of
-them, the signed checkpoints among them, and last a checkpoint the node signs
-now of the last entry. The export itself is recorded in the log first.
+them, the signed checkpoints among them, a checkpoint the node signs now of
+the last entry, and last the export's signed end: a statement the node signs
+of this export (its party, the time, --since, the first and last entry and
+the hash of the last), so that a file cut at either end no longer verifies.
+The export itself is recorded in the log first.
 
 Check the file anywhere, with no node and only the party's CA bundle:
   tearline audit verify --file FILE --ca CA_BUNDLE`,
@@ -249,33 +272,35 @@ Check the file anywhere, with no node and only the party's CA bundle:
 			}
 			w := bufio.NewWriter(g.stdout)
 			defer w.Flush()
+			out := audit.NewExportWriter(w)
 			for {
 				msg, err := stream.Recv()
 				if errors.Is(err, io.EOF) {
+					// Without the node's signed end (a node older than
+					// this CLI), the file written does not verify.
+					if err := out.Close(); err != nil {
+						return fmt.Errorf("the node sent no signed export end: the file will not verify: %w", err)
+					}
 					return nil
 				}
 				if err != nil {
 					return err
 				}
-				var line []byte
 				switch it := msg.GetItem().(type) {
 				case *adminv1.ExportAuditResponse_Header:
 					h := it.Header
-					hd := audit.Header{Type: "header", Format: audit.ExportFormat, Party: h.GetParty(), Node: h.GetNode(), Exported: ts(h.GetExported()),
-						Since: ts(h.GetSince()), FirstSeq: h.GetFirstSeq(), LastSeq: h.GetLastSeq()}
-					line, err = audit.Line(hd)
+					err = out.Header(audit.Header{Type: "header", Format: audit.ExportFormat, Party: h.GetParty(), Node: h.GetNode(), Exported: ts(h.GetExported()),
+						Since: ts(h.GetSince()), FirstSeq: h.GetFirstSeq(), LastSeq: h.GetLastSeq()})
 				case *adminv1.ExportAuditResponse_Entry:
-					line, err = audit.EntryLine(it.Entry.GetCanonical())
+					err = out.Entry(it.Entry.GetCanonical())
 				case *adminv1.ExportAuditResponse_Checkpoint:
-					line, err = audit.CheckpointLine(it.Checkpoint)
+					err = out.Signed(it.Checkpoint)
 				default:
 					continue
 				}
 				if err != nil {
 					return fmt.Errorf("the node sent an item that does not render: %w", err)
 				}
-				w.Write(line)
-				w.WriteByte('\n')
 			}
 		},
 	}

@@ -281,7 +281,8 @@ type ExportAuditResponse_Entry struct {
 }
 
 type ExportAuditResponse_Checkpoint struct {
-	// A signed AuditCheckpoint.
+	// A signed AuditCheckpoint, or (its kind "audit-export") the signed
+	// AuditExport statement of this export.
 	Checkpoint *v1.Signed `protobuf:"bytes,3,opt,name=checkpoint,proto3,oneof"`
 }
 

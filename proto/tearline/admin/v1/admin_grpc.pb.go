@@ -120,7 +120,9 @@ type AdminServiceClient interface {
 	VerifyAudit(ctx context.Context, in *VerifyAuditRequest, opts ...grpc.CallOption) (*VerifyAuditResponse, error)
 	// ExportAudit streams the audit entries from a time on, with every
 	// checkpoint from there on and a fresh checkpoint of the head last, for
-	// offline verification with only the party's CA bundle.
+	// offline verification with only the party's CA bundle. The node's signed
+	// statement of the export itself (a tearline.report.v1.AuditExport, in the
+	// checkpoint item) comes first, before the header.
 	//
 	// Authorisation: officers of this node's party.
 	ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportAuditResponse], error)
@@ -431,7 +433,9 @@ type AdminServiceServer interface {
 	VerifyAudit(context.Context, *VerifyAuditRequest) (*VerifyAuditResponse, error)
 	// ExportAudit streams the audit entries from a time on, with every
 	// checkpoint from there on and a fresh checkpoint of the head last, for
-	// offline verification with only the party's CA bundle.
+	// offline verification with only the party's CA bundle. The node's signed
+	// statement of the export itself (a tearline.report.v1.AuditExport, in the
+	// checkpoint item) comes first, before the header.
 	//
 	// Authorisation: officers of this node's party.
 	ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[ExportAuditResponse]) error

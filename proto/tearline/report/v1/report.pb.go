@@ -1404,6 +1404,99 @@ func (x *AuditCheckpoint) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// AuditExport is a node's signed statement of one export of its audit log
+// (kind "audit-export", never valid as a checkpoint or any other kind): the
+// party whose log it is, when the export was made, the `since` it was asked
+// for (unset: the whole log), the first and last sequence numbers the export
+// holds and the hash of entry `last_seq`. It is the last line of an export
+// file: a file that starts or ends elsewhere than its statement says, or has
+// none, was cut. An export with no entry (nothing since `since`) has
+// first_seq = last_seq + 1.
+type AuditExport struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Party    string                 `protobuf:"bytes,1,opt,name=party,proto3" json:"party,omitempty"`
+	Exported *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=exported,proto3" json:"exported,omitempty"`
+	Since    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	FirstSeq uint64                 `protobuf:"varint,4,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
+	LastSeq  uint64                 `protobuf:"varint,5,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// SHA-256 of entry last_seq's canonical bytes: the head at last_seq.
+	Head          []byte `protobuf:"bytes,6,opt,name=head,proto3" json:"head,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditExport) Reset() {
+	*x = AuditExport{}
+	mi := &file_tearline_report_v1_report_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditExport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditExport) ProtoMessage() {}
+
+func (x *AuditExport) ProtoReflect() protoreflect.Message {
+	mi := &file_tearline_report_v1_report_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditExport.ProtoReflect.Descriptor instead.
+func (*AuditExport) Descriptor() ([]byte, []int) {
+	return file_tearline_report_v1_report_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AuditExport) GetParty() string {
+	if x != nil {
+		return x.Party
+	}
+	return ""
+}
+
+func (x *AuditExport) GetExported() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Exported
+	}
+	return nil
+}
+
+func (x *AuditExport) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *AuditExport) GetFirstSeq() uint64 {
+	if x != nil {
+		return x.FirstSeq
+	}
+	return 0
+}
+
+func (x *AuditExport) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *AuditExport) GetHead() []byte {
+	if x != nil {
+		return x.Head
+	}
+	return nil
+}
+
 var File_tearline_report_v1_report_proto protoreflect.FileDescriptor
 
 const file_tearline_report_v1_report_proto_rawDesc = "" +
@@ -1518,7 +1611,14 @@ const file_tearline_report_v1_report_proto_rawDesc = "" +
 	"\x05party\x18\x01 \x01(\tR\x05party\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04head\x18\x03 \x01(\fR\x04head\x12.\n" +
-	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time*x\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xd9\x01\n" +
+	"\vAuditExport\x12\x14\n" +
+	"\x05party\x18\x01 \x01(\tR\x05party\x126\n" +
+	"\bexported\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bexported\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1b\n" +
+	"\tfirst_seq\x18\x04 \x01(\x04R\bfirstSeq\x12\x19\n" +
+	"\blast_seq\x18\x05 \x01(\x04R\alastSeq\x12\x12\n" +
+	"\x04head\x18\x06 \x01(\fR\x04head*x\n" +
 	"\x05Basis\x12\x15\n" +
 	"\x11BASIS_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fBASIS_ORIGIN\x10\x01\x12\x0f\n" +
@@ -1540,7 +1640,7 @@ func file_tearline_report_v1_report_proto_rawDescGZIP() []byte {
 }
 
 var file_tearline_report_v1_report_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tearline_report_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_tearline_report_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_tearline_report_v1_report_proto_goTypes = []any{
 	(Basis)(0),                    // 0: tearline.report.v1.Basis
 	(*Marking)(nil),               // 1: tearline.report.v1.Marking
@@ -1559,33 +1659,36 @@ var file_tearline_report_v1_report_proto_goTypes = []any{
 	(*Withdrawal)(nil),            // 14: tearline.report.v1.Withdrawal
 	(*WithdrawalAck)(nil),         // 15: tearline.report.v1.WithdrawalAck
 	(*AuditCheckpoint)(nil),       // 16: tearline.report.v1.AuditCheckpoint
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*AuditExport)(nil),           // 17: tearline.report.v1.AuditExport
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_tearline_report_v1_report_proto_depIdxs = []int32{
 	1,  // 0: tearline.report.v1.Portion.marking:type_name -> tearline.report.v1.Marking
-	17, // 1: tearline.report.v1.Header.created:type_name -> google.protobuf.Timestamp
+	18, // 1: tearline.report.v1.Header.created:type_name -> google.protobuf.Timestamp
 	4,  // 2: tearline.report.v1.Header.route:type_name -> tearline.report.v1.RouteEntry
 	3,  // 3: tearline.report.v1.Header.portions:type_name -> tearline.report.v1.PortionDigest
 	7,  // 4: tearline.report.v1.Signed.batch:type_name -> tearline.report.v1.MerkleProof
 	0,  // 5: tearline.report.v1.PortionRelease.basis:type_name -> tearline.report.v1.Basis
 	8,  // 6: tearline.report.v1.Hop.portions:type_name -> tearline.report.v1.PortionRelease
-	17, // 7: tearline.report.v1.Hop.sent:type_name -> google.protobuf.Timestamp
+	18, // 7: tearline.report.v1.Hop.sent:type_name -> google.protobuf.Timestamp
 	6,  // 8: tearline.report.v1.Envelope.header:type_name -> tearline.report.v1.Signed
 	2,  // 9: tearline.report.v1.Envelope.portions:type_name -> tearline.report.v1.Portion
 	6,  // 10: tearline.report.v1.Envelope.hops:type_name -> tearline.report.v1.Signed
 	6,  // 11: tearline.report.v1.Envelope.authorities:type_name -> tearline.report.v1.Signed
-	17, // 12: tearline.report.v1.ConsentGrant.issued:type_name -> google.protobuf.Timestamp
-	17, // 13: tearline.report.v1.ConsentGrant.expires:type_name -> google.protobuf.Timestamp
-	17, // 14: tearline.report.v1.CrisisDeclaration.issued:type_name -> google.protobuf.Timestamp
-	17, // 15: tearline.report.v1.CrisisDeclaration.expires:type_name -> google.protobuf.Timestamp
-	17, // 16: tearline.report.v1.Withdrawal.issued:type_name -> google.protobuf.Timestamp
-	17, // 17: tearline.report.v1.WithdrawalAck.applied:type_name -> google.protobuf.Timestamp
-	17, // 18: tearline.report.v1.AuditCheckpoint.time:type_name -> google.protobuf.Timestamp
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	18, // 12: tearline.report.v1.ConsentGrant.issued:type_name -> google.protobuf.Timestamp
+	18, // 13: tearline.report.v1.ConsentGrant.expires:type_name -> google.protobuf.Timestamp
+	18, // 14: tearline.report.v1.CrisisDeclaration.issued:type_name -> google.protobuf.Timestamp
+	18, // 15: tearline.report.v1.CrisisDeclaration.expires:type_name -> google.protobuf.Timestamp
+	18, // 16: tearline.report.v1.Withdrawal.issued:type_name -> google.protobuf.Timestamp
+	18, // 17: tearline.report.v1.WithdrawalAck.applied:type_name -> google.protobuf.Timestamp
+	18, // 18: tearline.report.v1.AuditCheckpoint.time:type_name -> google.protobuf.Timestamp
+	18, // 19: tearline.report.v1.AuditExport.exported:type_name -> google.protobuf.Timestamp
+	18, // 20: tearline.report.v1.AuditExport.since:type_name -> google.protobuf.Timestamp
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_tearline_report_v1_report_proto_init() }
@@ -1599,7 +1702,7 @@ func file_tearline_report_v1_report_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tearline_report_v1_report_proto_rawDesc), len(file_tearline_report_v1_report_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
