@@ -467,7 +467,11 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 			if err := t.PutConsent(r); err != nil {
 				return err
 			}
-			return t.AddEvent(&storev1.Event{ReportId: r.GetReportId(), Kind: "consent-" + r.GetState(), Party: from.Party, Detail: fmt.Sprintf("%s %s passing it to %s (request %s)", from.Party, r.GetState(), r.GetTo(), r.GetId())})
+			verb := r.GetState() // approved, denied
+			if verb == "withdrawn" {
+				verb = "withdrew its consent to"
+			}
+			return t.AddEvent(&storev1.Event{ReportId: r.GetReportId(), Kind: "consent-" + r.GetState(), Party: from.Party, Detail: fmt.Sprintf("%s %s passing it to %s (request %s)", from.Party, verb, r.GetTo(), r.GetId())})
 		})
 		if err == nil && bad != "" {
 			return refuse("bad-consent", badRule, "%s", bad)

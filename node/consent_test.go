@@ -222,6 +222,23 @@ func TestConsentWithdrawReachesHolder(t *testing.T) {
 	if s := consentState(t, w.gbr, req); s != "withdrawn" {
 		t.Fatalf("after the withdrawal GBR's request is %s, want withdrawn", s)
 	}
+	// GBR's provenance reads as a sentence.
+	evs, err := w.gbr.Store().Events(w.reportID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	said := false
+	for _, e := range evs {
+		if e.GetKind() == "consent-withdrawn" {
+			said = e.GetDetail() == "USA withdrew its consent to passing it to CAN (request "+req+")"
+			if !said {
+				t.Fatalf("GBR's provenance of the withdrawal: %q", e.GetDetail())
+			}
+		}
+	}
+	if !said {
+		t.Fatalf("GBR's provenance has no consent-withdrawn event: %v", evs)
+	}
 	if _, err := w.gbr.Share(w.ctx, w.goff, w.reportID, "CAN", nil); !errors.Is(err, ErrDenied) {
 		t.Fatalf("share on a withdrawn grant: %v, want a denial", err)
 	}

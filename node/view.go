@@ -89,6 +89,9 @@ func (n *Node) View(r *storev1.StoredReport, keep func(index uint32, m marking.M
 func (n *Node) Summary(e store.FeedEntry) *clientv1.ReportSummary {
 	env := e.Report.GetEnvelope()
 	s := &clientv1.ReportSummary{ReceivedFrom: e.Report.GetReceivedFrom(), PortionsHeld: uint32(len(env.GetPortions())), Withdrawn: e.Report.GetWithdrawn() != nil}
+	if e.Report.GetWithdrawn().GetAction() == "purge" {
+		s.PortionsHeld = 0 // their content is gone: only the tombstone is held
+	}
 	v, err := n.vcache.header(env.GetHeader(), n.trust)
 	if err != nil {
 		return s

@@ -204,6 +204,7 @@ type reportRow struct {
 	Title        string `json:"title"`
 	ReceivedFrom string `json:"received_from"`
 	Withdrawn    bool   `json:"withdrawn"`
+	PortionsHeld int    `json:"portions_held"`
 }
 
 func (f *federation) reports(party string) []reportRow {

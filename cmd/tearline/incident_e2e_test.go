@@ -421,6 +421,9 @@ func TestE2EWithdrawEverywhere(t *testing.T) {
 		if len(rows) != 1 || !rows[0].Withdrawn {
 			t.Fatalf("%s lists the withdrawn report as %+v, want once, withdrawn", party, rows)
 		}
+		if party != "USA" && rows[0].PortionsHeld != 0 {
+			t.Fatalf("%s lists the purged report with %d portions held, want 0: its content is gone", party, rows[0].PortionsHeld)
+		}
 	}
 	if out := f.mustCLI("USA", "reports"); strings.Count(out, id) != 1 || !strings.Contains(out, "WITHDRAWN") {
 		t.Fatalf("USA's reports: %s", out)

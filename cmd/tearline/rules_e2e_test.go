@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -546,6 +547,10 @@ func TestE2ECrisis(t *testing.T) {
 	}
 	f.mustCLI("USA", "crisis", "end", decl.ID)
 	waitCrisis("ended")
+	// The text list says when it ended, not only until when it was declared.
+	if out := f.mustCLI("USA", "crisis", "list"); !strings.Contains(out, decl.ID) || !regexp.MustCompile(`ended \d{4}-\d\d-\d\dT[^ ]+ \(declared until `).MatchString(out) {
+		t.Fatalf("crisis list after the end does not say when it ended:\n%s", out)
+	}
 	if e := f.denied("GBR", []string{"CRISIS-BODY"}, "share", id, "--to", "CAN"); e.Reason != "third-party-rule" {
 		t.Fatalf("after the crisis: %+v", e)
 	}

@@ -119,9 +119,9 @@ func (g *globals) verdict(ok bool, entries uint64, firstBad *uint64, reason stri
 			return err
 		}
 	} else if ok {
-		fmt.Fprintf(g.stdout, "audit log OK: %d entries, %d checkpoints verified (latest at entry %d)\n", entries, checkpoints, cpSeq)
+		fmt.Fprintf(g.stdout, "audit log OK: %s, %s verified (latest at entry %d)\n", plural(entries, "entry", "entries"), plural(checkpoints, "checkpoint", "checkpoints"), cpSeq)
 	} else {
-		fmt.Fprintf(g.stdout, "audit log FAILED at entry %d: %s\n", *firstBad, reason)
+		textf(g.stdout, "audit log FAILED at entry %d: %s\n", *firstBad, reason)
 	}
 	if !ok {
 		return exitError{1}
@@ -168,7 +168,7 @@ func verifyFile(g *globals, file, caFile string) error {
 		if x.GetSince() != nil {
 			span += " (since " + ts(x.GetSince()) + ")"
 		}
-		fmt.Fprintf(g.stdout, "signed export of %s's log at %s: %s\n", x.GetParty(), ts(x.GetExported()), span)
+		textf(g.stdout, "signed export of %s's log at %s: %s\n", x.GetParty(), ts(x.GetExported()), span)
 	}
 	return nil
 }
@@ -194,9 +194,9 @@ func verifyAgainst(ctx context.Context, g *globals, party string) error {
 		if resp.GetReason() != "" {
 			msg = resp.GetReason()
 		}
-		fmt.Fprintln(g.stdout, msg)
+		textf(g.stdout, "%s\n", msg)
 	} else {
-		fmt.Fprintf(g.stdout, "%s's audit log FAILED from entry %d: %s\n", party, resp.GetFirstBad(), resp.GetReason())
+		textf(g.stdout, "%s's audit log FAILED from entry %d: %s\n", party, resp.GetFirstBad(), resp.GetReason())
 	}
 	if !resp.GetOk() {
 		return exitError{1}
@@ -315,8 +315,8 @@ func newWhoSawCmd(g *globals) *cobra.Command {
 		Long: `List, per portion of a report, every subscriber it was delivered to and every
 partner whose node acknowledged an envelope carrying it (with the basis of
 the release), and when. At the originator, parties that a holder released it
-to under the originator's consent or crisis declaration are listed too, with
-the holder as "via". A withdrawal delivered to a subscriber carries no
+to under the originator's consent, crisis declaration or signed route (a
+relay) are listed too, with the holder as "via". A withdrawal delivered to a subscriber carries no
 content and is not listed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -350,11 +350,11 @@ content and is not listed.`,
 				for _, r := range p.GetRecipients() {
 					switch {
 					case r.GetKind() == "subscriber":
-						fmt.Fprintf(g.stdout, "  %s  subscriber %s\n", ts(r.GetTime()), r.GetName())
+						textf(g.stdout, "  %s  subscriber %s\n", ts(r.GetTime()), r.GetName())
 					case r.GetVia() != "":
-						fmt.Fprintf(g.stdout, "  %s  partner %s, via %s on %s\n", ts(r.GetTime()), r.GetName(), r.GetVia(), r.GetBasis())
+						textf(g.stdout, "  %s  partner %s, via %s on %s\n", ts(r.GetTime()), r.GetName(), r.GetVia(), r.GetBasis())
 					default:
-						fmt.Fprintf(g.stdout, "  %s  partner %s on %s (acknowledged %s)\n", ts(r.GetTime()), r.GetName(), r.GetBasis(), ts(r.GetAcknowledged()))
+						textf(g.stdout, "  %s  partner %s on %s (acknowledged %s)\n", ts(r.GetTime()), r.GetName(), r.GetBasis(), ts(r.GetAcknowledged()))
 					}
 				}
 			}
@@ -426,7 +426,7 @@ rules counts once in "denied" and under each rule.`,
 					rules = append(rules, fmt.Sprintf("%s %d", r, n))
 				}
 				sort.Strings(rules)
-				fmt.Fprintf(g.stdout, "%-6s %9d %7d %9d %9d %7d %8d %9d %9d  %s\n", p.GetParty(), p.GetReportsReleased(), p.GetReportsDenied(),
+				textf(g.stdout, "%-6s %9d %7d %9d %9d %7d %8d %9d %9d  %s\n", p.GetParty(), p.GetReportsReleased(), p.GetReportsDenied(),
 					p.GetReportsReceived(), p.GetReportsRejected(), p.GetConsentsAsked(), p.GetConsentsGranted(), p.GetWithdrawalsSent(), p.GetWithdrawalsReceived(), strings.Join(rules, ", "))
 			}
 			return nil

@@ -219,8 +219,12 @@ func crisisJSON(c *adminv1.Crisis) map[string]any {
 }
 
 func printCrisis(g *globals, c *adminv1.Crisis) {
-	textf(g.stdout, "%s  %-7s %s's crisis: topics %s, parties %s, up to %s, until %s; reason: %s\n", c.GetId(), c.GetState(), c.GetOriginator(),
-		strings.Join(c.GetTopics(), ","), strings.Join(c.GetParties(), ","), c.GetMaxClassification(), c.GetExpires().AsTime().Format(time.RFC3339), c.GetReason())
+	until := "until " + c.GetExpires().AsTime().Format(time.RFC3339)
+	if c.GetEnded() != nil {
+		until = "ended " + c.GetEnded().AsTime().Format(time.RFC3339) + " (declared " + until + ")"
+	}
+	textf(g.stdout, "%s  %-7s %s's crisis: topics %s, parties %s, up to %s, %s; reason: %s\n", c.GetId(), c.GetState(), c.GetOriginator(),
+		strings.Join(c.GetTopics(), ","), strings.Join(c.GetParties(), ","), c.GetMaxClassification(), until, c.GetReason())
 }
 
 func splitList(v string) []string {

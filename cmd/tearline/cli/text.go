@@ -25,3 +25,12 @@ func textf(w io.Writer, format string, args ...any) {
 	}
 	fmt.Fprintf(w, format, args...)
 }
+
+// plural is n with the noun in the number n calls for: "1 checkpoint",
+// "2 checkpoints".
+func plural[N int | int64 | uint64 | uint32](n N, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}

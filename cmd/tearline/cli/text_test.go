@@ -120,3 +120,14 @@ func TestJSONErrorIsOneLine(t *testing.T) {
 		}
 	}
 }
+
+func TestPlural(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		want string
+	}{{0, "0 checkpoints"}, {1, "1 checkpoint"}, {2, "2 checkpoints"}} {
+		if got := plural(c.n, "checkpoint", "checkpoints"); got != c.want {
+			t.Errorf("plural(%d) = %q, want %q", c.n, got, c.want)
+		}
+	}
+}

@@ -58,7 +58,9 @@ have. It prints the report id (with --json: {"id": "..."}), and on stderr
 what each partner was sent, or that it is held (a suspended partner).
 
 --to X --via H names H as relay to X in the signed route: H may then forward
-the report to X without asking for consent.
+to X, without asking for consent, each portion whose REL TO names both H and
+X (and that is not NOFORN); a route no portion can take is refused. H tells
+the originator that it relayed, so 'audit who-saw' lists X (via H).
 
 --batch FILE (or - for standard input) publishes many reports over one
 stream, far faster than one call each. The file holds one report a line,
