@@ -523,17 +523,18 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 		s.recording.start(key)
 		close(stop)
 	}()
-	enqueue := func(q queued) error {
-		select {
-		case queue <- q:
-			return nil
-		default:
-		}
+	// wait waits until q is queued (send non-nil) or the limit's last
+	// delivery is sent (recv, lastSent, non-nil), or the stream ends. A
+	// subscriber that has not read for s.stall while the sender waits on
+	// it ends it with stalled.
+	wait := func(send chan<- queued, q queued, recv <-chan struct{}, stalled error) error {
 		stall := time.NewTimer(s.stall)
 		defer stall.Stop()
 		for {
 			select {
-			case queue <- q:
+			case send <- q:
+				return nil
+			case <-recv:
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
@@ -546,9 +547,17 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 					stall.Reset(wait)
 					continue
 				}
-				return errSlowSubscriber
+				return stalled
 			}
 		}
+	}
+	enqueue := func(q queued) error {
+		select {
+		case queue <- q:
+			return nil
+		default:
+		}
+		return wait(queue, q, nil, errSlowSubscriber)
 	}
 	ended := func(err error) error {
 		select {
@@ -593,28 +602,7 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 	// then ends, the cursor saved is that delivery's, and nothing after it
 	// was sent. A subscriber that stops reading meanwhile, so that one send
 	// waits s.stall, is disconnected as a slow one.
-	drained := func() error {
-		stall := time.NewTimer(s.stall)
-		defer stall.Stop()
-		for {
-			select {
-			case <-lastSent:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			case err := <-sendFailed:
-				return err
-			case err := <-recordFailed:
-				return errRecord{err}
-			case <-stall.C:
-				if is, wait := stuck(); !is {
-					stall.Reset(wait)
-					continue
-				}
-				return errStalledReader
-			}
-		}
-	}
+	drained := func() error { return wait(nil, queued{}, lastSent, errStalledReader) }
 
 	// A producer reads the feed and prepares deliveries; this loop queues
 	// them. The split lets a suspension end the stream at once even while

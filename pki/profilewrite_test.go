@@ -9,40 +9,13 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// limitFileSize makes every write that would take a regular file past n
-// bytes fail (EFBIG; the Go runtime ignores SIGXFSZ), in this whole
-// process, until restore is called: a disk that fills up halfway through a
-// profile. No parallel test runs meanwhile (top-level tests are sequential
-// until the parallel ones start).
-func limitFileSize(t *testing.T, n uint64) (restore func()) {
-	t.Helper()
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Fatal(err)
-	}
-	lim := old
-	lim.Cur = n
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	restore = func() {
-		once.Do(func() {
-			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-	t.Cleanup(restore)
-	return restore
-}
+	"github.com/tearline/tearline/internal/fsizelimit"
+)
 
 // entry is one file of a folder as a test compares it.
 type entry struct {
@@ -171,7 +144,7 @@ func TestWriteProfileFailsMidway(t *testing.T) {
 			}
 			beforeParent, beforeDir := snapshot(t, parent), snapshot(t, dir)
 
-			restore := limitFileSize(t, limit)
+			restore := fsizelimit.Set(t, limit)
 			err := WriteProfile(dir, next, bundle)
 			restore()
 			if !errors.Is(err, syscall.EFBIG) {

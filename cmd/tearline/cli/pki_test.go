@@ -10,11 +10,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tearline/tearline/internal/fsizelimit"
 	"github.com/tearline/tearline/internal/testvault"
 	"github.com/tearline/tearline/pki"
 )
@@ -175,33 +174,6 @@ func TestVaultPKIVerbs(t *testing.T) {
 	}
 }
 
-// limitFileSize makes every write that would take a regular file past n
-// bytes fail (EFBIG; the Go runtime ignores SIGXFSZ), in this whole process,
-// until restore is called: a disk that fills up halfway through a profile.
-// Vault runs in its own process and is not limited.
-func limitFileSize(t *testing.T, n uint64) (restore func()) {
-	t.Helper()
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Fatal(err)
-	}
-	lim := old
-	lim.Cur = n
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	restore = func() {
-		once.Do(func() {
-			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-	t.Cleanup(restore)
-	return restore
-}
-
 // readProfileDir reads every entry of dir: name, mode and contents.
 func readProfileDir(t *testing.T, dir string) map[string]string {
 	t.Helper()
@@ -266,7 +238,7 @@ func TestVaultPKIIssueForce(t *testing.T) {
 	}
 
 	// --force where the disk fills up after the key.
-	restore := limitFileSize(t, limit)
+	restore := fsizelimit.Set(t, limit)
 	code, _, stderr := run(t, append([]string{"pki", "issue", "--officer", "carol", "--out", out, "--force"}, vaultArgs...)...)
 	restore()
 	if code != 1 || !strings.Contains(stderr, "but its profile could not be written, so its key is lost: revoke it (tearline pki revoke ") || !strings.Contains(stderr, "file too large") {
