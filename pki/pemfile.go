@@ -16,7 +16,12 @@ import (
 const maxPEMFile = 1 << 20
 
 func readFileBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	return readFileWith(path, os.Open)
+}
+
+// readFileWith reads the file open opens, named path in errors.
+func readFileWith(path string, open func(string) (*os.File, error)) ([]byte, error) {
+	f, err := open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -33,7 +38,11 @@ func readFileBounded(path string) ([]byte, error) {
 
 // readCertsPEM reads one or more CERTIFICATE blocks and nothing else.
 func readCertsPEM(path string) ([]*x509.Certificate, error) {
-	data, err := readFileBounded(path)
+	return readCertsPEMWith(path, os.Open)
+}
+
+func readCertsPEMWith(path string, open func(string) (*os.File, error)) ([]*x509.Certificate, error) {
+	data, err := readFileWith(path, open)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +82,11 @@ func parseCertsPEM(data []byte) ([]*x509.Certificate, error) {
 
 // readKeyPEM reads exactly one PKCS#8 "PRIVATE KEY" block holding an ed25519 key.
 func readKeyPEM(path string) (ed25519.PrivateKey, error) {
-	data, err := readFileBounded(path)
+	return readKeyPEMWith(path, os.Open)
+}
+
+func readKeyPEMWith(path string, open func(string) (*os.File, error)) (ed25519.PrivateKey, error) {
+	data, err := readFileWith(path, open)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -87,33 +88,53 @@ func WriteProfile(dir string, is *Issued, bundle []*x509.Certificate) error {
 // chains to the bundle. Expiry is not checked here: an expired certificate
 // is refused by the node, which says so. Errors name the file at fault.
 //
-// A profile replaced while it is read (WriteProfile swaps the folder) is
-// read again, so that its files all come from one folder.
+// Its files are read through one open folder, so that they all come from
+// one profile even while WriteProfile swaps the folder; a profile replaced
+// while it is read (the folder, or its entries, changed meanwhile) is read
+// again, up to maxProfileReads times: each time needs another write.
 func LoadProfile(dir string) (*Profile, error) {
 	for tries := 1; ; tries++ {
 		before, berr := os.Stat(dir)
 		p, err := loadProfile(dir)
 		after, aerr := os.Stat(dir)
-		if tries < 3 && berr == nil && aerr == nil && (!os.SameFile(before, after) || !before.ModTime().Equal(after.ModTime())) {
+		if tries < maxProfileReads && berr == nil && aerr == nil && (!os.SameFile(before, after) || !before.ModTime().Equal(after.ModTime())) {
 			continue
 		}
 		return p, err
 	}
 }
 
+// maxProfileReads bounds LoadProfile's reads of a folder rewritten while
+// it reads.
+const maxProfileReads = 100
+
 func loadProfile(dir string) (*Profile, error) {
 	certPath := filepath.Join(dir, ProfileCertFile)
 	keyPath := filepath.Join(dir, ProfileKeyFile)
 	caPath := filepath.Join(dir, ProfileCAFile)
-	chain, err := readCertsPEM(certPath)
+	// Every file is read through one open folder: a folder swapped in
+	// meanwhile (WriteProfile) cannot give one file of each profile.
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("pki: load profile: %w", err)
 	}
-	key, err := readKeyPEM(keyPath)
+	defer root.Close()
+	open := func(path string) (*os.File, error) {
+		f, err := root.Open(filepath.Base(path))
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+			return nil, &fs.PathError{Op: "open", Path: path, Err: pe.Err}
+		}
+		return f, err
+	}
+	chain, err := readCertsPEMWith(certPath, open)
 	if err != nil {
 		return nil, fmt.Errorf("pki: load profile: %w", err)
 	}
-	bundle, err := readCertsPEM(caPath)
+	key, err := readKeyPEMWith(keyPath, open)
+	if err != nil {
+		return nil, fmt.Errorf("pki: load profile: %w", err)
+	}
+	bundle, err := readCertsPEMWith(caPath, open)
 	if err != nil {
 		return nil, fmt.Errorf("pki: load profile: %w", err)
 	}

@@ -318,20 +318,43 @@ func removeStaging(tmp string) {
 }
 
 // removeLeftovers removes the staging folders that a writer of the profile
-// folder parent/base left when it crashed.
+// folder parent/base left when it crashed. A writer that replaced the
+// files one by one may have crashed between two renames, leaving a new
+// key beside an old certificate: if the folder's profile does not load and
+// the staging folder inside it kept the old files, they are put back first.
 func removeLeftovers(parent, base string) {
+	dir := filepath.Join(parent, base)
 	for _, where := range []struct{ dir, prefix string }{
 		{parent, "." + base + stagingMark},
-		{filepath.Join(parent, base), stagingMark},
+		{dir, stagingMark},
 	} {
 		des, err := os.ReadDir(where.dir)
 		if err != nil {
 			continue
 		}
 		for _, de := range des {
-			if de.IsDir() && strings.HasPrefix(de.Name(), where.prefix) {
-				removeStaging(filepath.Join(where.dir, de.Name()))
+			if !de.IsDir() || !strings.HasPrefix(de.Name(), where.prefix) {
+				continue
 			}
+			tmp := filepath.Join(where.dir, de.Name())
+			if where.dir == dir {
+				if _, err := loadProfile(dir); err != nil {
+					restoreOld(tmp, dir)
+				}
+			}
+			removeStaging(tmp)
 		}
 	}
+}
+
+// restoreOld puts back into dir the profile files a one-by-one writer kept
+// in its staging folder tmp (as NAME.old) before it replaced them.
+func restoreOld(tmp, dir string) {
+	for _, name := range []string{ProfileKeyFile, ProfileCertFile, ProfileCAFile} {
+		old := filepath.Join(tmp, name+oldSuffix)
+		if _, err := os.Lstat(old); err == nil {
+			_ = os.Rename(old, filepath.Join(dir, name))
+		}
+	}
+	_ = syncDir(dir)
 }

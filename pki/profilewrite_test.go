@@ -398,3 +398,63 @@ func TestWriteProfileRemovesLeftovers(t *testing.T) {
 		t.Fatalf("a leftover holding a file not ours: %v left, want notes.txt", got)
 	}
 }
+
+// TestWriteProfileCrashBetweenRenames: a writer that replaces a shared
+// folder's files one by one and crashes between two renames leaves a new
+// key beside the old certificate. The next write's clean-up puts the old
+// files back rather than deleting the only copy of the old key; a writer
+// that crashed after its last rename keeps the new profile.
+func TestWriteProfileCrashBetweenRenames(t *testing.T) {
+	f := newFederation(t)
+	bundle := []*x509.Certificate{f.gbr.Certificate()}
+	oldP := issue(t, f.gbr, mustID(t, "GBR", KindOfficer, "j.smith"), time.Hour)
+	newP := issue(t, f.gbr, mustID(t, "GBR", KindOfficer, "j.smith"), time.Hour)
+	for _, crashAfter := range []int{1, 3} {
+		t.Run(fmt.Sprintf("after %d renames", crashAfter), func(t *testing.T) {
+			parent := t.TempDir()
+			dir := filepath.Join(parent, "party")
+			if err := WriteProfile(dir, oldP, bundle); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "node.yaml"), []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// The crashed writer's state: the old files kept as .old in a
+			// staging folder inside, the new profile staged beside them,
+			// and crashAfter of its files renamed into place.
+			staged := filepath.Join(parent, "staged")
+			if err := WriteProfile(staged, newP, bundle); err != nil {
+				t.Fatal(err)
+			}
+			tmp := filepath.Join(dir, stagingMark+"crash")
+			if err := os.Mkdir(tmp, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			for i, name := range []string{ProfileKeyFile, ProfileCertFile, ProfileCAFile} {
+				if err := os.Link(filepath.Join(dir, name), filepath.Join(tmp, name+oldSuffix)); err != nil {
+					t.Fatal(err)
+				}
+				if i < crashAfter {
+					if err := os.Rename(filepath.Join(staged, name), filepath.Join(dir, name)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			removeLeftovers(parent, "party")
+			want := oldP
+			if crashAfter == 3 {
+				want = newP
+			}
+			p, err := LoadProfile(dir)
+			if err != nil {
+				t.Fatalf("after the clean-up the profile does not load: %v", err)
+			}
+			if !p.Cert.Leaf.Equal(want.Chain[0]) {
+				t.Fatalf("after the clean-up the profile is the other one (crash after %d renames)", crashAfter)
+			}
+			if _, err := os.Stat(tmp); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("the staging folder is left: %v", err)
+			}
+		})
+	}
+}
