@@ -232,8 +232,10 @@ func (s *Server) build() error {
 	a := &authn{party: cfg.Party, partners: partnerSet, trust: s.trust, clock: s.clock, suspended: s.node.PartnerSuspended, attempted: s.node.SuspendedAttempt}
 	cut := newCutoff(s.node, s.trust, s.clock)
 	tlsCfg := pki.ServerTLS(s.certs, s.trust, s.clock)
-	tlsCfg.VerifyConnection = cut.verifyConnection(tlsCfg.VerifyConnection)
+	// Revocation first, then suspension: only a certificate that is
+	// trusted and not revoked is recorded as its holder's attempt.
 	s.vault.tls(tlsCfg)
+	tlsCfg.VerifyConnection = cut.verifyConnection(tlsCfg.VerifyConnection)
 	tlsCfg.VerifyConnection = logRefusals(s.log, s.clock, tlsCfg.VerifyConnection)
 	s.grpc = grpc.NewServer(append(windows(),
 		grpc.Creds(s.vault.creds(cut.creds(credentials.NewTLS(tlsCfg)))),

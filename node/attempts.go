@@ -23,9 +23,12 @@ const SecuritySuspendedAttempt = "suspended-attempt"
 // that a client retrying in a loop is on record without flooding the log.
 const attemptEvery = time.Minute
 
-// attempts remembers when each suspended identity's attempt was last
-// recorded. Only identities that are suspended get here, and suspension
-// names configured subscribers and partners: the map stays small.
+// attempts remembers when each suspended caller's attempt was last
+// recorded: a subscriber of this node by its identity, a partner by its
+// party, whatever identity its certificate names (a partner's CA can issue
+// any number of them). Only configured subscribers and partners are
+// suspended, and only a verified, unrevoked certificate gets here: the map
+// stays small, and a suspended party cannot fill the log or the disk.
 type attempts struct {
 	mu   sync.Mutex
 	last map[string]*attemptRecord
@@ -61,10 +64,14 @@ func (a *attempts) take(key string, now time.Time) (bool, int) {
 // SuspendedAttempt records that id, suspended here (a subscriber of this
 // node, or a partner's node or officer), tried to do what and was refused:
 // a security event (so an audit entry too), at most one each attemptEvery
-// for one identity, counting the attempts between. A failure to record is
-// logged; the refusal stands either way.
+// for one subscriber or one partner party, counting the attempts between.
+// A failure to record is logged; the refusal stands either way.
 func (n *Node) SuspendedAttempt(id pki.Identity, what string) {
-	ok, between := n.attempts.take(id.String(), n.clock())
+	key := id.String()
+	if id.Party != n.party {
+		key = "party " + id.Party
+	}
+	ok, between := n.attempts.take(key, n.clock())
 	if !ok {
 		return
 	}

@@ -299,7 +299,6 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 		if err != nil {
 			return "", nil, fmt.Errorf("%w: portion %d: %w", ErrInvalid, i+1, err)
 		}
-		markings = append(markings, m)
 		for _, p := range m.RelTo {
 			if !n.known(p) {
 				return "", nil, fmt.Errorf("%w: portion %d: REL TO names %s, which is not a party this node knows (known: %s)", ErrInvalid, i+1, p, strings.Join(n.knownList(), ", "))
@@ -312,6 +311,7 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 		if m.Topics, err = marking.NormalizeTopics(pt); err != nil {
 			return "", nil, fmt.Errorf("%w: portion %d: %w", ErrInvalid, i+1, err)
 		}
+		markings = append(markings, m)
 		if len(np.Body) == 0 && np.Title == "" {
 			return "", nil, fmt.Errorf("%w: portion %d is empty: give it a body", ErrInvalid, i+1)
 		}
@@ -322,16 +322,6 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 		draft.Portions = append(draft.Portions, &reportv1.Portion{
 			Marking: report.MarkingToProto(m), ContentType: ct, Title: np.Title, Body: np.Body,
 		})
-	}
-	// A relay passes on only portions releasable to it and to the party it
-	// relays to (DESIGN §3, rule 5): a route no portion can take would be
-	// refused at the relay, where the originator would never hear of it.
-	for _, r := range in.Route {
-		if !slices.ContainsFunc(markings, func(m marking.Marking) bool {
-			return !m.NoForn && m.RelToContains(r.Via) && m.RelToContains(r.To)
-		}) {
-			return "", nil, fmt.Errorf("%w: route to %s via %s: no portion is releasable to both %s and %s (both in its REL TO, and not NOFORN), so %s would relay nothing; add them to a portion's REL TO, or name no route", ErrInvalid, r.To, r.Via, r.Via, r.To, r.Via)
-		}
 	}
 	hdr, portions, err := report.Seal(draft, n.signer)
 	if err != nil {
@@ -349,6 +339,18 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 	auth := authorities{signed: map[string]*reportv1.Signed{}}
 	if err := n.addCrises(&auth, n.party); err != nil {
 		return "", nil, fmt.Errorf("%w: %w", ErrInternal, err)
+	}
+	// A relay passes on only portions releasable to it and to the party it
+	// relays to (DESIGN §3: by REL TO or a crisis declaration of this
+	// party, rule 5): a route no portion can take would be refused at the
+	// relay, where the originator would never hear of it.
+	reaches := func(m marking.Marking, x string) bool {
+		return m.RelToContains(x) || slices.ContainsFunc(auth.crises, func(c policy.Crisis) bool { return c.Covers(n.scheme, n.party, m, x, now) })
+	}
+	for _, r := range in.Route {
+		if !slices.ContainsFunc(markings, func(m marking.Marking) bool { return !m.NoForn && reaches(m, r.Via) && reaches(m, r.To) }) {
+			return "", nil, fmt.Errorf("%w: route to %s via %s: no portion is releasable to both %s and %s (in its REL TO, or under a crisis declaration of %s, and not NOFORN), so %s would relay nothing; add them to a portion's REL TO, or name no route", ErrInvalid, r.To, r.Via, r.Via, r.To, n.party, r.Via)
+		}
 	}
 	// Decide and sign each partner's release before the commit, so that
 	// the commit (shared with concurrent publishes) only writes.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tearline/tearline/node/policy"
 	"github.com/tearline/tearline/pki"
@@ -47,6 +48,18 @@ func TestPublishBadRouteSaysWhy(t *testing.T) {
 		Route:    []policy.RouteEntry{{To: "CAN", Via: "GBR"}},
 	}); err != nil {
 		t.Fatalf("a route one portion can take: %v", err)
+	}
+	// So is one a crisis declaration of USA opens: GBR may pass the
+	// portion to CAN under it (rule 5), though CAN is not in REL TO.
+	if _, _, err := n.DeclareCrisis(context.Background(), officer, CrisisInput{Topics: []string{"CT"}, Parties: []string{"CAN"}, Max: "SECRET", For: time.Hour, Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := n.Publish(context.Background(), officer, PublishInput{
+		Portions: []NewPortion{{Banner: "SECRET//REL TO USA, GBR", Body: []byte("b")}},
+		Topics:   []string{"CT"},
+		Route:    []policy.RouteEntry{{To: "CAN", Via: "GBR"}},
+	}); err != nil {
+		t.Fatalf("a route a crisis declaration opens: %v", err)
 	}
 }
 
