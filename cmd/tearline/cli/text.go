@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/tearline/tearline/internal/safetext"
 )
@@ -33,4 +34,17 @@ func plural[N int | int64 | uint64 | uint32](n N, one, many string) string {
 		return fmt.Sprintf("1 %s", one)
 	}
 	return fmt.Sprintf("%d %s", n, many)
+}
+
+// bodyLine is one line of a text portion's body as the terminal shows it:
+// a carriage return that ends it (CRLF text) is dropped, tabs are kept,
+// and every other control character or bidirectional override is escaped,
+// so that a partner's report cannot move the cursor over the lines printed
+// before it (a banner, "digest verified") or forge a report of another.
+func bodyLine(line string) string {
+	parts := strings.Split(strings.TrimSuffix(line, "\r"), "\t")
+	for i, p := range parts {
+		parts[i] = safetext.Escape(p)
+	}
+	return strings.Join(parts, "\t")
 }

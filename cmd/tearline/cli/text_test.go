@@ -131,3 +131,19 @@ func TestPlural(t *testing.T) {
 		}
 	}
 }
+
+// A text body keeps its tabs and lines, and loses its power over the
+// terminal: a carriage return inside a line, escapes and bidi overrides
+// are shown escaped.
+func TestBodyLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"a\tb":                      "a\tb",
+		"crlf line\r":               "crlf line",
+		"\r\x1b[2A(1) UNCLASSIFIED": `\r\x1b[2A(1) UNCLASSIFIED`,
+		"abc\u202edef":              `abc\u202edef`,
+	} {
+		if got := bodyLine(in); got != want {
+			t.Errorf("bodyLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

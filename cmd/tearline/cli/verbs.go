@@ -364,7 +364,7 @@ func printReport(w io.Writer, v *clientv1.ReportView) {
 		}
 		if strings.HasPrefix(p.GetContentType(), "text/") && utf8.Valid(p.GetBody()) {
 			for _, line := range strings.Split(strings.TrimRight(string(p.GetBody()), "\n"), "\n") {
-				fmt.Fprintf(w, "    %s\n", line)
+				fmt.Fprintf(w, "    %s\n", bodyLine(line))
 			}
 		} else {
 			textf(w, "    (%s, %d bytes)\n", p.GetContentType(), len(p.GetBody()))
