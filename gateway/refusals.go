@@ -13,11 +13,13 @@ import (
 // identity, issuer and serial) gets at most one line in each
 // refusalLogEvery, its further refusals counted in its next line, so that
 // a peer retrying with a refused certificate cannot flood the log, nor use
-// up the lines of another: a genuine refusal during a flood is still
+// up the lines of another: a genuine refusal during such a flood is still
 // named. All peers together get at most refusalBurst lines in each
 // refusalLogEvery, so that certificates claiming ever new identities
 // cannot flood it either; what that bound leaves out is counted in the
-// next line.
+// next line. (A client that presents a new certificate at each handshake
+// can use up those lines: the identities and serials are the client's to
+// choose, and the log cannot tell a genuine one from another.)
 const (
 	refusalLogEvery = 10 * time.Second
 	refusalBurst    = 20
