@@ -23,6 +23,7 @@ import (
 
 	"github.com/tearline/tearline/gateway"
 	"github.com/tearline/tearline/internal/freeport"
+	"github.com/tearline/tearline/internal/syncbuf"
 	"github.com/tearline/tearline/pki"
 )
 
@@ -812,7 +813,7 @@ func runSecretIDSidecar(t *testing.T, script string) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-c", script)
 	cmd.Env = append(os.Environ(), "SRC="+src, "DST="+dst, "INTERVAL=0.1")
-	var out bytes.Buffer
+	var out syncbuf.Buffer // written by the command's copying goroutine, read here
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("run the sidecar's script: %v", err)

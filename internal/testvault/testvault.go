@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tearline/tearline/internal/syncbuf"
 )
 
 // Server is a running vaultdev.
@@ -35,7 +37,7 @@ type Server struct {
 	Token string
 
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *syncbuf.Buffer
 	done   chan struct{}
 	once   sync.Once
 }
@@ -104,7 +106,7 @@ func StartE(args ...string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	s := &Server{cmd: cmd, stderr: &syncbuf.Buffer{Max: 1 << 20}, done: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
@@ -155,26 +157,6 @@ func (s *Server) Stderr() string { return s.stderr.String() }
 
 // HostPort returns the server's host:port.
 func (s *Server) HostPort() string { return strings.TrimPrefix(s.Addr, "http://") }
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 1<<20 {
-		return len(p), nil
-	}
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // Proxy is a TCP forwarder in front of a server that a test can take down
 // (connections refused, live ones cut) and bring back on the same address:

@@ -1,39 +1,19 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tearline/tearline/gateway"
 	"github.com/tearline/tearline/internal/freeport"
+	"github.com/tearline/tearline/internal/syncbuf"
 )
-
-// devOutput is what a dev federation printed, written and read by
-// different goroutines.
-type devOutput struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (o *devOutput) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *devOutput) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
 
 // TestDevFolderInUse: `tearline dev` (and --init-only) on a folder that a
 // running `tearline dev` holds exits 1 with one sentence saying so and what
@@ -45,7 +25,7 @@ func TestDevFolderInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &devOutput{}
+	out := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- gateway.RunDev(ctx, gateway.DevOptions{Dir: dir, Parties: []string{"USA", "GBR"}, BasePort: first}, slog.New(slog.DiscardHandler), out)
