@@ -544,6 +544,9 @@ func (n *Node) WhoSaw(ctx context.Context, id string) (map[uint32][]Recipient, [
 			}
 		}
 	} else if len(evs) == 0 {
+		if err := notHeld(id); errors.Is(err, ErrInvalid) {
+			return nil, nil, err
+		}
 		return nil, nil, fmt.Errorf("%w: report %s is not held here and has no provenance", ErrNotFound, id)
 	}
 	out := map[uint32][]Recipient{}

@@ -209,7 +209,7 @@ func (n *Node) RequestConsent(ctx context.Context, by pki.Identity, reportID, to
 		// A withdrawal applied since the check above refuses it too.
 		cur, err := t.Report(reportID)
 		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%w: report %s is not held here", ErrNotFound, reportID)
+			return notHeld(reportID)
 		}
 		if err != nil {
 			return err

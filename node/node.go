@@ -628,7 +628,7 @@ func (n *Node) Share(ctx context.Context, by pki.Identity, id, to string, only [
 	err = n.st.Update(now, func(t *store.Tx) error {
 		held, err := t.Report(id)
 		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%w: report %s is not held here", ErrNotFound, id)
+			return notHeld(id)
 		}
 		if err != nil {
 			return err

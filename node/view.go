@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/tearline/tearline/internal/lru"
 	"github.com/tearline/tearline/node/marking"
 	"github.com/tearline/tearline/node/policy"
@@ -119,7 +121,7 @@ func (n *Node) Summary(e store.FeedEntry) *clientv1.ReportSummary {
 func (n *Node) Get(ctx context.Context, id string) (*clientv1.ReportView, error) {
 	r, err := n.st.Report(id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: report %s is not held here", ErrNotFound, id)
+		return nil, notHeld(id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
@@ -390,11 +392,21 @@ func matchTopics(v *clientv1.ReportView, topics []string) bool {
 	return false
 }
 
+// notHeld is the error for a report id that names no report held here:
+// ErrInvalid, quoted, when it is not a report id at all (a UUID), so that
+// a mistyped id is told as such; ErrNotFound otherwise.
+func notHeld(id string) error {
+	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+		return fmt.Errorf("%w: %s is not a report id (a report id is a UUID, as 'tearline reports' lists them)", ErrInvalid, marking.Quote(id))
+	}
+	return fmt.Errorf("%w: report %s is not held here", ErrNotFound, id)
+}
+
 // heldReport reads a held report and re-verifies its header.
 func (n *Node) heldReport(id string) (*storev1.StoredReport, *report.Verified, error) {
 	held, err := n.st.Report(id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, fmt.Errorf("%w: report %s is not held here", ErrNotFound, id)
+		return nil, nil, notHeld(id)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrInternal, err)
