@@ -436,6 +436,11 @@ func (n *Node) VerifyPartnerAudit(ctx context.Context, by pki.Identity, party st
 	if _, ok := n.partners[party]; !ok {
 		return audit.PartnerResult{}, fmt.Errorf("%w: %q is not a partner of %s", ErrInvalid, party, n.party)
 	}
+	// A suspended partner is cut off both ways: this node does not call it
+	// either, not even to compare logs.
+	if n.PartnerSuspended(party) {
+		return audit.PartnerResult{}, fmt.Errorf("%w: %s is suspended at this node, which makes no connection to it; reinstate it (tearline partner reinstate %s) to verify its log against the checkpoints held here", ErrSuspended, party, party)
+	}
 	held, err := n.st.PartnerCheckpoints(party)
 	if err != nil {
 		return audit.PartnerResult{}, fmt.Errorf("%w: %w", ErrInternal, err)

@@ -453,6 +453,21 @@ func TestAuditPartnerDetectsRewrite(t *testing.T) {
 	if r, err := gbr.VerifyPartnerAudit(ctx, nodeID("GBR"), "USA", fetch); err != nil || !r.OK || r.Checkpoints != 3 {
 		t.Fatalf("before the rewrite: %+v %v", r, err)
 	}
+	// While USA is suspended at GBR, GBR does not call it, even to compare.
+	goff := pki.Identity{Party: "GBR", Kind: pki.KindOfficer, Name: "g"}
+	if _, err := gbr.Suspend(ctx, goff, SuspendPartner, "USA", "incident"); err != nil {
+		t.Fatal(err)
+	}
+	called := false
+	if _, err := gbr.VerifyPartnerAudit(ctx, nodeID("GBR"), "USA", func(context.Context, string, []uint64) (uint64, [][]byte, *reportv1.Signed, error) {
+		called = true
+		return 0, nil, nil, errors.New("not reached")
+	}); !errors.Is(err, ErrSuspended) || called {
+		t.Fatalf("verify against a suspended partner: %v (called it: %v), want refused without a call", err, called)
+	}
+	if err := gbr.Reinstate(ctx, goff, SuspendPartner, "USA"); err != nil {
+		t.Fatal(err)
+	}
 
 	// The attacker edits entry cps[0]+2 (between the first and second
 	// checkpoints), with USA's node stopped.
