@@ -485,7 +485,15 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 		if d.GetOriginator() != from.Party {
 			return refuse("bad-crisis", policy.RuleBadSignature, "%s sent a crisis declaration of %s: only %s's node declares it", from.Party, d.GetOriginator(), d.GetOriginator())
 		}
-		return n.storeCrisis(now, it.Crisis, d)
+		if _, err := uuid.Parse(d.GetId()); err != nil || len(d.GetId()) != 36 {
+			return reject("bad-crisis", "%s sent a crisis declaration whose id %s is not a UUID", from.Party, marking.Quote(d.GetId()))
+		}
+		out, r, err := n.storeCrisis(now, it.Crisis, d)
+		var taken errCrisisTaken
+		if errors.As(err, &taken) {
+			return refuse("bad-crisis", policy.RuleBadSignature, "%s sent a crisis declaration with id %s, which is %s's declaration: refused, %s's stands", from.Party, d.GetId(), taken.originator, taken.originator)
+		}
+		return out, r, err
 	case *federationv1.DeliverRequest_HopNotice:
 		hn := it.HopNotice
 		held, err := n.st.Report(hn.GetReportId())
@@ -562,6 +570,12 @@ func basesText(h *reportv1.Hop) string {
 	return strings.Join(parts, ", ")
 }
 
+// errCrisisTaken refuses a declaration or end notice whose id is that of a
+// declaration of another originator held here.
+type errCrisisTaken struct{ originator string }
+
+func (e errCrisisTaken) Error() string { return "crisis id taken by " + e.originator }
+
 // storeCrisis keeps a verified declaration or end notice. An end notice
 // ends the declaration with the same id; a declaration never revives an
 // ended one.
@@ -577,6 +591,12 @@ func (n *Node) storeCrisis(now time.Time, sd *reportv1.Signed, d *reportv1.Crisi
 			return err
 		default:
 			rec = proto.CloneOf(rec)
+			// One party cannot end or replace another's declaration by
+			// sending one of its own under the same id.
+			held := &reportv1.CrisisDeclaration{}
+			if err := proto.Unmarshal(rec.GetDeclaration().GetPayload(), held); err == nil && held.GetOriginator() != d.GetOriginator() {
+				return errCrisisTaken{held.GetOriginator()}
+			}
 		}
 		if d.GetEnded() {
 			if rec.GetEnd() != nil {

@@ -841,8 +841,10 @@ func (n *Node) storeReceipt(t *store.Tx, now time.Time, from string, env *report
 	fresh := false
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		if _, werr := t.Withdrawal(id); werr == nil {
-			// Withdrawn by its originator before it arrived here: not stored.
+		if wr, werr := t.Withdrawal(id); werr == nil && withdrawnBy(wr) == p.v.Header.GetOriginator() {
+			// Withdrawn by its originator before it arrived here: not
+			// stored. A withdrawal signed by another party (any party may
+			// sign one for an id it names) does not count.
 			return Duplicate, nil, t.MarkReceipt(id, last[:])
 		}
 		held = &storev1.StoredReport{Envelope: &reportv1.Envelope{Header: env.GetHeader()}, ReceivedFrom: from}

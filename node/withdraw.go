@@ -127,6 +127,16 @@ func (n *Node) Withdraw(ctx context.Context, by pki.Identity, reportID, reason, 
 	return rec, nil
 }
 
+// withdrawnBy is the originator a kept withdrawal names ("" if it does not
+// parse; it was verified when it was kept).
+func withdrawnBy(wr *storev1.WithdrawalRecord) string {
+	w := &reportv1.Withdrawal{}
+	if proto.Unmarshal(wr.GetWithdrawal().GetPayload(), w) != nil {
+		return ""
+	}
+	return w.GetOriginator()
+}
+
 // applyWithdrawal purges or quarantines a held report: portion content is
 // deleted (purge) or kept but never shown or passed on (quarantine); the
 // signed header, hops and provenance stay as a tombstone, and the report
