@@ -305,6 +305,34 @@ var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c
 
 var errProtocol = errors.New("federation: protocol error")
 
+// maxPartnerText bounds what of a partner's refusal message is kept: it is
+// stored in provenance and in the audit log, and a hostile partner could
+// otherwise make one cheap item cost megabytes of both.
+const maxPartnerText = 1024
+
+// partnerText is a partner's refusal message as kept: at most
+// maxPartnerText bytes of valid UTF-8, with the length cut off said.
+func partnerText(m string) string {
+	if len(m) <= maxPartnerText {
+		return strings.ToValidUTF8(m, "\uFFFD")
+	}
+	return strings.ToValidUTF8(m[:maxPartnerText], "") + fmt.Sprintf("... (%d bytes in all)", len(m))
+}
+
+// partnerRule is a partner's refusal rule as kept: a rule id is at most 64
+// lower-case letters, digits and '-'; anything else is "unknown".
+func partnerRule(r string) string {
+	if r == "" || len(r) > 64 {
+		return "unknown"
+	}
+	for _, c := range r {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return "unknown"
+		}
+	}
+	return r
+}
+
 // ackEvent is the provenance event of an acknowledgement. For an item
 // other than an envelope its detail starts with the item's kind, so that
 // only envelope acknowledgements count as the partner holding the report.
@@ -318,7 +346,7 @@ func ackEvent(party, reportID, item string, resp *federationv1.DeliverResponse) 
 		ev.Detail = "duplicate"
 	default:
 		ev.Kind = "refused-by-partner"
-		ev.Decisions = []*reportv1.Decision{{Rule: resp.GetReason(), Party: party, Message: resp.GetMessage()}}
+		ev.Decisions = []*reportv1.Decision{{Rule: partnerRule(resp.GetReason()), Party: party, Message: partnerText(resp.GetMessage())}}
 	}
 	if item != "" {
 		ev.Detail = strings.TrimSuffix(item+": "+ev.Detail, ": ")

@@ -481,11 +481,13 @@ func OpenHop(sd *reportv1.Signed, headerDigest []byte, reportID string, v Verifi
 	if err := proto.Unmarshal(sd.GetPayload(), h); err != nil {
 		return nil, fmt.Errorf("%w: hop does not parse: %v", ErrInvalid, err)
 	}
-	if h.GetReportId() != reportID || !equal(h.GetHeaderDigest(), headerDigest) {
-		return nil, fmt.Errorf("%w: hop %s -> %s is for another report", ErrInvalid, h.GetFrom(), h.GetTo())
-	}
+	// The parties first: a hop's text is echoed in errors only once it is
+	// known to be two party codes (a hostile sender chooses it).
 	if !marking.ValidParty(h.GetFrom()) || !marking.ValidParty(h.GetTo()) || h.GetSent() == nil || h.GetSent().CheckValid() != nil {
 		return nil, fmt.Errorf("%w: hop is malformed", ErrInvalid)
+	}
+	if h.GetReportId() != reportID || !equal(h.GetHeaderDigest(), headerDigest) {
+		return nil, fmt.Errorf("%w: hop %s -> %s is for another report", ErrInvalid, h.GetFrom(), h.GetTo())
 	}
 	if len(h.GetPortions()) == 0 || len(h.GetPortions()) > MaxPortions {
 		return nil, fmt.Errorf("%w: hop %s -> %s carries %d portions", ErrInvalid, h.GetFrom(), h.GetTo(), len(h.GetPortions()))
