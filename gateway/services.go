@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tearline/tearline/internal/lru"
 	"github.com/tearline/tearline/node"
@@ -31,6 +32,81 @@ type federationService struct {
 	federationv1.UnimplementedFederationServiceServer
 	node *node.Node
 	log  *slog.Logger
+
+	mu      sync.Mutex
+	streams map[string]int // open Deliver streams by partner party
+}
+
+// maxDeliverStreams is how many Deliver streams one partner may have open
+// at once. Its link uses one; after a partition the old streams may stay
+// open until keepalive ends them, beside the link's new one. Each holds up
+// to deliverBudget of received requests, so this bounds what one partner
+// can make this node hold (128 MiB).
+const maxDeliverStreams = 8
+
+// deliverBudget bounds the bytes of requests one Deliver stream holds,
+// received and not yet answered (at least one request, whatever its size,
+// up to max_message_bytes). Without it a partner that sent quickly and
+// never read the answers made the node hold deliverGroup requests of up to
+// max_message_bytes each, twice over, per stream: gigabytes.
+const deliverBudget = 16 << 20
+
+// openStream counts a Deliver stream of party, or refuses it when party
+// has maxDeliverStreams open already; done uncounts it.
+func (s *federationService) openStream(party string) (done func(), err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.streams == nil {
+		s.streams = map[string]int{}
+	}
+	if s.streams[party] >= maxDeliverStreams {
+		return nil, status.Errorf(codes.ResourceExhausted, "%s has %d Deliver streams open at this node already, the most one partner may: this one is refused (a link needs one)", party, maxDeliverStreams)
+	}
+	s.streams[party]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.streams[party]--; s.streams[party] == 0 {
+			delete(s.streams, party)
+		}
+	}, nil
+}
+
+// byteBudget is a stream's deliverBudget: take waits for room, give
+// returns it.
+type byteBudget struct {
+	mu   sync.Mutex
+	held int
+	room chan struct{} // a token when room was given back
+}
+
+func newByteBudget() *byteBudget { return &byteBudget{room: make(chan struct{}, 1)} }
+
+func (b *byteBudget) take(ctx context.Context, n int) error {
+	for {
+		b.mu.Lock()
+		if b.held == 0 || b.held+n <= deliverBudget {
+			b.held += n
+			b.mu.Unlock()
+			return nil
+		}
+		b.mu.Unlock()
+		select {
+		case <-b.room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (b *byteBudget) give(n int) {
+	b.mu.Lock()
+	b.held -= n
+	b.mu.Unlock()
+	select {
+	case b.room <- struct{}{}:
+	default:
+	}
 }
 
 func (s *federationService) Deliver(stream grpc.BidiStreamingServer[federationv1.DeliverRequest, federationv1.DeliverResponse]) error {
@@ -39,23 +115,39 @@ func (s *federationService) Deliver(stream grpc.BidiStreamingServer[federationv1
 	if err != nil {
 		return err
 	}
+	done, err := s.openStream(from.Party)
+	if err != nil {
+		return err
+	}
+	defer done()
 	// The partner is up: our link to it need not wait out its backoff.
 	s.node.PartnerConnected(from.Party)
 	// A reader keeps receiving while the items before are checked and
 	// committed; the loop below takes what has arrived (up to a sender's
-	// window) and commits the envelopes among it together.
-	reqs := make(chan *federationv1.DeliverRequest, deliverGroup)
+	// window) and commits the envelopes among it together. What the
+	// stream holds received and unanswered stays within deliverBudget.
+	budget := newByteBudget()
+	type sized struct {
+		req *federationv1.DeliverRequest
+		n   int
+	}
+	reqs := make(chan sized, deliverGroup)
 	recvErr := make(chan error, 1)
 	go func() {
 		defer close(reqs)
 		for {
 			req, err := stream.Recv()
+			n := 0
+			if err == nil {
+				n = proto.Size(req)
+				err = budget.take(ctx, n)
+			}
 			if err != nil {
 				recvErr <- err
 				return
 			}
 			select {
-			case reqs <- req:
+			case reqs <- sized{req, n}:
 			case <-ctx.Done():
 				// The loop below reads recvErr once reqs is closed.
 				recvErr <- ctx.Err()
@@ -65,7 +157,7 @@ func (s *federationService) Deliver(stream grpc.BidiStreamingServer[federationv1
 	}()
 	group := make([]*federationv1.DeliverRequest, 0, deliverGroup)
 	for {
-		req, ok := <-reqs
+		first, ok := <-reqs
 		if !ok {
 			err := <-recvErr
 			if unreadable(err) {
@@ -76,15 +168,16 @@ func (s *federationService) Deliver(stream grpc.BidiStreamingServer[federationv1
 			}
 			return err
 		}
-		group = append(group[:0], req)
+		group = append(group[:0], first.req)
+		held := first.n // bytes of the group, given back once it is answered
 	more:
 		for len(group) < deliverGroup {
 			select {
-			case req, ok := <-reqs:
+			case r, ok := <-reqs:
 				if !ok {
 					break more
 				}
-				group = append(group, req)
+				group, held = append(group, r.req), held+r.n
 			default:
 				break more
 			}
@@ -98,6 +191,7 @@ func (s *federationService) Deliver(stream grpc.BidiStreamingServer[federationv1
 				return err
 			}
 		}
+		budget.give(held)
 	}
 }
 
