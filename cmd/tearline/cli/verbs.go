@@ -635,8 +635,15 @@ cursor the node saved for you. With --json, one JSON object per line.
 continues with the next. The node saves each report's cursor as it sends
 it, so a subscription stopped without --count (interrupted) may have been
 sent reports it never printed, and --resume starts after those: to continue
-after the last report printed, pass its cursor with --after. The --timeout
-flag does not apply here.`,
+after the last report printed, pass its cursor with --after. A consumer that
+must lose nothing across crashes keeps the cursor of each report it has
+processed and restarts with --after it. The node keeps one saved cursor per
+subscriber identity, moved by each of its streams (whatever their --topic or
+--after): give each independent consumer its own identity.
+
+The --timeout flag does not apply here. If the node, or the network to it,
+goes silent without closing the connection, the stream ends (exit 1,
+Unavailable) within about 30 s; a supervisor may then run it again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if count < 0 || count > math.MaxUint32 {

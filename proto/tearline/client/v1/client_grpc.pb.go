@@ -77,6 +77,12 @@ type ClientServiceClient interface {
 	// Subscribe streams the reports this node holds, from a cursor on, with
 	// only the portions the caller may see.
 	//
+	// A report may hold up to 4 MiB of content, so one message may be larger
+	// than gRPC's default 4 MiB receive limit: a client sets a larger one
+	// (grpc.MaxCallRecvMsgSize; the CLI uses 16 MiB), and keepalive pings
+	// (every 20 s or more; the node refuses them more often than every 5 s)
+	// so that a node that vanished without closing the connection is noticed.
+	//
 	// Authorisation: services and officers of this node's party.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
 	// Share forwards a held report to a partner, releasing the portions the
@@ -268,6 +274,12 @@ type ClientServiceServer interface {
 	GetProvenance(context.Context, *GetProvenanceRequest) (*GetProvenanceResponse, error)
 	// Subscribe streams the reports this node holds, from a cursor on, with
 	// only the portions the caller may see.
+	//
+	// A report may hold up to 4 MiB of content, so one message may be larger
+	// than gRPC's default 4 MiB receive limit: a client sets a larger one
+	// (grpc.MaxCallRecvMsgSize; the CLI uses 16 MiB), and keepalive pings
+	// (every 20 s or more; the node refuses them more often than every 5 s)
+	// so that a node that vanished without closing the connection is noticed.
 	//
 	// Authorisation: services and officers of this node's party.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
