@@ -72,13 +72,7 @@ func TestShareBackToOriginatorStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for count(t, gbr) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("GBR never received the report")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	awaitCount(t, gbr, 1)
 	for _, portions := range [][]uint32{nil, {1}, {2}} {
 		_, err = gbr.Share(ctxT(t), &clientv1.ShareRequest{Id: resp.GetId(), To: "USA", Portions: portions})
 		st := status.Convert(err)

@@ -202,6 +202,18 @@ func arrives(t testing.TB, c clientv1.ClientServiceClient, id string, within tim
 	return false
 }
 
+// awaitCount waits up to 10 s until c's node lists want reports.
+func awaitCount(t *testing.T, c clientv1.ClientServiceClient, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for n := count(t, c); n != want; n = count(t, c) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the node lists %d reports after 10 s, want %d", n, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func count(t *testing.T, c clientv1.ClientServiceClient) int {
 	t.Helper()
 	resp, err := c.ListReports(ctxT(t), &clientv1.ListReportsRequest{Limit: 1000})
@@ -413,13 +425,7 @@ func TestShareDenialDetails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for count(t, gbr) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("GBR never received the report")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	awaitCount(t, gbr, 1)
 	_, err = gbr.Share(ctxT(t), &clientv1.ShareRequest{Id: resp.GetId(), To: "CAN"})
 	st := status.Convert(err)
 	if st.Code() != codes.FailedPrecondition {
