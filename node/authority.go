@@ -488,6 +488,16 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 		if _, err := uuid.Parse(d.GetId()); err != nil || len(d.GetId()) != 36 {
 			return reject("bad-crisis", "%s sent a crisis declaration whose id %s is not a UUID", from.Party, marking.Quote(d.GetId()))
 		}
+		// What a node checks when its own officer declares, it checks of a
+		// partner's declaration too: at most MaxCrisis long, naming parties.
+		if span := d.GetExpires().AsTime().Sub(d.GetIssued().AsTime()); !d.GetEnded() && (span <= 0 || span > MaxCrisis) {
+			return reject("bad-crisis", "%s sent a crisis declaration %s lasting %s: a declaration lasts more than 0 and at most %s", from.Party, d.GetId(), span, MaxCrisis)
+		}
+		for _, p := range d.GetParties() {
+			if !marking.ValidParty(p) {
+				return reject("bad-crisis", "%s sent a crisis declaration %s naming %s, which is not a party code", from.Party, d.GetId(), marking.Quote(p))
+			}
+		}
 		out, r, err := n.storeCrisis(now, it.Crisis, d)
 		var taken errCrisisTaken
 		if errors.As(err, &taken) {

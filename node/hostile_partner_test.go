@@ -88,3 +88,46 @@ func TestPartnerCannotWithdrawAnothersReport(t *testing.T) {
 		t.Fatalf("USA did not store CAN's report after GBR's withdrawal of it: %v", err)
 	}
 }
+
+// TestPartnerStatementsChecked: a partner's withdrawal must name a report
+// id that is a UUID (ids become store keys), and its crisis declaration
+// must last no longer than one of ours may: each is refused otherwise.
+func TestPartnerStatementsChecked(t *testing.T) {
+	dir, trust := t.TempDir(), pki.NewTrust()
+	all := []string{"USA", "GBR"}
+	usa, gbr := testNode(t, dir, trust, "USA", all), testNode(t, dir, trust, "GBR", all)
+	ctx := context.Background()
+	send := func(item *federationv1.DeliverRequest) Outcome {
+		t.Helper()
+		out, _, err := usa.ReceiveItem(ctx, nodeID("GBR"), item)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	wid, _ := uuid.NewV7()
+	w := &reportv1.Withdrawal{Id: wid.String(), ReportId: "", Originator: "GBR", Action: "purge", Reason: "x", Issued: timestamppb.Now()}
+	sd, err := report.SignStatement(report.KindWithdrawal, w, gbr.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := send(&federationv1.DeliverRequest{Item: &federationv1.DeliverRequest_Withdrawal{Withdrawal: sd}}); out != Rejected {
+		t.Fatalf("a withdrawal of report id \"\": %v, want rejected", out)
+	}
+	did, _ := uuid.NewV7()
+	now := time.Now()
+	for _, span := range []time.Duration{100 * time.Hour, -time.Hour} {
+		d := &reportv1.CrisisDeclaration{Id: did.String(), Originator: "GBR", Topics: []string{"CT"}, Parties: []string{"USA"}, MaxClassification: "SECRET",
+			Issued: timestamppb.New(now), Expires: timestamppb.New(now.Add(span)), Reason: "x"}
+		sd, err := report.SignStatement(report.KindCrisis, d, gbr.signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out := send(&federationv1.DeliverRequest{Item: &federationv1.DeliverRequest_Crisis{Crisis: sd}}); out != Rejected {
+			t.Fatalf("a declaration lasting %s: %v, want rejected", span, out)
+		}
+	}
+	if cs, err := usa.Crises(ctx); err != nil || len(cs) != 0 {
+		t.Fatalf("USA keeps %d declarations (%v), want none", len(cs), err)
+	}
+}

@@ -561,14 +561,24 @@ func OpenCrisis(sd *reportv1.Signed, v Verifier) (*reportv1.CrisisDeclaration, p
 	return c, id, nil
 }
 
+// isUUID reports whether s is a UUID in its 36-character form, as report,
+// withdrawal and declaration ids are: ids a statement names become store
+// keys, so nothing else is let through.
+func isUUID(s string) bool {
+	_, err := uuid.Parse(s)
+	return err == nil && len(s) == 36
+}
+
 // OpenWithdrawal verifies a signed withdrawal: signed by a node of the
-// originator it names, whose chain verifies at its issue time.
+// originator it names, whose chain verifies at its issue time, for a
+// report id and with an id of its own that are UUIDs.
 func OpenWithdrawal(sd *reportv1.Signed, v Verifier) (*reportv1.Withdrawal, error) {
 	w := &reportv1.Withdrawal{}
 	if len(sd.GetPayload()) > MaxStatementSize || proto.Unmarshal(sd.GetPayload(), w) != nil {
 		return nil, fmt.Errorf("%w: withdrawal does not parse", ErrInvalid)
 	}
-	if w.GetIssued().CheckValid() != nil || !marking.ValidParty(w.GetOriginator()) || (w.GetAction() != "purge" && w.GetAction() != "quarantine") {
+	if w.GetIssued().CheckValid() != nil || !marking.ValidParty(w.GetOriginator()) || (w.GetAction() != "purge" && w.GetAction() != "quarantine") ||
+		!isUUID(w.GetReportId()) || !isUUID(w.GetId()) {
 		return nil, fmt.Errorf("%w: withdrawal is malformed", ErrInvalid)
 	}
 	id, err := verifyStatement(KindWithdrawal, sd, v, w.GetIssued().AsTime())
