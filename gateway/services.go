@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -446,6 +447,20 @@ func (s *clientService) Subscribe(req *clientv1.SubscribeRequest, stream grpc.Se
 		if cursor, err = s.node.Store().Cursor(key); err != nil {
 			return toStatus(s.log, "Subscribe", err)
 		}
+	}
+	// A cursor past the feed's end was never sent by this node (mistyped,
+	// or kept from before its store was restored): the stream would wait,
+	// silent, for reports numbered past it, and skip the ones before.
+	end, err := s.node.Store().FeedEnd()
+	if err != nil {
+		return toStatus(s.log, "Subscribe", err)
+	}
+	if cursor > end {
+		what := "--after " + strconv.FormatUint(cursor, 10) + " is"
+		if req.GetResumeSaved() {
+			what = "the cursor saved for " + who.Name + ", " + strconv.FormatUint(cursor, 10) + ", is"
+		}
+		return status.Errorf(codes.OutOfRange, "%s past the end of this node's feed (its last report is cursor %d), so no report this node sent has it: give --after with a cursor this node sent (0: from the start)", what, end)
 	}
 	if who.Kind == pki.KindService && s.cut != nil {
 		var done func()

@@ -913,6 +913,17 @@ func (s *Store) Feed(after uint64, limit int) ([]FeedEntry, error) {
 	return out, err
 }
 
+// FeedEnd is the feed's last seq: no cursor a subscriber was sent is past
+// it.
+func (s *Store) FeedEnd() (uint64, error) {
+	var end uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		end = tx.Bucket(bucketFeed).Sequence()
+		return nil
+	})
+	return end, err
+}
+
 // Latest returns up to limit reports, newest first, each once: a report
 // added to the feed again (AppendFeed, as a withdrawal does) is listed at
 // its newest position.

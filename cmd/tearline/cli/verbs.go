@@ -639,7 +639,8 @@ after the last report printed, pass its cursor with --after. A consumer that
 must lose nothing across crashes keeps the cursor of each report it has
 processed and restarts with --after it. The node keeps one saved cursor per
 subscriber identity, moved by each of its streams (whatever their --topic or
---after): give each independent consumer its own identity.
+--after): give each independent consumer its own identity. A cursor past the
+end of the node's feed is refused (OutOfRange), saying where the feed ends.
 
 The --timeout flag does not apply here. If the node, or the network to it,
 goes silent without closing the connection, the stream ends (exit 1,
