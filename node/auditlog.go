@@ -288,12 +288,9 @@ func (n *Node) ExportAudit(ctx context.Context, by pki.Identity, since time.Time
 	if err != nil {
 		return fmt.Errorf("%w: read audit log: %w", ErrInternal, err)
 	}
-	h := &audit.Header{Type: "header", Format: audit.ExportFormat, Party: n.party, Exported: now.UTC().Format(time.RFC3339Nano), FirstSeq: first, LastSeq: last}
+	h := &audit.Header{Type: "header", Format: audit.ExportFormat, Party: n.party, FirstSeq: first, LastSeq: last}
 	if first == 0 {
 		h.FirstSeq, h.LastSeq = last+1, last // nothing since then
-	}
-	if !since.IsZero() {
-		h.Since = since.UTC().Format(time.RFC3339Nano)
 	}
 	// The end binds the export to its own parameters and to the head that
 	// the checkpoint just signed (checked over the chain before signing).
@@ -312,6 +309,9 @@ func (n *Node) ExportAudit(ctx context.Context, by pki.Identity, since time.Time
 	if !since.IsZero() {
 		x.Since = timestamppb.New(since)
 	}
+	// The header's times are the signed end's, written as it writes them:
+	// a verifier compares the two byte for byte.
+	h.Exported, h.Since = audit.Stamp(x.GetExported()), audit.Stamp(x.GetSince())
 	end, err := report.SignStatement(report.KindAuditExport, x, n.signer)
 	if err != nil {
 		return fmt.Errorf("%w: sign export: %w", ErrInternal, err)

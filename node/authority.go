@@ -485,7 +485,7 @@ func (n *Node) ReceiveItem(ctx context.Context, from pki.Identity, req *federati
 		if d.GetOriginator() != from.Party {
 			return refuse("bad-crisis", policy.RuleBadSignature, "%s sent a crisis declaration of %s: only %s's node declares it", from.Party, d.GetOriginator(), d.GetOriginator())
 		}
-		if _, err := uuid.Parse(d.GetId()); err != nil || len(d.GetId()) != 36 {
+		if !report.IsUUID(d.GetId()) {
 			return reject("bad-crisis", "%s sent a crisis declaration whose id %s is not a UUID", from.Party, marking.Quote(d.GetId()))
 		}
 		// What a node checks when its own officer declares, it checks of a

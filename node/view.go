@@ -7,8 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/tearline/tearline/internal/lru"
 	"github.com/tearline/tearline/node/marking"
 	"github.com/tearline/tearline/node/policy"
@@ -396,7 +394,7 @@ func matchTopics(v *clientv1.ReportView, topics []string) bool {
 // ErrInvalid, quoted, when it is not a report id at all (a UUID), so that
 // a mistyped id is told as such; ErrNotFound otherwise.
 func notHeld(id string) error {
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+	if !report.IsUUID(id) {
 		return fmt.Errorf("%w: %s is not a report id (a report id is a UUID, as 'tearline reports' lists them)", ErrInvalid, marking.Quote(id))
 	}
 	return fmt.Errorf("%w: report %s is not held here", ErrNotFound, id)

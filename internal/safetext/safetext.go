@@ -110,12 +110,3 @@ func Clean(s string) bool {
 }
 
 var short = map[rune]string{'\a': `\a`, '\b': `\b`, '\f': `\f`, '\n': `\n`, '\r': `\r`, '\t': `\t`, '\v': `\v`}
-
-// EscapeAll escapes each of ss.
-func EscapeAll(ss []string) []string {
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		out[i] = Escape(s)
-	}
-	return out
-}

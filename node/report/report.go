@@ -284,7 +284,7 @@ func CheckPortions(ps []*reportv1.Portion) error {
 }
 
 func checkHeader(h *reportv1.Header, maxPortions int) error {
-	if _, err := uuid.Parse(h.GetId()); err != nil || len(h.GetId()) != 36 {
+	if !IsUUID(h.GetId()) {
 		return fmt.Errorf("%w: report id %s is not a UUID", ErrInvalid, marking.Quote(h.GetId()))
 	}
 	if !marking.ValidParty(h.GetOriginator()) {
@@ -561,10 +561,10 @@ func OpenCrisis(sd *reportv1.Signed, v Verifier) (*reportv1.CrisisDeclaration, p
 	return c, id, nil
 }
 
-// isUUID reports whether s is a UUID in its 36-character form, as report,
+// IsUUID reports whether s is a UUID in its 36-character form, as report,
 // withdrawal and declaration ids are: ids a statement names become store
 // keys, so nothing else is let through.
-func isUUID(s string) bool {
+func IsUUID(s string) bool {
 	_, err := uuid.Parse(s)
 	return err == nil && len(s) == 36
 }
@@ -578,7 +578,7 @@ func OpenWithdrawal(sd *reportv1.Signed, v Verifier) (*reportv1.Withdrawal, erro
 		return nil, fmt.Errorf("%w: withdrawal does not parse", ErrInvalid)
 	}
 	if w.GetIssued().CheckValid() != nil || !marking.ValidParty(w.GetOriginator()) || (w.GetAction() != "purge" && w.GetAction() != "quarantine") ||
-		!isUUID(w.GetReportId()) || !isUUID(w.GetId()) {
+		!IsUUID(w.GetReportId()) || !IsUUID(w.GetId()) {
 		return nil, fmt.Errorf("%w: withdrawal is malformed", ErrInvalid)
 	}
 	id, err := verifyStatement(KindWithdrawal, sd, v, w.GetIssued().AsTime())
