@@ -95,7 +95,7 @@ func writeMetrics(w io.Writer, n *node.Node) {
 		fmt.Fprintf(w, "tearline_audit_entries %d\n", seq)
 	}
 	st := n.Store().Stats()
-	fmt.Fprintln(w, "# HELP tearline_store_commit_seconds Write transactions the node's store committed since it started, each made durable with two fdatasyncs, by wall time from the transaction's start to its second fdatasync.")
+	fmt.Fprintln(w, "# HELP tearline_store_commit_seconds Write transactions the node's store committed since it started, each made durable by its log record (one write and one fdatasync of the log), by wall time from the transaction's start to that fdatasync.")
 	fmt.Fprintln(w, "# TYPE tearline_store_commit_seconds histogram")
 	for i, le := range store.CommitBounds {
 		fmt.Fprintf(w, "tearline_store_commit_seconds_bucket{le=\"%g\"} %d\n", le.Seconds(), st.CommitsWithin[i])
@@ -103,12 +103,21 @@ func writeMetrics(w io.Writer, n *node.Node) {
 	fmt.Fprintf(w, "tearline_store_commit_seconds_bucket{le=\"+Inf\"} %d\n", st.Commits)
 	fmt.Fprintf(w, "tearline_store_commit_seconds_sum %.6f\n", st.CommitTime.Seconds())
 	fmt.Fprintf(w, "tearline_store_commit_seconds_count %d\n", st.Commits)
-	fmt.Fprintln(w, "# HELP tearline_store_writes_total Writes those commits made to the store file: each B+tree page rewritten (with its overflow) and the meta page, each at its own place.")
+	fmt.Fprintln(w, "# HELP tearline_store_writes_total Writes those commits made to the store file, not synced (a checkpoint makes them durable): each B+tree page rewritten (with its overflow) and the meta page, each at its own place.")
 	fmt.Fprintln(w, "# TYPE tearline_store_writes_total counter")
 	fmt.Fprintf(w, "tearline_store_writes_total %d\n", st.Writes)
-	fmt.Fprintln(w, "# HELP tearline_store_write_seconds_total The part of it spent writing pages and the meta page to the file and making each durable.")
+	fmt.Fprintln(w, "# HELP tearline_store_write_seconds_total The part of the commits' time spent writing pages and the meta page to the store file.")
 	fmt.Fprintln(w, "# TYPE tearline_store_write_seconds_total counter")
 	fmt.Fprintf(w, "tearline_store_write_seconds_total %.6f\n", st.WriteTime.Seconds())
+	for _, m := range []struct{ name, help, value string }{
+		{"tearline_store_log_records_total", "Log records the commits appended, one a commit that changed something.", fmt.Sprint(st.LogRecords)},
+		{"tearline_store_log_bytes_total", "Bytes of those records.", fmt.Sprint(st.LogBytes)},
+		{"tearline_store_log_seconds_total", "The part of the commits' time spent writing their log records and making each durable (fdatasync).", fmt.Sprintf("%.6f", st.LogTime.Seconds())},
+		{"tearline_store_checkpoints_total", "Checkpoints made since the node started: each makes the store file durable (one fdatasync of every page written since the last) and records it, so that the log's records before it are no longer needed.", fmt.Sprint(st.Checkpoints)},
+		{"tearline_store_checkpoint_seconds_total", "Time spent in those checkpoints; commits go on meanwhile.", fmt.Sprintf("%.6f", st.CheckpointTime.Seconds())},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %s\n", m.name, m.help, m.name, m.name, m.value)
+	}
 	writeMemoryMetrics(w)
 }
 

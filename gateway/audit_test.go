@@ -131,9 +131,16 @@ func TestAnomaliesRaiseEventsAndMetrics(t *testing.T) {
 	if n := len(buckets); n != len(store.CommitBounds)+1 || buckets[n-1].Count != commits || buckets[n-2].Count == 0 {
 		t.Errorf("commit histogram %v for %d commits", buckets, commits)
 	}
-	for _, name := range []string{"tearline_store_commit_seconds_sum", "tearline_store_write_seconds_total"} {
+	for _, name := range []string{"tearline_store_commit_seconds_sum", "tearline_store_write_seconds_total", "tearline_store_log_seconds_total", "tearline_store_checkpoint_seconds_total"} {
 		if secs, err := scrape.Float(m, name); err != nil || secs <= 0 {
 			t.Errorf("%s = %v, %v; want a positive number of seconds", name, secs, err)
+		}
+	}
+	// Each commit that changed something appended a log record, and the
+	// node's start made a checkpoint at least.
+	for name, atLeast := range map[string]uint64{"tearline_store_log_records_total": 1, "tearline_store_log_bytes_total": 1, "tearline_store_checkpoints_total": 1} {
+		if n, err := scrape.Uint(m, name); err != nil || n < atLeast || (name == "tearline_store_log_records_total" && n > commits) {
+			t.Errorf("%s = %d, %v; want at least %d (and no more records than the %d commits)", name, n, err, atLeast, commits)
 		}
 	}
 	// The node's start, with its certificate, is the log's first entry.

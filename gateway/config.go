@@ -30,7 +30,8 @@ type Config struct {
 	Domain string `yaml:"domain"`
 	// Listen is the address of the node's gRPC server (federation and clients).
 	Listen string `yaml:"listen"`
-	// DataDir holds the node's bbolt file (tearline.db).
+	// DataDir holds the node's store: its bbolt file (tearline.db), and
+	// the log and checkpoint files beside it.
 	DataDir string `yaml:"data_dir"`
 	// PKI chooses where certificates come from.
 	PKI PKIConfig `yaml:"pki"`

@@ -25,7 +25,7 @@ var deliveryKinds = map[string]bool{"delivered": true, "withdrawal-delivered": t
 type txAudit struct {
 	loaded   bool
 	dirty    bool
-	bucket   *bolt.Bucket
+	bucket   wbucket
 	seq      uint64
 	head     []byte
 	appended []*storev1.AuditEntry
@@ -40,7 +40,7 @@ func (t *Tx) loadHead() {
 		return
 	}
 	t.audit.loaded = true
-	t.audit.bucket = t.tx.Bucket(bucketAudit)
+	t.audit.bucket = t.w(bucketAudit)
 	t.audit.seq, t.audit.head = 0, audit.Zero
 	if v := t.tx.Bucket(bucketMeta).Get(metaAuditHead); len(v) == 8+audit.HashSize {
 		t.audit.seq = binary.BigEndian.Uint64(v[:8])
@@ -110,7 +110,7 @@ func (t *Tx) finish() error {
 	v = append(v, u64(t.audit.seq)...)
 	v = append(v, t.audit.head...)
 	t.audit.dirty = false
-	return t.tx.Bucket(bucketMeta).Put(metaAuditHead, v)
+	return t.w(bucketMeta).Put(metaAuditHead, v)
 }
 
 // Audit appends one entry in a transaction of its own.
@@ -211,7 +211,7 @@ func (s *Store) AuditHead() (uint64, []byte, error) {
 
 // PutAuditCheckpoint keeps a checkpoint this node signed of entry seq.
 func (t *Tx) PutAuditCheckpoint(seq uint64, sd *reportv1.Signed) error {
-	return put(t.tx.Bucket(bucketAuditCheckpoints), u64(seq), sd)
+	return put(t.w(bucketAuditCheckpoints), u64(seq), sd)
 }
 
 func partnerCheckpointKey(party string, seq uint64) []byte {
@@ -225,7 +225,7 @@ func partnerCheckpointKey(party string, seq uint64) []byte {
 // seq. When one is already held for that seq it keeps the first and returns
 // it (the caller compares: two different heads for one seq is a fork).
 func (t *Tx) PutPartnerCheckpoint(party string, seq uint64, sd *reportv1.Signed) (*reportv1.Signed, error) {
-	b := t.tx.Bucket(bucketPartnerCheckpoints)
+	b := t.w(bucketPartnerCheckpoints)
 	k := partnerCheckpointKey(party, seq)
 	if v := b.Get(k); v != nil {
 		old := &reportv1.Signed{}

@@ -75,7 +75,7 @@ func (t *Tx) addDelivery(e *storev1.Event) error {
 	key := g.deliveryKey(e)
 	shared := g.byKey[string(key)]
 	if shared == nil {
-		seq, err := t.tx.Bucket(bucketProvenance).NextSequence()
+		seq, err := t.w(bucketProvenance).NextSequence()
 		if err != nil {
 			return err
 		}
@@ -99,12 +99,12 @@ func (t *Tx) addDelivery(e *storev1.Event) error {
 // are appended side by side there, and only the small keys land among
 // each report's events (writing the events there rewrote a page of each
 // report's events at each commit: most of a fan-out's dirty pages).
-func (g *deliveryGroup) flush(tx *bolt.Tx) error {
+func (g *deliveryGroup) flush(t *Tx) error {
 	if len(g.order) == 0 {
 		return nil
 	}
-	b := tx.Bucket(bucketProvenance)
-	shared := tx.Bucket(bucketDeliveries)
+	b := t.w(bucketProvenance)
+	shared := t.w(bucketDeliveries)
 	for _, e := range g.order {
 		key := provKey(e.GetReportId(), e.GetSeq())
 		if len(e.Recipients) == 1 {

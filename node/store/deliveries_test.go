@@ -316,7 +316,7 @@ func TestMissingSharedEventIsCorrupt(t *testing.T) {
 	if evs, err := s.Events("r1"); err != nil || len(evs) != 2 {
 		t.Fatalf("Events = %v (%v), want two deliveries", evs, err)
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.rawUpdate(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDeliveries)
 		k, _ := b.Cursor().First()
 		if k == nil {

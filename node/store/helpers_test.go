@@ -190,3 +190,12 @@ func (s *testStore) reopenHoldsOneEventEach(ids ...string) {
 		}
 	}
 }
+
+// rawUpdate writes under the store, as a disk's corruption or an older
+// build would, outside its log; wmu keeps a checkpoint from starting
+// during it.
+func (s *Store) rawUpdate(fn func(*bolt.Tx) error) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.db.Update(fn)
+}

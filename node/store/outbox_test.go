@@ -136,7 +136,7 @@ func TestOutboxWireCorrupt(t *testing.T) {
 			if err := s.Update(t0, func(tx *Tx) error { return tx.Enqueue("GBR", &storev1.OutboxItem{ReportId: "r1"}) }); err != nil {
 				t.Fatal(err)
 			}
-			err := s.db.Update(func(tx *bolt.Tx) error {
+			err := s.rawUpdate(func(tx *bolt.Tx) error {
 				return tx.Bucket(bucketOutbox).Bucket([]byte("GBR")).Put(u64(1), v)
 			})
 			if err != nil {

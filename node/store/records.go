@@ -22,7 +22,7 @@ func (t *Tx) Consent(id string) (*storev1.ConsentRecord, error) {
 
 // PutConsent writes a consent record.
 func (t *Tx) PutConsent(c *storev1.ConsentRecord) error {
-	return put(t.tx.Bucket(bucketConsents), []byte(c.GetId()), c)
+	return put(t.w(bucketConsents), []byte(c.GetId()), c)
 }
 
 // Crisis reads a crisis record.
@@ -32,7 +32,7 @@ func (t *Tx) Crisis(id string) (*storev1.CrisisRecord, error) {
 
 // PutCrisis writes a crisis record.
 func (t *Tx) PutCrisis(id string, c *storev1.CrisisRecord) error {
-	if err := put(t.tx.Bucket(bucketCrises), []byte(id), c); err != nil {
+	if err := put(t.w(bucketCrises), []byte(id), c); err != nil {
 		return err
 	}
 	e := &storev1.AuditEntry{Kind: "crisis-declared", Detail: "crisis declaration " + id}
@@ -49,7 +49,7 @@ func (t *Tx) PutCrisis(id string, c *storev1.CrisisRecord) error {
 
 // AddSecurityEvent appends a security event; seq and time are set here.
 func (t *Tx) AddSecurityEvent(e *storev1.SecurityEvent) error {
-	b := t.tx.Bucket(bucketSecurity)
+	b := t.w(bucketSecurity)
 	seq, err := b.NextSequence()
 	if err != nil {
 		return err
@@ -69,7 +69,7 @@ func (t *Tx) AddSecurityEvent(e *storev1.SecurityEvent) error {
 
 // AddCrisisRelease records a release made under a crisis declaration.
 func (t *Tx) AddCrisisRelease(r *storev1.CrisisRelease) error {
-	b := t.tx.Bucket(bucketCrisisReleases)
+	b := t.w(bucketCrisisReleases)
 	seq, err := b.NextSequence()
 	if err != nil {
 		return err
@@ -128,7 +128,7 @@ func suspensionKey(kind, name string) []byte { return []byte(kind + "/" + name) 
 
 // PutSuspension records a suspension.
 func (t *Tx) PutSuspension(s *storev1.Suspension) error {
-	if err := put(t.tx.Bucket(bucketSuspensions), suspensionKey(s.GetKind(), s.GetName()), s); err != nil {
+	if err := put(t.w(bucketSuspensions), suspensionKey(s.GetKind(), s.GetName()), s); err != nil {
 		return err
 	}
 	return t.Audit(suspensionEntry("suspended", s.GetKind(), s.GetName(), s.GetBy(), s.GetReason()))
@@ -148,7 +148,7 @@ func suspensionEntry(kind, what, name, by, reason string) *storev1.AuditEntry {
 // DeleteSuspension removes a suspension, recording who lifted it; it
 // reports whether there was one.
 func (t *Tx) DeleteSuspension(kind, name, by string) (bool, error) {
-	b := t.tx.Bucket(bucketSuspensions)
+	b := t.w(bucketSuspensions)
 	k := suspensionKey(kind, name)
 	if b.Get(k) == nil {
 		return false, nil
@@ -171,13 +171,13 @@ func (t *Tx) Withdrawal(reportID string) (*storev1.WithdrawalRecord, error) {
 
 // PutWithdrawal writes a withdrawal record.
 func (t *Tx) PutWithdrawal(w *storev1.WithdrawalRecord) error {
-	return put(t.tx.Bucket(bucketWithdrawals), []byte(w.GetReportId()), w)
+	return put(t.w(bucketWithdrawals), []byte(w.GetReportId()), w)
 }
 
 // AppendFeed adds a held report to the feed again (at the next position),
 // so that subscribers see a change to it, such as its withdrawal.
 func (t *Tx) AppendFeed(id string) error {
-	feed := t.tx.Bucket(bucketFeed)
+	feed := t.w(bucketFeed)
 	seq, err := feed.NextSequence()
 	if err != nil {
 		return err
@@ -222,9 +222,9 @@ func (t *Tx) Events(reportID string) ([]*storev1.Event, error) {
 // content it withdraws). It returns the parties whose outbox it changed.
 func (t *Tx) DropQueuedEnvelopes(reportID string) ([]string, error) {
 	var parties []string
-	ob := t.tx.Bucket(bucketOutbox)
+	ob := t.w(bucketOutbox)
 	err := ob.ForEachBucket(func(party []byte) error {
-		b := ob.Bucket(party)
+		b := ob.Sub(party)
 		var drop [][]byte
 		err := b.ForEach(func(k, v []byte) error {
 			it := &storev1.OutboxItem{}

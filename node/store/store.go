@@ -1,15 +1,18 @@
 // Package store keeps a node's state in one bbolt file: reports, the feed
 // that subscribers read, provenance events, the durable outbox per partner,
 // subscriber cursors, quarantined evidence and the audit log (DESIGN §5).
+// Beside it are the store's log and checkpoint files (wal.go), which make
+// the commits durable.
 //
 // The audit log (node/audit) is written here, in the same transaction as
 // what it records: every provenance event, security event, suspension,
 // reinstatement and crisis record appends its entry as it is written, so
 // nothing is recorded without being audited.
 //
-// Every write is a bbolt transaction that is on disk when the call returns,
-// so a caller may acknowledge after it. Batch groups concurrent writers
-// into one commit (group commit): a writer that finds the store idle
+// Every write is a bbolt transaction that is on disk when the call returns
+// (its record in the log is: wal.go), so a caller may acknowledge after
+// it. Batch groups concurrent writers into one commit (group commit): a
+// writer that finds the store idle
 // commits at once; writers that arrive during a commit share the next one.
 // BatchLater is for writes that nobody waits on to answer a peer (records
 // of what was already sent or acknowledged): it starts no commit of its
@@ -36,6 +39,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -103,6 +107,31 @@ type Store struct {
 
 	stopUnmap chan struct{} // closed by Close
 	unmapped  chan struct{} // closed when unmapLoop has ended
+
+	// The log (wal.go). wmu orders the write transactions, their log
+	// records and a checkpoint's start; the fields after it are guarded
+	// by it, except those the checkpoints use (ckmu).
+	dbFile   *os.File // bbolt's file, opened and locked by Open
+	pageSize int
+	wmu      sync.Mutex
+	log      *wlog // nil: read-only, or direct mode (bbolt syncs each commit)
+	redo     redo
+	// logErr stops the writes: a commit is in bbolt but not in the log,
+	// a checkpoint failed, or Close made its clean checkpoint (ErrClosed).
+	logErr error
+
+	ckmu      sync.Mutex
+	ckptFile  *os.File
+	ckpt      checkpoint // the last one on disk
+	guard     *bolt.Tx   // a reader at ckpt.txid (see wal.go)
+	ckptWake  chan struct{}
+	ckptStop  chan struct{}
+	ckptDone  chan struct{}
+	ckptCount atomic.Uint64
+	ckptTime  atomic.Int64 // ns
+
+	logRecords, logBytes atomic.Uint64
+	logTime              atomic.Int64 // ns
 }
 
 // groupCall is one writer waiting for a group commit.
@@ -113,9 +142,11 @@ type groupCall struct {
 	audited []*storev1.AuditEntry // set before done
 }
 
-// Open opens (creating if needed) the store at path. When the file system
-// that holds it is read-only, the store opens read-only (see ReadOnly):
-// reads work, every write fails with ErrReadOnly.
+// Open opens (creating if needed) the store at path, with its log and
+// checkpoint files beside it (path-log.0, path-log.1, path-checkpoint),
+// recovering what the log holds past the last checkpoint (see wal.go).
+// When the file system that holds it is read-only, the store opens
+// read-only (see ReadOnly): reads work, every write fails with ErrReadOnly.
 func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", classify(err))
@@ -127,42 +158,266 @@ func Open(path string) (*Store, error) {
 		// pages, writing it dominated every commit.
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
-		// Map a large region from the start, so that growing the file
-		// rarely remaps it (a remap waits for every reader).
-		InitialMmapSize: 1 << 30,
+		// Map a large region from the start: a remap waits for every
+		// reader, the checkpoint's guard among them (wal.go).
+		InitialMmapSize: mapSize,
 		// A new file gets 16 KiB pages (an existing one keeps its own):
 		// each commit rewrites the pages it touched at scattered places
-		// in the file, and on this kind of disk a commit's fdatasync
-		// costs per scattered write far more than per byte, so fewer,
-		// larger pages commit faster (BENCHMARKS.md, issue 7).
+		// in the file, and on this kind of disk writing them back costs
+		// per scattered write far more than per byte, so fewer, larger
+		// pages cost less (BENCHMARKS.md, issue 7).
 		PageSize: pageSize,
+		// The log makes each commit durable (wal.go).
+		NoSync: true,
 	}
-	readOnly := false
-	db, err := bolt.Open(path, 0o600, opts)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if errors.Is(err, syscall.EROFS) {
-		ro := *opts
-		ro.ReadOnly = true
-		var roErr error
-		if db, roErr = bolt.Open(path, 0o600, &ro); roErr == nil {
-			readOnly, err = true, nil
-		} else if !errors.Is(roErr, fs.ErrNotExist) {
-			err = roErr
+		if _, serr := os.Stat(path); errors.Is(serr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("store: open %s: %w", path, classify(err))
 		}
+		return openReadOnly(path, opts)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, classify(err))
 	}
-	s := &Store{db: db, readOnly: readOnly, notify: make(chan struct{}), laterWait: laterDelay, decoded: newReportCache(), handed: make(chan struct{}, 1), loopDone: make(chan struct{})}
+	s, err := openLogged(path, f, opts)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, classify(err))
+	}
+	return s, nil
+}
+
+// openLogged opens the store whose bbolt file is f, recovering from its
+// checkpoint and log, and makes a checkpoint of what it opened.
+func openLogged(path string, f *os.File, opts *bolt.Options) (s *Store, err error) {
+	if err := lockFile(f, opts.Timeout); err != nil {
+		return nil, err
+	}
+	var files []*os.File
+	defer func() {
+		if err != nil {
+			for _, c := range files {
+				c.Close()
+			}
+		}
+	}()
+	openAux := func(name string) (*os.File, error) {
+		a, err := os.OpenFile(path+name, os.O_RDWR|os.O_CREATE, 0o600)
+		if err == nil {
+			files = append(files, a)
+		}
+		return a, err
+	}
+	ckptFile, err := openAux(checkpointSuffix)
+	if err != nil {
+		return nil, err
+	}
+	log := &wlog{}
+	var missing []string
+	for i := range log.files {
+		name := fmt.Sprint(path, logSuffix, i)
+		if _, err := os.Stat(name); errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, name)
+		}
+		if log.files[i], err = openAux(fmt.Sprint(logSuffix, i)); err != nil {
+			return nil, err
+		}
+		st, err := log.files[i].Stat()
+		if err != nil {
+			return nil, err
+		}
+		log.filled[i] = st.Size()
+	}
+	if err := syncDir(path); err != nil {
+		return nil, err
+	}
+	ckpt, have, err := readCheckpoint(ckptFile)
+	if err != nil {
+		return nil, err
+	}
+	var pending [][]byte
+	if have && !ckpt.clean {
+		// The log files are made before the first checkpoint is written.
+		if len(missing) > 0 {
+			return nil, fmt.Errorf("the log file %s is missing, so what was written after the last checkpoint cannot be recovered: restore the store's folder whole (%s and the files beside it)", missing[0], filepath.Base(path))
+		}
+		st, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		if pages, psize := binary.LittleEndian.Uint64(ckpt.meta[boltMetaPgidAt:]), binary.LittleEndian.Uint32(ckpt.meta[boltMetaPageSzAt:]); st.Size() < int64(pages)*int64(psize) {
+			return nil, fmt.Errorf("%s is %d bytes, and its checkpoint (%s) is of a file of at least %d: they are not of the same store", path, st.Size(), path+checkpointSuffix, int64(pages)*int64(psize))
+		}
+		if pending, err = logAfter(log.files, ckpt.lsn); err != nil {
+			return nil, err
+		}
+		// Back to the checkpoint's tree, whatever was written after it.
+		if err := restoreMeta(f, ckpt); err != nil {
+			return nil, fmt.Errorf("restoring the checkpoint's meta page: %w", err)
+		}
+	}
+	if !have {
+		// Without a checkpoint the bbolt file is the whole store (a new
+		// one, one from a build before the log, or one in direct mode),
+		// and whatever the log files hold is stale: LSNs start again.
+		for i, lf := range log.files {
+			if err := lf.Truncate(0); err != nil {
+				return nil, err
+			}
+			log.filled[i] = 0
+		}
+	}
+	log.lsn = ckpt.lsn
+	// Until Open's own checkpoint, bbolt syncs its commits (the replay,
+	// a migration) itself, and a reader holds the tree it opened at, so
+	// that a crash before that checkpoint finds the last one intact.
+	o := *opts
+	o.OpenFile = func(string, int, fs.FileMode) (*os.File, error) { return f, nil }
+	o.NoSync = false
+	db, err := bolt.Open(path, 0o600, &o)
+	if err != nil {
+		return nil, err
+	}
+	guard, err := db.Begin(false)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s = &Store{db: db, dbFile: f, pageSize: db.Info().PageSize, notify: make(chan struct{}), laterWait: laterDelay, decoded: newReportCache(), handed: make(chan struct{}, 1), loopDone: make(chan struct{}), ckptFile: ckptFile, ckpt: ckpt, guard: guard}
+	s.ended.L = &s.gmu
+	defer func() {
+		if err != nil {
+			_ = guard.Rollback()
+			db.Close()
+		}
+	}()
+	if len(pending) > 0 {
+		err := db.Update(func(tx *bolt.Tx) error {
+			for i, rec := range pending {
+				if err := apply(tx, rec); err != nil {
+					return fmt.Errorf("log record %d: %w", ckpt.lsn+uint64(i)+1, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("replaying the log: %w", err)
+		}
+		log.lsn += uint64(len(pending))
+	}
+	if err := s.initSchema(); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	// What was opened, replayed and migrated becomes the checkpoint;
+	// both log files are then free.
+	s.log = log
+	if err := s.checkpoint(); err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	if s.log != nil {
+		db.NoSync = true
+	}
+	s.start()
+	return s, nil
+}
+
+// logAfter returns the log records after lsn, in order, from the two log
+// files: those that follow each other from lsn+1.
+func logAfter(files [2]*os.File, lsn uint64) ([][]byte, error) {
+	byLSN := map[uint64][]byte{}
+	for _, f := range files {
+		first, recs, err := readRecords(f)
+		if err != nil {
+			return nil, err
+		}
+		for i, r := range recs {
+			if n := first + uint64(i); n > lsn {
+				byLSN[n] = r
+			}
+		}
+	}
+	var out [][]byte
+	for n := lsn + 1; ; n++ {
+		r, ok := byLSN[n]
+		if !ok {
+			return out, nil
+		}
+		out = append(out, r)
+	}
+}
+
+// openReadOnly opens a store on a read-only file system. It has no log to
+// write and cannot replay one: a store left with log records past its
+// checkpoint (a node that did not stop cleanly) is refused.
+func openReadOnly(path string, opts *bolt.Options) (*Store, error) {
+	if f, err := os.Open(path + checkpointSuffix); err == nil {
+		ckpt, have, err := readCheckpoint(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("store: open %s: %w", path, err)
+		}
+		var files [2]*os.File
+		for i := range files {
+			if files[i], err = os.Open(fmt.Sprint(path, logSuffix, i)); err != nil {
+				return nil, fmt.Errorf("store: open %s: %w", path, err)
+			}
+			defer files[i].Close()
+		}
+		if have {
+			pending, err := logAfter(files, ckpt.lsn)
+			if err != nil {
+				return nil, fmt.Errorf("store: open %s: %w", path, err)
+			}
+			if len(pending) > 0 {
+				return nil, fmt.Errorf("store: open %s: %w: its log holds %d commits past its last checkpoint (the node did not stop cleanly), which a read-only store cannot apply", path, ErrReadOnly, len(pending))
+			}
+		}
+	}
+	ro := *opts
+	ro.ReadOnly, ro.NoSync = true, false
+	db, err := bolt.Open(path, 0o600, &ro)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, classify(err))
+	}
+	s := &Store{db: db, readOnly: true, notify: make(chan struct{}), laterWait: laterDelay, decoded: newReportCache(), handed: make(chan struct{}, 1), loopDone: make(chan struct{})}
 	s.ended.L = &s.gmu
 	if err := s.initSchema(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
+	s.start()
+	return s, nil
+}
+
+// start starts the store's goroutines.
+func (s *Store) start() {
 	go s.commitLoop()
 	s.unmap() // opening read the whole file (the freelist's rebuild)
 	s.stopUnmap, s.unmapped = make(chan struct{}), make(chan struct{})
 	go s.unmapLoop(s.stopUnmap, s.unmapped)
-	return s, nil
+	s.ckptWake, s.ckptStop, s.ckptDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go s.checkpointLoop()
+}
+
+// lockFile takes bbolt's exclusive lock on its file before Open touches
+// it (bbolt, given the same open file, takes it again at once). A store
+// that another process holds is refused after timeout, as bbolt does.
+func lockFile(f *os.File, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if err != syscall.EWOULDBLOCK {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return bolterrors.ErrTimeout
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // initSchema checks the schema version, creates missing buckets and
@@ -287,28 +542,63 @@ func (s *Store) Close() error {
 	if first {
 		close(s.handed)
 		close(s.stopUnmap)
+		close(s.ckptStop)
 	}
 	<-s.loopDone
 	<-s.unmapped
-	return s.db.Close()
+	<-s.ckptDone
+	if !first {
+		return nil
+	}
+	// The last checkpoint leaves the log empty, unless the log failed:
+	// then what it lacks must not become durable (the next Open recovers
+	// to what was acknowledged).
+	err := s.checkpointAs(true)
+	s.ckmu.Lock()
+	if s.guard != nil {
+		_ = s.guard.Rollback()
+		s.guard = nil
+	}
+	s.ckmu.Unlock()
+	if s.log != nil {
+		for _, f := range s.log.files {
+			_ = f.Close()
+		}
+	}
+	if s.ckptFile != nil {
+		_ = s.ckptFile.Close()
+	}
+	return errors.Join(err, s.db.Close())
 }
 
 // Stats counts what the store's commits have done since it opened.
 type Stats struct {
 	// Commits is the write transactions committed after Open's own, each
-	// made durable with two fdatasyncs (its pages, then the meta page).
+	// made durable by its log record (wal.go): one write and one
+	// fdatasync of the log.
 	Commits uint64
-	// Writes is the writes they made to the file: one for each B+tree
-	// page a commit rewrote (with its overflow pages) and one for the meta
-	// page, each where the page lies in the file.
+	// Writes is the writes they made to the store file: one for each
+	// B+tree page a commit rewrote (with its overflow pages) and one for
+	// the meta page, each where the page lies in the file. They are not
+	// synced: a checkpoint makes them durable (Checkpoints).
 	Writes uint64
 	// CommitTime is their wall time, from the start of each transaction
-	// to its second fdatasync: the writers' functions, bbolt's rebalance
-	// and spill, and WriteTime.
+	// to its log record's fdatasync: the writers' functions, bbolt's
+	// rebalance and spill, WriteTime and LogTime.
 	CommitTime time.Duration
 	// WriteTime is the part of it spent writing the pages and the meta
-	// page and making each durable (bbolt's count).
+	// page to the file (bbolt's count).
 	WriteTime time.Duration
+	// LogRecords and LogBytes are the records the commits appended to the
+	// log, and their bytes; LogTime is the time spent writing them and
+	// making each durable (the fdatasync a commit waits for).
+	LogRecords, LogBytes uint64
+	LogTime              time.Duration
+	// Checkpoints made since Open (its own included), and their time:
+	// each one fdatasync of the store file (every page written since the
+	// last) and one of the checkpoint file. Commits go on meanwhile.
+	Checkpoints    uint64
+	CheckpointTime time.Duration
 	// CommitsWithin[i] is how many of the commits took at most
 	// CommitBounds[i] (a histogram's cumulative counts; the commits over
 	// the last bound are Commits less the last count). A few slow commits
@@ -317,8 +607,8 @@ type Stats struct {
 	CommitsWithin [len(CommitBounds)]uint64
 }
 
-// CommitBounds are the bounds of Stats.CommitsWithin: from a commit of
-// two fdatasyncs on a fast disk (~0.5 ms) to a stalled one.
+// CommitBounds are the bounds of Stats.CommitsWithin: from a commit on a
+// fast disk to a stalled one.
 var CommitBounds = [...]time.Duration{
 	500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
 	10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
@@ -340,6 +630,9 @@ func (s *Store) Stats() Stats {
 	out.Writes = uint64(st.TxStats.GetWrite())
 	out.CommitTime = time.Duration(s.commitTime.Load())
 	out.WriteTime = st.TxStats.GetWriteTime()
+	out.LogRecords, out.LogBytes = s.logRecords.Load(), s.logBytes.Load()
+	out.LogTime = time.Duration(s.logTime.Load())
+	out.Checkpoints, out.CheckpointTime = s.ckptCount.Load(), time.Duration(s.ckptTime.Load())
 	return out
 }
 
@@ -373,7 +666,7 @@ func provKey(reportID string, seq uint64) []byte {
 	return append(k, u64(seq)...)
 }
 
-func put(b *bolt.Bucket, k []byte, m proto.Message) error {
+func put(b wbucket, k []byte, m proto.Message) error {
 	v, err := proto.Marshal(m)
 	if err != nil {
 		return err
@@ -397,6 +690,7 @@ func get[T proto.Message](b *bolt.Bucket, k []byte, m T) (T, error) {
 // atomic commit.
 type Tx struct {
 	tx       *bolt.Tx
+	redo     *redo // the transaction's log record (see wbucket)
 	now      time.Time
 	fedGrown bool
 	changed  []string        // existing reports this transaction rewrote
@@ -422,7 +716,7 @@ func (t *Tx) Report(id string) (*storev1.StoredReport, error) {
 // not decoded again), so the caller must not modify r after the
 // transaction's function returns.
 func (t *Tx) PutReport(id string, r *storev1.StoredReport) error {
-	b := t.tx.Bucket(bucketReports)
+	b := t.w(bucketReports)
 	if v := b.Get([]byte(id)); v != nil {
 		old := &storev1.StoredReport{}
 		if err := proto.Unmarshal(v, old); err != nil {
@@ -431,7 +725,7 @@ func (t *Tx) PutReport(id string, r *storev1.StoredReport) error {
 		r.FeedSeq, r.Stored = old.GetFeedSeq(), old.GetStored()
 		t.changed = append(t.changed, id)
 	} else {
-		feed := t.tx.Bucket(bucketFeed)
+		feed := t.w(bucketFeed)
 		seq, err := feed.NextSequence()
 		if err != nil {
 			return err
@@ -454,7 +748,7 @@ func (t *Tx) SeenReceipt(reportID string, hopDigest []byte) bool {
 
 // MarkReceipt records key as received.
 func (t *Tx) MarkReceipt(reportID string, hopDigest []byte) error {
-	return t.tx.Bucket(bucketReceipts).Put(receiptKey(reportID, hopDigest), []byte{})
+	return t.w(bucketReceipts).Put(receiptKey(reportID, hopDigest), []byte{})
 }
 
 func receiptKey(reportID string, hopDigest []byte) []byte {
@@ -471,7 +765,7 @@ func (t *Tx) AddEvent(e *storev1.Event) error {
 	if t.group != nil && sharable(e) {
 		return t.addDelivery(e)
 	}
-	b := t.tx.Bucket(bucketProvenance)
+	b := t.w(bucketProvenance)
 	seq, err := b.NextSequence()
 	if err != nil {
 		return err
@@ -488,7 +782,7 @@ func (t *Tx) AddEvent(e *storev1.Event) error {
 
 // Enqueue appends an item to party's outbox.
 func (t *Tx) Enqueue(party string, it *storev1.OutboxItem) error {
-	ob, err := t.tx.Bucket(bucketOutbox).CreateBucketIfNotExists([]byte(party))
+	ob, err := t.w(bucketOutbox).CreateBucketIfNotExists([]byte(party))
 	if err != nil {
 		return err
 	}
@@ -505,7 +799,7 @@ func (t *Tx) Enqueue(party string, it *storev1.OutboxItem) error {
 
 // Quarantine keeps refused evidence.
 func (t *Tx) Quarantine(q *storev1.QuarantineItem) error {
-	b := t.tx.Bucket(bucketQuarantine)
+	b := t.w(bucketQuarantine)
 	seq, err := b.NextSequence()
 	if err != nil {
 		return err
@@ -531,16 +825,16 @@ func (s *Store) Update(now time.Time, fn func(*Tx) error) error {
 func (s *Store) update(now time.Time, fn func(*Tx) error) ([]*storev1.AuditEntry, error) {
 	var t *Tx
 	start := time.Now()
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.write(func(tx *bolt.Tx, r *redo) error {
 		packBuckets(tx)
-		t = &Tx{tx: tx, now: now, st: s, group: &deliveryGroup{}}
+		t = &Tx{tx: tx, redo: r, now: now, st: s, group: &deliveryGroup{}}
 		if err := fn(t); err != nil {
 			return err
 		}
 		if err := t.finish(); err != nil {
 			return err
 		}
-		return t.group.flush(tx)
+		return t.group.flush(t)
 	})
 	if err != nil {
 		return nil, err
@@ -726,11 +1020,11 @@ func (s *Store) commitGroup(group []*groupCall) {
 	var changed []string
 	var fresh []decodedReport
 	start := time.Now()
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.write(func(tx *bolt.Tx, r *redo) error {
 		packBuckets(tx)
 		shared := &deliveryGroup{}
 		for _, c := range group {
-			t := &Tx{tx: tx, now: c.now, st: s, group: shared}
+			t := &Tx{tx: tx, redo: r, now: c.now, st: s, group: shared}
 			if err := c.fn(t); err != nil {
 				failed = c
 				return err
@@ -744,7 +1038,7 @@ func (s *Store) commitGroup(group []*groupCall) {
 			fresh = append(fresh, t.fresh...)
 			c.audited = t.audit.appended
 		}
-		return shared.flush(tx)
+		return shared.flush(&Tx{tx: tx, redo: r})
 	})
 	if err == nil {
 		s.committed1(start, grown, fresh, changed)
@@ -1118,9 +1412,9 @@ type Acked struct {
 // is sent again, and the partner's receipt of it is a duplicate.
 func (s *Store) Ack(now time.Time, party string, acks ...Acked) error {
 	return s.BatchLater(now, func(t *Tx) error {
-		ob := t.tx.Bucket(bucketOutbox).Bucket([]byte(party))
+		ob := t.w(bucketOutbox).Sub([]byte(party))
 		for _, a := range acks {
-			if ob != nil {
+			if ob.Bucket != nil {
 				if err := ob.Delete(u64(a.Seq)); err != nil {
 					return err
 				}
@@ -1154,7 +1448,7 @@ func (s *Store) SaveCursor(now time.Time, subscriber string, seq uint64) error {
 
 // PutCursor saves a subscriber's cursor inside t.
 func (t *Tx) PutCursor(subscriber string, seq uint64) error {
-	return t.tx.Bucket(bucketCursors).Put([]byte(subscriber), u64(seq))
+	return t.w(bucketCursors).Put([]byte(subscriber), u64(seq))
 }
 
 // Quarantined returns the quarantined items, oldest first.

@@ -706,7 +706,7 @@ func TestValuesOutliveTransactions(t *testing.T) {
 func TestCorruptValue(t *testing.T) {
 	s := openTestStore(t)
 	s.put("r1", stored("r1", ""))
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.rawUpdate(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketReports).Put([]byte("r1"), []byte{0xff, 0xff, 0xff})
 	})
 	if err != nil {

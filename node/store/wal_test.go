@@ -1,0 +1,448 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
+	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
+)
+
+// quietCheckpoints stops the checkpoints that time and size start, for
+// a test that takes its own: a crash image must be of a known checkpoint.
+func quietCheckpoints(t *testing.T) {
+	every, size := checkpointEvery, checkpointBytes
+	checkpointEvery, checkpointBytes = time.Hour, 1<<40
+	t.Cleanup(func() { checkpointEvery, checkpointBytes = every, size })
+}
+
+// storeFiles are the files of the store at path.
+func storeFiles(path string) []string {
+	return []string{path, path + checkpointSuffix, path + logSuffix + "0", path + logSuffix + "1"}
+}
+
+// crashImage copies the files of the open store at path into a new
+// folder, as a killed process leaves them (everything written is in the
+// kernel's cache), and returns the copy's path. The store must be idle.
+func crashImage(t *testing.T, path string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), filepath.Base(path))
+	for i, src := range storeFiles(path) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(storeFiles(dst)[i], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+// dump is everything a store holds: every key and value of every bucket,
+// nested ones included, and each bucket's sequence.
+func dump(t *testing.T, s *Store) string {
+	t.Helper()
+	var b strings.Builder
+	var walk func(prefix string, bk *bolt.Bucket) error
+	walk = func(prefix string, bk *bolt.Bucket) error {
+		fmt.Fprintf(&b, "%s seq=%d\n", prefix, bk.Sequence())
+		return bk.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return walk(prefix+"/"+string(k), bk.Bucket(k))
+			}
+			fmt.Fprintf(&b, "%s %x=%x\n", prefix, k, v)
+			return nil
+		})
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, bk *bolt.Bucket) error { return walk(string(name), bk) })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// everyWrite makes each kind of change the store logs, with tag in its
+// keys: reports new and rewritten, feed entries, receipts, provenance
+// events (and shared deliveries), outbox items enqueued and acknowledged
+// (a nested bucket created, keys deleted), quarantine, cursors, consent,
+// crisis, security events, suspensions added and lifted, withdrawals,
+// audit checkpoints and the audit log itself.
+func everyWrite(t *testing.T, s *Store, tag string) {
+	t.Helper()
+	id := func(n int) string { return fmt.Sprintf("%s-r%d", tag, n) }
+	for n := range 3 {
+		if err := s.Update(t0, func(tx *Tx) error {
+			if err := tx.PutReport(id(n), stored(id(n), "GBR")); err != nil {
+				return err
+			}
+			if err := tx.MarkReceipt(id(n), []byte("hop-"+tag)); err != nil {
+				return err
+			}
+			if err := tx.AddEvent(&storev1.Event{ReportId: id(n), Kind: "received", Subject: "GBR"}); err != nil {
+				return err
+			}
+			return tx.Enqueue("party-"+tag, &storev1.OutboxItem{ReportId: id(n), Envelope: &reportv1.Envelope{}})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	group := []*groupCall{deliveryCall(t0, tag+"/a", []string{id(0), id(1)}, []uint32{1}), deliveryCall(t0, tag+"/b", []string{id(0), id(1)}, []uint32{1})}
+	commitAll(t, s, group)
+	if err := s.Ack(t0, "party-"+tag, Acked{Seq: 1, Event: &storev1.Event{ReportId: id(0), Kind: "acknowledged", Subject: "party-" + tag}}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Update(t0, func(tx *Tx) error {
+		r := stored(id(1), "GBR")
+		r.Envelope.Portions[0].Body = []byte("rewritten " + tag)
+		steps := []func() error{
+			func() error { return tx.PutReport(id(1), r) },
+			func() error { return tx.AppendFeed(id(1)) },
+			func() error { _, err := tx.DropQueuedEnvelopes(id(2)); return err },
+			func() error { return tx.Quarantine(&storev1.QuarantineItem{Message: "bad " + tag}) },
+			func() error { return tx.PutCursor("sub-"+tag, 2) },
+			func() error { return tx.PutConsent(&storev1.ConsentRecord{Id: "consent-" + tag}) },
+			func() error { return tx.PutCrisis("crisis-"+tag, &storev1.CrisisRecord{}) },
+			func() error { return tx.AddSecurityEvent(&storev1.SecurityEvent{Kind: "test", Message: tag}) },
+			func() error { return tx.AddCrisisRelease(&storev1.CrisisRelease{CrisisId: "crisis-" + tag}) },
+			func() error { return tx.PutSuspension(&storev1.Suspension{Kind: "partner", Name: "A" + tag}) },
+			func() error { return tx.PutSuspension(&storev1.Suspension{Kind: "partner", Name: "B" + tag}) },
+			func() error { _, err := tx.DeleteSuspension("partner", "A"+tag, "test"); return err },
+			func() error { return tx.PutWithdrawal(&storev1.WithdrawalRecord{ReportId: id(2)}) },
+			func() error { return tx.PutAuditCheckpoint(1, &reportv1.Signed{Payload: []byte(tag)}) },
+			func() error {
+				_, err := tx.PutPartnerCheckpoint("GBR", 1, &reportv1.Signed{Payload: []byte(tag)})
+				return err
+			},
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A store killed after its writes, with a checkpoint between them, opens
+// holding exactly what it held: the log's records after the checkpoint
+// are replayed, every kind of change included.
+func TestLogRecoversAfterCrash(t *testing.T) {
+	quietCheckpoints(t)
+	s := openTestStore(t)
+	everyWrite(t, s.Store, "before")
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	everyWrite(t, s.Store, "after")
+	if s.log.off == 0 {
+		t.Fatal("nothing was logged after the checkpoint: the test tests nothing")
+	}
+	want := dump(t, s.Store)
+	img := crashImage(t, s.path)
+
+	got, err := Open(img)
+	if err != nil {
+		t.Fatalf("Open after a crash: %v", err)
+	}
+	if d := dump(t, got); d != want {
+		t.Errorf("after the crash the store holds\n%s\nwant\n%s", d, want)
+	}
+	// It takes writes, and they survive another crash.
+	everyWrite(t, got, "later")
+	want = dump(t, got)
+	img2 := crashImage(t, img)
+	if err := got.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(img2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if d := dump(t, again); d != want {
+		t.Errorf("after a second crash the store holds\n%s\nwant\n%s", d, want)
+	}
+}
+
+// A machine that loses power may lose any of the page writes bbolt made
+// after the last checkpoint (they were never synced), and its meta pages
+// may be torn. The checkpoint's tree is intact (the guard kept bbolt from
+// reusing its pages), so the store opens holding everything the log holds.
+func TestLogRecoversLostPageWrites(t *testing.T) {
+	for trial := range 4 {
+		t.Run(fmt.Sprint(trial), func(t *testing.T) {
+			quietCheckpoints(t)
+			s := openTestStore(t)
+			everyWrite(t, s.Store, "base")
+			if err := s.checkpoint(); err != nil {
+				t.Fatal(err)
+			}
+			atCheckpoint, err := os.ReadFile(s.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Many commits after it, rewriting and deleting, so that bbolt
+			// frees and reuses pages.
+			for i := range 30 {
+				everyWrite(t, s.Store, fmt.Sprintf("t%d", i))
+			}
+			want := dump(t, s.Store)
+			img := crashImage(t, s.path)
+			now, err := os.ReadFile(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(uint64(trial), 7))
+			ps := s.pageSize
+			lost := 0
+			for off := 0; off < len(now); off += ps {
+				switch {
+				case off < 2*ps: // the meta pages: torn
+					for i := range 64 {
+						now[off+16+i] = byte(rng.Uint32())
+					}
+				case trial == 0:
+					// every write after the checkpoint kept
+				case off+ps <= len(atCheckpoint) && rng.IntN(2) == 0:
+					copy(now[off:off+ps], atCheckpoint[off:off+ps]) // this write lost
+					lost++
+				case off+ps > len(atCheckpoint) && rng.IntN(2) == 0:
+					clear(now[off : off+ps]) // a page the file grew by, never written
+					lost++
+				}
+			}
+			if trial > 0 && lost == 0 {
+				t.Fatal("no page write was lost: the test tests nothing")
+			}
+			if err := os.WriteFile(img, now, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := Open(img)
+			if err != nil {
+				t.Fatalf("Open after a power loss: %v", err)
+			}
+			defer got.Close()
+			if d := dump(t, got); d != want {
+				t.Errorf("after the power loss the store holds\n%s\nwant\n%s", d, want)
+			}
+		})
+	}
+}
+
+// The log's tail may be torn (a record being written when the machine
+// stopped): replay stops before it, and the store opens with every record
+// before it. Records of the other file's previous round are stale and not
+// replayed.
+func TestLogTornTail(t *testing.T) {
+	quietCheckpoints(t)
+	s := openTestStore(t)
+	everyWrite(t, s.Store, "a")
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	everyWrite(t, s.Store, "b")
+	want := dump(t, s.Store)
+	cur, off := s.log.cur, s.log.off
+	s.put("torn", stored("torn", "GBR"))
+	img := crashImage(t, s.path)
+	// Tear the last record: keep its first half.
+	logPath := fmt.Sprint(img, logSuffix, cur)
+	f, err := os.OpenFile(logPath, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := make([]byte, recordHeader)
+	if _, err := f.ReadAt(hdr, off); err != nil {
+		t.Fatal(err)
+	}
+	n := int64(binary.LittleEndian.Uint32(hdr))
+	if _, err := f.WriteAt(make([]byte, n/2), off+recordHeader+n/2); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	// The bbolt file as it was before the torn commit: that commit's
+	// pages were not synced either.
+	got, err := Open(img)
+	if err != nil {
+		t.Fatalf("Open with a torn log tail: %v", err)
+	}
+	defer got.Close()
+	d := dump(t, got)
+	if strings.Contains(d, fmt.Sprintf("%x", "torn")) {
+		t.Error("the torn record's report is held")
+	}
+	if d != want {
+		t.Errorf("with a torn tail the store holds\n%s\nwant\n%s", d, want)
+	}
+}
+
+// A store closed cleanly needs no replay, and opens as its file is, even
+// if a tool wrote the file after (as makeOlder does).
+func TestCleanCloseOpensTheFileAsItIs(t *testing.T) {
+	s := openTestStore(t)
+	everyWrite(t, s.Store, "a")
+	s.Store.Close()
+	c := readCheckpointOf(t, s.path)
+	if !c.clean {
+		t.Fatal("Close wrote no clean checkpoint")
+	}
+	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketCursors).Put([]byte("tool"), u64(9)) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	var err2 error
+	if s.Store, err2 = Open(s.path); err2 != nil {
+		t.Fatal(err2)
+	}
+	if n, err := s.Cursor("tool"); err != nil || n != 9 {
+		t.Errorf("the tool's write: cursor %d (%v), want 9", n, err)
+	}
+	if c := readCheckpointOf(t, s.path); c.clean {
+		t.Error("an open store's checkpoint says clean")
+	}
+}
+
+func readCheckpointOf(t *testing.T, path string) checkpoint {
+	t.Helper()
+	f, err := os.Open(path + checkpointSuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c, ok, err := readCheckpoint(f)
+	if err != nil || !ok {
+		t.Fatalf("no checkpoint in %s (%v)", path+checkpointSuffix, err)
+	}
+	return c
+}
+
+// A crashed store whose log file is gone is refused with what to do, not
+// opened without the writes the log held.
+func TestMissingLogRefused(t *testing.T) {
+	s := openTestStore(t)
+	everyWrite(t, s.Store, "a")
+	img := crashImage(t, s.path)
+	for i := range 2 {
+		if err := os.Remove(fmt.Sprint(img, logSuffix, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := Open(img)
+	if err == nil || !strings.Contains(err.Error(), "is missing") || !strings.Contains(err.Error(), "restore the store's folder whole") {
+		t.Fatalf("Open without its log: %v, want a refusal saying the log is missing", err)
+	}
+}
+
+// A checkpoint of a larger file than the one beside it (the file was
+// replaced, or cut) is refused.
+func TestForeignCheckpointRefused(t *testing.T) {
+	s := openTestStore(t)
+	for i := range 10 {
+		everyWrite(t, s.Store, fmt.Sprint(i))
+	}
+	img := crashImage(t, s.path)
+	if err := os.Truncate(img, int64(4*s.pageSize)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(img); err == nil || !strings.Contains(err.Error(), "not of the same store") {
+		t.Fatalf("Open of a cut file: %v, want a refusal", err)
+	}
+}
+
+// A store whose file passes half its map leaves the log for bbolt's own
+// syncs: its checkpoint and log files go, and what it holds survives.
+func TestDirectModePastHalfTheMap(t *testing.T) {
+	old := mapSize
+	mapSize = 4 << 20
+	t.Cleanup(func() { mapSize = old })
+	s := openTestStore(t)
+	big := bytes.Repeat([]byte("x"), 64<<10)
+	for i := 0; s.log != nil; i++ {
+		if i > 64 {
+			t.Fatal("the store stayed logged past its map's half")
+		}
+		id := fmt.Sprint("big", i)
+		r := stored(id, "GBR")
+		r.Envelope.Portions[0].Body = big
+		s.put(id, r)
+		if err := s.checkpoint(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range storeFiles(s.path)[1:] {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is still there in direct mode (%v)", f, err)
+		}
+	}
+	s.put("direct", stored("direct", "GBR"))
+	want := dump(t, s.Store)
+	s.reopen()
+	if d := dump(t, s.Store); d != want {
+		t.Error("the store reopened in direct mode does not hold what it held")
+	}
+	if s.log != nil {
+		t.Error("a store past half its map opened with a log")
+	}
+}
+
+// readRecords stops at zeros, a bad CRC or a gap in the LSNs.
+func TestReadRecordsStops(t *testing.T) {
+	rec := func(lsn uint64, body string) []byte {
+		b := binary.LittleEndian.AppendUint64(nil, lsn)
+		b = append(b, body...)
+		h := binary.LittleEndian.AppendUint32(nil, uint32(len(b)))
+		h = binary.LittleEndian.AppendUint32(h, crc32.Checksum(b, crcTable))
+		return append(h, b...)
+	}
+	bad := rec(3, "c")
+	bad[len(bad)-1] ^= 1
+	for name, tc := range map[string]struct {
+		data []byte
+		want int
+	}{
+		"zeros":   {append(append(rec(1, "a"), rec(2, "b")...), make([]byte, 64)...), 2},
+		"bad crc": {append(append(rec(1, "a"), bad...), rec(4, "d")...), 1},
+		"gap":     {append(append(rec(1, "a"), rec(3, "c")...), rec(4, "d")...), 1},
+		"stale":   {append(append(rec(7, "a"), rec(8, "b")...), rec(2, "old")...), 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f, err := os.CreateTemp(t.TempDir(), "log")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.Write(tc.data); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
+			_, recs, err := readRecords(f)
+			if err != nil || len(recs) != tc.want {
+				t.Errorf("readRecords = %d records (%v), want %d", len(recs), err, tc.want)
+			}
+		})
+	}
+}
