@@ -288,7 +288,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("bench: latency: %w", err)
 	}
 	say("  p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms over %d reports", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyP999Ms, r.LatencyReports)
-	say("limits: the latency phase's commits replayed on the disk (%s %.0f/s of %.1f writes, %s %.0f/s of %.1f) for %s...", partyA, r.CommitsPerSA, r.WritesPerCommitA, partyB, r.CommitsPerSB, r.WritesPerCommitB, o.Duration)
+	say("limits: the latency phase's commits replayed on the disk (%s %.0f/s of %.1f writes and a %.1f KiB log record, %s %.0f/s of %.1f and %.1f KiB; checkpoints every %s) for %s...",
+		partyA, r.CommitsPerSA, r.WritesPerCommitA, r.LogBytesPerCommitA/1024, partyB, r.CommitsPerSB, r.WritesPerCommitB, r.LogBytesPerCommitB/1024, checkpointEvery, o.Duration)
 	if err := b.latencyDisk(dir, r, o.Duration); err != nil {
 		return nil, fmt.Errorf("bench: latency disk floor: %w", err)
 	}
@@ -745,6 +746,10 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 	r.CommitsPerSB, r.WritesPerCommitB = commitRate(before[1], after[1], elapsed)
 	r.CommitMsA, r.CommitWriteMsA = commitTime(before[0], after[0])
 	r.CommitMsB, r.CommitWriteMsB = commitTime(before[1], after[1])
+	r.LogBytesPerCommitA, r.LogMsA = logRecords(before[0], after[0])
+	r.LogBytesPerCommitB, r.LogMsB = logRecords(before[1], after[1])
+	r.CheckpointsPerSA, r.CheckpointMsA = checkpointRate(before[0], after[0], elapsed)
+	r.CheckpointsPerSB, r.CheckpointMsB = checkpointRate(before[1], after[1], elapsed)
 	r.SlowCommitsA, r.LongestCommitMsA = slowCommits(before[0], after[0], slowCommit)
 	r.SlowCommitsB, r.LongestCommitMsB = slowCommits(before[1], after[1], slowCommit)
 	lat := make([]time.Duration, n)
@@ -815,6 +820,30 @@ func commitTime(before, after store.Stats) (commit, write float64) {
 	return ms(after.CommitTime-before.CommitTime) / float64(n), ms(after.WriteTime-before.WriteTime) / float64(n)
 }
 
+// logRecords is the mean bytes of a log record, and the mean time a
+// commit spent writing its record and making it durable in ms (divided by
+// the commits, as commitTime's parts are: a commit that changed nothing
+// appends no record), between two counts.
+func logRecords(before, after store.Stats) (recordBytes, logMs float64) {
+	if n := after.LogRecords - before.LogRecords; n > 0 {
+		recordBytes = float64(after.LogBytes-before.LogBytes) / float64(n)
+	}
+	if n := after.Commits - before.Commits; n > 0 {
+		logMs = ms(after.LogTime-before.LogTime) / float64(n)
+	}
+	return recordBytes, logMs
+}
+
+// checkpointRate is the checkpoints a second between two counts taken d
+// apart, and a checkpoint's mean time in ms.
+func checkpointRate(before, after store.Stats, d time.Duration) (perS, checkpointMs float64) {
+	n := after.Checkpoints - before.Checkpoints
+	if n == 0 || d <= 0 {
+		return 0, 0
+	}
+	return float64(n) / d.Seconds(), ms(after.CheckpointTime-before.CheckpointTime) / float64(n)
+}
+
 // slowCommit is the commit time over which the latency phase counts a
 // commit as slow: several times a commit's usual ~1 ms.
 const slowCommit = 10 * time.Millisecond
@@ -844,7 +873,9 @@ func slowCommits(before, after store.Stats, over time.Duration) (n uint64, longe
 // latencyDisk replays the latency phase's commits on the disk with no
 // node busy, for d (see LatencyDisk).
 func (b *bench) latencyDisk(dir string, r *Result, d time.Duration) error {
-	sums, err := commitFloor(dir, commitShape{r.CommitsPerSA, r.WritesPerCommitA}, commitShape{r.CommitsPerSB, r.WritesPerCommitB}, d)
+	sums, err := commitFloor(dir,
+		commitShape{r.CommitsPerSA, r.WritesPerCommitA, r.LogBytesPerCommitA},
+		commitShape{r.CommitsPerSB, r.WritesPerCommitB, r.LogBytesPerCommitB}, d)
 	if err != nil {
 		return err
 	}

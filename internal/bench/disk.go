@@ -14,8 +14,9 @@ import (
 // commit rewrites the B+tree pages it touched, wherever they are) or side
 // by side (as an append-only log would).
 type DiskLimits struct {
-	// SyncMs is one 16 KiB write followed by fdatasync. A bbolt commit
-	// makes two of them (data, then meta).
+	// SyncMs is one 16 KiB write followed by fdatasync. A store's commit
+	// makes one (its log record, node/store/wal.go); bbolt's own syncs
+	// made two (data, then meta).
 	SyncMs float64 `json:"disk_sync_ms"`
 	// ScatteredPageUs and ContiguousPageUs are the time per 16 KiB page of
 	// writing 64 pages and one fdatasync, at random places in a 256 MiB

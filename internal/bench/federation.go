@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -343,40 +344,71 @@ func (f *federation) subscriber(i int) (clientv1.ClientServiceClient, error) {
 	return f.dial(partyB, f.subscriberDir(i))
 }
 
-// storeStats reads party's store counts (tearline_store_commit_seconds,
-// a histogram, and tearline_store_writes_total, ...) from its /metrics.
+// storeStats reads party's store counts from its /metrics (see
+// parseStoreStats).
 func (f *federation) storeStats(ctx context.Context, party string) (store.Stats, error) {
-	var st store.Stats
 	text, err := scrape.Get(ctx, f.nodes[party].metrics)
 	if err != nil {
-		return st, fmt.Errorf("%s metrics: %w", party, err)
+		return store.Stats{}, fmt.Errorf("%s metrics: %w", party, err)
 	}
-	if st.Commits, err = scrape.Uint(text, "tearline_store_commit_seconds_count"); err != nil {
+	st, err := parseStoreStats(text)
+	if err != nil {
 		return st, fmt.Errorf("%s: %w", party, err)
+	}
+	return st, nil
+}
+
+// parseStoreStats reads a node's store counts from its metrics page:
+// tearline_store_commit_seconds (a histogram), tearline_store_writes_total,
+// the log's and the checkpoints' counters (gateway/audit.go), ...
+func parseStoreStats(text string) (store.Stats, error) {
+	var st store.Stats
+	var err error
+	if st.Commits, err = scrape.Uint(text, "tearline_store_commit_seconds_count"); err != nil {
+		return st, err
 	}
 	if st.Writes, err = scrape.Uint(text, "tearline_store_writes_total"); err != nil {
-		return st, fmt.Errorf("%s: %w", party, err)
+		return st, err
+	}
+	// The log's and the checkpoints' counts are printed with %g, which
+	// writes a million and more as 1.234567e+06: read as floats (exact
+	// for whole numbers below 2^53).
+	for name, n := range map[string]*uint64{
+		"tearline_store_log_records_total": &st.LogRecords,
+		"tearline_store_log_bytes_total":   &st.LogBytes,
+		"tearline_store_checkpoints_total": &st.Checkpoints,
+	} {
+		x, err := scrape.Float(text, name)
+		if err != nil {
+			return st, err
+		}
+		if x < 0 || x != math.Trunc(x) || x >= 1<<53 {
+			return st, fmt.Errorf("metric %s: %g is not a count", name, x)
+		}
+		*n = uint64(x)
 	}
 	for name, d := range map[string]*time.Duration{
-		"tearline_store_commit_seconds_sum":  &st.CommitTime,
-		"tearline_store_write_seconds_total": &st.WriteTime,
+		"tearline_store_commit_seconds_sum":       &st.CommitTime,
+		"tearline_store_write_seconds_total":      &st.WriteTime,
+		"tearline_store_log_seconds_total":        &st.LogTime,
+		"tearline_store_checkpoint_seconds_total": &st.CheckpointTime,
 	} {
 		secs, err := scrape.Float(text, name)
 		if err != nil {
-			return st, fmt.Errorf("%s: %w", party, err)
+			return st, err
 		}
 		*d = time.Duration(secs * float64(time.Second))
 	}
 	buckets, err := scrape.Histogram(text, "tearline_store_commit_seconds")
 	if err != nil {
-		return st, fmt.Errorf("%s: %w", party, err)
+		return st, err
 	}
 	if len(buckets) != len(store.CommitBounds)+1 {
-		return st, fmt.Errorf("%s: tearline_store_commit_seconds has %d buckets, want %d", party, len(buckets), len(store.CommitBounds)+1)
+		return st, fmt.Errorf("tearline_store_commit_seconds has %d buckets, want %d", len(buckets), len(store.CommitBounds)+1)
 	}
 	for i, le := range store.CommitBounds {
 		if buckets[i].Le != le.Seconds() {
-			return st, fmt.Errorf("%s: tearline_store_commit_seconds bucket %d is le=%g, want %g", party, i, buckets[i].Le, le.Seconds())
+			return st, fmt.Errorf("tearline_store_commit_seconds bucket %d is le=%g, want %g", i, buckets[i].Le, le.Seconds())
 		}
 		st.CommitsWithin[i] = buckets[i].Count
 	}

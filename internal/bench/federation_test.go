@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -111,10 +114,10 @@ func TestFederationNodesGetTheMemorySettings(t *testing.T) {
 
 // TestCommitFloor: the replay makes about rate x duration commits on each
 // writer, pairs them, and returns the sums sorted; a shape that is not a
-// commit (no rate, fewer than two writes) is refused.
+// commit (no rate, no write, no log record) is refused.
 func TestCommitFloor(t *testing.T) {
 	dir := t.TempDir()
-	sums, err := commitFloor(dir, commitShape{perS: 100, writes: 3}, commitShape{perS: 50, writes: 2.4}, 300*time.Millisecond)
+	sums, err := commitFloor(dir, commitShape{perS: 100, writes: 3, logBytes: 5000}, commitShape{perS: 50, writes: 1.4, logBytes: 10}, 300*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,13 +127,191 @@ func TestCommitFloor(t *testing.T) {
 	if !slices.IsSorted(sums) || sums[0] <= 0 {
 		t.Errorf("sums not sorted and positive: %v", sums)
 	}
-	for _, bad := range []commitShape{{perS: 0, writes: 3}, {perS: 10, writes: 1}} {
-		if _, err := commitFloor(dir, bad, commitShape{perS: 10, writes: 3}, 100*time.Millisecond); err == nil {
-			t.Errorf("shape %+v accepted", bad)
+	for _, c := range []struct {
+		bad  commitShape
+		want string
+	}{
+		{commitShape{perS: 0, writes: 3, logBytes: 100}, "want a rate above 0 commits/s"},
+		{commitShape{perS: -1, writes: 3, logBytes: 100}, "want a rate above 0 commits/s"},
+		{commitShape{perS: 10, writes: 0.5, logBytes: 100}, "want at least one write to the store file a commit"},
+		{commitShape{perS: 10, writes: 3, logBytes: 0}, "want a log record of 1 byte to 64 MiB a commit"},
+		{commitShape{perS: 10, writes: 3, logBytes: 65 << 20}, "want a log record of 1 byte to 64 MiB a commit"},
+	} {
+		if _, err := commitFloor(dir, c.bad, commitShape{perS: 10, writes: 3, logBytes: 100}, 100*time.Millisecond); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("shape %+v: error %v, want one saying %q", c.bad, err, c.want)
 		}
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
 		t.Errorf("scratch files left: %v", left)
+	}
+}
+
+// TestReplayCommits: one writer makes about rate x duration commits, each
+// of which appends one record of the shape's size to the log, one after
+// the other from the log's start, and writes the pages (the meta page at
+// the start of the file) without growing the file; the checkpoints run
+// beside the commits every checkpointEvery and write their slots.
+func TestReplayCommits(t *testing.T) {
+	f, err := newScratch(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.remove()
+	const d = 500 * time.Millisecond
+	start := time.Now()
+	r, err := replayCommits(f, commitShape{perS: 200, writes: 2.5, logBytes: 1000.4}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start) // d, or more on a disk slower than the rate
+	if n := len(r.commits); n < 80 || n > 100 {
+		t.Errorf("%d commits in %v at 200/s, want about 100", n, d)
+	}
+	for i, c := range r.commits {
+		if c <= 0 {
+			t.Fatalf("commit %d took %v", i, c)
+		}
+	}
+	if r.recordBytes != 1000 {
+		t.Errorf("records of %d bytes, want 1000", r.recordBytes)
+	}
+	// The log holds the records side by side from its start, then zeros.
+	log := make([]byte, 1<<20)
+	if _, err := f.log.ReadAt(log, 0); err != nil {
+		t.Fatal(err)
+	}
+	end := len(r.commits) * r.recordBytes
+	if i := bytes.IndexFunc(log, func(c rune) bool { return c != 'L' }); i != end {
+		t.Errorf("the log holds %d bytes of records, want %d (%d records of %d bytes)", i, end, len(r.commits), r.recordBytes)
+	}
+	if slices.ContainsFunc(log[end:], func(b byte) bool { return b != 0 }) {
+		t.Error("the log holds bytes past its records")
+	}
+	// The meta page is written at each commit.
+	page := make([]byte, commitFloorPage)
+	if _, err := f.pages.ReadAt(page, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(page, make([]byte, commitFloorPage)) {
+		t.Error("the meta page is not the one written")
+	}
+	for _, c := range []struct {
+		f    *os.File
+		size int64
+	}{{f.pages, commitFloorFileSize}, {f.log, commitFloorFileSize}, {f.checkpoint, 2 * checkpointSlot}} {
+		if fi, err := c.f.Stat(); err != nil || fi.Size() != c.size {
+			t.Errorf("%s after the replay: %v bytes, %v; want %d", filepath.Base(c.f.Name()), fi.Size(), err, c.size)
+		}
+	}
+	// About one checkpoint every 100 ms, the last in the slot of its
+	// number's parity.
+	if lo, hi := int(d/checkpointEvery)-2, int(took/checkpointEvery); r.checkpoints < lo || r.checkpoints > hi {
+		t.Errorf("%d checkpoints in %v, want %d to %d", r.checkpoints, took, lo, hi)
+	}
+	slots := make([]byte, 2*checkpointSlot)
+	if _, err := f.checkpoint.ReadAt(slots, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := binary.LittleEndian.Uint64(slots[r.checkpoints%2*checkpointSlot:]); n != uint64(r.checkpoints) {
+		t.Errorf("checkpoint slot %d holds checkpoint %d, want %d", r.checkpoints%2, n, r.checkpoints)
+	}
+}
+
+// TestReplayCommitsWraps: a log that has no room for the next record
+// takes it at its start again.
+func TestReplayCommitsWraps(t *testing.T) {
+	f, err := newScratch(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.remove()
+	// Four records of 20 MiB (at 0, 25, 50 and 75 ms): the fourth goes at
+	// the start again, and the log's last 4 MiB keep their zeros.
+	r, err := replayCommits(f, commitShape{perS: 40, writes: 1, logBytes: 20 << 20}, 90*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.commits) != 4 {
+		t.Fatalf("%d commits in 90 ms at 40/s, want 4", len(r.commits))
+	}
+	if fi, err := f.log.Stat(); err != nil || fi.Size() != commitFloorFileSize {
+		t.Errorf("log after the replay: %v bytes, %v; want %d", fi.Size(), err, commitFloorFileSize)
+	}
+	tail := make([]byte, 4<<20)
+	if _, err := f.log.ReadAt(tail, commitFloorFileSize-int64(len(tail))); err != nil {
+		t.Fatal(err)
+	}
+	if slices.ContainsFunc(tail, func(b byte) bool { return b != 0 }) {
+		t.Error("a record was written in the log's last 4 MiB, where none fits whole")
+	}
+}
+
+// TestLogRecords: a record's mean bytes, and the log's time a commit,
+// from two counts.
+func TestLogRecords(t *testing.T) {
+	before := store.Stats{Commits: 10, LogRecords: 8, LogBytes: 1000, LogTime: time.Second}
+	after := store.Stats{Commits: 30, LogRecords: 26, LogBytes: 91000, LogTime: 1030 * time.Millisecond}
+	if b, logMs := logRecords(before, after); b != 5000 || logMs != 1.5 {
+		t.Errorf("logRecords = %v bytes, %v ms; want 5000, 1.5", b, logMs)
+	}
+	if b, logMs := logRecords(after, after); b != 0 || logMs != 0 {
+		t.Errorf("no commits: %v, %v; want 0, 0", b, logMs)
+	}
+}
+
+// TestCheckpointRate: checkpoints a second and their mean time from two
+// counts.
+func TestCheckpointRate(t *testing.T) {
+	before := store.Stats{Checkpoints: 5, CheckpointTime: time.Second}
+	after := store.Stats{Checkpoints: 25, CheckpointTime: 1060 * time.Millisecond}
+	if perS, ckMs := checkpointRate(before, after, 2*time.Second); perS != 10 || ckMs != 3 {
+		t.Errorf("checkpointRate = %v/s of %v ms; want 10/s of 3", perS, ckMs)
+	}
+	if perS, ckMs := checkpointRate(after, after, time.Second); perS != 0 || ckMs != 0 {
+		t.Errorf("no checkpoints: %v/s of %v ms; want 0, 0", perS, ckMs)
+	}
+}
+
+// TestParseStoreStats: the store's counts from a node's metrics page, the
+// log's and the checkpoints' as the node prints them (%g: a million and
+// more with an exponent).
+func TestParseStoreStats(t *testing.T) {
+	var page strings.Builder
+	for i, le := range store.CommitBounds {
+		fmt.Fprintf(&page, "tearline_store_commit_seconds_bucket{le=\"%g\"} %d\n", le.Seconds(), 100+i)
+	}
+	fmt.Fprintf(&page, "tearline_store_commit_seconds_bucket{le=\"+Inf\"} 200\n")
+	fmt.Fprintf(&page, "tearline_store_commit_seconds_sum 0.5\ntearline_store_commit_seconds_count 200\n")
+	fmt.Fprintf(&page, "tearline_store_writes_total 3000\ntearline_store_write_seconds_total 0.02\n")
+	fmt.Fprintf(&page, "tearline_store_log_records_total %g\n", float64(190))
+	fmt.Fprintf(&page, "tearline_store_log_bytes_total %g\n", float64(1234567))
+	fmt.Fprintf(&page, "tearline_store_log_seconds_total %g\n", 0.25)
+	fmt.Fprintf(&page, "tearline_store_checkpoints_total %g\n", float64(42))
+	fmt.Fprintf(&page, "tearline_store_checkpoint_seconds_total %g\n", 0.125)
+	st, err := parseStoreStats(page.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := store.Stats{Commits: 200, Writes: 3000, CommitTime: 500 * time.Millisecond, WriteTime: 20 * time.Millisecond,
+		LogRecords: 190, LogBytes: 1234567, LogTime: 250 * time.Millisecond, Checkpoints: 42, CheckpointTime: 125 * time.Millisecond}
+	for i := range store.CommitBounds {
+		want.CommitsWithin[i] = uint64(100 + i)
+	}
+	if st != want {
+		t.Errorf("parseStoreStats = %+v, want %+v", st, want)
+	}
+	for _, c := range []struct{ from, to, want string }{
+		{"tearline_store_checkpoints_total 42\n", "", "metric tearline_store_checkpoints_total: not on the page"},
+		{"tearline_store_log_records_total 190\n", "tearline_store_log_records_total 1.5\n", "metric tearline_store_log_records_total: 1.5 is not a count"},
+		{"tearline_store_log_seconds_total 0.25\n", "", "metric tearline_store_log_seconds_total: not on the page"},
+	} {
+		text := strings.Replace(page.String(), c.from, c.to, 1)
+		if text == page.String() {
+			t.Fatalf("%q is not on the page", c.from)
+		}
+		if _, err := parseStoreStats(text); err == nil || err.Error() != c.want {
+			t.Errorf("without %q: error %v, want %q", c.from, err, c.want)
+		}
 	}
 }
 

@@ -20,7 +20,10 @@ func TestPrintBench(t *testing.T) {
 		LatencyRatePerS:       500, LatencyP50Ms: 3, LatencyP99Ms: 16, LatencyP999Ms: 25,
 		LatencyPublishP50Ms: 1.5, LatencyPublishP99Ms: 8, LatencyPublishP999Ms: 12,
 		LatencyCPUMicrosA: 1000, LatencyCPUMicrosB: 1000, LatencyCPUMicrosBench: 400,
-		LatencyDisk: bench.LatencyDisk{CommitsPerSA: 500, CommitsPerSB: 400, CommitMsA: 1.2, CommitWriteMsA: 0.9, CommitMsB: 1.5, CommitWriteMsB: 1.1,
+		LatencyDisk: bench.LatencyDisk{CommitsPerSA: 500, CommitsPerSB: 400, WritesPerCommitA: 15.6, WritesPerCommitB: 12.04,
+			LogBytesPerCommitA: 5324.8, LogBytesPerCommitB: 4096,
+			CommitMsA: 1.2, CommitWriteMsA: 0.1, LogMsA: 0.9, CommitMsB: 1.5, CommitWriteMsB: 0.12, LogMsB: 1.1,
+			CheckpointsPerSA: 9.8, CheckpointMsA: 3.2, CheckpointsPerSB: 10, CheckpointMsB: 2.9,
 			SlowCommitsA: 0, LongestCommitMsA: 5, SlowCommitsB: 3, LongestCommitMsB: -1},
 		CatchupReportsPerS: 6000,
 	}
@@ -32,7 +35,11 @@ func TestPrintBench(t *testing.T) {
 		// (1000 + 1000 + 400) µs x 500/s = 1.2 cores of 2.
 		`(?m)^  \(CPU a report: USA / GBR / bench client\) +1000 / 1000 / 400 µs +60% of the cores at this rate$`,
 		// 500/s x 1.2 ms and 400/s x 1.5 ms.
-		`(?m)^  \(a commit's mean time, of which writing: USA / GBR\) +1.20, 0.90 / 1.50, 1.10 ms +the committer busy 60% / 60% of the time$`,
+		`(?m)^  \(the phase's commits: USA / GBR\) +500/s of 15.6 writes, 5.2 KiB log / 400/s of 12.0, 4.0 KiB +$`,
+		`(?m)^  \(a commit's mean time, of which pages \+ log: USA / GBR\) +1.20 \(0.10 \+ 0.90\) / 1.50 \(0.12 \+ 1.10\) ms +the committer busy 60% / 60% of the time$`,
+		`(?m)^  \(its checkpoints, and their mean time: USA / GBR\) +9.8/s, 3.20 ms / 10.0/s, 2.90 ms +$`,
+		// A commit makes one durable write: its log record.
+		`(?m)^disk: write \+ fdatasync +0.00 ms +limit \(a commit makes one\)$`,
 		`(?m)^  \(its commits over 10 ms, and the longest: USA / GBR\) +0, <= 5 ms / 3, over 5000 ms +$`,
 		`(?m)^catch-up \(0 reports\) +6000 reports/s +>= 80% of federation +120% of federation$`,
 	} {
