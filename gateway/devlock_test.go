@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -221,8 +222,20 @@ func TestDevRefusedWhileNodesRun(t *testing.T) {
 		}},
 	} {
 		c.prep()
+		// The node's store makes a checkpoint of what it wrote as it
+		// opened soon after: wait until its files stay as they are.
 		before := snapshotDir(t, dir, "")
-		time.Sleep(20 * time.Millisecond)
+		for i := 0; ; i++ {
+			time.Sleep(250 * time.Millisecond)
+			now := snapshotDir(t, dir, "")
+			if maps.Equal(before, now) {
+				break
+			}
+			if i == 40 {
+				t.Fatal("the node's files kept changing for 10 s")
+			}
+			before = now
+		}
 		_, err := DevInit(o)
 		refusedInUse(t, "DevInit "+c.name, err, want)
 		runDevRefused(t, o, want)

@@ -302,7 +302,12 @@ func TestSubscriptionEndsWhenDeliveriesCannotBeRecorded(t *testing.T) {
 	}
 
 	// Hold every commit while the subscriber receives all n, then fill
-	// the disk and let the commits go on.
+	// the disk and let the commits go on. The store's log has its space
+	// allocated ahead of its records: give that back first, so that the
+	// full disk is full for the log too.
+	if err := st.ReleaseLogSpaceForTest(); err != nil {
+		t.Fatal(err)
+	}
 	release := holdCommits(t, st)
 	sub, err := analyst.Subscribe(ctx, &clientv1.SubscribeRequest{})
 	if err != nil {
@@ -376,6 +381,9 @@ func TestSubscriptionEndsWhenWithheldCannotBeRecorded(t *testing.T) {
 	// Above the analyst's clearance (SECRET): each is withheld from it
 	// whole, and recorded as withheld when its subscription reads past it.
 	ids := publishN(ctx, t, officer, 256, "TOP SECRET//REL TO USA", "ts", 1)
+	if err := st.ReleaseLogSpaceForTest(); err != nil { // see TestSubscriptionEndsWhenDeliveriesCannotBeRecorded
+		t.Fatal(err)
+	}
 	release := holdCommits(t, st)
 	sub, err := analyst.Subscribe(ctx, &clientv1.SubscribeRequest{})
 	if err != nil {

@@ -116,6 +116,8 @@ type Store struct {
 	wmu      sync.Mutex
 	log      *wlog // nil: read-only, or direct mode (bbolt syncs each commit)
 	redo     redo
+	logFiles []*os.File     // the log's files, closed by Close (direct mode keeps them open)
+	syncs    sync.WaitGroup // log fdatasyncs running outside wmu
 	// logErr stops the writes: a commit is in bbolt but not in the log,
 	// a checkpoint failed, or Close made its clean checkpoint (ErrClosed).
 	logErr error
@@ -213,13 +215,27 @@ func openLogged(path string, f *os.File, opts *bolt.Options) (s *Store, err erro
 	if err != nil {
 		return nil, err
 	}
+	ckptInfo, err := ckptFile.Stat()
+	if err != nil {
+		return nil, err
+	}
+	ckpt, have, err := readCheckpoint(ckptFile)
+	if err != nil {
+		return nil, err
+	}
+	if !have && ckptInfo.Size() > 0 {
+		return nil, fmt.Errorf("the checkpoint file %s holds no valid checkpoint, so the store cannot tell where to recover from: restore the store's folder whole (%s and the files beside it)", path+checkpointSuffix, filepath.Base(path))
+	}
+	// The log files are made before the first checkpoint is written, so a
+	// crashed store without them lost them: refuse before making new ones.
 	log := &wlog{}
-	var missing []string
 	for i := range log.files {
 		name := fmt.Sprint(path, logSuffix, i)
-		if _, err := os.Stat(name); errors.Is(err, fs.ErrNotExist) {
-			missing = append(missing, name)
+		if _, err := os.Stat(name); errors.Is(err, fs.ErrNotExist) && have && !ckpt.clean {
+			return nil, fmt.Errorf("the log file %s is missing, so what was written after the last checkpoint cannot be recovered: restore the store's folder whole (%s and the files beside it)", name, filepath.Base(path))
 		}
+	}
+	for i := range log.files {
 		if log.files[i], err = openAux(fmt.Sprint(logSuffix, i)); err != nil {
 			return nil, err
 		}
@@ -232,16 +248,8 @@ func openLogged(path string, f *os.File, opts *bolt.Options) (s *Store, err erro
 	if err := syncDir(path); err != nil {
 		return nil, err
 	}
-	ckpt, have, err := readCheckpoint(ckptFile)
-	if err != nil {
-		return nil, err
-	}
 	var pending [][]byte
 	if have && !ckpt.clean {
-		// The log files are made before the first checkpoint is written.
-		if len(missing) > 0 {
-			return nil, fmt.Errorf("the log file %s is missing, so what was written after the last checkpoint cannot be recovered: restore the store's folder whole (%s and the files beside it)", missing[0], filepath.Base(path))
-		}
 		st, err := f.Stat()
 		if err != nil {
 			return nil, err
@@ -259,11 +267,12 @@ func openLogged(path string, f *os.File, opts *bolt.Options) (s *Store, err erro
 	}
 	if !have {
 		// Without a checkpoint the bbolt file is the whole store (a new
-		// one, one from a build before the log, or one in direct mode),
-		// and whatever the log files hold is stale: LSNs start again.
+		// one, one from a build before the log, or one that left the log
+		// for direct mode), and its log files are empty or missing: a log
+		// with records in it lost its checkpoint.
 		for i, lf := range log.files {
-			if err := lf.Truncate(0); err != nil {
-				return nil, err
+			if _, recs, err := readRecords(lf); err != nil || len(recs) > 0 {
+				return nil, fmt.Errorf("the checkpoint file %s is missing, but the log file %s holds records: restore the store's folder whole (%s and the files beside it) (%v)", path+checkpointSuffix, lf.Name(), filepath.Base(path), err)
 			}
 			log.filled[i] = 0
 		}
@@ -286,9 +295,12 @@ func openLogged(path string, f *os.File, opts *bolt.Options) (s *Store, err erro
 	}
 	s = &Store{db: db, dbFile: f, pageSize: db.Info().PageSize, notify: make(chan struct{}), laterWait: laterDelay, decoded: newReportCache(), handed: make(chan struct{}, 1), loopDone: make(chan struct{}), ckptFile: ckptFile, ckpt: ckpt, guard: guard}
 	s.ended.L = &s.gmu
+	opened := s // the named result is nil once an error is returned
 	defer func() {
 		if err != nil {
-			_ = guard.Rollback()
+			if opened.guard != nil {
+				_ = opened.guard.Rollback()
+			}
 			db.Close()
 		}
 	}()
@@ -310,12 +322,23 @@ func openLogged(path string, f *os.File, opts *bolt.Options) (s *Store, err erro
 		return nil, fmt.Errorf("init: %w", err)
 	}
 	// What was opened, replayed and migrated becomes the checkpoint;
-	// both log files are then free.
+	// both log files are then emptied, so that no record of this run's
+	// predecessors (beyond a damaged one, say) can chain with this run's.
 	s.log = log
+	s.logFiles = log.files[:]
 	if err := s.checkpoint(); err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	if s.log != nil {
+		for i, lf := range log.files {
+			if err := lf.Truncate(0); err != nil {
+				return nil, err
+			}
+			if err := fdatasync(lf); err != nil {
+				return nil, err
+			}
+			log.filled[i] = 0
+		}
 		db.NoSync = true
 	}
 	s.start()
@@ -338,41 +361,24 @@ func logAfter(files [2]*os.File, lsn uint64) ([][]byte, error) {
 		}
 	}
 	var out [][]byte
-	for n := lsn + 1; ; n++ {
-		r, ok := byLSN[n]
-		if !ok {
-			return out, nil
-		}
-		out = append(out, r)
+	n := lsn + 1
+	for ; byLSN[n] != nil; n++ {
+		out = append(out, byLSN[n])
 	}
+	for m := range byLSN {
+		if m > n {
+			return nil, fmt.Errorf("log record %d is missing or damaged, and record %d after it is held: the log cannot be replayed in order", n, m)
+		}
+	}
+	return out, nil
 }
 
 // openReadOnly opens a store on a read-only file system. It has no log to
 // write and cannot replay one: a store left with log records past its
 // checkpoint (a node that did not stop cleanly) is refused.
 func openReadOnly(path string, opts *bolt.Options) (*Store, error) {
-	if f, err := os.Open(path + checkpointSuffix); err == nil {
-		ckpt, have, err := readCheckpoint(f)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("store: open %s: %w", path, err)
-		}
-		var files [2]*os.File
-		for i := range files {
-			if files[i], err = os.Open(fmt.Sprint(path, logSuffix, i)); err != nil {
-				return nil, fmt.Errorf("store: open %s: %w", path, err)
-			}
-			defer files[i].Close()
-		}
-		if have {
-			pending, err := logAfter(files, ckpt.lsn)
-			if err != nil {
-				return nil, fmt.Errorf("store: open %s: %w", path, err)
-			}
-			if len(pending) > 0 {
-				return nil, fmt.Errorf("store: open %s: %w: its log holds %d commits past its last checkpoint (the node did not stop cleanly), which a read-only store cannot apply", path, ErrReadOnly, len(pending))
-			}
-		}
+	if err := readOnlyRecovered(path); err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	ro := *opts
 	ro.ReadOnly, ro.NoSync = true, false
@@ -388,6 +394,49 @@ func openReadOnly(path string, opts *bolt.Options) (*Store, error) {
 	}
 	s.start()
 	return s, nil
+}
+
+// readOnlyRecovered checks that a store to be opened read-only needs no
+// recovery: it stopped cleanly, or nothing was written after its last
+// checkpoint (the file's newest transaction is the checkpoint's, and no
+// log record follows it).
+func readOnlyRecovered(path string) error {
+	f, err := os.Open(path + checkpointSuffix)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ckpt, have, err := readCheckpoint(f)
+	f.Close()
+	if err != nil || !have || ckpt.clean {
+		return err
+	}
+	var files [2]*os.File
+	for i := range files {
+		if files[i], err = os.Open(fmt.Sprint(path, logSuffix, i)); err != nil {
+			return err
+		}
+		defer files[i].Close()
+	}
+	pending, err := logAfter(files, ckpt.lsn)
+	if err != nil {
+		return err
+	}
+	db, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	newest, err := newestMeta(db, int64(binary.LittleEndian.Uint32(ckpt.meta[boltMetaPageSzAt:])))
+	if err != nil {
+		return err
+	}
+	if len(pending) > 0 || newest != ckpt.txid {
+		return fmt.Errorf("%w: the node did not stop cleanly (its last checkpoint is of transaction %d, the file's newest of %d, and the log holds %d commits past the checkpoint), and a read-only store cannot recover: open it once on a writable file system", ErrReadOnly, ckpt.txid, newest, len(pending))
+	}
+	return nil
 }
 
 // start starts the store's goroutines.
@@ -552,18 +601,22 @@ func (s *Store) Close() error {
 	}
 	// The last checkpoint leaves the log empty, unless the log failed:
 	// then what it lacks must not become durable (the next Open recovers
-	// to what was acknowledged).
-	err := s.checkpointAs(true)
+	// to what was acknowledged), and Close says so.
+	s.wmu.Lock()
+	err := s.logErr
+	s.wmu.Unlock()
+	if err == nil {
+		err = s.checkpointAs(true)
+	}
+	s.syncs.Wait() // a writer's fdatasync of a log file
 	s.ckmu.Lock()
 	if s.guard != nil {
 		_ = s.guard.Rollback()
 		s.guard = nil
 	}
 	s.ckmu.Unlock()
-	if s.log != nil {
-		for _, f := range s.log.files {
-			_ = f.Close()
-		}
+	for _, f := range s.logFiles {
+		_ = f.Close()
 	}
 	if s.ckptFile != nil {
 		_ = s.ckptFile.Close()

@@ -53,6 +53,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -511,6 +512,27 @@ func readMeta(f *os.File, pageSize int, txid uint64) ([metaBytes]byte, error) {
 	return p, nil
 }
 
+// newestMeta is the transaction of the newest valid meta page in bbolt's
+// file f, as bbolt would open it.
+func newestMeta(f *os.File, pageSize int64) (uint64, error) {
+	var newest uint64
+	found := false
+	for id := range int64(2) {
+		var p [metaBytes]byte
+		if _, err := f.ReadAt(p[:], id*pageSize); err != nil {
+			return 0, err
+		}
+		txid := binary.LittleEndian.Uint64(p[boltMetaTxidAt:])
+		if metaValid(p[:], txid) && (!found || txid > newest) {
+			newest, found = txid, true
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("store: neither of the file's meta pages is valid")
+	}
+	return newest, nil
+}
+
 // restoreMeta writes a checkpoint's meta page over both of bbolt's meta
 // pages, so that bbolt opens the file at the checkpoint's transaction
 // whatever was written after it, and makes them durable.
@@ -589,6 +611,7 @@ func (s *Store) write(fn func(*bolt.Tx, *redo) error) error {
 	full := l.off >= checkpointBytes
 	s.logRecords.Add(1)
 	s.logBytes.Add(uint64(len(l.buf)))
+	s.syncs.Add(1) // Close waits for it before closing f
 	s.wmu.Unlock()
 	if full {
 		select {
@@ -597,6 +620,7 @@ func (s *Store) write(fn func(*bolt.Tx, *redo) error) error {
 		}
 	}
 	err = fdatasync(f)
+	s.syncs.Done()
 	s.logTime.Add(int64(time.Since(t0)))
 	if err != nil {
 		s.wmu.Lock()
@@ -610,8 +634,11 @@ func (s *Store) write(fn func(*bolt.Tx, *redo) error) error {
 	return nil
 }
 
+// logFailed is the error that stops the writes. It names its cause but
+// does not wrap it: a full disk here is not ErrFull, whose writes resume
+// once space returns.
 func logFailed(err error) error {
-	return fmt.Errorf("store: the log could not be written (%w); the store takes no more writes: restart the node, which recovers it to the last write acknowledged", err)
+	return fmt.Errorf("store: the log could not be written (%v); the store takes no more writes: restart the node, which recovers it to the last write acknowledged", err)
 }
 
 // checkpoint makes bbolt's file durable up to the last commit, records
@@ -648,6 +675,13 @@ func (s *Store) checkpointAs(clean bool) error {
 	c.meta, err = readMeta(s.dbFile, s.pageSize, c.txid)
 	size := guard.Size()
 	if err == nil {
+		// The file's last records must be durable before later ones go
+		// to the other file: a writer whose own fdatasync of this file is
+		// still running would otherwise leave a gap that later records,
+		// already acknowledged, cannot be replayed past.
+		err = fdatasync(s.log.files[s.log.cur])
+	}
+	if err == nil {
 		s.log.switchFile()
 	}
 	s.wmu.Unlock()
@@ -681,31 +715,55 @@ func (s *Store) checkpointAs(clean bool) error {
 
 // goDirect leaves the log for bbolt's own syncs, for a file grown past
 // half its map (see the comment at the top): everything committed is made
-// durable, the checkpoint and log files are removed, the guard released.
-// ckmu is held.
+// durable and recorded in a clean checkpoint, the log files are removed,
+// then the checkpoint file, and the guard is released. A crash between
+// the steps leaves either a clean checkpoint (Open takes the file as it
+// is) or no checkpoint and no log. ckmu is held; the log files stay open
+// until Close (a writer may still be syncing one).
 func (s *Store) goDirect() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	fail := func(err error) error {
+		s.logErr = logFailed(err)
+		if s.guard != nil {
+			_ = s.guard.Rollback()
+			s.guard = nil
+		}
+		return err
+	}
 	s.db.NoSync = false
 	if err := s.db.Sync(); err != nil {
-		s.logErr = logFailed(err)
-		return err
+		return fail(err)
+	}
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		return fail(err)
+	}
+	c := checkpoint{seq: s.ckpt.seq + 1, lsn: s.log.lsn, txid: uint64(tx.ID()), clean: true}
+	c.meta, err = readMeta(s.dbFile, s.pageSize, c.txid)
+	_ = tx.Rollback()
+	if err == nil {
+		err = writeCheckpoint(s.ckptFile, c)
+	}
+	if err != nil {
+		return fail(err)
 	}
 	path := s.db.Path()
-	if err := os.Remove(path + checkpointSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		s.logErr = logFailed(err)
-		return err
+	for i := range s.log.files {
+		if err := os.Remove(fmt.Sprint(path, logSuffix, i)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fail(err)
+		}
 	}
 	if err := syncDir(path); err != nil {
-		s.logErr = logFailed(err)
-		return err
+		return fail(err)
 	}
-	for i, f := range s.log.files {
-		_ = f.Close()
-		_ = os.Remove(fmt.Sprint(path, logSuffix, i))
+	if err := os.Remove(path + checkpointSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fail(err)
 	}
-	_ = s.ckptFile.Close()
-	s.log, s.ckptFile = nil, nil
+	if err := syncDir(path); err != nil {
+		return fail(err)
+	}
+	s.log = nil
 	if s.guard != nil {
 		_ = s.guard.Rollback()
 		s.guard = nil
@@ -728,4 +786,36 @@ func (s *Store) checkpointLoop() {
 		}
 		_ = s.checkpoint() // a failure stops the writes (logErr)
 	}
+}
+
+// ReleaseLogSpaceForTest makes a checkpoint, then gives back to the file
+// system the space the log files hold beyond their records, so that the
+// next commit must allocate log space: a test that fills the disk then
+// sees that commit fail, as it would once a running node's log files had
+// used their space. It panics outside a test binary.
+func (s *Store) ReleaseLogSpaceForTest() error {
+	if !testing.Testing() {
+		panic("store: ReleaseLogSpaceForTest outside a test")
+	}
+	if err := s.checkpoint(); err != nil {
+		return err
+	}
+	s.ckmu.Lock() // no checkpoint switches the file meanwhile
+	defer s.ckmu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.log == nil {
+		return nil
+	}
+	for i, f := range s.log.files {
+		keep := int64(0) // the other file's records are in the checkpoint
+		if i == s.log.cur {
+			keep = s.log.off
+		}
+		if err := f.Truncate(keep); err != nil {
+			return err
+		}
+		s.log.filled[i] = keep
+	}
+	return nil
 }

@@ -165,6 +165,13 @@ func TestLogRecoversAfterCrash(t *testing.T) {
 	if d := dump(t, got); d != want {
 		t.Errorf("after the crash the store holds\n%s\nwant\n%s", d, want)
 	}
+	// Its checkpoint holds what was replayed, and the log files are
+	// empty: no record of the run before can chain with this run's.
+	for _, name := range storeFiles(img)[2:] {
+		if st, err := os.Stat(name); err != nil || st.Size() != 0 {
+			t.Errorf("%s after recovery: %v, %v; want it empty", name, st.Size(), err)
+		}
+	}
 	// It takes writes, and they survive another crash.
 	everyWrite(t, got, "later")
 	want = dump(t, got)
@@ -349,9 +356,108 @@ func TestMissingLogRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err := Open(img)
-	if err == nil || !strings.Contains(err.Error(), "is missing") || !strings.Contains(err.Error(), "restore the store's folder whole") {
-		t.Fatalf("Open without its log: %v, want a refusal saying the log is missing", err)
+	for try := range 2 { // refused again: the first refusal made nothing
+		_, err := Open(img)
+		if err == nil || !strings.Contains(err.Error(), "is missing") || !strings.Contains(err.Error(), "restore the store's folder whole") {
+			t.Fatalf("Open %d without its log: %v, want a refusal saying the log is missing", try+1, err)
+		}
+	}
+}
+
+// A crashed store whose checkpoint file is gone is refused, and its log
+// is kept: with the checkpoint put back, it opens holding everything.
+func TestMissingCheckpointRefused(t *testing.T) {
+	s := openTestStore(t)
+	everyWrite(t, s.Store, "a")
+	want := dump(t, s.Store)
+	img := crashImage(t, s.path)
+	ckpt, err := os.ReadFile(img + checkpointSuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, damaged := range [][]byte{nil, make([]byte, 2*checkpointSlot)} {
+		if damaged == nil {
+			err = os.Remove(img + checkpointSuffix)
+		} else {
+			err = os.WriteFile(img+checkpointSuffix, damaged, 0o600)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for try := range 2 {
+			if _, err := Open(img); err == nil || !strings.Contains(err.Error(), "restore the store's folder whole") {
+				t.Fatalf("Open %d with the checkpoint file %s: %v, want a refusal", try+1, map[bool]string{true: "gone", false: "zeroed"}[damaged == nil], err)
+			}
+		}
+	}
+	if err := os.WriteFile(img+checkpointSuffix, ckpt, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	if d := dump(t, got); d != want {
+		t.Error("with its checkpoint back the store does not hold what it held")
+	}
+}
+
+// A record missing in the middle of the log with records after it (a
+// checkpoint's switch to the other file, the first file's last record
+// lost) is refused, not replayed up to the gap in silence.
+func TestLogGapRefused(t *testing.T) {
+	quietCheckpoints(t)
+	s := openTestStore(t)
+	s.put("base", stored("base", "GBR"))
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(s.path + checkpointSuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, off := s.log.cur, s.log.off
+	s.put("lost", stored("lost", "GBR"))
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	s.put("after", stored("after", "GBR"))
+	img := crashImage(t, s.path)
+	// The second checkpoint was not durable, nor the record before it.
+	if err := os.WriteFile(img+checkpointSuffix, before, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(fmt.Sprint(img, logSuffix, cur), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(make([]byte, recordHeader+8), off); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := Open(img); err == nil || !strings.Contains(err.Error(), "cannot be replayed in order") {
+		t.Fatalf("Open with a gap in the log: %v, want a refusal", err)
+	}
+}
+
+// A store on a read-only file system opens only if it needs no recovery:
+// closed cleanly, yes; killed after writes, no, with why.
+func TestReadOnlyNeedsNoRecovery(t *testing.T) {
+	quietCheckpoints(t)
+	s := openTestStore(t)
+	everyWrite(t, s.Store, "a")
+	img := crashImage(t, s.path)
+	if err := readOnlyRecovered(img); !errors.Is(err, ErrReadOnly) || !strings.Contains(err.Error(), "did not stop cleanly") {
+		t.Errorf("a killed store: %v, want ErrReadOnly saying it did not stop cleanly", err)
+	}
+	s.Store.Close()
+	if err := readOnlyRecovered(s.path); err != nil {
+		t.Errorf("a store closed cleanly: %v", err)
+	}
+	var err error
+	if s.Store, err = Open(s.path); err != nil {
+		t.Fatal(err)
 	}
 }
 
