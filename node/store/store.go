@@ -224,7 +224,7 @@ func openLogged(path string, f *os.File, opts *bolt.Options) (s *Store, err erro
 		return nil, err
 	}
 	if !have && ckptInfo.Size() > 0 {
-		return nil, fmt.Errorf("the checkpoint file %s holds no valid checkpoint, so the store cannot tell where to recover from: restore the store's folder whole (%s and the files beside it)", path+checkpointSuffix, filepath.Base(path))
+		return nil, restoreWhole(path, fmt.Sprintf("the checkpoint file %s holds no valid checkpoint, so the store cannot tell where to recover from", path+checkpointSuffix))
 	}
 	// The log files are made before the first checkpoint is written, so a
 	// crashed store without them lost them: refuse before making new ones.
@@ -232,7 +232,7 @@ func openLogged(path string, f *os.File, opts *bolt.Options) (s *Store, err erro
 	for i := range log.files {
 		name := fmt.Sprint(path, logSuffix, i)
 		if _, err := os.Stat(name); errors.Is(err, fs.ErrNotExist) && have && !ckpt.clean {
-			return nil, fmt.Errorf("the log file %s is missing, so what was written after the last checkpoint cannot be recovered: restore the store's folder whole (%s and the files beside it)", name, filepath.Base(path))
+			return nil, restoreWhole(path, fmt.Sprintf("the log file %s is missing, so what was written after the last checkpoint cannot be recovered", name))
 		}
 	}
 	for i := range log.files {
@@ -271,8 +271,12 @@ func openLogged(path string, f *os.File, opts *bolt.Options) (s *Store, err erro
 		// for direct mode), and its log files are empty or missing: a log
 		// with records in it lost its checkpoint.
 		for i, lf := range log.files {
-			if _, recs, err := readRecords(lf); err != nil || len(recs) > 0 {
-				return nil, fmt.Errorf("the checkpoint file %s is missing, but the log file %s holds records: restore the store's folder whole (%s and the files beside it) (%v)", path+checkpointSuffix, lf.Name(), filepath.Base(path), err)
+			_, recs, err := readRecords(lf)
+			if err != nil {
+				return nil, err
+			}
+			if len(recs) > 0 {
+				return nil, restoreWhole(path, fmt.Sprintf("the checkpoint file %s is missing, but the log file %s holds records", path+checkpointSuffix, lf.Name()))
 			}
 			log.filled[i] = 0
 		}
@@ -343,6 +347,11 @@ func openLogged(path string, f *os.File, opts *bolt.Options) (s *Store, err erro
 	}
 	s.start()
 	return s, nil
+}
+
+// restoreWhole is the refusal of a store whose files do not go together.
+func restoreWhole(path, why string) error {
+	return fmt.Errorf("%s: restore the store's folder whole (%s and the files beside it)", why, filepath.Base(path))
 }
 
 // logAfter returns the log records after lsn, in order, from the two log

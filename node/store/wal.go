@@ -668,11 +668,10 @@ func (s *Store) checkpointAs(clean bool) error {
 		s.wmu.Unlock()
 		return err
 	}
-	c := checkpoint{seq: s.ckpt.seq + 1, lsn: s.log.lsn, txid: uint64(guard.ID()), clean: clean}
+	c, err := s.checkpointAt(guard, clean)
 	if clean {
 		s.logErr = ErrClosed // nothing may commit after the clean checkpoint
 	}
-	c.meta, err = readMeta(s.dbFile, s.pageSize, c.txid)
 	size := guard.Size()
 	if err == nil {
 		// The file's last records must be durable before later ones go
@@ -713,6 +712,15 @@ func (s *Store) checkpointAs(clean bool) error {
 	return nil
 }
 
+// checkpointAt is the next checkpoint, of the transaction tx reads (the
+// last committed: wmu is held).
+func (s *Store) checkpointAt(tx *bolt.Tx, clean bool) (checkpoint, error) {
+	c := checkpoint{seq: s.ckpt.seq + 1, lsn: s.log.lsn, txid: uint64(tx.ID()), clean: clean}
+	var err error
+	c.meta, err = readMeta(s.dbFile, s.pageSize, c.txid)
+	return c, err
+}
+
 // goDirect leaves the log for bbolt's own syncs, for a file grown past
 // half its map (see the comment at the top): everything committed is made
 // durable and recorded in a clean checkpoint, the log files are removed,
@@ -739,8 +747,7 @@ func (s *Store) goDirect() error {
 	if err != nil {
 		return fail(err)
 	}
-	c := checkpoint{seq: s.ckpt.seq + 1, lsn: s.log.lsn, txid: uint64(tx.ID()), clean: true}
-	c.meta, err = readMeta(s.dbFile, s.pageSize, c.txid)
+	c, err := s.checkpointAt(tx, true)
 	_ = tx.Rollback()
 	if err == nil {
 		err = writeCheckpoint(s.ckptFile, c)
