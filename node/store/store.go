@@ -326,8 +326,10 @@ func openLogged(path string, f *os.File, opts *bolt.Options) (s *Store, err erro
 		return nil, fmt.Errorf("init: %w", err)
 	}
 	// What was opened, replayed and migrated becomes the checkpoint;
-	// both log files are then emptied, so that no record of this run's
+	// both log files are then zeroed, so that no record of this run's
 	// predecessors (beyond a damaged one, say) can chain with this run's.
+	// Zeroed, not truncated: their space stays theirs, so a node restarted
+	// on a full disk neither frees space it will need again nor finds it.
 	s.log = log
 	s.logFiles = log.files[:]
 	if err := s.checkpoint(); err != nil {
@@ -335,13 +337,9 @@ func openLogged(path string, f *os.File, opts *bolt.Options) (s *Store, err erro
 	}
 	if s.log != nil {
 		for i, lf := range log.files {
-			if err := lf.Truncate(0); err != nil {
+			if err := zeroFill(lf, 0, log.filled[i]); err != nil {
 				return nil, err
 			}
-			if err := fdatasync(lf); err != nil {
-				return nil, err
-			}
-			log.filled[i] = 0
 		}
 		db.NoSync = true
 	}

@@ -323,19 +323,24 @@ func (l *wlog) reserve(end int64) error {
 	}
 	// Doubling from 64 KiB to logChunk: a small store keeps small files.
 	grow := max(end-l.filled[l.cur], min(logChunk, max(64<<10, l.filled[l.cur])))
-	zeros := make([]byte, min(grow, 1<<20))
-	for at := l.filled[l.cur]; at < l.filled[l.cur]+grow; {
-		n := min(int64(len(zeros)), l.filled[l.cur]+grow-at)
+	if err := zeroFill(f, l.filled[l.cur], l.filled[l.cur]+grow); err != nil {
+		return err
+	}
+	l.filled[l.cur] += grow
+	return nil
+}
+
+// zeroFill writes zeros over f's bytes from..to and makes them durable.
+func zeroFill(f *os.File, from, to int64) error {
+	zeros := make([]byte, min(to-from, 1<<20))
+	for at := from; at < to; {
+		n := min(int64(len(zeros)), to-at)
 		if _, err := f.WriteAt(zeros[:n], at); err != nil {
 			return err
 		}
 		at += n
 	}
-	if err := fdatasync(f); err != nil {
-		return err
-	}
-	l.filled[l.cur] += grow
-	return nil
+	return fdatasync(f)
 }
 
 // write puts the prepared record in its place (not yet durable) and
