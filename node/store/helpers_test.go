@@ -1,6 +1,7 @@
 package store
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -22,6 +23,14 @@ type testStore struct {
 // openTestStore opens a store in t.TempDir(). On cleanup it closes the
 // store and runs bbolt's consistency check on the file (as bbolt's
 // internal/btesting does), failing the test on any error.
+// TestMain keeps the checkpoints' extension of the store file small
+// (extendAhead), so that the crash images the tests copy stay small;
+// TestCheckpointExtendsTheFile sets its own.
+func TestMain(m *testing.M) {
+	growAhead, growAt = 1<<20, 512<<10
+	os.Exit(m.Run())
+}
+
 func openTestStore(t testing.TB) *testStore {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "node.db")

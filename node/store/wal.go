@@ -82,6 +82,11 @@ var (
 	// doubled the latency's p99 (BENCHMARKS.md, issue 7).
 	checkpointBytes int64 = 48 << 20
 	checkpointEvery       = 100 * time.Millisecond
+	// growAhead and growAt: a checkpoint extends bbolt's file to
+	// growAhead bytes past its last page when fewer than growAt are left
+	// (see extendAhead). Tests set them smaller.
+	growAhead int64 = 32 << 20
+	growAt    int64 = 16 << 20
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -685,11 +690,18 @@ func (s *Store) checkpointAs(clean bool) error {
 		// already acknowledged, cannot be replayed past.
 		err = fdatasync(s.log.files[s.log.cur])
 	}
+	grew := false
 	if err == nil {
 		s.log.switchFile()
+		grew = s.extendAhead(size)
 	}
 	s.wmu.Unlock()
-	if err == nil {
+	if err == nil && grew {
+		// A new size is made durable as bbolt's own grow makes it: with
+		// fsync, not fdatasync (boltdb/bolt#284: ext3 and ext4 may not
+		// journal the size before fdatasync returns).
+		err = s.dbFile.Sync()
+	} else if err == nil {
 		err = s.db.Sync()
 	}
 	if err == nil {
@@ -715,6 +727,31 @@ func (s *Store) checkpointAs(clean bool) error {
 		return s.goDirect()
 	}
 	return nil
+}
+
+// extendAhead extends bbolt's file to growAhead bytes past size, its last
+// page, when fewer than growAt are left, and reports whether it did. The
+// new space is a hole: its blocks are allocated as pages are written
+// into it, so a full disk still refuses the write that needs them.
+//
+// bbolt grows a file that its pages outrun by itself, in the commit that
+// needs the room, with a truncate and an fsync of the whole file: all
+// that was written since the last checkpoint goes to disk while that
+// commit, and every writer behind it, waits. At 500 reports/s that was a
+// commit of 10-50 ms every 16 MiB (bbolt's step), about every six
+// seconds: the latency's slowest (issue 7, BENCHMARKS.md). Extended here, the file has the room: bbolt grows
+// nothing, and the checkpoint's own fsync makes the new size durable
+// before the checkpoint that may need it is written.
+//
+// wmu is held: bbolt's grow runs in a commit, so the file cannot have
+// grown past what Stat says. A file that will not extend is left to
+// bbolt, whose grow then reports the error in the commit that needs it.
+func (s *Store) extendAhead(size int64) bool {
+	st, err := s.dbFile.Stat()
+	if err != nil || st.Size() >= size+growAt {
+		return false
+	}
+	return s.dbFile.Truncate(size+growAhead) == nil
 }
 
 // checkpointAt is the next checkpoint, of the transaction tx reads (the

@@ -513,6 +513,79 @@ func TestDirectModePastHalfTheMap(t *testing.T) {
 	}
 }
 
+// A checkpoint extends bbolt's file ahead of its pages, so that a commit
+// that needs more room finds it instead of growing the file itself with an
+// fsync of everything (extendAhead); past that room, bbolt grows it.
+func TestCheckpointExtendsTheFile(t *testing.T) {
+	quietCheckpoints(t)
+	ahead, at := growAhead, growAt
+	growAhead, growAt = 4<<20, 2<<20
+	t.Cleanup(func() { growAhead, growAt = ahead, at })
+	s := openTestStore(t)
+	fileSize := func() int64 {
+		t.Helper()
+		st, err := os.Stat(s.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	dataSize := func() (n int64) {
+		t.Helper()
+		if err := s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	big := bytes.Repeat([]byte("x"), 32<<10)
+	n := 0
+	putUntil := func(stop func() bool) {
+		t.Helper()
+		for ; !stop(); n++ {
+			if n > 5000 {
+				t.Fatal("the store's data did not grow")
+			}
+			r := stored(fmt.Sprint("r", n), "GBR")
+			r.Envelope.Portions[0].Body = big
+			s.put(fmt.Sprint("r", n), r)
+		}
+	}
+
+	// A new file is as bbolt grew it at Open (16 MiB past its first
+	// pages). Filled to within growAt of its end, with no checkpoint, it
+	// keeps its size.
+	before := fileSize()
+	putUntil(func() bool { return dataSize() > before-growAt })
+	if got := fileSize(); got != before {
+		t.Fatalf("the file went from %d to %d bytes with its pages at %d", before, got, dataSize())
+	}
+	// A checkpoint then extends it.
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	extended := fileSize()
+	if want := dataSize() + growAhead; extended != want {
+		t.Fatalf("after a checkpoint the file is %d bytes, want %d (its pages and growAhead)", extended, want)
+	}
+	// Commits that need pages past the file's old end find them in the
+	// extension: the file keeps its size, where bbolt would have grown
+	// it to 16 MiB past its last page.
+	putUntil(func() bool { return dataSize() > before })
+	if got := fileSize(); got != extended {
+		t.Fatalf("the file went from %d to %d bytes with its pages at %d: bbolt grew it", extended, got, dataSize())
+	}
+	// Past the extension, with no checkpoint, bbolt grows the file itself.
+	putUntil(func() bool { return dataSize() > extended })
+	if got := fileSize(); got <= dataSize() {
+		t.Fatalf("the file is %d bytes with its pages at %d", got, dataSize())
+	}
+	want := dump(t, s.Store)
+	s.reopen()
+	if dump(t, s.Store) != want {
+		t.Error("the store reopened does not hold what it held")
+	}
+}
+
 // readRecords stops at zeros, a bad CRC or a gap in the LSNs.
 func TestReadRecordsStops(t *testing.T) {
 	rec := func(lsn uint64, body string) []byte {
