@@ -20,9 +20,6 @@ type testStore struct {
 	path string
 }
 
-// openTestStore opens a store in t.TempDir(). On cleanup it closes the
-// store and runs bbolt's consistency check on the file (as bbolt's
-// internal/btesting does), failing the test on any error.
 // TestMain keeps the checkpoints' extension of the store file small
 // (extendAhead), so that the crash images the tests copy stay small;
 // TestCheckpointExtendsTheFile sets its own.
@@ -31,6 +28,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// openTestStore opens a store in t.TempDir(). On cleanup it closes the
+// store and runs bbolt's consistency check on the file (as bbolt's
+// internal/btesting does), failing the test on any error.
 func openTestStore(t testing.TB) *testStore {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "node.db")

@@ -737,11 +737,12 @@ func (s *Store) checkpointAs(clean bool) error {
 // bbolt grows a file that its pages outrun by itself, in the commit that
 // needs the room, with a truncate and an fsync of the whole file: all
 // that was written since the last checkpoint goes to disk while that
-// commit, and every writer behind it, waits. At 500 reports/s that was a
-// commit of 10-50 ms every 16 MiB (bbolt's step), about every six
-// seconds: the latency's slowest (issue 7, BENCHMARKS.md). Extended here, the file has the room: bbolt grows
-// nothing, and the checkpoint's own fsync makes the new size durable
-// before the checkpoint that may need it is written.
+// commit, and every writer behind it, waits. It does so every 16 MiB
+// (bbolt's step): at each node about every four seconds at 500
+// reports/s, and twice a second at full rate (issue 7, BENCHMARKS.md).
+// Extended here, the file has the room: bbolt grows nothing, and the
+// checkpoint's own fsync, outside the commits, makes the new size
+// durable before the checkpoint that may need it is written.
 //
 // wmu is held: bbolt's grow runs in a commit, so the file cannot have
 // grown past what Stat says. A file that will not extend is left to
