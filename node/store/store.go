@@ -39,7 +39,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -454,26 +453,6 @@ func (s *Store) start() {
 	go s.unmapLoop(s.stopUnmap, s.unmapped)
 	s.ckptWake, s.ckptStop, s.ckptDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go s.checkpointLoop()
-}
-
-// lockFile takes bbolt's exclusive lock on its file before Open touches
-// it (bbolt, given the same open file, takes it again at once). A store
-// that another process holds is refused after timeout, as bbolt does.
-func lockFile(f *os.File, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return nil
-		}
-		if err != syscall.EWOULDBLOCK {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return bolterrors.ErrTimeout
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // initSchema checks the schema version, creates missing buckets and

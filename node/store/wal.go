@@ -367,15 +367,6 @@ func (l *wlog) switchFile() {
 	l.off = 0
 }
 
-func fdatasync(f *os.File) error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			return err
-		}
-	}
-}
-
 // readRecords returns the records at the start of a log file that follow
 // each other by LSN, with the LSN of the first.
 func readRecords(f *os.File) (first uint64, recs [][]byte, err error) {

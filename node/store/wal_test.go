@@ -10,11 +10,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
 	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
@@ -583,6 +585,39 @@ func TestCheckpointExtendsTheFile(t *testing.T) {
 	s.reopen()
 	if dump(t, s.Store) != want {
 		t.Error("the store reopened does not hold what it held")
+	}
+}
+
+// A store that is open is refused to a second Open, after bbolt's
+// timeout, before any of its files is read or written (lockFile): Open
+// may otherwise restore a checkpoint's meta page under the running
+// store.
+func TestOpenRefusesAStoreInUse(t *testing.T) {
+	s := openTestStore(t)
+	s.put("a", stored("a", "GBR"))
+	files := func() (out []string) {
+		for _, f := range storeFiles(s.path) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, string(b))
+		}
+		return out
+	}
+	before := files()
+	if other, err := Open(s.path); !errors.Is(err, bolterrors.ErrTimeout) {
+		if err == nil {
+			other.Close()
+		}
+		t.Fatalf("a second Open of a store in use: %v, want bbolt's ErrTimeout", err)
+	}
+	if !slices.Equal(files(), before) {
+		t.Error("the refused Open changed the store's files")
+	}
+	s.put("b", stored("b", "GBR"))
+	if got := s.feedIDs(0); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("after the refused Open the store holds %v, want [a b]", got)
 	}
 }
 
