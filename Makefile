@@ -11,17 +11,24 @@ FUZZTIME ?= 30s
 # fuzz-short (run by `make test`) gives each target FUZZTIME_SHORT.
 FUZZTIME_SHORT ?= 3s
 
-.PHONY: all build test sysdeps tools generate check-generated lint vet fmt-check fuzz-short fuzz bench run clean vaultdev test-vault faults
+.PHONY: all build test sysdeps tools generate check-generated lint vet cross fmt-check fuzz-short fuzz bench run clean vaultdev test-vault faults
 
 all: build
 
 build:
 	$(GO) build ./...
 
-## test: everything CI checks: tools, lint, generated code, vet, race tests, a short fuzz pass.
-test: sysdeps tools lint check-generated vet vaultdev
+## test: everything CI checks: tools, lint, generated code, vet, the CLI
+## built for Windows and macOS, race tests, a short fuzz pass.
+test: sysdeps tools lint check-generated vet cross vaultdev
 	TEARLINE_VAULTDEV=$$(GO=$(GO) internal/testvault/build.sh) $(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz-short
+
+## cross: the tearline binary builds for the systems a liaison officer
+## may run the CLI on (the node itself is deployed on Linux).
+cross:
+	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/tearline
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/tearline
 
 ## vaultdev: build the Vault test server (internal/testvault/vaultdev, its own
 ## module) into ~/.cache/tearline/ ($XDG_CACHE_HOME/tearline/ if set), once per change of its sources.
