@@ -143,17 +143,27 @@ func everyWrite(t *testing.T, s *Store, tag string) {
 	}
 }
 
+// loggedPastCheckpoint is a new store, with checkpoints only when a test
+// takes one, holding every kind of write tagged before, a checkpoint,
+// then every kind tagged after: those are only in the log and bbolt's
+// unsynced pages.
+func loggedPastCheckpoint(t *testing.T, before, after string) *testStore {
+	t.Helper()
+	quietCheckpoints(t)
+	s := openTestStore(t)
+	everyWrite(t, s.Store, before)
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	everyWrite(t, s.Store, after)
+	return s
+}
+
 // A store killed after its writes, with a checkpoint between them, opens
 // holding exactly what it held: the log's records after the checkpoint
 // are replayed, every kind of change included.
 func TestLogRecoversAfterCrash(t *testing.T) {
-	quietCheckpoints(t)
-	s := openTestStore(t)
-	everyWrite(t, s.Store, "before")
-	if err := s.checkpoint(); err != nil {
-		t.Fatal(err)
-	}
-	everyWrite(t, s.Store, "after")
+	s := loggedPastCheckpoint(t, "before", "after")
 	if s.log.off == 0 {
 		t.Fatal("nothing was logged after the checkpoint: the test tests nothing")
 	}
@@ -261,13 +271,7 @@ func TestLogRecoversLostPageWrites(t *testing.T) {
 // before it. Records of the other file's previous round are stale and not
 // replayed.
 func TestLogTornTail(t *testing.T) {
-	quietCheckpoints(t)
-	s := openTestStore(t)
-	everyWrite(t, s.Store, "a")
-	if err := s.checkpoint(); err != nil {
-		t.Fatal(err)
-	}
-	everyWrite(t, s.Store, "b")
+	s := loggedPastCheckpoint(t, "a", "b")
 	want := dump(t, s.Store)
 	cur, off := s.log.cur, s.log.off
 	s.put("torn", stored("torn", "GBR"))
