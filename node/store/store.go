@@ -133,6 +133,10 @@ type Store struct {
 
 	logRecords, logBytes atomic.Uint64
 	logTime              atomic.Int64 // ns
+
+	// dur: which commits are durable, for the readers that hand out what
+	// they read (durable.go).
+	dur durability
 }
 
 // groupCall is one writer waiting for a group commit.
@@ -447,6 +451,7 @@ func readOnlyRecovered(path string) error {
 
 // start starts the store's goroutines.
 func (s *Store) start() {
+	s.dur.init(s.lastTxID())
 	go s.commitLoop()
 	s.unmap() // opening read the whole file (the freelist's rebuild)
 	s.stopUnmap, s.unmapped = make(chan struct{}), make(chan struct{})
@@ -1223,7 +1228,9 @@ func (s *Store) Feed(after uint64, limit int) ([]FeedEntry, error) {
 	}
 	epoch := s.decoded.epochNow()
 	fresh := map[string]*storev1.StoredReport{}
+	var at uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
+		at = uint64(tx.ID())
 		c := tx.Bucket(bucketFeed).Cursor()
 		reports := tx.Bucket(bucketReports)
 		for k, v := c.Seek(u64(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
@@ -1240,10 +1247,18 @@ func (s *Store) Feed(after uint64, limit int) ([]FeedEntry, error) {
 		}
 		return nil
 	})
-	if err == nil {
-		s.decoded.add(epoch, fresh)
+	if err != nil {
+		return nil, err
 	}
-	return out, err
+	s.decoded.add(epoch, fresh)
+	if len(out) == 0 {
+		return nil, nil
+	}
+	// A subscriber is sent what is durable (durable.go).
+	if err := s.waitDurable(at); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // FeedEnd is the feed's last seq: no cursor a subscriber was sent is past
@@ -1409,13 +1424,15 @@ func (s *Store) outbox(party string, after uint64, limit int, each func(seq uint
 	if after == math.MaxUint64 {
 		return nil // after+1 would wrap to the start
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
+	var at uint64
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		at = uint64(tx.ID())
 		ob := tx.Bucket(bucketOutbox).Bucket([]byte(party))
 		if ob == nil {
 			return nil
 		}
 		c := ob.Cursor()
-		n := 0
 		for k, v := c.Seek(u64(after + 1)); k != nil && n < limit; k, v = c.Next() {
 			if err := each(binary.BigEndian.Uint64(k), v); err != nil {
 				return err
@@ -1424,6 +1441,11 @@ func (s *Store) outbox(party string, after uint64, limit int, each func(seq uint
 		}
 		return nil
 	})
+	if err != nil || n == 0 {
+		return err
+	}
+	// A partner is sent what is durable (durable.go).
+	return s.waitDurable(at)
 }
 
 // OutboxLen returns how many items wait for party.

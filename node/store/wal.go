@@ -22,6 +22,10 @@ package store
 // records after it. Close writes a clean checkpoint after the last
 // commit: the next Open then takes bbolt's file as it is.
 //
+// Readers see a commit before its record is durable; those that hand
+// what they read to someone else (the feed, the outbox) wait until it is
+// (durable.go).
+//
 // The checkpoint's tree must still be on disk when that happens, whatever
 // the commits after it wrote: bbolt reuses the pages a commit frees once
 // no reader can see them, so the store holds a read transaction at the
@@ -580,6 +584,7 @@ func (s *Store) write(fn func(*bolt.Tx, *redo) error) error {
 		s.wmu.Unlock()
 		return err
 	}
+	txid := uint64(tx.ID())
 	r := &s.redo
 	r.reset()
 	if err := fn(tx, r); err != nil {
@@ -589,9 +594,19 @@ func (s *Store) write(fn func(*bolt.Tx, *redo) error) error {
 	}
 	l := s.log
 	if l == nil || len(r.b) == 0 {
+		// Nothing to log: it changed nothing, or bbolt synced it (direct
+		// mode). What it read may still be on its way to the disk, and its
+		// writer answered on the strength of it (a duplicate recognised):
+		// it returns once that is durable (durable.go).
 		err := tx.Commit()
+		if err == nil {
+			s.dur.commit(txid, false)
+		}
 		s.wmu.Unlock()
-		return err
+		if err != nil {
+			return err
+		}
+		return s.dur.wait(txid)
 	}
 	if err := l.prepare(r); err != nil {
 		_ = tx.Rollback()
@@ -606,9 +621,11 @@ func (s *Store) write(fn func(*bolt.Tx, *redo) error) error {
 	f, err := l.write()
 	if err != nil {
 		s.logErr = logFailed(err)
+		s.dur.fail(s.logErr)
 		s.wmu.Unlock()
 		return s.logErr
 	}
+	s.dur.commit(txid, true)
 	full := l.off >= checkpointBytes
 	s.logRecords.Add(1)
 	s.logBytes.Add(uint64(len(l.buf)))
@@ -620,7 +637,7 @@ func (s *Store) write(fn func(*bolt.Tx, *redo) error) error {
 		default:
 		}
 	}
-	err = fdatasync(f)
+	err = syncLog(f)
 	s.syncs.Done()
 	s.logTime.Add(int64(time.Since(t0)))
 	if err != nil {
@@ -629,11 +646,16 @@ func (s *Store) write(fn func(*bolt.Tx, *redo) error) error {
 			s.logErr = logFailed(err)
 		}
 		err = s.logErr
+		s.dur.fail(err)
 		s.wmu.Unlock()
 		return err
 	}
+	s.dur.synced(txid)
 	return nil
 }
+
+// syncLog makes a commit's log record durable; tests hold it.
+var syncLog = fdatasync
 
 // logFailed is the error that stops the writes. It names its cause but
 // does not wrap it: a full disk here is not ErrFull, whose writes resume
@@ -704,9 +726,11 @@ func (s *Store) checkpointAs(clean bool) error {
 		if s.logErr == nil {
 			s.logErr = logFailed(fmt.Errorf("checkpoint: %w", err))
 		}
+		s.dur.fail(s.logErr)
 		s.wmu.Unlock()
 		return err
 	}
+	s.dur.synced(c.txid) // bbolt's file is durable up to it
 	old := s.guard
 	s.guard, s.ckpt = guard, c
 	if old != nil {
@@ -767,6 +791,7 @@ func (s *Store) goDirect() error {
 	defer s.wmu.Unlock()
 	fail := func(err error) error {
 		s.logErr = logFailed(err)
+		s.dur.fail(s.logErr)
 		if s.guard != nil {
 			_ = s.guard.Rollback()
 			s.guard = nil
@@ -789,6 +814,7 @@ func (s *Store) goDirect() error {
 	if err != nil {
 		return fail(err)
 	}
+	s.dur.synced(c.txid) // the Sync above, wmu held: the last commit
 	path := s.db.Path()
 	for i := range s.log.files {
 		if err := os.Remove(fmt.Sprint(path, logSuffix, i)); err != nil && !errors.Is(err, fs.ErrNotExist) {
