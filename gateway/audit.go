@@ -115,6 +115,8 @@ func writeMetrics(w io.Writer, n *node.Node) {
 		{"tearline_store_log_seconds_total", "The part of the commits' time spent writing their log records and making each durable (fdatasync).", fmt.Sprintf("%.6f", st.LogTime.Seconds())},
 		{"tearline_store_checkpoints_total", "Checkpoints made since the node started: each makes the store file durable (one fdatasync of every page written since the last) and records it, so that the log's records before it are no longer needed.", fmt.Sprint(st.Checkpoints)},
 		{"tearline_store_checkpoint_seconds_total", "Time spent in those checkpoints; commits go on meanwhile.", fmt.Sprintf("%.6f", st.CheckpointTime.Seconds())},
+		{"tearline_store_durable_waits_total", "Reads that found a commit they read not yet durable (its log record's fdatasync still running) and waited for it before handing it on: a subscriber's feed, a partner's outbox, a write that changed nothing.", fmt.Sprint(st.DurableWaits)},
+		{"tearline_store_durable_wait_seconds_total", "Time spent in those waits, summed over the readers.", fmt.Sprintf("%.6f", st.DurableWaitTime.Seconds())},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %s\n", m.name, m.help, m.name, m.name, m.value)
 	}

@@ -143,6 +143,13 @@ func TestAnomaliesRaiseEventsAndMetrics(t *testing.T) {
 			t.Errorf("%s = %d, %v; want at least %d (and no more records than the %d commits)", name, n, err, atLeast, commits)
 		}
 	}
+	// The reads that waited for a commit to be durable are counted (how
+	// many depends on timing: store/durable_test.go counts them).
+	for _, name := range []string{"tearline_store_durable_waits_total", "tearline_store_durable_wait_seconds_total"} {
+		if v, err := scrape.Float(m, name); err != nil || v < 0 {
+			t.Errorf("%s = %v, %v; want a count", name, v, err)
+		}
+	}
 	// The node's start, with its certificate, is the log's first entry.
 	ex, err := admin.ExportAudit(ctx, &adminv1.ExportAuditRequest{})
 	if err != nil {

@@ -53,6 +53,13 @@ func TestE2EBenchSmoke(t *testing.T) {
 			t.Errorf("%s = %v, want a measured positive number", k, r[k])
 		}
 	}
+	// How often a read waited for a durable commit depends on timing:
+	// present, perhaps zero.
+	for _, k := range []string{"latency_durable_waits_per_s_a", "latency_durable_waits_per_s_b", "latency_durable_wait_ms_a", "latency_durable_wait_ms_b"} {
+		if v, ok := r[k].(float64); !ok || v < 0 {
+			t.Errorf("%s = %v, want a count (perhaps zero)", k, r[k])
+		}
+	}
 	if r["latency_p50_ms"].(float64) > r["latency_p999_ms"].(float64) {
 		t.Errorf("p50 %v above p99.9 %v", r["latency_p50_ms"], r["latency_p999_ms"])
 	}

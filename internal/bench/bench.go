@@ -750,6 +750,8 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 	r.LogBytesPerCommitB, r.LogMsB = logRecords(before[1], after[1])
 	r.CheckpointsPerSA, r.CheckpointMsA = checkpointRate(before[0], after[0], elapsed)
 	r.CheckpointsPerSB, r.CheckpointMsB = checkpointRate(before[1], after[1], elapsed)
+	r.DurableWaitsPerSA, r.DurableWaitMsA = eventRate(after[0].DurableWaits-before[0].DurableWaits, after[0].DurableWaitTime-before[0].DurableWaitTime, elapsed)
+	r.DurableWaitsPerSB, r.DurableWaitMsB = eventRate(after[1].DurableWaits-before[1].DurableWaits, after[1].DurableWaitTime-before[1].DurableWaitTime, elapsed)
 	r.SlowCommitsA, r.LongestCommitMsA = slowCommits(before[0], after[0], slowCommit)
 	r.SlowCommitsB, r.LongestCommitMsB = slowCommits(before[1], after[1], slowCommit)
 	lat := make([]time.Duration, n)
@@ -837,11 +839,16 @@ func logRecords(before, after store.Stats) (recordBytes, logMs float64) {
 // checkpointRate is the checkpoints a second between two counts taken d
 // apart, and a checkpoint's mean time in ms.
 func checkpointRate(before, after store.Stats, d time.Duration) (perS, checkpointMs float64) {
-	n := after.Checkpoints - before.Checkpoints
+	return eventRate(after.Checkpoints-before.Checkpoints, after.CheckpointTime-before.CheckpointTime, d)
+}
+
+// eventRate is n events over d a second, and an event's mean time in ms
+// when together they took took.
+func eventRate(n uint64, took, d time.Duration) (perS, meanMs float64) {
 	if n == 0 || d <= 0 {
 		return 0, 0
 	}
-	return float64(n) / d.Seconds(), ms(after.CheckpointTime-before.CheckpointTime) / float64(n)
+	return float64(n) / d.Seconds(), ms(took) / float64(n)
 }
 
 // slowCommit is the commit time over which the latency phase counts a

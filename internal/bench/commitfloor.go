@@ -60,6 +60,13 @@ type LatencyDisk struct {
 	CheckpointsPerSB float64 `json:"latency_checkpoints_per_s_b"`
 	CheckpointMsA    float64 `json:"latency_checkpoint_ms_a"`
 	CheckpointMsB    float64 `json:"latency_checkpoint_ms_b"`
+	// The reads a second that waited for a commit they read to become
+	// durable before handing it on (a subscriber's feed, the link's
+	// outbox), and a wait's mean time.
+	DurableWaitsPerSA float64 `json:"latency_durable_waits_per_s_a"`
+	DurableWaitsPerSB float64 `json:"latency_durable_waits_per_s_b"`
+	DurableWaitMsA    float64 `json:"latency_durable_wait_ms_a"`
+	DurableWaitMsB    float64 `json:"latency_durable_wait_ms_b"`
 	// How many of those commits took over 10 ms, and the bound of the
 	// histogram bucket that holds the longest (-1: over the last bound,
 	// store.CommitBounds): a disk that stalls shows here.

@@ -374,9 +374,10 @@ func parseStoreStats(text string) (store.Stats, error) {
 	// writes a million and more as 1.234567e+06: read as floats (exact
 	// for whole numbers below 2^53).
 	for name, n := range map[string]*uint64{
-		"tearline_store_log_records_total": &st.LogRecords,
-		"tearline_store_log_bytes_total":   &st.LogBytes,
-		"tearline_store_checkpoints_total": &st.Checkpoints,
+		"tearline_store_log_records_total":   &st.LogRecords,
+		"tearline_store_log_bytes_total":     &st.LogBytes,
+		"tearline_store_checkpoints_total":   &st.Checkpoints,
+		"tearline_store_durable_waits_total": &st.DurableWaits,
 	} {
 		x, err := scrape.Float(text, name)
 		if err != nil {
@@ -388,10 +389,11 @@ func parseStoreStats(text string) (store.Stats, error) {
 		*n = uint64(x)
 	}
 	for name, d := range map[string]*time.Duration{
-		"tearline_store_commit_seconds_sum":       &st.CommitTime,
-		"tearline_store_write_seconds_total":      &st.WriteTime,
-		"tearline_store_log_seconds_total":        &st.LogTime,
-		"tearline_store_checkpoint_seconds_total": &st.CheckpointTime,
+		"tearline_store_commit_seconds_sum":         &st.CommitTime,
+		"tearline_store_write_seconds_total":        &st.WriteTime,
+		"tearline_store_log_seconds_total":          &st.LogTime,
+		"tearline_store_checkpoint_seconds_total":   &st.CheckpointTime,
+		"tearline_store_durable_wait_seconds_total": &st.DurableWaitTime,
 	} {
 		secs, err := scrape.Float(text, name)
 		if err != nil {

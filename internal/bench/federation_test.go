@@ -288,12 +288,15 @@ func TestParseStoreStats(t *testing.T) {
 	fmt.Fprintf(&page, "tearline_store_log_seconds_total %g\n", 0.25)
 	fmt.Fprintf(&page, "tearline_store_checkpoints_total %g\n", float64(42))
 	fmt.Fprintf(&page, "tearline_store_checkpoint_seconds_total %g\n", 0.125)
+	fmt.Fprintf(&page, "tearline_store_durable_waits_total %d\n", 1234567)
+	fmt.Fprintf(&page, "tearline_store_durable_wait_seconds_total %.6f\n", 0.5)
 	st, err := parseStoreStats(page.String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := store.Stats{Commits: 200, Writes: 3000, CommitTime: 500 * time.Millisecond, WriteTime: 20 * time.Millisecond,
-		LogRecords: 190, LogBytes: 1234567, LogTime: 250 * time.Millisecond, Checkpoints: 42, CheckpointTime: 125 * time.Millisecond}
+		LogRecords: 190, LogBytes: 1234567, LogTime: 250 * time.Millisecond, Checkpoints: 42, CheckpointTime: 125 * time.Millisecond,
+		DurableWaits: 1234567, DurableWaitTime: 500 * time.Millisecond}
 	for i := range store.CommitBounds {
 		want.CommitsWithin[i] = uint64(100 + i)
 	}

@@ -2,6 +2,8 @@ package store
 
 import (
 	"sync"
+	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -33,6 +35,9 @@ type durability struct {
 	logged    uint64 // the last commit that appended a log record
 	durable   uint64 // every commit up to this transaction id is durable
 	err       error  // the writes stopped: what is not durable now never will be
+
+	waits    atomic.Uint64 // waits that found their transaction not yet durable
+	waitTime atomic.Int64  // their time, ns
 }
 
 // init starts the tracking at txid, the store's last commit, durable.
@@ -90,6 +95,11 @@ func (d *durability) wait(txid uint64) error {
 	defer d.mu.Unlock()
 	if d.cond.L == nil {
 		d.cond.L = &d.mu // a write of Open's, before init
+	}
+	if d.durable < txid {
+		d.waits.Add(1)
+		start := time.Now()
+		defer func() { d.waitTime.Add(int64(time.Since(start))) }()
 	}
 	for d.durable < txid {
 		if d.err != nil {

@@ -113,8 +113,12 @@ func TestFeedWaitsUntilDurable(t *testing.T) {
 		t.Fatalf("Feed gave %v, %v; want [r1]", r.ids, r.err)
 	}
 	// Durable now: the feed answers at once.
+	waits := s.Stats().DurableWaits
 	if got := s.feedIDs(0); !slices.Equal(got, []string{"r1"}) {
 		t.Fatalf("Feed after the sync gave %v, want [r1]", got)
+	}
+	if st := s.Stats(); waits != 2 || st.DurableWaits != 2 || st.DurableWaitTime < 200*time.Millisecond {
+		t.Errorf("durable waits %d then %d, %v; want the feed's and the empty write's, 2, of at least the 200 ms they were held, and none for the read after the sync", waits, st.DurableWaits, st.DurableWaitTime)
 	}
 }
 

@@ -643,6 +643,11 @@ type Stats struct {
 	// last) and one of the checkpoint file. Commits go on meanwhile.
 	Checkpoints    uint64
 	CheckpointTime time.Duration
+	// DurableWaits counts the reads that found what they read not yet
+	// durable and waited for it (durable.go): the feed, the outbox, and
+	// writes that changed nothing. DurableWaitTime is their time.
+	DurableWaits    uint64
+	DurableWaitTime time.Duration
 	// CommitsWithin[i] is how many of the commits took at most
 	// CommitBounds[i] (a histogram's cumulative counts; the commits over
 	// the last bound are Commits less the last count). A few slow commits
@@ -677,6 +682,7 @@ func (s *Store) Stats() Stats {
 	out.LogRecords, out.LogBytes = s.logRecords.Load(), s.logBytes.Load()
 	out.LogTime = time.Duration(s.logTime.Load())
 	out.Checkpoints, out.CheckpointTime = s.ckptCount.Load(), time.Duration(s.ckptTime.Load())
+	out.DurableWaits, out.DurableWaitTime = s.dur.waits.Load(), time.Duration(s.dur.waitTime.Load())
 	return out
 }
 

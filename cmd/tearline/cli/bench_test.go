@@ -24,6 +24,7 @@ func TestPrintBench(t *testing.T) {
 			LogBytesPerCommitA: 5324.8, LogBytesPerCommitB: 4096,
 			CommitMsA: 1.2, CommitWriteMsA: 0.1, LogMsA: 0.9, CommitMsB: 1.5, CommitWriteMsB: 0.12, LogMsB: 1.1,
 			CheckpointsPerSA: 9.8, CheckpointMsA: 3.2, CheckpointsPerSB: 10, CheckpointMsB: 2.9,
+			DurableWaitsPerSA: 12.5, DurableWaitMsA: 0.4, DurableWaitsPerSB: 3, DurableWaitMsB: 0.25,
 			SlowCommitsA: 0, LongestCommitMsA: 5, SlowCommitsB: 3, LongestCommitMsB: -1},
 		CatchupReportsPerS: 6000,
 	}
@@ -38,6 +39,7 @@ func TestPrintBench(t *testing.T) {
 		`(?m)^  \(the phase's commits: USA / GBR\) +500/s of 15.6 writes, 5.2 KiB log / 400/s of 12.0, 4.0 KiB +$`,
 		`(?m)^  \(a commit's mean time, of which pages \+ log: USA / GBR\) +1.20 \(0.10 \+ 0.90\) / 1.50 \(0.12 \+ 1.10\) ms +the committer busy 60% / 60% of the time$`,
 		`(?m)^  \(its checkpoints, and their mean time: USA / GBR\) +9.8/s, 3.20 ms / 10.0/s, 2.90 ms +$`,
+		`(?m)^  \(reads that waited for a commit to be durable, and their mean wait: USA / GBR\) +12.5/s, 0.40 ms / 3.0/s, 0.25 ms +$`,
 		// A commit makes one durable write: its log record.
 		`(?m)^disk: write \+ fdatasync +0.00 ms +limit \(a commit makes one\)$`,
 		`(?m)^  \(its commits over 10 ms, and the longest: USA / GBR\) +0, <= 5 ms / 3, over 5000 ms +$`,
