@@ -114,7 +114,7 @@ func printBench(g *globals, r *bench.Result) {
 	fmt.Fprintf(w, "  (a commit's mean time, of which pages + log: USA / GBR)\t%.2f (%.2f + %.2f) / %.2f (%.2f + %.2f) ms\t\tthe committer busy %.0f%% / %.0f%% of the time\n",
 		r.CommitMsA, r.CommitWriteMsA, r.LogMsA, r.CommitMsB, r.CommitWriteMsB, r.LogMsB, r.CommitsPerSA*r.CommitMsA/10, r.CommitsPerSB*r.CommitMsB/10)
 	fmt.Fprintf(w, "  (its checkpoints, and their mean time: USA / GBR)\t%.1f/s, %.2f ms / %.1f/s, %.2f ms\t\t\n", r.CheckpointsPerSA, r.CheckpointMsA, r.CheckpointsPerSB, r.CheckpointMsB)
-	fmt.Fprintf(w, "  (reads that waited for a commit to be durable, and their mean wait: USA / GBR)\t%.1f/s, %.2f ms / %.1f/s, %.2f ms\t\t\n", r.DurableWaitsPerSA, r.DurableWaitMsA, r.DurableWaitsPerSB, r.DurableWaitMsB)
+	fmt.Fprintf(w, "  (reads that waited for a durable commit, mean wait: USA / GBR)\t%.1f/s, %.2f ms / %.1f/s, %.2f ms\t\t\n", r.DurableWaitsPerSA, r.DurableWaitMsA, r.DurableWaitsPerSB, r.DurableWaitMsB)
 	fmt.Fprintf(w, "  (its commits over 10 ms, and the longest: USA / GBR)\t%d, %s / %d, %s\t\t\n", r.SlowCommitsA, within(r.LongestCommitMsA), r.SlowCommitsB, within(r.LongestCommitMsB))
 	fmt.Fprintf(w, "fan-out (%d streams x %d reports)\t%.0f deliveries/s\t>= 100000\t%.0f%% of grpc\n",
 		r.FanoutSubscribers, r.FanoutReports, r.FanoutDeliveriesPerS, 100*r.FanoutDeliveriesPerS/r.GRPCBaselineMsgsPerS)

@@ -39,7 +39,7 @@ func TestPrintBench(t *testing.T) {
 		`(?m)^  \(the phase's commits: USA / GBR\) +500/s of 15.6 writes, 5.2 KiB log / 400/s of 12.0, 4.0 KiB +$`,
 		`(?m)^  \(a commit's mean time, of which pages \+ log: USA / GBR\) +1.20 \(0.10 \+ 0.90\) / 1.50 \(0.12 \+ 1.10\) ms +the committer busy 60% / 60% of the time$`,
 		`(?m)^  \(its checkpoints, and their mean time: USA / GBR\) +9.8/s, 3.20 ms / 10.0/s, 2.90 ms +$`,
-		`(?m)^  \(reads that waited for a commit to be durable, and their mean wait: USA / GBR\) +12.5/s, 0.40 ms / 3.0/s, 0.25 ms +$`,
+		`(?m)^  \(reads that waited for a durable commit, mean wait: USA / GBR\) +12.5/s, 0.40 ms / 3.0/s, 0.25 ms +$`,
 		// A commit makes one durable write: its log record.
 		`(?m)^disk: write \+ fdatasync +0.00 ms +limit \(a commit makes one\)$`,
 		`(?m)^  \(its commits over 10 ms, and the longest: USA / GBR\) +0, <= 5 ms / 3, over 5000 ms +$`,
