@@ -842,8 +842,8 @@ func checkpointRate(before, after store.Stats, d time.Duration) (perS, checkpoin
 	return eventRate(after.Checkpoints-before.Checkpoints, after.CheckpointTime-before.CheckpointTime, d)
 }
 
-// eventRate is n events over d a second, and an event's mean time in ms
-// when together they took took.
+// eventRate is the events a second when n came in d, and an event's mean
+// time in ms when together they took `took`.
 func eventRate(n uint64, took, d time.Duration) (perS, meanMs float64) {
 	if n == 0 || d <= 0 {
 		return 0, 0
