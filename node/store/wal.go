@@ -620,10 +620,9 @@ func (s *Store) write(fn func(*bolt.Tx, *redo) error) error {
 	t0 := time.Now()
 	f, err := l.write()
 	if err != nil {
-		s.logErr = logFailed(err)
-		s.dur.fail(s.logErr)
+		err = s.stopWrites(err)
 		s.wmu.Unlock()
-		return s.logErr
+		return err
 	}
 	s.dur.commit(txid, true)
 	full := l.off >= checkpointBytes
@@ -642,11 +641,7 @@ func (s *Store) write(fn func(*bolt.Tx, *redo) error) error {
 	s.logTime.Add(int64(time.Since(t0)))
 	if err != nil {
 		s.wmu.Lock()
-		if s.logErr == nil {
-			s.logErr = logFailed(err)
-		}
-		err = s.logErr
-		s.dur.fail(err)
+		err = s.stopWrites(err)
 		s.wmu.Unlock()
 		return err
 	}
@@ -662,6 +657,17 @@ var syncLog = fdatasync
 // once space returns.
 func logFailed(err error) error {
 	return fmt.Errorf("store: the log could not be written (%v); the store takes no more writes: restart the node, which recovers it to the last write acknowledged", err)
+}
+
+// stopWrites stops the store's writes for err, unless they stopped
+// already, and ends the waits for what will now never be durable
+// (durable.go). wmu is held. It returns the error the writes now get.
+func (s *Store) stopWrites(err error) error {
+	if s.logErr == nil {
+		s.logErr = logFailed(err)
+	}
+	s.dur.fail(s.logErr)
+	return s.logErr
 }
 
 // checkpoint makes bbolt's file durable up to the last commit, records
@@ -723,10 +729,7 @@ func (s *Store) checkpointAs(clean bool) error {
 	if err != nil {
 		_ = guard.Rollback()
 		s.wmu.Lock()
-		if s.logErr == nil {
-			s.logErr = logFailed(fmt.Errorf("checkpoint: %w", err))
-		}
-		s.dur.fail(s.logErr)
+		s.stopWrites(fmt.Errorf("checkpoint: %w", err))
 		s.wmu.Unlock()
 		return err
 	}
@@ -790,8 +793,7 @@ func (s *Store) goDirect() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	fail := func(err error) error {
-		s.logErr = logFailed(err)
-		s.dur.fail(s.logErr)
+		s.stopWrites(err)
 		if s.guard != nil {
 			_ = s.guard.Rollback()
 			s.guard = nil
