@@ -72,6 +72,53 @@ func (t *Tx) Audit(e *storev1.AuditEntry) error {
 	return nil
 }
 
+// auditing reports whether the transaction's entries are written (a
+// benchmark may turn the audit log off).
+func (t *Tx) auditing() bool { return t.st == nil || !t.st.noAudit.Load() }
+
+// An event's provenance record that refers to its audit entry (schema 5)
+// is eventRefMark followed by the entry's seq, big-endian. No encoded
+// storev1.Event starts with that byte (its tags are one byte: fields 1 to
+// 10), and a shared delivery's record is empty.
+const eventRefMark = 0xff
+
+func eventRef(entrySeq uint64) []byte {
+	return append([]byte{eventRefMark}, u64(entrySeq)...)
+}
+
+// refersToEntry returns the audit entry seq that a provenance record v
+// refers to, if it is such a reference.
+func refersToEntry(v []byte) (uint64, bool) {
+	if len(v) != 9 || v[0] != eventRefMark {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(v[1:]), true
+}
+
+// entryEvent reads the provenance event with key k whose record refers to
+// audit entry seq: the entry holds every field of the event.
+func entryEvent(tx *bolt.Tx, k []byte, seq uint64) (*storev1.Event, error) {
+	v := tx.Bucket(bucketAudit).Get(u64(seq))
+	if v == nil {
+		return nil, fmt.Errorf("%w: provenance key %x refers to audit entry %d, which is not held", ErrCorrupt, k, seq)
+	}
+	canonical, err := audit.Canonical(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: audit entry %d: %v", ErrCorrupt, seq, err)
+	}
+	e, err := audit.Decode(canonical)
+	if err != nil {
+		return nil, fmt.Errorf("%w: audit entry %d: %v", ErrCorrupt, seq, err)
+	}
+	if !bytes.Equal(k, provKey(e.GetReportId(), e.GetEventSeq())) {
+		return nil, fmt.Errorf("%w: provenance key %x refers to audit entry %d, which records event %d of report %q", ErrCorrupt, k, seq, e.GetEventSeq(), e.GetReportId())
+	}
+	return &storev1.Event{
+		Seq: e.GetEventSeq(), Time: e.GetTime(), ReportId: e.GetReportId(), Kind: e.GetKind(), Party: e.GetParty(),
+		Subject: e.GetSubject(), Decisions: e.GetDecisions(), Detail: e.GetDetail(), Portions: e.GetPortions(),
+	}, nil
+}
+
 // auditEvent audits a provenance event: deliveries are grouped per
 // subscriber (written by finish), everything else is one entry.
 func (t *Tx) auditEvent(e *storev1.Event) error {

@@ -200,6 +200,14 @@ func (t *Tx) Events(reportID string) ([]*storev1.Event, error) {
 			out = expand(out, e)
 			continue
 		}
+		if seq, ok := refersToEntry(v); ok {
+			e, err := entryEvent(t.tx, k, seq)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+			continue
+		}
 		e := &storev1.Event{}
 		if err := proto.Unmarshal(v, e); err != nil {
 			return nil, fmt.Errorf("%w: event %x: %v", ErrCorrupt, k, err)

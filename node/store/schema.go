@@ -15,7 +15,9 @@ var (
 	// event may hold the deliveries of the report to several subscribers
 	// (Event.recipients, see deliveryGroup); Tx.Events hands out one event
 	// per subscriber. Such a shared event is kept in bucketDeliveries, and
-	// its key here has an empty value.
+	// its key here has an empty value. An event audited as one entry of its
+	// own (every kind but the deliveries) is kept only in that entry, and
+	// its value here is 0xff ‖ the entry's seq (schema 5).
 	bucketProvenance = []byte("provenance")
 	// bucketDeliveries: event seq → storev1.Event, the shared delivery
 	// events (schema 4). Keyed by seq, a commit's shared events are
@@ -68,8 +70,13 @@ var (
 // with an empty value under their provenance key, which a build reading
 // version 3 would take for an empty event; a version 2 or 3 file gains the
 // bucket and is marked 4 on open (its events stay where they are), and
-// one that cannot be written is read as it is.
-const schemaVersion = "4"
+// one that cannot be written is read as it is. Version 5 keeps an event
+// audited as one entry of its own only in that entry, with a reference to
+// it under the event's provenance key, which a build reading version 4
+// would take for a corrupt event; a version 2 to 4 file is marked 5 on open
+// (its events stay as they are), and one that cannot be written is read as
+// it is.
+const schemaVersion = "5"
 
 // metaAuditHead is the meta key of the audit log's head.
 var metaAuditHead = []byte("audit_head")

@@ -44,6 +44,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tearline/tearline/internal/lru"
+	"github.com/tearline/tearline/node/audit"
 	storev1 "github.com/tearline/tearline/proto/tearline/store/v1"
 )
 
@@ -474,10 +475,11 @@ func (s *Store) initSchema() error {
 			switch v := meta.Get([]byte("schema")); {
 			case v == nil, string(v) == "1":
 				complete = false
-			case string(v) == "2", string(v) == "3":
-				// Marked 4 (gaining bucketDeliveries) when the store can
-				// be written; read as it is when it cannot (version 4
-				// reads every version 2 and 3 record).
+			case string(v) == "2", string(v) == "3", string(v) == "4":
+				// Marked 5 (a version 2 or 3 file gaining
+				// bucketDeliveries) when the store can be written; read as
+				// it is when it cannot (version 5 reads every record of
+				// versions 2 to 4).
 				complete = complete && s.readOnly
 			case string(v) == schemaVersion:
 				complete = complete && tx.Bucket(bucketDeliveries) != nil
@@ -521,7 +523,7 @@ func (s *Store) initSchema() error {
 				return err
 			}
 			return t.finish()
-		case string(v) == "2", string(v) == "3":
+		case string(v) == "2", string(v) == "3", string(v) == "4":
 			return meta.Put([]byte("schema"), []byte(schemaVersion))
 		case string(v) != schemaVersion:
 			return fmt.Errorf("%w %q (this build reads %q)", ErrSchema, v, schemaVersion)
@@ -823,6 +825,15 @@ func (t *Tx) AddEvent(e *storev1.Event) error {
 	e.Seq = seq
 	if e.Time == nil {
 		e.Time = timestamppb.New(t.now)
+	}
+	if !deliveryKinds[e.GetKind()] && t.auditing() {
+		// The event's audit entry holds all of it: the provenance record
+		// only refers to the entry (schema 5).
+		entry := audit.EntryFromEvent(e)
+		if err := t.Audit(entry); err != nil {
+			return err
+		}
+		return b.Put(provKey(e.GetReportId(), seq), eventRef(entry.GetSeq()))
 	}
 	if err := put(b, provKey(e.GetReportId(), seq), e); err != nil {
 		return err

@@ -741,7 +741,7 @@ func TestOpenRefusesOtherSchema(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return b.Put([]byte("schema"), []byte("5"))
+		return b.Put([]byte("schema"), []byte("6"))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -755,7 +755,7 @@ func TestOpenRefusesOtherSchema(t *testing.T) {
 		if s != nil {
 			s.Close()
 		}
-		t.Fatalf("Open of a schema 5 file = %v, want ErrSchema", err)
+		t.Fatalf("Open of a schema 6 file = %v, want ErrSchema", err)
 	}
 	if s != nil {
 		t.Errorf("Open returned a store with an error")
