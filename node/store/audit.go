@@ -64,10 +64,12 @@ func (t *Tx) Audit(e *storev1.AuditEntry) error {
 	if err != nil {
 		return fmt.Errorf("audit entry: %w", err)
 	}
-	if err := t.audit.bucket.Put(u64(e.Seq), audit.Value(canonical)); err != nil {
+	v := audit.Value(canonical)
+	if err := t.audit.bucket.Put(u64(e.Seq), v); err != nil {
 		return err
 	}
-	t.audit.seq, t.audit.head, t.audit.dirty = e.Seq, audit.Hash(canonical), true
+	// The value starts with the entry's hash: the chain's new head.
+	t.audit.seq, t.audit.head, t.audit.dirty = e.Seq, v[:audit.HashSize:audit.HashSize], true
 	t.audit.appended = append(t.audit.appended, e)
 	return nil
 }
