@@ -5,6 +5,8 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -104,9 +106,41 @@ func (s *Store) Consents() ([]*storev1.ConsentRecord, error) {
 	return list(s, bucketConsents, nil, func() *storev1.ConsentRecord { return &storev1.ConsentRecord{} })
 }
 
-// Crises returns every crisis record, by id.
+// Crises returns every crisis record, by id. The records are shared with
+// other callers: they must not be modified.
 func (s *Store) Crises() ([]*storev1.CrisisRecord, error) {
-	return list(s, bucketCrises, nil, func() *storev1.CrisisRecord { return &storev1.CrisisRecord{} })
+	c := &s.crises
+	gen := c.gen.Load()
+	c.mu.Lock()
+	if c.ok && c.at == gen {
+		out := slices.Clone(c.list)
+		c.mu.Unlock()
+		return out, nil
+	}
+	c.mu.Unlock()
+	out, err := list(s, bucketCrises, nil, func() *storev1.CrisisRecord { return &storev1.CrisisRecord{} })
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	// read before the read: a commit that touched the bucket since
+	// has moved gen on, and this list is not taken again.
+	c.list, c.at, c.ok = out, gen, true
+	c.mu.Unlock()
+	return slices.Clone(out), nil
+}
+
+// crisisCache holds the crisis records as a read found them. gen moves on
+// after every commit that wrote to bucketCrises (write, wal.go); a list
+// read at an older gen is read again. A list is kept with the gen loaded
+// before the read that found it, so a commit between the two leaves it
+// stale by gen, never by content.
+type crisisCache struct {
+	gen  atomic.Uint64
+	mu   sync.Mutex
+	list []*storev1.CrisisRecord
+	at   uint64
+	ok   bool
 }
 
 // SecurityEvents returns the security events, oldest first.

@@ -84,6 +84,10 @@ type Store struct {
 	// decoded holds reports as Feed decoded them, shared by every reader.
 	decoded *reportCache
 
+	// crises caches what Crises read (records.go), which every received
+	// envelope and every publication asks for.
+	crises crisisCache
+
 	// The group commit (see batch). gmu guards the fields below it;
 	// ended is signalled when a leader stops leading.
 	gmu        sync.Mutex

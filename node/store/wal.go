@@ -46,6 +46,7 @@ package store
 // and log files.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -106,9 +107,13 @@ const (
 // redo is one transaction's log record, as the transaction builds it.
 // Its methods do nothing on a nil redo (the writes of Open, which its own
 // checkpoint makes durable).
-type redo struct{ b []byte }
+type redo struct {
+	b []byte
+	// crises: the transaction wrote to bucketCrises (see crisisCache).
+	crises bool
+}
 
-func (r *redo) reset() { r.b = r.b[:0] }
+func (r *redo) reset() { r.b, r.crises = r.b[:0], false }
 
 func (r *redo) path(op byte, path [][]byte) {
 	r.b = append(r.b, op, byte(len(path)))
@@ -133,6 +138,9 @@ type wbucket struct {
 
 // w is the top-level bucket name, for writing.
 func (t *Tx) w(name []byte) wbucket {
+	if t.redo != nil && bytes.Equal(name, bucketCrises) {
+		t.redo.crises = true
+	}
 	return wbucket{Bucket: t.tx.Bucket(name), path: [][]byte{name}, r: t.redo}
 }
 
@@ -573,6 +581,15 @@ func syncDir(path string) error {
 // written after its commit leaves bbolt ahead of the log: the store then
 // takes no more writes (logErr) and the next Open recovers to what was
 // acknowledged.
+// committedBuckets runs under wmu once the commit of r's transaction is
+// in bbolt: what caches the store keeps of the buckets it wrote are read
+// again.
+func (s *Store) committedBuckets(r *redo) {
+	if r.crises {
+		s.crises.gen.Add(1)
+	}
+}
+
 func (s *Store) write(fn func(*bolt.Tx, *redo) error) error {
 	s.wmu.Lock()
 	if s.logErr != nil {
@@ -601,6 +618,7 @@ func (s *Store) write(fn func(*bolt.Tx, *redo) error) error {
 		err := tx.Commit()
 		if err == nil {
 			s.dur.commit(txid, false)
+			s.committedBuckets(r)
 		}
 		s.wmu.Unlock()
 		if err != nil {
@@ -617,6 +635,7 @@ func (s *Store) write(fn func(*bolt.Tx, *redo) error) error {
 		s.wmu.Unlock()
 		return err
 	}
+	s.committedBuckets(r)
 	t0 := time.Now()
 	f, err := l.write()
 	if err != nil {
