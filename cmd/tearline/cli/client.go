@@ -183,15 +183,17 @@ func describe(err error) cliError {
 // refusing the client's certificate: the node's TLS alert about it, or the
 // node closing the connection just set up (with TLS 1.3 the client's side
 // of the handshake is done before the node checks the certificate, so the
-// first write fails or the server's preface ends at EOF). A broken pipe
-// can have other causes; the message says "most likely".
+// first write fails, with a broken pipe or, when the node's kernel answers
+// it with a reset, "connection reset by peer", or the server's preface
+// ends at EOF). Those can have other causes; the message says "most
+// likely".
 func refusedCertificate(msg string) bool {
 	for _, s := range []string{
 		"remote error: tls: bad certificate", "remote error: tls: certificate required",
 		"remote error: tls: revoked certificate", "remote error: tls: expired certificate",
 		"remote error: tls: unknown certificate", "remote error: tls: unsupported certificate",
 		"remote error: tls: access denied",
-		"error reading server preface: EOF", "broken pipe",
+		"error reading server preface: EOF", "broken pipe", "write: connection reset by peer",
 	} {
 		if strings.Contains(msg, s) {
 			return true

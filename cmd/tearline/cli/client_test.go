@@ -29,6 +29,17 @@ func TestDescribeUnavailable(t *testing.T) {
 	if e.Reason != "certificate-refused" || !strings.Contains(e.Message, "most likely it refused this profile's certificate") {
 		t.Fatalf("a certificate the node refused: %+v", e)
 	}
+	// The node's refusal seen as the first write's reset (TestE2EWrongNodeIsNamed
+	// met it once in a fresh clone's make test: the status as it came).
+	e = describe(status.Error(codes.Unavailable, `write tcp 127.0.0.1:40262->127.0.0.1:22360: write: connection reset by peer`))
+	if e.Reason != "certificate-refused" {
+		t.Fatalf("a refusal seen as a reset: %+v", e)
+	}
+	// A reset while reading is not read as one.
+	e = describe(status.Error(codes.Unavailable, `connection error: desc = "error reading from server: read tcp 127.0.0.1:40262->127.0.0.1:22360: read: connection reset by peer"`))
+	if e.Reason == "certificate-refused" {
+		t.Fatalf("a reset while reading: %+v", e)
+	}
 	// Another TLS alert (a server that is not a Tearline node) is not a
 	// refused certificate.
 	e = describe(status.Error(codes.Unavailable, `connection error: desc = "transport: authentication handshake failed: remote error: tls: no application protocol"`))
