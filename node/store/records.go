@@ -123,8 +123,8 @@ func (s *Store) Crises() ([]*storev1.CrisisRecord, error) {
 		return nil, err
 	}
 	c.mu.Lock()
-	// read before the read: a commit that touched the bucket since
-	// has moved gen on, and this list is not taken again.
+	// Kept with the gen loaded before the read: a commit to the bucket
+	// since then has moved gen on, so this list will not be answered.
 	c.list, c.at, c.ok = out, gen, true
 	c.mu.Unlock()
 	return slices.Clone(out), nil
