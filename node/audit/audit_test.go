@@ -1,9 +1,11 @@
 package audit
 
 import (
+	"slices"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	reportv1 "github.com/tearline/tearline/proto/tearline/report/v1"
@@ -110,5 +112,30 @@ func TestSummarize(t *testing.T) {
 	}
 	if gbr.ReportsReleased != 2 || gbr.DenialsByRule["noforn"] != 1 || gbr.ReportsReceived != 1 || gbr.WithdrawalsReceived != 1 || gbr.ConsentsAsked != 1 || gbr.ConsentsGranted != 1 {
 		t.Errorf("GBR: %+v", gbr)
+	}
+}
+
+// TestEventFromEntryRoundTrip: an event with every field an event audited
+// on its own carries comes back whole from its entry (the store keeps such
+// an event only there). A field added to storev1.Event must be carried by
+// both conversions: the test names the fields it knows.
+func TestEventFromEntryRoundTrip(t *testing.T) {
+	e := &storev1.Event{
+		Seq: 7, Time: timestamppb.New(t0), ReportId: "r1", Kind: "released", Party: "GBR", Subject: "USA/officer/o",
+		Decisions: []*reportv1.Decision{{Index: 1, Allowed: true, Rule: "origin", Banner: "SECRET//REL TO GBR, USA", Party: "GBR", Message: "m", Next: "n", Authority: "a"}},
+		Detail:    "d", Portions: []uint32{1, 2},
+	}
+	if got := EventFromEntry(EntryFromEvent(e)); !proto.Equal(got, e) {
+		t.Errorf("round trip:\n got %v\nwant %v", got, e)
+	}
+	var names []string
+	fields := e.ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		names = append(names, string(fields.Get(i).Name()))
+	}
+	// recipients: only a shared delivery has them, and it is kept whole.
+	want := []string{"seq", "time", "report_id", "kind", "party", "subject", "decisions", "detail", "portions", "recipients"}
+	if !slices.Equal(names, want) {
+		t.Errorf("storev1.Event has fields %v; EntryFromEvent and EventFromEntry carry %v", names, want)
 	}
 }

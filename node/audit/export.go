@@ -466,6 +466,15 @@ func EntryFromEvent(e *storev1.Event) *storev1.AuditEntry {
 	}
 }
 
+// EventFromEntry is the provenance event an entry made by EntryFromEvent
+// records (the store keeps such an event only in its entry).
+func EventFromEntry(e *storev1.AuditEntry) *storev1.Event {
+	return &storev1.Event{
+		Time: e.GetTime(), Kind: e.GetKind(), Subject: e.GetSubject(), Party: e.GetParty(), ReportId: e.GetReportId(),
+		Decisions: e.GetDecisions(), Detail: e.GetDetail(), Seq: e.GetEventSeq(), Portions: e.GetPortions(),
+	}
+}
+
 // EntryLine is the export line of an entry.
 func EntryLine(canonical []byte) ([]byte, error) {
 	r, err := RenderEntry(canonical)

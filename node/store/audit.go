@@ -115,10 +115,7 @@ func entryEvent(tx *bolt.Tx, k []byte, seq uint64) (*storev1.Event, error) {
 	if !bytes.Equal(k, provKey(e.GetReportId(), e.GetEventSeq())) {
 		return nil, fmt.Errorf("%w: provenance key %x refers to audit entry %d, which records event %d of report %q", ErrCorrupt, k, seq, e.GetEventSeq(), e.GetReportId())
 	}
-	return &storev1.Event{
-		Seq: e.GetEventSeq(), Time: e.GetTime(), ReportId: e.GetReportId(), Kind: e.GetKind(), Party: e.GetParty(),
-		Subject: e.GetSubject(), Decisions: e.GetDecisions(), Detail: e.GetDetail(), Portions: e.GetPortions(),
-	}, nil
+	return audit.EventFromEntry(e), nil
 }
 
 // auditEvent audits a provenance event: deliveries are grouped per
