@@ -8,6 +8,11 @@
 // loopback can connect to itself. The benchmark's catch-up phase restarts
 // a node on its port while its partner redials it, and failed that way
 // ("bind: address already in use").
+//
+// A port is also reserved for the process it was handed to, for as long
+// as it lives (reserve): go test runs packages in parallel processes, and
+// one of them took a port that another's node had released to restart on
+// it (TestE2EPartnerOfflineCatchUp failed so, once).
 package freeport
 
 import (
@@ -52,15 +57,30 @@ func Range(n int) (int, error) {
 	return 0, errors.New("freeport: no free ports on loopback")
 }
 
-// free reports whether ports base..base+n-1 were never handed out and can
-// be listened on now.
+// free reports whether ports base..base+n-1 were never handed out, are
+// not another live process's (reserve), and can be listened on now. It
+// keeps their reservations when they are.
 func free(base, n int) bool {
+	var taken []func()
+	release := func() {
+		for _, r := range taken {
+			r()
+		}
+	}
 	for i := range n {
 		if handed[base+i] {
+			release()
 			return false
 		}
+		r, ok := reserve(base + i)
+		if !ok {
+			release()
+			return false
+		}
+		taken = append(taken, r)
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
 		if err != nil {
+			release()
 			return false
 		}
 		l.Close()
