@@ -32,23 +32,24 @@ const MaxBatch = 1024
 // maxProofLen bounds an inclusion path: ceil(log2(MaxBatch)).
 const maxProofLen = 10
 
-func leafHash(input []byte) [sha256.Size]byte {
-	h := sha256.New()
-	h.Write([]byte{0})
-	h.Write(input)
-	var out [sha256.Size]byte
-	h.Sum(out[:0])
-	return out
+// stackInput is the size of the buffers the hashes below build their
+// input in: statements up to about this size hash without an allocation
+// (a hop or a header is a few hundred bytes); longer ones still hash.
+const stackInput = 1024
+
+// leafHash is a statement's leaf: SHA-256(0x00 ‖ signingInput(kind, payload)).
+func leafHash(kind string, payload []byte) [sha256.Size]byte {
+	var a [stackInput]byte
+	b := append(a[:0], 0)
+	return sha256.Sum256(appendSigningInput(b, kind, payload))
 }
 
 func nodeHash(l, r [sha256.Size]byte) [sha256.Size]byte {
-	h := sha256.New()
-	h.Write([]byte{1})
-	h.Write(l[:])
-	h.Write(r[:])
-	var out [sha256.Size]byte
-	h.Sum(out[:0])
-	return out
+	var b [1 + 2*sha256.Size]byte
+	b[0] = 1
+	copy(b[1:], l[:])
+	copy(b[1+sha256.Size:], r[:])
+	return sha256.Sum256(b[:])
 }
 
 // splitPoint is the largest power of two smaller than n (n > 1).
@@ -60,44 +61,52 @@ func splitPoint(n int) int {
 	return k
 }
 
-// merkleTree remembers the root of each subtree it has hashed, so that
-// the root and every leaf's path of one batch cost O(n) hashes in all
-// (computed leaf by leaf from scratch they cost O(n²)).
+// merkleTree is a batch's tree, every level of it from the leaves up:
+// level k+1 hashes level k's nodes in pairs, and an odd last node moves up
+// unhashed. That is RFC 9162's tree (each subtree split at the largest
+// power of two below its size) built from the bottom: n-1 hashes for n
+// leaves, and each leaf's path read off the levels.
 type merkleTree struct {
-	leaves [][sha256.Size]byte
-	memo   map[[2]int][sha256.Size]byte
+	levels [][][sha256.Size]byte
+	hashes int // nodeHash calls made
 }
 
 func newMerkleTree(leaves [][sha256.Size]byte) *merkleTree {
-	return &merkleTree{leaves: leaves, memo: make(map[[2]int][sha256.Size]byte, 2*len(leaves))}
+	t := &merkleTree{levels: [][][sha256.Size]byte{leaves}}
+	for l := leaves; len(l) > 1; {
+		next := make([][sha256.Size]byte, (len(l)+1)/2)
+		for i := range next {
+			if 2*i+1 < len(l) {
+				next[i] = nodeHash(l[2*i], l[2*i+1])
+				t.hashes++
+			} else {
+				next[i] = l[2*i]
+			}
+		}
+		t.levels = append(t.levels, next)
+		l = next
+	}
+	return t
 }
 
-// root is MTH(D[lo:hi]).
-func (t *merkleTree) root(lo, hi int) [sha256.Size]byte {
-	if hi-lo == 1 {
-		return t.leaves[lo]
-	}
-	if r, ok := t.memo[[2]int{lo, hi}]; ok {
-		return r
-	}
-	k := lo + splitPoint(hi-lo)
-	r := nodeHash(t.root(lo, k), t.root(k, hi))
-	t.memo[[2]int{lo, hi}] = r
-	return r
-}
+// root is MTH(D[n]).
+func (t *merkleTree) root() [sha256.Size]byte { return t.levels[len(t.levels)-1][0] }
 
-// path is PATH(m, D[lo:hi]) for the leaf at index m (lo <= m < hi).
-func (t *merkleTree) path(m, lo, hi int) [][]byte {
-	if hi-lo <= 1 {
-		return nil
+// path is PATH(m, D[n]): leaf m's siblings from the bottom up. Its hashes
+// are slices of the tree's levels, shared by the batch's proofs (no one
+// writes to a proof's hashes).
+func (t *merkleTree) path(m int) [][]byte {
+	var p [][]byte
+	for _, l := range t.levels[:len(t.levels)-1] {
+		if s := m ^ 1; s < len(l) {
+			if p == nil {
+				p = make([][]byte, 0, len(t.levels)-1)
+			}
+			p = append(p, l[s][:])
+		}
+		m >>= 1
 	}
-	k := lo + splitPoint(hi-lo)
-	if m < k {
-		r := t.root(k, hi)
-		return append(t.path(m, lo, k), r[:])
-	}
-	l := t.root(lo, k)
-	return append(t.path(m, k, hi), l[:])
+	return p
 }
 
 // rootFromProof recomputes the root from a leaf and its proof (RFC 9162
@@ -143,12 +152,11 @@ func batchInput(root [sha256.Size]byte, size uint32) []byte {
 // signedInput is the message sd's signature must verify over: the
 // statement's own domain-separated input, or the root of its batch.
 func signedInput(kind string, sd *reportv1.Signed) ([]byte, error) {
-	in := signingInput(kind, sd.GetPayload())
 	p := sd.GetBatch()
 	if p == nil {
-		return in, nil
+		return signingInput(kind, sd.GetPayload()), nil
 	}
-	root, err := rootFromProof(leafHash(in), p)
+	root, err := rootFromProof(leafHash(kind, sd.GetPayload()), p)
 	if err != nil {
 		return nil, err
 	}
@@ -165,15 +173,13 @@ func verifySignature(pub ed25519.PublicKey, msg, sig []byte, batched bool) bool 
 	if !batched {
 		return ed25519.Verify(pub, msg, sig)
 	}
-	h := sha256.New()
+	var a [stackInput]byte
+	in := a[:0]
 	for _, b := range [][]byte{pub, msg, sig} {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
-		h.Write(n[:])
-		h.Write(b)
+		in = binary.BigEndian.AppendUint64(in, uint64(len(b)))
+		in = append(in, b...)
 	}
-	var k [sha256.Size]byte
-	h.Sum(k[:0])
+	k := sha256.Sum256(in)
 	if _, ok := verifiedRoots.Get(k); ok {
 		return true
 	}
@@ -302,15 +308,15 @@ func (b *BatchSigner) signAll(batch []*batchCall) {
 	}
 	leaves := make([][sha256.Size]byte, len(batch))
 	for i, c := range batch {
-		leaves[i] = leafHash(signingInput(c.kind, c.payload))
+		leaves[i] = leafHash(c.kind, c.payload)
 	}
 	size := uint32(len(batch))
 	tree := newMerkleTree(leaves)
-	sig, chain := b.s.Sign(batchInput(tree.root(0, len(leaves)), size))
+	sig, chain := b.s.Sign(batchInput(tree.root(), size))
 	for i, c := range batch {
 		c.out = &reportv1.Signed{
 			Payload: c.payload, Signature: sig, CertChain: chain, Kind: c.kind,
-			Batch: &reportv1.MerkleProof{Index: uint32(i), Size: size, Path: tree.path(i, 0, len(leaves))},
+			Batch: &reportv1.MerkleProof{Index: uint32(i), Size: size, Path: tree.path(i)},
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
 	"testing"
@@ -19,12 +20,12 @@ func TestMerkleProofs(t *testing.T) {
 	for n := 2; n <= 70; n++ {
 		leaves := make([][sha256.Size]byte, n)
 		for i := range leaves {
-			leaves[i] = leafHash(fmt.Appendf(nil, "statement %d of %d", i, n))
+			leaves[i] = leafHash(KindHop, fmt.Appendf(nil, "statement %d of %d", i, n))
 		}
 		tree := newMerkleTree(leaves)
-		root := tree.root(0, n)
+		root := tree.root()
 		for m := range n {
-			p := &reportv1.MerkleProof{Index: uint32(m), Size: uint32(n), Path: tree.path(m, 0, n)}
+			p := &reportv1.MerkleProof{Index: uint32(m), Size: uint32(n), Path: tree.path(m)}
 			got, err := rootFromProof(leaves[m], p)
 			if err != nil || got != root {
 				t.Fatalf("n=%d m=%d: root %x, %v; want %x", n, m, got, err, root)
@@ -62,7 +63,7 @@ func TestMerkleProofs(t *testing.T) {
 }
 
 func TestMerkleProofLimits(t *testing.T) {
-	leaf := leafHash([]byte("x"))
+	leaf := leafHash(KindHop, []byte("x"))
 	for _, p := range []*reportv1.MerkleProof{
 		{Index: 0, Size: 1},
 		{Index: 2, Size: 2, Path: [][]byte{leaf[:]}},
@@ -76,9 +77,9 @@ func TestMerkleProofLimits(t *testing.T) {
 	}
 }
 
-// The remembering tree gives exactly RFC 9162's definitions, written
-// below as the RFC states them (recursively, without memory), for every
-// leaf of trees of every size up to 70; and it hashes each subtree once.
+// The tree built from the bottom gives exactly RFC 9162's definitions,
+// written below as the RFC states them (recursively), for every leaf of
+// trees of every size up to 70; and it hashes each subtree once.
 func TestMerkleTreeMatchesDefinition(t *testing.T) {
 	var mth func(d [][sha256.Size]byte) [sha256.Size]byte
 	mth = func(d [][sha256.Size]byte) [sha256.Size]byte {
@@ -104,20 +105,20 @@ func TestMerkleTreeMatchesDefinition(t *testing.T) {
 	for n := 1; n <= 70; n++ {
 		leaves := make([][sha256.Size]byte, n)
 		for i := range leaves {
-			leaves[i] = leafHash(fmt.Appendf(nil, "leaf %d of %d", i, n))
+			leaves[i] = leafHash(KindHop, fmt.Appendf(nil, "leaf %d of %d", i, n))
 		}
 		tree := newMerkleTree(leaves)
-		if got, want := tree.root(0, n), mth(leaves); got != want {
+		if got, want := tree.root(), mth(leaves); got != want {
 			t.Fatalf("n=%d: root %x, want %x", n, got, want)
 		}
 		for m := range n {
-			got, want := tree.path(m, 0, n), path(m, leaves)
+			got, want := tree.path(m), path(m, leaves)
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("n=%d m=%d: path %x, want %x", n, m, got, want)
 			}
 		}
-		if n > 1 && len(tree.memo) != n-1 {
-			t.Errorf("n=%d: %d subtrees hashed, want n-1 = %d (each inner node once)", n, len(tree.memo), n-1)
+		if tree.hashes != n-1 {
+			t.Errorf("n=%d: %d subtrees hashed, want n-1 = %d (each inner node once)", n, tree.hashes, n-1)
 		}
 	}
 }
@@ -126,13 +127,66 @@ func TestMerkleTreeMatchesDefinition(t *testing.T) {
 func BenchmarkBatchProofs(b *testing.B) {
 	leaves := make([][sha256.Size]byte, 256)
 	for i := range leaves {
-		leaves[i] = leafHash(fmt.Appendf(nil, "leaf %d", i))
+		leaves[i] = leafHash(KindHop, fmt.Appendf(nil, "leaf %d", i))
 	}
 	for b.Loop() {
 		tree := newMerkleTree(leaves)
-		tree.root(0, len(leaves))
+		tree.root()
 		for m := range leaves {
-			tree.path(m, 0, len(leaves))
+			tree.path(m)
+		}
+	}
+}
+
+// keySigner signs with a bare ed25519 key (no certificate chain).
+type keySigner ed25519.PrivateKey
+
+func (k keySigner) Sign(msg []byte) ([]byte, [][]byte) {
+	return ed25519.Sign(ed25519.PrivateKey(k), msg), nil
+}
+
+// benchBatch signs 64 hop-sized statements as one batch.
+func benchBatch(b *testing.B) (ed25519.PublicKey, []*batchCall) {
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	calls := make([]*batchCall, 64)
+	for i := range calls {
+		calls[i] = &batchCall{kind: KindHop, payload: fmt.Appendf(nil, "%0200d", i)}
+	}
+	NewBatchSigner(keySigner(priv)).signAll(calls)
+	return pub, calls
+}
+
+// BenchmarkSignAll: one batch of 64 statements signed (the signature, the
+// leaves, the tree and each statement's proof).
+func BenchmarkSignAll(b *testing.B) {
+	_, calls := benchBatch(b)
+	s := NewBatchSigner(keySigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))))
+	for b.Loop() {
+		s.signAll(calls)
+	}
+}
+
+// BenchmarkVerifyBatched: a statement of a batch whose root has verified
+// already, as a receiver checks every statement but the first of a batch:
+// its proof to the root, and the remembered root.
+func BenchmarkVerifyBatched(b *testing.B) {
+	pub, calls := benchBatch(b)
+	for _, c := range calls {
+		msg, err := signedInput(c.kind, c.out)
+		if err != nil || !verifySignature(pub, msg, c.out.GetSignature(), true) {
+			b.Fatalf("statement does not verify: %v", err)
+		}
+	}
+	i := 0
+	for b.Loop() {
+		c := calls[i%len(calls)]
+		i++
+		msg, err := signedInput(c.kind, c.out)
+		if err != nil || !verifySignature(pub, msg, c.out.GetSignature(), true) {
+			b.Fatal("statement does not verify")
 		}
 	}
 }

@@ -86,7 +86,11 @@ type Verifier interface {
 // signingInput separates the signatures of different statement kinds, so a
 // signature over a hop can never be replayed as one over a header.
 func signingInput(kind string, payload []byte) []byte {
-	b := make([]byte, 0, len("tearline/v1/")+len(kind)+1+len(payload))
+	return appendSigningInput(make([]byte, 0, len("tearline/v1/")+len(kind)+1+len(payload)), kind, payload)
+}
+
+// appendSigningInput appends signingInput(kind, payload) to b.
+func appendSigningInput(b []byte, kind string, payload []byte) []byte {
 	b = append(b, "tearline/v1/"...)
 	b = append(b, kind...)
 	b = append(b, 0)
