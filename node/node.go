@@ -323,18 +323,22 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 			Marking: report.MarkingToProto(m), ContentType: ct, Title: np.Title, Body: np.Body,
 		})
 	}
-	hdr, portions, err := report.Seal(draft, n.signer)
+	h, portions, err := report.Prepare(draft)
+	var hst report.Statement
+	if err == nil {
+		hst, err = report.NewStatement(report.KindHeader, h)
+	}
 	if err != nil {
 		if errors.Is(err, report.ErrInvalid) || errors.Is(err, report.ErrTooLarge) {
 			return "", nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 		return "", nil, fmt.Errorf("%w: seal: %w", ErrInternal, err)
 	}
-	v, err := report.OpenOwnHeader(hdr)
-	if err != nil {
-		return "", nil, fmt.Errorf("%w: own header: %w", ErrInternal, err)
-	}
-	held := &storev1.StoredReport{Envelope: &reportv1.Envelope{Header: hdr, Portions: portions}}
+	// The releases are decided on the header as it will be signed, and
+	// their hops signed with it, together (below).
+	digest := sha256.Sum256(hst.Payload)
+	v := &report.Verified{Header: h, Digest: digest[:]}
+	held := &storev1.StoredReport{Envelope: &reportv1.Envelope{Portions: portions}}
 	// A new report has no grants yet; only this party's crises can apply.
 	auth := authorities{signed: map[string]*reportv1.Signed{}}
 	if err := n.addCrises(&auth, n.party); err != nil {
@@ -355,21 +359,43 @@ func (n *Node) Publish(ctx context.Context, by pki.Identity, in PublishInput) (s
 	// Decide and sign each partner's release before the commit, so that
 	// the commit (shared with concurrent publishes) only writes.
 	var plans []*releasePlan
+	sts := []report.Statement{hst}
 	for _, p := range n.Partners() {
 		if routedVia(draft.Route, p.Party) != "" {
 			continue
 		}
-		plan, err := n.planRelease(now, v, held, p.Party, nil, by.String(), auth, true)
+		plan, err := n.decideRelease(now, v, held, p.Party, nil, by.String(), auth, true)
 		if err != nil {
 			return "", nil, fmt.Errorf("%w: %w", ErrInternal, err)
 		}
-		if plan.env == nil {
+		if plan.hop == nil {
 			// Nothing of it goes to p as published (its markings, or
 			// the agreement with p): not a denial concerning p
 			// (audit.DetailAtPublication).
 			plan.ev.Detail = audit.DetailAtPublication
+		} else {
+			st, err := report.NewStatement(report.KindHop, plan.hop)
+			if err != nil {
+				return "", nil, fmt.Errorf("%w: hop to %s: %w", ErrInternal, p.Party, err)
+			}
+			sts = append(sts, st)
 		}
 		plans = append(plans, plan)
+	}
+	// The header and its hops in one batch: one signature, which each
+	// partner verifies once (at rates where no batch forms by itself, a
+	// signature each cost a partner two verifications a report).
+	signed := report.SignTogether(n.signer, sts...)
+	held.Envelope.Header = signed[0]
+	if v, err = report.OpenOwnHeader(signed[0]); err != nil {
+		return "", nil, fmt.Errorf("%w: own header: %w", ErrInternal, err)
+	}
+	k := 1
+	for _, plan := range plans {
+		if plan.hop != nil {
+			n.completeRelease(plan, held, auth, signed[k])
+			k++
+		}
 	}
 	// A caller gone by now (its deadline passed, its stream ended) would
 	// never learn the report's id: store nothing rather than a report it
@@ -462,18 +488,34 @@ func (n *Node) releaseTo(t *store.Tx, now time.Time, v *report.Verified, held *s
 
 // releasePlan is a release decided and signed, not yet stored.
 type releasePlan struct {
-	rel    Release
-	env    *reportv1.Envelope // nil when no portion is allowed
-	hop    *reportv1.Hop
-	signed *reportv1.Signed
-	ev     *storev1.Event
-	notify bool // the hop rests on an authority or the route of the originator: it is told (a hop notice)
+	rel     Release
+	env     *reportv1.Envelope // nil when no portion is allowed
+	hop     *reportv1.Hop      // nil when no portion is allowed
+	allowed []*reportv1.Portion
+	signed  *reportv1.Signed
+	ev      *storev1.Event
+	notify  bool // the hop rests on an authority or the route of the originator: it is told (a hop notice)
 }
 
 // planRelease decides the portions of held for party `to` and signs the hop
 // of those allowed. It touches no store, so that the signing can happen
 // outside the commit (Publish plans before its transaction).
 func (n *Node) planRelease(now time.Time, v *report.Verified, held *storev1.StoredReport, to string, only []uint32, subject string, auth authorities, hold bool) (*releasePlan, error) {
+	p, err := n.decideRelease(now, v, held, to, only, subject, auth, hold)
+	if err != nil || p.hop == nil {
+		return p, err
+	}
+	sh, err := report.SignHop(p.hop, n.signer)
+	if err != nil {
+		return nil, err
+	}
+	n.completeRelease(p, held, auth, sh)
+	return p, nil
+}
+
+// decideRelease is planRelease up to the signature: the decisions, the
+// event, and the hop of the portions allowed (none if none is).
+func (n *Node) decideRelease(now time.Time, v *report.Verified, held *storev1.StoredReport, to string, only []uint32, subject string, auth authorities, hold bool) (*releasePlan, error) {
 	p := &releasePlan{rel: Release{Party: to}}
 	// A suspended partner is denied (rule 1), except that what the
 	// originator publishes meanwhile is queued and held: the link delivers
@@ -516,19 +558,23 @@ func (n *Node) planRelease(now time.Time, v *report.Verified, held *storev1.Stor
 		p.ev.Kind = "refused"
 		return p, nil
 	}
-	sh, err := report.SignHop(hop, n.signer)
-	if err != nil {
-		return nil, err
-	}
-	hops, named := hopsCarrying(held.GetEnvelope().GetHops(), allowed)
-	p.hop, p.signed = hop, sh
+	p.hop, p.allowed = hop, allowed
+	return p, nil
+}
+
+// completeRelease completes a release that decideRelease planned with its
+// hop signed (sh): the envelope for the party, and whether the originator
+// is told.
+func (n *Node) completeRelease(p *releasePlan, held *storev1.StoredReport, auth authorities, sh *reportv1.Signed) {
+	hops, named := hopsCarrying(held.GetEnvelope().GetHops(), p.allowed)
+	p.signed = sh
 	p.env = &reportv1.Envelope{
 		Header:      held.GetEnvelope().GetHeader(),
-		Portions:    allowed,
+		Portions:    p.allowed,
 		Hops:        append(hops, sh),
 		Authorities: authoritiesNamed(held.GetEnvelope().GetAuthorities(), named),
 	}
-	for _, pr := range hop.GetPortions() {
+	for _, pr := range p.hop.GetPortions() {
 		if pr.GetBasis() == reportv1.Basis_BASIS_RELAY {
 			p.notify = true // on the originator's own route: it hears where the report went
 			continue
@@ -541,7 +587,6 @@ func (n *Node) planRelease(now time.Time, v *report.Verified, held *storev1.Stor
 			p.env.Authorities = mergeSigned(p.env.Authorities, []*reportv1.Signed{sd})
 		}
 	}
-	return p, nil
 }
 
 // applyRelease stores a planned release inside t: the provenance event

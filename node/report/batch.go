@@ -227,9 +227,8 @@ const (
 )
 
 type batchCall struct {
-	kind    string
-	payload []byte
-	out     *reportv1.Signed
+	sts []Statement
+	out []*reportv1.Signed
 	// lead receives false when out is set, true when the caller must sign
 	// the next batch.
 	lead chan bool
@@ -240,28 +239,28 @@ func NewBatchSigner(s Signer) *BatchSigner {
 	return &BatchSigner{s: s, Linger: DefaultLinger, Busy: DefaultBusy}
 }
 
-// arrived counts one statement at now and reports whether the rate of the
+// arrived counts n statements at now and reports whether the rate of the
 // last full window reached b.Busy. Called with b.mu held.
-func (b *BatchSigner) arrived(now time.Time) bool {
+func (b *BatchSigner) arrived(now time.Time, n int) bool {
 	switch d := now.Sub(b.window); {
 	case d >= 2*rateWindow || d < 0:
 		b.window, b.inWindow, b.lastInWindow = now, 0, 0
 	case d >= rateWindow:
 		b.window, b.lastInWindow, b.inWindow = b.window.Add(rateWindow), b.inWindow, 0
 	}
-	b.inWindow++
+	b.inWindow += n
 	return b.Linger > 0 && b.lastInWindow*int(time.Second/rateWindow) >= b.Busy
 }
 
 // Sign signs one message alone with the wrapped signer.
 func (b *BatchSigner) Sign(msg []byte) ([]byte, [][]byte) { return b.s.Sign(msg) }
 
-// signBatched signs payload as kind in the next batch.
-func (b *BatchSigner) signBatched(kind string, payload []byte) *reportv1.Signed {
-	c := &batchCall{kind: kind, payload: payload, lead: make(chan bool, 1)}
+// signBatched signs sts, in order, in the next batch.
+func (b *BatchSigner) signBatched(sts []Statement) []*reportv1.Signed {
+	c := &batchCall{sts: sts, lead: make(chan bool, 1)}
 	b.mu.Lock()
 	b.pending = append(b.pending, c)
-	loaded := b.arrived(time.Now())
+	loaded := b.arrived(time.Now(), len(sts))
 	if b.busy {
 		b.mu.Unlock()
 		if lead := <-c.lead; !lead {
@@ -275,9 +274,14 @@ func (b *BatchSigner) signBatched(kind string, payload []byte) *reportv1.Signed 
 			time.Sleep(b.Linger)
 		}
 	}
-	// This caller signs what is pending (its own statement among it).
+	// This caller signs what is pending (its own statements first): the
+	// calls whose statements fit in MaxBatch, and at least its own.
 	b.mu.Lock()
-	n := min(len(b.pending), MaxBatch)
+	n, size := 1, len(b.pending[0].sts)
+	for n < len(b.pending) && size+len(b.pending[n].sts) <= MaxBatch {
+		size += len(b.pending[n].sts)
+		n++
+	}
 	batch := b.pending[:n:n]
 	b.pending = b.pending[n:]
 	b.mu.Unlock()
@@ -299,24 +303,44 @@ func (b *BatchSigner) signBatched(kind string, payload []byte) *reportv1.Signed 
 	return c.out
 }
 
+// signAll signs the statements of batch, MaxBatch at a time (a call may
+// bring more), and sets each call's out.
 func (b *BatchSigner) signAll(batch []*batchCall) {
-	if len(batch) == 1 {
-		c := batch[0]
-		sig, chain := b.s.Sign(signingInput(c.kind, c.payload))
-		c.out = &reportv1.Signed{Payload: c.payload, Signature: sig, CertChain: chain, Kind: c.kind}
-		return
+	var sts []Statement
+	for _, c := range batch {
+		sts = append(sts, c.sts...)
 	}
-	leaves := make([][sha256.Size]byte, len(batch))
-	for i, c := range batch {
-		leaves[i] = leafHash(c.kind, c.payload)
+	out := make([]*reportv1.Signed, 0, len(sts))
+	for len(sts) > 0 {
+		k := min(len(sts), MaxBatch)
+		out = append(out, b.sign(sts[:k])...)
+		sts = sts[k:]
 	}
-	size := uint32(len(batch))
+	for _, c := range batch {
+		c.out, out = out[:len(c.sts):len(c.sts)], out[len(c.sts):]
+	}
+}
+
+// sign signs at most MaxBatch statements: one alone, more over their root.
+func (b *BatchSigner) sign(sts []Statement) []*reportv1.Signed {
+	if len(sts) == 1 {
+		st := sts[0]
+		sig, chain := b.s.Sign(signingInput(st.Kind, st.Payload))
+		return []*reportv1.Signed{{Payload: st.Payload, Signature: sig, CertChain: chain, Kind: st.Kind}}
+	}
+	leaves := make([][sha256.Size]byte, len(sts))
+	for i, st := range sts {
+		leaves[i] = leafHash(st.Kind, st.Payload)
+	}
+	size := uint32(len(sts))
 	tree := newMerkleTree(leaves)
 	sig, chain := b.s.Sign(batchInput(tree.root(), size))
-	for i, c := range batch {
-		c.out = &reportv1.Signed{
-			Payload: c.payload, Signature: sig, CertChain: chain, Kind: c.kind,
+	out := make([]*reportv1.Signed, len(sts))
+	for i, st := range sts {
+		out[i] = &reportv1.Signed{
+			Payload: st.Payload, Signature: sig, CertChain: chain, Kind: st.Kind,
 			Batch: &reportv1.MerkleProof{Index: uint32(i), Size: size, Path: tree.path(i)},
 		}
 	}
+	return out
 }

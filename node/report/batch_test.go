@@ -1,7 +1,10 @@
 package report_test
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -228,5 +231,104 @@ func TestBatchSignerLingersUnderLoad(t *testing.T) {
 		if hdr.GetBatch() != nil {
 			t.Errorf("quiet signer, statement %d: batch proof %v, want a lone signature", i, hdr.GetBatch())
 		}
+	}
+}
+
+// countSigner counts its signatures.
+type countSigner struct {
+	report.Signer
+	n atomic.Int64
+}
+
+func (s *countSigner) Sign(msg []byte) ([]byte, [][]byte) {
+	s.n.Add(1)
+	return s.Signer.Sign(msg)
+}
+
+// prepared is a report prepared, not yet signed: its header's statement,
+// and the hops of its portions 1 and 2 to each party of to, as statements.
+func prepared(t *testing.T, to ...string) (sealed, []report.Statement) {
+	t.Helper()
+	h, ps, err := report.Prepare(draft("USA", time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hst, err := report.NewStatement(report.KindHeader, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256(hst.Payload)
+	r := sealed{portions: ps, v: &report.Verified{Header: h, Digest: digest[:]}}
+	sts := []report.Statement{hst}
+	for _, p := range to {
+		st, err := report.NewStatement(report.KindHop, hop(r, "USA", p, time.Now(), 1, 2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sts = append(sts, st)
+	}
+	return r, sts
+}
+
+// SignTogether with a BatchSigner signs a header and its hops with one
+// signature, even with nothing else to sign (a lone statement is signed
+// alone), and each verifies on its own; with another Signer, each is
+// signed alone; statements beyond MaxBatch take another signature.
+func TestSignTogether(t *testing.T) {
+	f := newFederation(t, "USA", "GBR", "CAN")
+	cs := &countSigner{Signer: f.node(t, "USA")}
+	check := func(t *testing.T, signed []*reportv1.Signed, hops int) {
+		t.Helper()
+		if len(signed) != 1+hops {
+			t.Fatalf("%d statements signed, want %d", len(signed), 1+hops)
+		}
+		v, err := report.OpenHeader(signed[0], f.trust)
+		if err != nil {
+			t.Fatalf("header: %v", err)
+		}
+		for i, sd := range signed[1:] {
+			if _, err := report.OpenHop(sd, v.Digest, v.Header.GetId(), f.trust); err != nil {
+				t.Fatalf("hop %d: %v", i, err)
+			}
+		}
+	}
+
+	_, sts := prepared(t, "GBR", "CAN")
+	signed := report.SignTogether(report.NewBatchSigner(cs), sts...)
+	check(t, signed, 2)
+	if n := cs.n.Load(); n != 1 {
+		t.Errorf("a header and two hops took %d signatures, want 1", n)
+	}
+	for i, sd := range signed {
+		if sd.GetBatch().GetSize() != 3 || sd.GetBatch().GetIndex() != uint32(i) || !bytes.Equal(sd.GetSignature(), signed[0].GetSignature()) {
+			t.Errorf("statement %d: proof %v; want leaf %d of 3 under the header's signature", i, sd.GetBatch(), i)
+		}
+		if string(sd.GetPayload()) != string(sts[i].Payload) || sd.GetKind() != sts[i].Kind {
+			t.Errorf("statement %d signed out of order", i)
+		}
+	}
+
+	cs.n.Store(0)
+	_, sts = prepared(t, "GBR")
+	check(t, report.SignTogether(cs, sts...), 1)
+	if n := cs.n.Load(); n != 2 {
+		t.Errorf("a plain signer made %d signatures for two statements, want 2", n)
+	}
+
+	cs.n.Store(0)
+	_, sts = prepared(t)
+	for len(sts) < report.MaxBatch+2 {
+		_, more := prepared(t, "GBR")
+		sts = append(sts, more[1])
+	}
+	signed = report.SignTogether(report.NewBatchSigner(cs), sts...)
+	if n := cs.n.Load(); n != 2 {
+		t.Errorf("%d statements took %d signatures, want 2", len(sts), n)
+	}
+	if _, err := report.OpenHeader(signed[0], f.trust); err != nil || signed[0].GetBatch().GetSize() != report.MaxBatch {
+		t.Errorf("the first statement: %v, in a batch of %d; want one of %d", err, signed[0].GetBatch().GetSize(), report.MaxBatch)
+	}
+	if last := signed[len(signed)-1]; last.GetBatch().GetSize() != 2 || bytes.Equal(last.GetSignature(), signed[0].GetSignature()) {
+		t.Errorf("the last statement: batch %v; want the second signature's batch of 2", last.GetBatch())
 	}
 }

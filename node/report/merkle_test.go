@@ -146,26 +146,25 @@ func (k keySigner) Sign(msg []byte) ([]byte, [][]byte) {
 }
 
 // benchBatch signs 64 hop-sized statements as one batch.
-func benchBatch(b *testing.B) (ed25519.PublicKey, []*batchCall) {
+func benchBatch(b *testing.B) (ed25519.PublicKey, []Statement, []*reportv1.Signed) {
 	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	calls := make([]*batchCall, 64)
-	for i := range calls {
-		calls[i] = &batchCall{kind: KindHop, payload: fmt.Appendf(nil, "%0200d", i)}
+	sts := make([]Statement, 64)
+	for i := range sts {
+		sts[i] = Statement{Kind: KindHop, Payload: fmt.Appendf(nil, "%0200d", i)}
 	}
-	NewBatchSigner(keySigner(priv)).signAll(calls)
-	return pub, calls
+	return pub, sts, NewBatchSigner(keySigner(priv)).sign(sts)
 }
 
 // BenchmarkSignAll: one batch of 64 statements signed (the signature, the
 // leaves, the tree and each statement's proof).
 func BenchmarkSignAll(b *testing.B) {
-	_, calls := benchBatch(b)
+	_, sts, _ := benchBatch(b)
 	s := NewBatchSigner(keySigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))))
 	for b.Loop() {
-		s.signAll(calls)
+		s.sign(sts)
 	}
 }
 
@@ -173,19 +172,19 @@ func BenchmarkSignAll(b *testing.B) {
 // already, as a receiver checks every statement but the first of a batch:
 // its proof to the root, and the remembered root.
 func BenchmarkVerifyBatched(b *testing.B) {
-	pub, calls := benchBatch(b)
-	for _, c := range calls {
-		msg, err := signedInput(c.kind, c.out)
-		if err != nil || !verifySignature(pub, msg, c.out.GetSignature(), true) {
+	pub, sts, signed := benchBatch(b)
+	for i, sd := range signed {
+		msg, err := signedInput(sts[i].Kind, sd)
+		if err != nil || !verifySignature(pub, msg, sd.GetSignature(), true) {
 			b.Fatalf("statement does not verify: %v", err)
 		}
 	}
 	i := 0
 	for b.Loop() {
-		c := calls[i%len(calls)]
+		sd := signed[i%len(signed)]
 		i++
-		msg, err := signedInput(c.kind, c.out)
-		if err != nil || !verifySignature(pub, msg, c.out.GetSignature(), true) {
+		msg, err := signedInput(KindHop, sd)
+		if err != nil || !verifySignature(pub, msg, sd.GetSignature(), true) {
 			b.Fatal("statement does not verify")
 		}
 	}

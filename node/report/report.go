@@ -99,18 +99,48 @@ func appendSigningInput(b []byte, kind string, payload []byte) []byte {
 
 // SignStatement serializes m deterministically and signs it as kind.
 func SignStatement(kind string, m proto.Message, s Signer) (*reportv1.Signed, error) {
+	st, err := NewStatement(kind, m)
+	if err != nil {
+		return nil, err
+	}
+	return SignTogether(s, st)[0], nil
+}
+
+// Statement is a statement to sign: its kind and its payload, the
+// deterministic encoding of its message.
+type Statement struct {
+	Kind    string
+	Payload []byte
+}
+
+// NewStatement encodes m deterministically as a statement of kind, within
+// MaxStatementSize.
+func NewStatement(kind string, m proto.Message) (Statement, error) {
 	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
-		return nil, fmt.Errorf("%w: marshal %s: %v", ErrInvalid, kind, err)
+		return Statement{}, fmt.Errorf("%w: marshal %s: %v", ErrInvalid, kind, err)
 	}
 	if len(payload) > MaxStatementSize {
-		return nil, fmt.Errorf("%w: %s is %d bytes; the limit is %d", ErrTooLarge, kind, len(payload), MaxStatementSize)
+		return Statement{}, fmt.Errorf("%w: %s is %d bytes; the limit is %d", ErrTooLarge, kind, len(payload), MaxStatementSize)
 	}
+	return Statement{Kind: kind, Payload: payload}, nil
+}
+
+// SignTogether signs sts, in order. A BatchSigner signs them in one batch
+// (with whatever else is waiting, up to MaxBatch): one signature for them
+// all, which a receiver verifies once (a report's header and its hops, at
+// a rate too low for batches to form by themselves). Another Signer signs
+// each alone.
+func SignTogether(s Signer, sts ...Statement) []*reportv1.Signed {
 	if b, ok := s.(*BatchSigner); ok {
-		return b.signBatched(kind, payload), nil
+		return b.signBatched(sts)
 	}
-	sig, chain := s.Sign(signingInput(kind, payload))
-	return &reportv1.Signed{Payload: payload, Signature: sig, CertChain: chain, Kind: kind}, nil
+	out := make([]*reportv1.Signed, len(sts))
+	for i, st := range sts {
+		sig, chain := s.Sign(signingInput(st.Kind, st.Payload))
+		out[i] = &reportv1.Signed{Payload: st.Payload, Signature: sig, CertChain: chain, Kind: st.Kind}
+	}
+	return out
 }
 
 // verifyStatement checks sd's signature with its leaf key, then the chain
@@ -204,6 +234,22 @@ type Draft struct {
 // Seal numbers the draft's portions, salts them, checks the limits, and
 // signs the header. It returns the signed header and the complete portions.
 func Seal(d Draft, s Signer) (*reportv1.Signed, []*reportv1.Portion, error) {
+	h, ps, err := Prepare(d)
+	if err != nil {
+		return nil, nil, err
+	}
+	sd, err := SignStatement(KindHeader, h, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sd, ps, nil
+}
+
+// Prepare is Seal without the signature: the header to sign (as
+// NewStatement(KindHeader, h)) and the complete portions. A caller signs
+// the header with other statements (SignTogether) to need one signature
+// for them all.
+func Prepare(d Draft) (*reportv1.Header, []*reportv1.Portion, error) {
 	if len(d.Portions) == 0 {
 		return nil, nil, fmt.Errorf("%w: a report needs at least one portion", ErrInvalid)
 	}
@@ -241,11 +287,7 @@ func Seal(d Draft, s Signer) (*reportv1.Signed, []*reportv1.Portion, error) {
 		}
 		h.Portions = append(h.Portions, &reportv1.PortionDigest{Index: p.Index, Digest: dg})
 	}
-	sd, err := SignStatement(KindHeader, h, s)
-	if err != nil {
-		return nil, nil, err
-	}
-	return sd, ps, nil
+	return h, ps, nil
 }
 
 // CheckPortions checks the limits on a set of portions: count, sizes,
