@@ -46,7 +46,7 @@ func publishLike(t *testing.T, s *Store, n int) {
 
 // TestOrderedBucketsArePacked: buckets whose keys arrive in order fill
 // their pages instead of leaving each half empty (bbolt's default split),
-// so a commit writes fewer pages. Before packBuckets, reports, provenance
+// so a commit writes fewer pages. Before their fill was set, reports, provenance
 // and audit measured 47-50 % full here.
 func TestOrderedBucketsArePacked(t *testing.T) {
 	s := openTestStore(t)

@@ -1,6 +1,10 @@
 package store
 
-import bolt "go.etcd.io/bbolt"
+import (
+	"bytes"
+
+	bolt "go.etcd.io/bbolt"
+)
 
 // The schema: every bucket of a node's bbolt file is named here and nowhere
 // else (STYLE 12). Keys are big-endian sequence numbers unless noted, so that
@@ -112,19 +116,16 @@ var packedBuckets = []struct {
 	{bucketPartnerCheckpoints, 1},
 }
 
-// packBuckets sets the fill of tx's ordered buckets (see packedBuckets),
-// and of each partner's outbox, whose keys are sequence numbers. bbolt
-// keeps a bucket's setting for the rest of the transaction.
-func packBuckets(tx *bolt.Tx) {
+// fillOf is the fill of the top-level bucket name: its packedBuckets
+// entry, or bbolt's default. The store sets it on each bucket it opens for
+// writing (Tx.w), and 1 on each partner's outbox (wbucket.Sub), whose keys
+// are sequence numbers; bbolt keeps a bucket's setting for the rest of the
+// transaction. Buckets a commit does not write are not opened for it.
+func fillOf(name []byte) float64 {
 	for _, p := range packedBuckets {
-		if b := tx.Bucket(p.name); b != nil {
-			b.FillPercent = p.fill
+		if bytes.Equal(p.name, name) {
+			return p.fill
 		}
 	}
-	if ob := tx.Bucket(bucketOutbox); ob != nil {
-		_ = ob.ForEachBucket(func(k []byte) error {
-			ob.Bucket(k).FillPercent = 1
-			return nil
-		})
-	}
+	return bolt.DefaultFillPercent
 }

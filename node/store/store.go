@@ -851,7 +851,6 @@ func (t *Tx) Enqueue(party string, it *storev1.OutboxItem) error {
 	if err != nil {
 		return err
 	}
-	ob.FillPercent = 1 // a new partner's bucket, not yet seen by packBuckets
 	seq, err := ob.NextSequence()
 	if err != nil {
 		return err
@@ -891,7 +890,6 @@ func (s *Store) update(now time.Time, fn func(*Tx) error) ([]*storev1.AuditEntry
 	var t *Tx
 	start := time.Now()
 	err := s.write(func(tx *bolt.Tx, r *redo) error {
-		packBuckets(tx)
 		t = &Tx{tx: tx, redo: r, now: now, st: s, group: &deliveryGroup{}}
 		if err := fn(t); err != nil {
 			return err
@@ -1086,7 +1084,6 @@ func (s *Store) commitGroup(group []*groupCall) {
 	var fresh []decodedReport
 	start := time.Now()
 	err := s.write(func(tx *bolt.Tx, r *redo) error {
-		packBuckets(tx)
 		shared := &deliveryGroup{}
 		for _, c := range group {
 			t := &Tx{tx: tx, redo: r, now: c.now, st: s, group: shared}

@@ -141,7 +141,11 @@ func (t *Tx) w(name []byte) wbucket {
 	if t.redo != nil && bytes.Equal(name, bucketCrises) {
 		t.redo.crises = true
 	}
-	return wbucket{Bucket: t.tx.Bucket(name), path: [][]byte{name}, r: t.redo}
+	b := t.tx.Bucket(name)
+	if b != nil {
+		b.FillPercent = fillOf(name)
+	}
+	return wbucket{Bucket: b, path: [][]byte{name}, r: t.redo}
 }
 
 // Put is bbolt's Put, logged.
@@ -181,7 +185,16 @@ func (b wbucket) NextSequence() (uint64, error) {
 
 // Sub is a nested bucket, for writing; its Bucket is nil if it is missing.
 func (b wbucket) Sub(name []byte) wbucket {
-	return wbucket{Bucket: b.Bucket.Bucket(name), path: append(b.path[:len(b.path):len(b.path)], name), r: b.r}
+	return b.sub(b.Bucket.Bucket(name), name)
+}
+
+// sub is nb, b's nested bucket name, for writing; a partner's outbox packs
+// its pages (see fillOf).
+func (b wbucket) sub(nb *bolt.Bucket, name []byte) wbucket {
+	if nb != nil && len(b.path) == 1 && bytes.Equal(b.path[0], bucketOutbox) {
+		nb.FillPercent = 1
+	}
+	return wbucket{Bucket: nb, path: append(b.path[:len(b.path):len(b.path)], name), r: b.r}
 }
 
 // CreateBucketIfNotExists is bbolt's, logged when it creates the bucket.
@@ -193,7 +206,7 @@ func (b wbucket) CreateBucketIfNotExists(name []byte) (wbucket, error) {
 	if err != nil {
 		return wbucket{}, err
 	}
-	sub := wbucket{Bucket: nb, path: append(b.path[:len(b.path):len(b.path)], name), r: b.r}
+	sub := b.sub(nb, name)
 	if b.r != nil {
 		b.r.path(opBucket, sub.path)
 	}
