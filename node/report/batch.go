@@ -2,6 +2,7 @@ package report
 
 import (
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -16,12 +17,19 @@ import (
 // of a batch, each statement carrying its inclusion proof). A node signs
 // many statements at once under load: the statements of a batch are the
 // leaves of a Merkle tree hashed as in RFC 9162 §2.1, leaf i being
-// SHA-256(0x00 ‖ signingInput(kind_i, payload_i)), and the signature is
-// over signingInput("batch", root ‖ size). Each statement carries the
-// signature, the chain and its proof (Signed.batch), so it verifies on its
-// own, anywhere, exactly as strongly as a statement signed alone: the
+// SHA-256(0x02 ‖ salt_i ‖ signingInput(kind_i, payload_i)) with a fresh
+// random 16-byte salt_i, and the signature is over signingInput("batch",
+// root ‖ size). Each statement carries the signature, the chain and its
+// proof (Signed.batch, with its salt), so it verifies on its own,
+// anywhere, exactly as strongly as a statement signed alone: the
 // domain-separated input of the statement is bound into the signed root.
 // A batch of one is signed as a single statement.
+//
+// The salt: a proof holds the hashes of other statements of its batch,
+// and a statement may be guessable (a hop to another partner: its report,
+// its time and a few choices of portions and bases). Unsalted, a holder
+// of the proof could test its guesses against those hashes. Proofs made
+// before salts (RFC 9162's leaf, SHA-256(0x00 ‖ ...)) still verify.
 
 // KindBatch is the signing domain of batch roots; no statement has it.
 const KindBatch = "batch"
@@ -37,12 +45,21 @@ const maxProofLen = 10
 // (a hop or a header is a few hundred bytes); longer ones still hash.
 const stackInput = 1024
 
-// leafHash is a statement's leaf: SHA-256(0x00 ‖ signingInput(kind, payload)).
-func leafHash(kind string, payload []byte) [sha256.Size]byte {
+// leafHash is a statement's leaf: SHA-256(0x00 ‖ signingInput(kind,
+// payload)) unsalted (proofs made before salts), SHA-256(0x02 ‖ salt ‖
+// signingInput(kind, payload)) salted.
+func leafHash(salt []byte, kind string, payload []byte) [sha256.Size]byte {
 	var a [stackInput]byte
 	b := append(a[:0], 0)
+	if salt != nil {
+		b = append(a[:0], 2)
+		b = append(b, salt...)
+	}
 	return sha256.Sum256(appendSigningInput(b, kind, payload))
 }
+
+// LeafSaltSize is the size of a batch leaf's salt.
+const LeafSaltSize = 16
 
 func nodeHash(l, r [sha256.Size]byte) [sha256.Size]byte {
 	var b [1 + 2*sha256.Size]byte
@@ -156,7 +173,15 @@ func signedInput(kind string, sd *reportv1.Signed) ([]byte, error) {
 	if p == nil {
 		return signingInput(kind, sd.GetPayload()), nil
 	}
-	root, err := rootFromProof(leafHash(kind, sd.GetPayload()), p)
+	salt := p.GetSalt()
+	switch len(salt) {
+	case 0:
+		salt = nil // a proof made before salts
+	case LeafSaltSize:
+	default:
+		return nil, fmt.Errorf("%w: batch proof's salt is %d bytes, not %d", ErrSignature, len(salt), LeafSaltSize)
+	}
+	root, err := rootFromProof(leafHash(salt, kind, sd.GetPayload()), p)
 	if err != nil {
 		return nil, err
 	}
@@ -328,9 +353,12 @@ func (b *BatchSigner) sign(sts []Statement) []*reportv1.Signed {
 		sig, chain := b.s.Sign(signingInput(st.Kind, st.Payload))
 		return []*reportv1.Signed{{Payload: st.Payload, Signature: sig, CertChain: chain, Kind: st.Kind}}
 	}
+	salts := make([]byte, LeafSaltSize*len(sts))
+	rand.Read(salts) // never fails (crypto/rand)
+	salt := func(i int) []byte { return salts[i*LeafSaltSize : (i+1)*LeafSaltSize : (i+1)*LeafSaltSize] }
 	leaves := make([][sha256.Size]byte, len(sts))
 	for i, st := range sts {
-		leaves[i] = leafHash(st.Kind, st.Payload)
+		leaves[i] = leafHash(salt(i), st.Kind, st.Payload)
 	}
 	size := uint32(len(sts))
 	tree := newMerkleTree(leaves)
@@ -339,7 +367,7 @@ func (b *BatchSigner) sign(sts []Statement) []*reportv1.Signed {
 	for i, st := range sts {
 		out[i] = &reportv1.Signed{
 			Payload: st.Payload, Signature: sig, CertChain: chain, Kind: st.Kind,
-			Batch: &reportv1.MerkleProof{Index: uint32(i), Size: size, Path: tree.path(i)},
+			Batch: &reportv1.MerkleProof{Index: uint32(i), Size: size, Path: tree.path(i), Salt: salt(i)},
 		}
 	}
 	return out

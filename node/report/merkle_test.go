@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
@@ -20,7 +21,7 @@ func TestMerkleProofs(t *testing.T) {
 	for n := 2; n <= 70; n++ {
 		leaves := make([][sha256.Size]byte, n)
 		for i := range leaves {
-			leaves[i] = leafHash(KindHop, fmt.Appendf(nil, "statement %d of %d", i, n))
+			leaves[i] = leafHash(nil, KindHop, fmt.Appendf(nil, "statement %d of %d", i, n))
 		}
 		tree := newMerkleTree(leaves)
 		root := tree.root()
@@ -63,7 +64,7 @@ func TestMerkleProofs(t *testing.T) {
 }
 
 func TestMerkleProofLimits(t *testing.T) {
-	leaf := leafHash(KindHop, []byte("x"))
+	leaf := leafHash(nil, KindHop, []byte("x"))
 	for _, p := range []*reportv1.MerkleProof{
 		{Index: 0, Size: 1},
 		{Index: 2, Size: 2, Path: [][]byte{leaf[:]}},
@@ -105,7 +106,7 @@ func TestMerkleTreeMatchesDefinition(t *testing.T) {
 	for n := 1; n <= 70; n++ {
 		leaves := make([][sha256.Size]byte, n)
 		for i := range leaves {
-			leaves[i] = leafHash(KindHop, fmt.Appendf(nil, "leaf %d of %d", i, n))
+			leaves[i] = leafHash(nil, KindHop, fmt.Appendf(nil, "leaf %d of %d", i, n))
 		}
 		tree := newMerkleTree(leaves)
 		if got, want := tree.root(), mth(leaves); got != want {
@@ -127,7 +128,7 @@ func TestMerkleTreeMatchesDefinition(t *testing.T) {
 func BenchmarkBatchProofs(b *testing.B) {
 	leaves := make([][sha256.Size]byte, 256)
 	for i := range leaves {
-		leaves[i] = leafHash(KindHop, fmt.Appendf(nil, "leaf %d", i))
+		leaves[i] = leafHash(nil, KindHop, fmt.Appendf(nil, "leaf %d", i))
 	}
 	for b.Loop() {
 		tree := newMerkleTree(leaves)
@@ -187,5 +188,61 @@ func BenchmarkVerifyBatched(b *testing.B) {
 		if err != nil || !verifySignature(pub, msg, sd.GetSignature(), true) {
 			b.Fatal("statement does not verify")
 		}
+	}
+}
+
+// verifies reports whether sd, of kind, verifies under pub as a batched
+// statement (its proof to the root, and the root's signature).
+func verifies(pub ed25519.PublicKey, kind string, sd *reportv1.Signed) bool {
+	msg, err := signedInput(kind, sd)
+	return err == nil && verifySignature(pub, msg, sd.GetSignature(), true)
+}
+
+// Each leaf of a batch is salted: its proof carries a fresh salt, and the
+// hashes a proof holds of the other leaves do not match those statements
+// hashed without their salts (a guess of another partner's hop cannot be
+// tested against them). A salt changed, cut or dropped fails; a proof made
+// before salts (RFC 9162's leaf) still verifies.
+func TestBatchLeavesSalted(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sts := []Statement{{KindHeader, []byte("header")}, {KindHop, []byte("hop to GBR")}}
+	signed := NewBatchSigner(keySigner(priv)).sign(sts)
+	for i, sd := range signed {
+		if len(sd.GetBatch().GetSalt()) != LeafSaltSize || !verifies(pub, sts[i].Kind, sd) {
+			t.Fatalf("statement %d: salt %x, verifies %v", i, sd.GetBatch().GetSalt(), verifies(pub, sts[i].Kind, sd))
+		}
+	}
+	if bytes.Equal(signed[0].GetBatch().GetSalt(), signed[1].GetBatch().GetSalt()) {
+		t.Error("two leaves share a salt")
+	}
+	// The header's proof holds the hop's leaf: only its salt makes it.
+	sibling := signed[0].GetBatch().GetPath()[0]
+	if guess := leafHash(nil, KindHop, []byte("hop to GBR")); bytes.Equal(sibling, guess[:]) {
+		t.Error("the hop's leaf is its statement hashed without a salt: a guess can be tested")
+	}
+	if leaf := leafHash(signed[1].GetBatch().GetSalt(), KindHop, []byte("hop to GBR")); !bytes.Equal(sibling, leaf[:]) {
+		t.Error("the header's proof does not hold the hop's salted leaf")
+	}
+	for name, mutate := range map[string]func(p *reportv1.MerkleProof){
+		"salt changed": func(p *reportv1.MerkleProof) { p.Salt = append([]byte{p.Salt[0] ^ 1}, p.Salt[1:]...) },
+		"salt cut":     func(p *reportv1.MerkleProof) { p.Salt = p.Salt[:LeafSaltSize-1] },
+		"salt dropped": func(p *reportv1.MerkleProof) { p.Salt = nil },
+	} {
+		sd := proto.CloneOf(signed[1])
+		mutate(sd.Batch)
+		if verifies(pub, KindHop, sd) {
+			t.Errorf("%s: the statement still verifies", name)
+		}
+	}
+	// A proof made before salts.
+	leaves := [][sha256.Size]byte{leafHash(nil, KindHeader, []byte("header")), leafHash(nil, KindHop, []byte("hop to GBR"))}
+	tree := newMerkleTree(leaves)
+	sig := ed25519.Sign(priv, batchInput(tree.root(), 2))
+	old := &reportv1.Signed{Payload: []byte("hop to GBR"), Signature: sig, Kind: KindHop, Batch: &reportv1.MerkleProof{Index: 1, Size: 2, Path: tree.path(1)}}
+	if !verifies(pub, KindHop, old) {
+		t.Error("a proof made before salts does not verify")
 	}
 }

@@ -548,10 +548,16 @@ func (x *Signed) GetBatch() *MerkleProof {
 // domain-separated statement), node = SHA-256(0x01 ‖ left ‖ right)), with
 // the sibling hashes from the leaf up to the root.
 type MerkleProof struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	Size          uint32                 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
-	Path          [][]byte               `protobuf:"bytes,3,rep,name=path,proto3" json:"path,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Index uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Size  uint32                 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Path  [][]byte               `protobuf:"bytes,3,rep,name=path,proto3" json:"path,omitempty"`
+	// salt, if set, is 16 random bytes hashed into the leaf: leaf =
+	// SHA-256(0x02 ‖ salt ‖ domain-separated statement). A proof carries its
+	// siblings' hashes; salted, they cannot be tested against guesses of the
+	// other statements of the batch (another partner's hop). Proofs made
+	// before salts have none.
+	Salt          []byte `protobuf:"bytes,4,opt,name=salt,proto3" json:"salt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -603,6 +609,13 @@ func (x *MerkleProof) GetSize() uint32 {
 func (x *MerkleProof) GetPath() [][]byte {
 	if x != nil {
 		return x.Path
+	}
+	return nil
+}
+
+func (x *MerkleProof) GetSalt() []byte {
+	if x != nil {
+		return x.Salt
 	}
 	return nil
 }
@@ -1537,11 +1550,12 @@ const file_tearline_report_v1_report_proto_rawDesc = "" +
 	"\n" +
 	"cert_chain\x18\x03 \x03(\fR\tcertChain\x12\x12\n" +
 	"\x04kind\x18\x04 \x01(\tR\x04kind\x125\n" +
-	"\x05batch\x18\x05 \x01(\v2\x1f.tearline.report.v1.MerkleProofR\x05batch\"K\n" +
+	"\x05batch\x18\x05 \x01(\v2\x1f.tearline.report.v1.MerkleProofR\x05batch\"_\n" +
 	"\vMerkleProof\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\rR\x04size\x12\x12\n" +
-	"\x04path\x18\x03 \x03(\fR\x04path\"z\n" +
+	"\x04path\x18\x03 \x03(\fR\x04path\x12\x12\n" +
+	"\x04salt\x18\x04 \x01(\fR\x04salt\"z\n" +
 	"\x0ePortionRelease\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12/\n" +
 	"\x05basis\x18\x02 \x01(\x0e2\x19.tearline.report.v1.BasisR\x05basis\x12!\n" +
