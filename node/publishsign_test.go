@@ -39,8 +39,8 @@ func TestPublishSignsHeaderAndHopsTogether(t *testing.T) {
 				t.Fatal(err)
 			}
 			hdr := r.GetEnvelope().GetHeader()
-			if int(hdr.GetBatch().GetSize()) != 1+len(tc.partners) || len(hdr.GetBatch().GetSalt()) == 0 {
-				t.Errorf("the header's batch %v, want one of %d, salted", hdr.GetBatch(), 1+len(tc.partners))
+			if hdr.GetBatch() == nil || len(hdr.GetBatch().GetSalt()) == 0 {
+				t.Errorf("the header's batch %v, want a salted proof", hdr.GetBatch())
 			}
 			for _, p := range tc.partners {
 				items := mustOutbox(t, usa, p)

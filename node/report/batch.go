@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	mrand "math/rand/v2"
 	"sync"
 	"time"
 
@@ -18,8 +19,9 @@ import (
 // many statements at once under load: the statements of a batch are the
 // leaves of a Merkle tree hashed as in RFC 9162 §2.1, leaf i being
 // SHA-256(0x02 ‖ salt_i ‖ signingInput(kind_i, payload_i)) with a fresh
-// random 16-byte salt_i, and the signature is over signingInput("batch",
-// root ‖ size). Each statement carries the signature, the chain and its
+// random 16-byte salt_i, placed at random among random leaves that pad the
+// tree to size (see minPadded), and the signature is over
+// signingInput("batch", root ‖ size). Each statement carries the signature, the chain and its
 // proof (Signed.batch, with its salt), so it verifies on its own,
 // anywhere, exactly as strongly as a statement signed alone: the
 // domain-separated input of the statement is bound into the signed root.
@@ -51,9 +53,8 @@ const stackInput = 1024
 func leafHash(salt []byte, kind string, payload []byte) [sha256.Size]byte {
 	var a [stackInput]byte
 	b := append(a[:0], 0)
-	if salt != nil {
-		b = append(a[:0], 2)
-		b = append(b, salt...)
+	if len(salt) > 0 {
+		b = append(append(a[:0], 2), salt...)
 	}
 	return sha256.Sum256(appendSigningInput(b, kind, payload))
 }
@@ -69,15 +70,6 @@ func nodeHash(l, r [sha256.Size]byte) [sha256.Size]byte {
 	return sha256.Sum256(b[:])
 }
 
-// splitPoint is the largest power of two smaller than n (n > 1).
-func splitPoint(n int) int {
-	k := 1
-	for k<<1 < n {
-		k <<= 1
-	}
-	return k
-}
-
 // merkleTree is a batch's tree, every level of it from the leaves up:
 // level k+1 hashes level k's nodes in pairs, and an odd last node moves up
 // unhashed. That is RFC 9162's tree (each subtree split at the largest
@@ -85,7 +77,6 @@ func splitPoint(n int) int {
 // leaves, and each leaf's path read off the levels.
 type merkleTree struct {
 	levels [][][sha256.Size]byte
-	hashes int // nodeHash calls made
 }
 
 func newMerkleTree(leaves [][sha256.Size]byte) *merkleTree {
@@ -95,7 +86,6 @@ func newMerkleTree(leaves [][sha256.Size]byte) *merkleTree {
 		for i := range next {
 			if 2*i+1 < len(l) {
 				next[i] = nodeHash(l[2*i], l[2*i+1])
-				t.hashes++
 			} else {
 				next[i] = l[2*i]
 			}
@@ -349,26 +339,52 @@ func (b *BatchSigner) signAll(batch []*batchCall) {
 // sign signs at most MaxBatch statements: one alone, more over their root.
 func (b *BatchSigner) sign(sts []Statement) []*reportv1.Signed {
 	if len(sts) == 1 {
-		st := sts[0]
-		sig, chain := b.s.Sign(signingInput(st.Kind, st.Payload))
-		return []*reportv1.Signed{{Payload: st.Payload, Signature: sig, CertChain: chain, Kind: st.Kind}}
+		return []*reportv1.Signed{signAlone(b.s, sts[0])}
 	}
-	salts := make([]byte, LeafSaltSize*len(sts))
-	rand.Read(salts) // never fails (crypto/rand)
+	// The tree: padded with random leaves to a power of two, at least
+	// minPadded, and the statements at random places among them.
+	size := minPadded
+	for size < len(sts) {
+		size <<= 1
+	}
+	var seed [32]byte
+	rand.Read(seed[:]) // never fails (crypto/rand)
+	places := mrand.New(mrand.NewChaCha8(seed)).Perm(size)[:len(sts)]
+	random := make([]byte, sha256.Size*size+LeafSaltSize*len(sts))
+	rand.Read(random)
+	leaves := make([][sha256.Size]byte, size)
+	for i := range leaves {
+		leaves[i] = [sha256.Size]byte(random[i*sha256.Size:])
+	}
+	salts := random[sha256.Size*size:]
 	salt := func(i int) []byte { return salts[i*LeafSaltSize : (i+1)*LeafSaltSize : (i+1)*LeafSaltSize] }
-	leaves := make([][sha256.Size]byte, len(sts))
 	for i, st := range sts {
-		leaves[i] = leafHash(salt(i), st.Kind, st.Payload)
+		leaves[places[i]] = leafHash(salt(i), st.Kind, st.Payload)
 	}
-	size := uint32(len(sts))
 	tree := newMerkleTree(leaves)
-	sig, chain := b.s.Sign(batchInput(tree.root(), size))
+	sig, chain := b.s.Sign(batchInput(tree.root(), uint32(size)))
 	out := make([]*reportv1.Signed, len(sts))
 	for i, st := range sts {
 		out[i] = &reportv1.Signed{
 			Payload: st.Payload, Signature: sig, CertChain: chain, Kind: st.Kind,
-			Batch: &reportv1.MerkleProof{Index: uint32(i), Size: size, Path: tree.path(i), Salt: salt(i)},
+			Batch: &reportv1.MerkleProof{Index: uint32(places[i]), Size: uint32(size), Path: tree.path(places[i]), Salt: salt(i)},
 		}
 	}
 	return out
+}
+
+// minPadded is the fewest leaves of a batch's tree. A proof shows its
+// tree's size and its own place in it: were the tree the statements
+// alone, in order, a partner would read off a report's header how many
+// partners it was released to, and from its own hop's place, which. So a
+// tree is padded with random leaves (as random as a salted leaf's hash)
+// to a power of two of at least this, and the statements are placed at
+// random: a proof shows at most that its batch held more than half its
+// size, when that is over minPadded.
+const minPadded = 16
+
+// signAlone signs st alone: a plain signature, no proof.
+func signAlone(s Signer, st Statement) *reportv1.Signed {
+	sig, chain := s.Sign(signingInput(st.Kind, st.Payload))
+	return &reportv1.Signed{Payload: st.Payload, Signature: sig, CertChain: chain, Kind: st.Kind}
 }

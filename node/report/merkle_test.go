@@ -80,8 +80,16 @@ func TestMerkleProofLimits(t *testing.T) {
 
 // The tree built from the bottom gives exactly RFC 9162's definitions,
 // written below as the RFC states them (recursively), for every leaf of
-// trees of every size up to 70; and it hashes each subtree once.
+// trees of every size up to 70.
 func TestMerkleTreeMatchesDefinition(t *testing.T) {
+	// splitPoint is the largest power of two smaller than n (n > 1).
+	splitPoint := func(n int) int {
+		k := 1
+		for k<<1 < n {
+			k <<= 1
+		}
+		return k
+	}
 	var mth func(d [][sha256.Size]byte) [sha256.Size]byte
 	mth = func(d [][sha256.Size]byte) [sha256.Size]byte {
 		if len(d) == 1 {
@@ -117,9 +125,6 @@ func TestMerkleTreeMatchesDefinition(t *testing.T) {
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("n=%d m=%d: path %x, want %x", n, m, got, want)
 			}
-		}
-		if tree.hashes != n-1 {
-			t.Errorf("n=%d: %d subtrees hashed, want n-1 = %d (each inner node once)", n, tree.hashes, n-1)
 		}
 	}
 }
@@ -199,16 +204,16 @@ func verifies(pub ed25519.PublicKey, kind string, sd *reportv1.Signed) bool {
 }
 
 // Each leaf of a batch is salted: its proof carries a fresh salt, and the
-// hashes a proof holds of the other leaves do not match those statements
-// hashed without their salts (a guess of another partner's hop cannot be
-// tested against them). A salt changed, cut or dropped fails; a proof made
-// before salts (RFC 9162's leaf) still verifies.
+// hashes a proof holds are never those statements hashed without their
+// salts (a guess of another partner's hop cannot be tested against them).
+// A salt changed, cut or dropped fails; a proof made before salts (RFC
+// 9162's leaf) still verifies.
 func TestBatchLeavesSalted(t *testing.T) {
 	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sts := []Statement{{KindHeader, []byte("header")}, {KindHop, []byte("hop to GBR")}}
+	sts := []Statement{{KindHeader, []byte("header")}, {KindHop, []byte("hop to GBR")}, {KindHop, []byte("hop to CAN")}}
 	signed := NewBatchSigner(keySigner(priv)).sign(sts)
 	for i, sd := range signed {
 		if len(sd.GetBatch().GetSalt()) != LeafSaltSize || !verifies(pub, sts[i].Kind, sd) {
@@ -218,13 +223,25 @@ func TestBatchLeavesSalted(t *testing.T) {
 	if bytes.Equal(signed[0].GetBatch().GetSalt(), signed[1].GetBatch().GetSalt()) {
 		t.Error("two leaves share a salt")
 	}
-	// The header's proof holds the hop's leaf: only its salt makes it.
-	sibling := signed[0].GetBatch().GetPath()[0]
-	if guess := leafHash(nil, KindHop, []byte("hop to GBR")); bytes.Equal(sibling, guess[:]) {
-		t.Error("the hop's leaf is its statement hashed without a salt: a guess can be tested")
+	// The leaves of the others, hashed unsalted or salted: a proof may
+	// hold the salted ones (siblings), never the unsalted.
+	held := map[[sha256.Size]byte]bool{}
+	for _, sd := range signed {
+		for _, h := range sd.GetBatch().GetPath() {
+			held[[sha256.Size]byte(h)] = true
+		}
 	}
-	if leaf := leafHash(signed[1].GetBatch().GetSalt(), KindHop, []byte("hop to GBR")); !bytes.Equal(sibling, leaf[:]) {
-		t.Error("the header's proof does not hold the hop's salted leaf")
+	salted := 0
+	for i, st := range sts {
+		if held[leafHash(nil, st.Kind, st.Payload)] {
+			t.Errorf("a proof holds statement %d hashed without its salt: a guess can be tested", i)
+		}
+		if held[leafHash(signed[i].GetBatch().GetSalt(), st.Kind, st.Payload)] {
+			salted++
+		}
+	}
+	if salted == 0 && signed[0].GetBatch().GetIndex()^1 == signed[1].GetBatch().GetIndex() {
+		t.Error("two sibling statements, and neither's proof holds the other's salted leaf")
 	}
 	for name, mutate := range map[string]func(p *reportv1.MerkleProof){
 		"salt changed": func(p *reportv1.MerkleProof) { p.Salt = append([]byte{p.Salt[0] ^ 1}, p.Salt[1:]...) },
@@ -237,12 +254,59 @@ func TestBatchLeavesSalted(t *testing.T) {
 			t.Errorf("%s: the statement still verifies", name)
 		}
 	}
-	// A proof made before salts.
+	// A proof made before salts verifies; given a salt, it does not.
 	leaves := [][sha256.Size]byte{leafHash(nil, KindHeader, []byte("header")), leafHash(nil, KindHop, []byte("hop to GBR"))}
 	tree := newMerkleTree(leaves)
 	sig := ed25519.Sign(priv, batchInput(tree.root(), 2))
 	old := &reportv1.Signed{Payload: []byte("hop to GBR"), Signature: sig, Kind: KindHop, Batch: &reportv1.MerkleProof{Index: 1, Size: 2, Path: tree.path(1)}}
 	if !verifies(pub, KindHop, old) {
 		t.Error("a proof made before salts does not verify")
+	}
+	old.Batch.Salt = signed[1].GetBatch().GetSalt()
+	if verifies(pub, KindHop, old) {
+		t.Error("a proof made before salts verifies with a salt added")
+	}
+}
+
+// A batch's tree is padded with random leaves to a power of two of at
+// least minPadded, and its statements placed at random: a proof shows
+// neither how many statements its batch held (two and nine give the same
+// size) nor where the others are.
+func TestBatchPaddedAndShuffled(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := NewBatchSigner(keySigner(priv))
+	batch := func(n int) ([]Statement, []*reportv1.Signed) {
+		sts := make([]Statement, n)
+		for i := range sts {
+			sts[i] = Statement{Kind: KindHop, Payload: fmt.Appendf(nil, "hop %d of %d", i, n)}
+		}
+		return sts, bs.sign(sts)
+	}
+	places := map[uint32]bool{}
+	for _, n := range []int{2, 9, minPadded, minPadded + 1} {
+		for range 20 {
+			sts, signed := batch(n)
+			want := uint32(minPadded)
+			if n > minPadded {
+				want = 2 * minPadded
+			}
+			seen := map[uint32]bool{}
+			for i, sd := range signed {
+				p := sd.GetBatch()
+				if p.GetSize() != want || seen[p.GetIndex()] || !verifies(pub, sts[i].Kind, sd) {
+					t.Fatalf("%d statements: statement %d at %d of %d (want a tree of %d, places distinct), verifies %v", n, i, p.GetIndex(), p.GetSize(), want, verifies(pub, sts[i].Kind, sd))
+				}
+				seen[p.GetIndex()] = true
+			}
+			if n == 2 {
+				places[signed[0].GetBatch().GetIndex()] = true
+			}
+		}
+	}
+	if len(places) < 2 {
+		t.Errorf("the first of two statements was at %v in 20 batches: not placed at random", places)
 	}
 }

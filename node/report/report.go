@@ -137,8 +137,7 @@ func SignTogether(s Signer, sts ...Statement) []*reportv1.Signed {
 	}
 	out := make([]*reportv1.Signed, len(sts))
 	for i, st := range sts {
-		sig, chain := s.Sign(signingInput(st.Kind, st.Payload))
-		out[i] = &reportv1.Signed{Payload: st.Payload, Signature: sig, CertChain: chain, Kind: st.Kind}
+		out[i] = signAlone(s, st)
 	}
 	return out
 }
