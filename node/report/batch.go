@@ -21,10 +21,11 @@ import (
 // SHA-256(0x02 ‖ salt_i ‖ signingInput(kind_i, payload_i)) with a fresh
 // random 16-byte salt_i, placed at random among random leaves that pad the
 // tree to size (see minPadded), and the signature is over
-// signingInput("batch", root ‖ size). Each statement carries the signature, the chain and its
-// proof (Signed.batch, with its salt), so it verifies on its own,
-// anywhere, exactly as strongly as a statement signed alone: the
-// domain-separated input of the statement is bound into the signed root.
+// signingInput("batch", root ‖ size). Each statement carries the
+// signature, the chain and its proof (Signed.batch, with its salt), so it
+// verifies on its own, anywhere, exactly as strongly as a statement signed
+// alone: the domain-separated input of the statement is bound into the
+// signed root.
 // A batch of one is signed as a single statement.
 //
 // The salt: a proof holds the hashes of other statements of its batch,
