@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -94,6 +95,34 @@ func TestE2EBenchSmoke(t *testing.T) {
 	}
 	if n, a, b := r["latency_disk_floor_commits"].(float64), r["latency_commits_per_s_a"].(float64), r["latency_commits_per_s_b"].(float64); n < min(a, b)/2 || n > max(a, b)*2 {
 		t.Errorf("the floor replayed %v commit pairs in 1 s, for %v and %v commits/s", n, a, b)
+	}
+	// The machine's stalls: a thread on each CPU sleeping 1 ms at a time,
+	// idle for 1 s and beside the 1 s replay, wakes at most a thousand
+	// times a CPU, and on any machine far more than ten; the percentiles
+	// are in order; on Linux each thread is pinned to its CPU.
+	for _, k := range []string{"machine_idle", "machine_beside_replay"} {
+		s, ok := r[k].(map[string]any)
+		if !ok {
+			t.Errorf("%s = %v, want an object", k, r[k])
+			continue
+		}
+		n, _ := s["wakeups"].(float64)
+		if cpus := r["cpus"].(float64); n > 1000*cpus || n < 10*cpus {
+			t.Errorf("%s: %v wake-ups on %v CPUs in 1 s", k, n, cpus)
+		}
+		p50, _ := s["late_p50_ms"].(float64)
+		p99, _ := s["late_p99_ms"].(float64)
+		p999, _ := s["late_p999_ms"].(float64)
+		top, _ := s["late_max_ms"].(float64)
+		if p50 > p99 || p99 > p999 || p999 > top || top <= 0 {
+			t.Errorf("%s: woken late by p50 %v, p99 %v, p99.9 %v, at most %v ms", k, p50, p99, p999, top)
+		}
+		if over, ok := s["stalls_over_10ms"].(float64); !ok || over < 0 || over > n {
+			t.Errorf("%s: stalls_over_10ms = %v", k, s["stalls_over_10ms"])
+		}
+		if pinned, _ := s["pinned"].(bool); runtime.GOOS == "linux" && !pinned {
+			t.Errorf("%s: the probe's threads were not pinned to their CPUs", k)
+		}
 	}
 	// The peak is the fan-out phase's own: reset as it starts, so it is at
 	// least the resident set then.

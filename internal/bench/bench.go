@@ -16,6 +16,9 @@
 //     published at A as fast as A accepts them, counted at one subscriber
 //     at B (signed, verified, policy-checked and committed at both ends);
 //   - latency: publish at A to delivery at B's subscriber at a fixed rate;
+//     then the phase's commits replayed on the disk alone (LatencyDisk),
+//     and beside them how late the machine wakes a sleeping thread on
+//     each CPU (Stalls);
 //   - fan-out: every report delivered to many subscriber streams at B, and
 //     B's peak resident set;
 //   - catch-up: B stopped while A accepts many reports; the rate at which B
@@ -184,6 +187,10 @@ type Result struct {
 	LatencyCPUMicrosB     float64 `json:"latency_cpu_us_per_report_b"`
 	LatencyCPUMicrosBench float64 `json:"latency_cpu_us_per_report_bench"`
 	LatencyDisk
+	// How late the machine wakes a sleeping thread on each CPU, idle
+	// before the nodes start and beside the disk's replay (see Stalls).
+	MachineIdle          Stalls  `json:"machine_idle"`
+	MachineIO            Stalls  `json:"machine_beside_replay"`
 	FanoutSubscribers    int     `json:"fanout_subscribers"`
 	FanoutReports        int     `json:"fanout_reports"`
 	FanoutDeliveriesPerS float64 `json:"fanout_deliveries_per_s"`
@@ -227,8 +234,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(o.Progress, format+"\n", args...) }
 
-	// The disk first, before the nodes start, so that its scratch file's
-	// writes and removal do not disturb what they measure.
+	// The machine idle, then the disk, before the nodes start, so that
+	// neither the nodes nor the disk's scratch files disturb them.
+	idle := min(o.Duration, 3*time.Second)
+	say("limits: the machine idle (a thread on each CPU sleeping %s at a time, for %s)...", stallTick, idle)
+	var err error
+	if r.MachineIdle, err = ProbeMachine(ctx, o.Exe, idle); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	sayStalls(say, "idle", r.MachineIdle, r.CPUs)
 	say("limits: the disk (durable writes in %s)...", dir)
 	disk, err := diskLimits(dir, 20)
 	if err != nil {
@@ -290,10 +304,24 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	say("  p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms over %d reports", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyP999Ms, r.LatencyReports)
 	say("limits: the latency phase's commits replayed on the disk (%s %.0f/s of %.1f writes and a %.1f KiB log record, %s %.0f/s of %.1f and %.1f KiB; checkpoints every %s) for %s...",
 		partyA, r.CommitsPerSA, r.WritesPerCommitA, r.LogBytesPerCommitA/1024, partyB, r.CommitsPerSB, r.WritesPerCommitB, r.LogBytesPerCommitB/1024, checkpointEvery, o.Duration)
-	if err := b.latencyDisk(dir, r, o.Duration); err != nil {
+	// The machine's own stalls, measured beside the replay, when no node
+	// is busy, by a process of its own (see Stalls).
+	var probeErr error
+	probed := make(chan struct{})
+	go func() {
+		defer close(probed)
+		r.MachineIO, probeErr = ProbeMachine(ctx, o.Exe, o.Duration)
+	}()
+	err = b.latencyDisk(dir, r, o.Duration)
+	<-probed
+	if err != nil {
 		return nil, fmt.Errorf("bench: latency disk floor: %w", err)
 	}
+	if probeErr != nil {
+		return nil, fmt.Errorf("bench: %w", probeErr)
+	}
 	say("  two commits in series: p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms over %d pairs", r.DiskFloorP50Ms, r.DiskFloorP99Ms, r.DiskFloorP999Ms, r.DiskFloorCommits)
+	sayStalls(say, "beside the replay", r.MachineIO, r.CPUs)
 
 	say("fan-out: %d reports to %d subscriber streams at %s...", o.FanoutReports, o.Subscribers, partyB)
 	if err := b.fanout(ctx, r, fanoutIDs); err != nil {
@@ -307,6 +335,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	say("  %.0f reports/s", r.CatchupReportsPerS)
 	return r, nil
+}
+
+// sayStalls reports how late the probe's threads woke.
+func sayStalls(say func(string, ...any), when string, s Stalls, cpus int) {
+	say("  %s, a thread sleeping %s woke late by p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, at most %.2f ms (%d wake-ups); over %s late %d times, on %d of %d CPUs",
+		when, stallTick, s.LateP50Ms, s.LateP99Ms, s.LateP999Ms, s.LateMaxMs, s.Wakeups, stallOver, s.Over10Ms, s.CPUsOver, cpus)
 }
 
 // perf runs phase, recorded by perf when Options.PerfDir is set, and

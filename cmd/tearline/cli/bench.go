@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -14,6 +15,7 @@ import (
 
 func newBenchCmd(g *globals) *cobra.Command {
 	var o bench.Options
+	var probe time.Duration
 	c := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure a two-node federation on this machine against its limits",
@@ -30,7 +32,10 @@ temporary folder, on loopback mTLS with their own bbolt files, and measure:
   latency      publish at USA to delivery at GBR's subscriber at a fixed rate,
                and to USA's answer; each process's CPU, each node's commits
                (how long, how busy its committer) and checkpoints, and
-               those commits replayed on the disk alone
+               those commits replayed on the disk alone; and how late the
+               machine wakes a thread sleeping 1 ms on each CPU, idle (before
+               the nodes start) and beside that replay: a CPU the host or
+               the kernel holds delays whatever runs on it
   fan-out      every report to --subscribers streams at GBR; GBR's peak RSS
                during the phase (Linux)
   catch-up     GBR stopped while USA accepts --catchup reports; reports/s
@@ -43,6 +48,10 @@ It prints a table with each figure, its target and its ratio to the limits;
 with --json, one object. It takes a few minutes and both cores.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if probe > 0 {
+				// The bench's own child (bench.ProbeMachine).
+				return json.NewEncoder(g.stdout).Encode(bench.WakeProbe(probe))
+			}
 			exe, err := os.Executable()
 			if err != nil {
 				return fmt.Errorf("find the tearline binary: %w", err)
@@ -75,6 +84,8 @@ with --json, one object. It takes a few minutes and both cores.`,
 	f.StringVar(&o.Profiles, "cpuprofile-dir", "", "write each node process's CPU profile (pprof) into this folder, and the bench's own (bench.pprof)")
 	f.StringVar(&o.PerfDir, "perf-dir", "", "record the whole machine with perf (perf record -a -g) during the throughput and latency phases into this folder, and write each phase's breakdown there: each process's share and where its CPU went (needs perf, with the right to record every CPU: root, CAP_PERFMON or kernel.perf_event_paranoid <= 0)")
 	f.StringVar(&o.Dir, "dir", "", "lay the federation out here and keep it (default: a temporary folder, removed)")
+	f.DurationVar(&probe, "wake-probe", 0, "only measure, for this long, how late a thread sleeping 1 ms on each CPU wakes, and print it as JSON (the bench runs itself so)")
+	_ = f.MarkHidden("wake-probe")
 	return c
 }
 
@@ -109,6 +120,12 @@ func printBench(g *globals, r *bench.Result) {
 	fmt.Fprintf(w, "  (CPU a report: USA / GBR / bench client)\t%.0f / %.0f / %.0f µs\t\t%.0f%% of the cores at this rate\n",
 		r.LatencyCPUMicrosA, r.LatencyCPUMicrosB, r.LatencyCPUMicrosBench, lcpu*float64(r.LatencyRatePerS)/(1e4*float64(r.CPUs)))
 	fmt.Fprintf(w, "  disk alone: two commits in series, p50 / p99 / p99.9\t%.2f / %.2f / %.2f ms\t\tlimit (the phase's commits replayed)\n", r.DiskFloorP50Ms, r.DiskFloorP99Ms, r.DiskFloorP999Ms)
+	stalls := func(when, limit string, s bench.Stalls) {
+		fmt.Fprintf(w, "  machine %s: a sleeping thread woken late by p99 / p99.9 / max\t%.2f / %.2f / %.2f ms, %d times over 10 ms (%d wake-ups on %d CPUs)\t\tlimit (%s)\n",
+			when, s.LateP99Ms, s.LateP999Ms, s.LateMaxMs, s.Over10Ms, s.Wakeups, r.CPUs, limit)
+	}
+	stalls("idle", "the host's and kernel's scheduling", r.MachineIdle)
+	stalls("beside the replay", "the same, with the disk's I/O", r.MachineIO)
 	fmt.Fprintf(w, "  (the phase's commits: USA / GBR)\t%.0f/s of %.1f writes, %.1f KiB log / %.0f/s of %.1f, %.1f KiB\t\t\n",
 		r.CommitsPerSA, r.WritesPerCommitA, r.LogBytesPerCommitA/1024, r.CommitsPerSB, r.WritesPerCommitB, r.LogBytesPerCommitB/1024)
 	fmt.Fprintf(w, "  (a commit's mean time, of which pages + log: USA / GBR)\t%.2f (%.2f + %.2f) / %.2f (%.2f + %.2f) ms\t\tthe committer busy %.0f%% / %.0f%% of the time\n",

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -67,5 +69,28 @@ func TestPrintBenchHeading(t *testing.T) {
 		if !strings.Contains(out.String(), tc.want) {
 			t.Errorf("memory limit %d, gc percent %d: the heading does not say %q:\n%s", tc.mem, tc.gc, tc.want, out.String())
 		}
+	}
+}
+
+// TestBenchWakeProbe: the hidden --wake-probe that the bench runs as its
+// own child measures and prints its figures as JSON, and nothing else.
+func TestBenchWakeProbe(t *testing.T) {
+	code, stdout, stderr := run(t, "bench", "--wake-probe", "200ms")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var s bench.Stalls
+	if err := json.Unmarshal([]byte(stdout), &s); err != nil {
+		t.Fatalf("printed %q: %v", stdout, err)
+	}
+	if s.Wakeups < 10 || s.LateMaxMs < s.LateP99Ms {
+		t.Errorf("measured %+v", s)
+	}
+	if runtime.GOOS == "linux" && !s.Pinned {
+		t.Error("the probe's threads were not pinned")
+	}
+	code, stdout, _ = run(t, "bench", "--help")
+	if code != 0 || !strings.Contains(stdout, "--perf-dir") || strings.Contains(stdout, "wake-probe") {
+		t.Errorf("--help (exit %d) lists the flags without the bench's own: %s", code, stdout)
 	}
 }
