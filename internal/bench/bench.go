@@ -50,7 +50,8 @@ import (
 
 // Options sets what the benchmark does. Zero values take the defaults.
 type Options struct {
-	// Exe is the tearline binary that runs the nodes (`Exe node --config F`).
+	// Exe is the tearline binary that runs the nodes (`Exe node --config
+	// F`) and the machine's wake-up probe (`Exe bench --wake-probe D`).
 	Exe string
 	// Dir is where the federation is laid out; empty: a temporary
 	// directory, removed at the end.
@@ -305,18 +306,23 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	say("limits: the latency phase's commits replayed on the disk (%s %.0f/s of %.1f writes and a %.1f KiB log record, %s %.0f/s of %.1f and %.1f KiB; checkpoints every %s) for %s...",
 		partyA, r.CommitsPerSA, r.WritesPerCommitA, r.LogBytesPerCommitA/1024, partyB, r.CommitsPerSB, r.WritesPerCommitB, r.LogBytesPerCommitB/1024, checkpointEvery, o.Duration)
 	// The machine's own stalls, measured beside the replay, when no node
-	// is busy, by a process of its own (see Stalls).
+	// is busy, by a process of its own (see Stalls), from the moment the
+	// replay's scratch files are ready.
 	var probeErr error
 	probed := make(chan struct{})
-	go func() {
-		defer close(probed)
-		r.MachineIO, probeErr = ProbeMachine(ctx, o.Exe, o.Duration)
-	}()
-	err = b.latencyDisk(dir, r, o.Duration)
-	<-probed
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	err = b.latencyDisk(dir, r, o.Duration, func() {
+		go func() {
+			defer close(probed)
+			r.MachineIO, probeErr = ProbeMachine(probeCtx, o.Exe, o.Duration)
+		}()
+	})
 	if err != nil {
+		stopProbe()
 		return nil, fmt.Errorf("bench: latency disk floor: %w", err)
 	}
+	<-probed
+	stopProbe()
 	if probeErr != nil {
 		return nil, fmt.Errorf("bench: %w", probeErr)
 	}
@@ -912,11 +918,12 @@ func slowCommits(before, after store.Stats, over time.Duration) (n uint64, longe
 }
 
 // latencyDisk replays the latency phase's commits on the disk with no
-// node busy, for d (see LatencyDisk).
-func (b *bench) latencyDisk(dir string, r *Result, d time.Duration) error {
+// node busy, for d (see LatencyDisk), calling started as the replay
+// begins.
+func (b *bench) latencyDisk(dir string, r *Result, d time.Duration, started func()) error {
 	sums, err := commitFloor(dir,
 		commitShape{r.CommitsPerSA, r.WritesPerCommitA, r.LogBytesPerCommitA},
-		commitShape{r.CommitsPerSB, r.WritesPerCommitB, r.LogBytesPerCommitB}, d)
+		commitShape{r.CommitsPerSB, r.WritesPerCommitB, r.LogBytesPerCommitB}, d, started)
 	if err != nil {
 		return err
 	}

@@ -120,8 +120,9 @@ type replay struct {
 }
 
 // commitFloor replays the two shapes in dir for d and returns the sums of
-// the writers' i-th commits, sorted.
-func commitFloor(dir string, a, b commitShape, d time.Duration) ([]time.Duration, error) {
+// the writers' i-th commits, sorted. started, if not nil, is called once
+// the scratch files are ready, as the replay itself begins.
+func commitFloor(dir string, a, b commitShape, d time.Duration, started func()) ([]time.Duration, error) {
 	shapes := []commitShape{a, b}
 	for _, s := range shapes {
 		if err := s.check(); err != nil {
@@ -138,6 +139,9 @@ func commitFloor(dir string, a, b commitShape, d time.Duration) ([]time.Duration
 	}
 	replays := make([]replay, len(shapes))
 	errs := make([]error, len(shapes))
+	if started != nil {
+		started()
+	}
 	var wg sync.WaitGroup
 	for i, s := range shapes {
 		wg.Go(func() { replays[i], errs[i] = replayCommits(files[i], s, d) })

@@ -117,7 +117,7 @@ func TestFederationNodesGetTheMemorySettings(t *testing.T) {
 // commit (no rate, no write, no log record) is refused.
 func TestCommitFloor(t *testing.T) {
 	dir := t.TempDir()
-	sums, err := commitFloor(dir, commitShape{perS: 100, writes: 3, logBytes: 5000}, commitShape{perS: 50, writes: 1.4, logBytes: 10}, 300*time.Millisecond)
+	sums, err := commitFloor(dir, commitShape{perS: 100, writes: 3, logBytes: 5000}, commitShape{perS: 50, writes: 1.4, logBytes: 10}, 300*time.Millisecond, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestCommitFloor(t *testing.T) {
 		{commitShape{perS: 10, writes: 3, logBytes: 0}, "want a log record of 1 byte to 64 MiB a commit"},
 		{commitShape{perS: 10, writes: 3, logBytes: 65 << 20}, "want a log record of 1 byte to 64 MiB a commit"},
 	} {
-		if _, err := commitFloor(dir, c.bad, commitShape{perS: 10, writes: 3, logBytes: 100}, 100*time.Millisecond); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := commitFloor(dir, c.bad, commitShape{perS: 10, writes: 3, logBytes: 100}, 100*time.Millisecond, nil); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("shape %+v: error %v, want one saying %q", c.bad, err, c.want)
 		}
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -18,7 +19,8 @@ func TestPinThread(t *testing.T) {
 		runtime.LockOSThread()
 		// The thread is left pinned; ending the goroutine locked ends the
 		// thread with it.
-		cpu := runtime.NumCPU() - 1
+		cpus := probeCPUs()
+		cpu := cpus[len(cpus)-1]
 		if err := pinThread(cpu); err != nil {
 			t.Errorf("pinThread(%d): %v", cpu, err)
 			return
@@ -31,8 +33,13 @@ func TestPinThread(t *testing.T) {
 		if set.Count() != 1 || !set.IsSet(cpu) {
 			t.Errorf("thread's CPUs: %d of them, CPU %d in them: %v; want only CPU %d", set.Count(), cpu, set.IsSet(cpu), cpu)
 		}
+		// A CPU this process may not use (past the last it may), and one
+		// past what a CPU set holds.
+		if err := pinThread(cpu + 1); err == nil {
+			t.Errorf("pinning to CPU %d, not among %v: no error", cpu+1, cpus)
+		}
 		if err := pinThread(1 << 20); err == nil {
-			t.Error("pinning to a CPU that does not exist: no error")
+			t.Error("pinning to CPU 1<<20: no error")
 		}
 	}()
 	<-done
@@ -50,7 +57,7 @@ func TestWakeLatenessLeavesNoThreadPinned(t *testing.T) {
 	if want.Count() < 2 {
 		t.Skip("one CPU: a thread pinned to it is not told apart")
 	}
-	wakeLateness(20*time.Millisecond, runtime.NumCPU())
+	wakeLateness(context.Background(), 20*time.Millisecond, probeCPUs())
 	for i := range 50 {
 		got := make(chan unix.CPUSet)
 		go func() {
@@ -91,4 +98,40 @@ func cpuListCount(t *testing.T, list string) int {
 		n += b - a + 1
 	}
 	return n
+}
+
+// TestProbeCPUsFollowsAffinity: the probe puts its threads on the CPUs the
+// process may use, not on 0..N-1.
+func TestProbeCPUsFollowsAffinity(t *testing.T) {
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		t.Fatal(err)
+	}
+	last := -1
+	for id := range 1024 {
+		if all.IsSet(id) {
+			last = id
+		}
+	}
+	if last < 1 {
+		t.Skip("one CPU")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // left with its own affinity, ended with the goroutine
+		var only unix.CPUSet
+		only.Set(last)
+		if err := unix.SchedSetaffinity(0, &only); err != nil {
+			t.Error(err)
+			return
+		}
+		if got := probeCPUs(); len(got) != 1 || got[0] != last {
+			t.Errorf("probe CPUs %v on a thread that may use only CPU %d", got, last)
+		}
+	}()
+	<-done
+	if got := probeCPUs(); len(got) != all.Count() {
+		t.Errorf("probe CPUs %v, want the %d the process may use", got, all.Count())
+	}
 }

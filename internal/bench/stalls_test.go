@@ -48,8 +48,8 @@ func TestSummariseStalls(t *testing.T) {
 
 func TestWakeLatenessMeasures(t *testing.T) {
 	const d = 300 * time.Millisecond
-	cpus := runtime.NumCPU()
-	s := wakeLateness(d, cpus)
+	cpus := len(probeCPUs())
+	s := wakeLateness(context.Background(), d, probeCPUs())
 	// Each thread sleeps 1 ms at a time: at most d/1ms wake-ups each, and
 	// on any machine that runs the tests, far more than a handful.
 	if s.Wakeups > cpus*int(d/stallTick) || s.Wakeups < cpus*10 {
@@ -66,20 +66,53 @@ func TestWakeLatenessMeasures(t *testing.T) {
 	}
 }
 
-func TestProbeMachineErrors(t *testing.T) {
+func TestProbeMachine(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the fake probes are shell scripts")
+	}
+	dir := t.TempDir()
+	script := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
 	ctx := context.Background()
+	good := script("good", `echo '{"wakeups": 1900, "late_p99_ms": 0.5, "late_max_ms": 3, "pinned": true}'`)
+	s, err := ProbeMachine(ctx, good, time.Second)
+	if err != nil || s.Wakeups != 1900 || s.LateMaxMs != 3 || !s.Pinned {
+		t.Errorf("a probe that answers: %+v, %v", s, err)
+	}
 	for _, c := range []struct{ exe, want string }{
-		{"/bin/false", "the wake-up probe (/bin/false bench --wake-probe): exit status 1"},
-		// echo prints its arguments: not the probe's JSON.
-		{"/bin/echo", `the wake-up probe printed "bench --wake-probe 10ms\n"`},
-		{filepath.Join(t.TempDir(), "missing"), "no such file"},
+		{script("fails", "echo 'no such flag' >&2; exit 2"), "exit status 2: no such flag"},
+		{script("silent", "exit 1"), "--wake-probe 10ms): exit status 1"},
+		{script("args", `echo "$@"`), `the wake-up probe printed "bench --wake-probe 10ms\n"`},
+		{script("empty", "echo '{}'"), "measured no wake-up in 10ms"},
+		{filepath.Join(dir, "missing"), "no such file"},
 	} {
-		if _, err := os.Stat(c.exe); err != nil && !strings.Contains(c.want, "no such") {
-			t.Skipf("%s: %v", c.exe, err)
-		}
 		_, err := ProbeMachine(ctx, c.exe, 10*time.Millisecond)
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("ProbeMachine(%s): %v, want %q", c.exe, err, c.want)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.HasSuffix(err.Error(), ": ") {
+			t.Errorf("ProbeMachine(%s): %v, want %q", filepath.Base(c.exe), err, c.want)
 		}
+	}
+	// One that hangs is stopped with the caller's context, and said so.
+	hangs := script("hangs", "exec sleep 60")
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = ProbeMachine(cctx, hangs, 10*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "context deadline exceeded") || time.Since(start) > 5*time.Second {
+		t.Errorf("a probe that hangs: %v after %s", err, time.Since(start))
+	}
+}
+
+func TestSleepLoopStopsWithContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	lates := sleepLoop(ctx, time.Hour, time.Millisecond)
+	if took := time.Since(start); took > 2*time.Second || len(lates) == 0 {
+		t.Errorf("a one-hour loop with a 50 ms context took %s for %d wake-ups", took, len(lates))
 	}
 }

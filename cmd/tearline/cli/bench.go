@@ -48,9 +48,12 @@ It prints a table with each figure, its target and its ratio to the limits;
 with --json, one object. It takes a few minutes and both cores.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if probe > 0 {
+			if cmd.Flags().Changed("wake-probe") {
 				// The bench's own child (bench.ProbeMachine).
-				return json.NewEncoder(g.stdout).Encode(bench.WakeProbe(probe))
+				if probe <= 0 {
+					return usagef("--wake-probe %s: want a duration above 0", probe)
+				}
+				return json.NewEncoder(g.stdout).Encode(bench.WakeProbe(cmd.Context(), probe))
 			}
 			exe, err := os.Executable()
 			if err != nil {
@@ -121,8 +124,12 @@ func printBench(g *globals, r *bench.Result) {
 		r.LatencyCPUMicrosA, r.LatencyCPUMicrosB, r.LatencyCPUMicrosBench, lcpu*float64(r.LatencyRatePerS)/(1e4*float64(r.CPUs)))
 	fmt.Fprintf(w, "  disk alone: two commits in series, p50 / p99 / p99.9\t%.2f / %.2f / %.2f ms\t\tlimit (the phase's commits replayed)\n", r.DiskFloorP50Ms, r.DiskFloorP99Ms, r.DiskFloorP999Ms)
 	stalls := func(when, limit string, s bench.Stalls) {
-		fmt.Fprintf(w, "  machine %s: a sleeping thread woken late by p99 / p99.9 / max\t%.2f / %.2f / %.2f ms, %d times over 10 ms (%d wake-ups on %d CPUs)\t\tlimit (%s)\n",
-			when, s.LateP99Ms, s.LateP999Ms, s.LateMaxMs, s.Over10Ms, s.Wakeups, r.CPUs, limit)
+		where := fmt.Sprintf("on %d CPUs", r.CPUs)
+		if !s.Pinned {
+			where = "unpinned"
+		}
+		fmt.Fprintf(w, "  machine %s: a sleeping thread woken late by p99 / p99.9 / max\t%.2f / %.2f / %.2f ms, %d times over 10 ms (%d wake-ups, %s)\t\tlimit (%s)\n",
+			when, s.LateP99Ms, s.LateP999Ms, s.LateMaxMs, s.Over10Ms, s.Wakeups, where, limit)
 	}
 	stalls("idle", "the host's and kernel's scheduling", r.MachineIdle)
 	stalls("beside the replay", "the same, with the disk's I/O", r.MachineIO)

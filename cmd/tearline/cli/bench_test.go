@@ -28,6 +28,8 @@ func TestPrintBench(t *testing.T) {
 			CheckpointsPerSA: 9.8, CheckpointMsA: 3.2, CheckpointsPerSB: 10, CheckpointMsB: 2.9,
 			DurableWaitsPerSA: 12.5, DurableWaitMsA: 0.4, DurableWaitsPerSB: 3, DurableWaitMsB: 0.25,
 			SlowCommitsA: 0, LongestCommitMsA: 5, SlowCommitsB: 3, LongestCommitMsB: -1},
+		MachineIdle:        bench.Stalls{Wakeups: 5000, LateP99Ms: 0.25, LateP999Ms: 2.5, LateMaxMs: 4, Pinned: true},
+		MachineIO:          bench.Stalls{Wakeups: 15000, LateP99Ms: 1.5, LateP999Ms: 3.25, LateMaxMs: 12, Over10Ms: 2},
 		CatchupReportsPerS: 6000,
 	}
 	var out bytes.Buffer
@@ -46,6 +48,9 @@ func TestPrintBench(t *testing.T) {
 		`(?m)^disk: write \+ fdatasync +0.00 ms +limit \(a commit makes one\)$`,
 		`(?m)^  \(its commits over 10 ms, and the longest: USA / GBR\) +0, <= 5 ms / 3, over 5000 ms +$`,
 		`(?m)^catch-up \(0 reports\) +6000 reports/s +>= 80% of federation +120% of federation$`,
+		// The machine's stalls, idle and beside the replay (unpinned there).
+		`(?m)^  machine idle: a sleeping thread woken late by p99 / p99.9 / max +0.25 / 2.50 / 4.00 ms, 0 times over 10 ms \(5000 wake-ups, on 2 CPUs\) +limit \(the host's and kernel's scheduling\)$`,
+		`(?m)^  machine beside the replay: a sleeping thread woken late by p99 / p99.9 / max +1.50 / 3.25 / 12.00 ms, 2 times over 10 ms \(15000 wake-ups, unpinned\) +limit \(the same, with the disk's I/O\)$`,
 	} {
 		if !regexp.MustCompile(want).MatchString(out.String()) {
 			t.Errorf("the table does not match %s:\n%s", want, out.String())
@@ -88,6 +93,12 @@ func TestBenchWakeProbe(t *testing.T) {
 	}
 	if runtime.GOOS == "linux" && !s.Pinned {
 		t.Error("the probe's threads were not pinned")
+	}
+	for _, bad := range []string{"0s", "-1s"} {
+		code, stdout, stderr := run(t, "bench", "--wake-probe", bad)
+		if code != 2 || stdout != "" || !strings.Contains(stderr, "--wake-probe "+bad+": want a duration above 0") {
+			t.Errorf("--wake-probe %s: exit %d, stdout %q, stderr %q; want a usage error", bad, code, stdout, stderr)
+		}
 	}
 	code, stdout, _ = run(t, "bench", "--help")
 	if code != 0 || !strings.Contains(stdout, "--perf-dir") || strings.Contains(stdout, "wake-probe") {
